@@ -1,0 +1,48 @@
+# introscope — set-up, demo, tests, benchmarks. Every target creates .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+
+DNIKIT_VENV := .venv-dnikit
+
+.PHONY: demo test lint format bench clean venv dnikit-venv
+
+venv: $(STAMP)
+
+# torch is pinned to the CPU build 2.13.0 so pip never pulls a multi-gigabyte CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "torch==2.13.0"
+	$(PIP) install -q -e ".[all]"
+	touch $(STAMP)
+
+# DNIKit 2.0 in its own venv: the reference for differential tests and benchmarks.
+# Optional: when it cannot be installed the differential tests skip and say so.
+dnikit-venv: $(DNIKIT_VENV)/.installed
+
+$(DNIKIT_VENV)/.installed:
+	@( $(PYTHON) -m venv $(DNIKIT_VENV) && $(DNIKIT_VENV)/bin/python -m pip install -q "dnikit==2.0.0" && touch $@ ) \
+	  || echo "warning: could not install dnikit==2.0.0; differential tests will be skipped"
+
+demo: $(STAMP)
+	$(PY) -m introscope.cli demo
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff format --check src tests benchmarks
+
+format: $(STAMP)
+	$(PY) -m ruff format src tests benchmarks
+	$(PY) -m ruff check --fix src tests benchmarks
+
+test: lint dnikit-venv
+	$(PY) -m pytest -q
+
+bench: $(STAMP) dnikit-venv
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) $(DNIKIT_VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,328 @@
+"""``Batch``: an immutable set of named arrays sharing dimension 0, with snapshots and metadata."""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, TypeVar, overload
+
+import numpy as np
+
+from introscope.exceptions import IntroscopeError
+
+from . import _metadata as _meta
+
+_T = TypeVar("_T")
+
+__all__ = ["Batch", "concatenate_batches"]
+
+
+def _frozen(name: str, value: Any, where: str = "") -> np.ndarray:
+    if not isinstance(value, np.ndarray):
+        raise IntroscopeError(
+            f"field {name!r}{where} must be a numpy.ndarray, got {type(value).__name__}; "
+            f"wrap it with numpy.asarray(...)"
+        )
+    if value.ndim == 0:
+        raise IntroscopeError(
+            f"field {name!r}{where} is a 0-d array; dimension 0 must be the batch dimension"
+        )
+    if not value.flags.writeable:
+        return value
+    # A read-only view: the batch cannot be written through, and the caller's array stays theirs.
+    view = value.view()
+    view.flags.writeable = False
+    return view
+
+
+class _Storage:
+    __slots__ = ("fields", "snapshots", "metadata", "batch_size")
+
+    def __init__(
+        self,
+        fields: Mapping[str, np.ndarray],
+        snapshots: Mapping[str, Batch] | None = None,
+        metadata: _meta.Storage | None = None,
+    ) -> None:
+        for name in fields:
+            if not isinstance(name, str):
+                raise IntroscopeError(f"field names must be str, got {name!r}")
+        self.fields = {name: _frozen(name, arr) for name, arr in fields.items()}
+        snaps: dict[str, Batch] = {}
+        for name, snap in (snapshots or {}).items():
+            if not isinstance(snap, Batch):
+                raise IntroscopeError(
+                    f"snapshot {name!r} must be a Batch, got {type(snap).__name__}"
+                )
+            # Snapshots never nest: keep the snapshot's fields and metadata only.
+            snaps[name] = snap if not snap._s.snapshots else snap._without_snapshots()
+        self.snapshots = snaps
+        self.metadata = metadata if metadata is not None else {}
+        self.batch_size = self._check_sizes()
+
+    def _check_sizes(self) -> int:
+        sizes: list[tuple[str, int]] = [
+            (f"field {n!r}", a.shape[0]) for n, a in self.fields.items()
+        ]
+        sizes += list(_meta.lengths(self.metadata))
+        sizes += [(f"snapshot {n!r}", s.batch_size) for n, s in self.snapshots.items()]
+        if not self.fields and not self.metadata:
+            raise IntroscopeError("a Batch needs at least one field or one metadata entry")
+        distinct = {n for _, n in sizes}
+        if len(distinct) > 1:
+            detail = ", ".join(f"{what}: {n}" for what, n in sizes)
+            raise IntroscopeError(
+                f"every field, metadata entry and snapshot of a Batch must have the same size "
+                f"along dimension 0, got {detail}"
+            )
+        return sizes[0][1]
+
+
+class _Element:
+    """One element of a batch: ``fields`` (arrays without dim 0), ``snapshots``, ``metadata``."""
+
+    __slots__ = ("_s", "_i")
+
+    def __init__(self, storage: _Storage, index: int) -> None:
+        self._s = storage
+        self._i = index
+
+    @property
+    def fields(self) -> Mapping[str, Any]:
+        return MappingProxyType({n: a[self._i] for n, a in self._s.fields.items()})
+
+    @property
+    def snapshots(self) -> Mapping[str, _Element]:
+        return MappingProxyType({n: _Element(s._s, self._i) for n, s in self._s.snapshots.items()})
+
+    @property
+    def metadata(self) -> _meta.ElementMetadataView:
+        return _meta.ElementMetadataView(self._s.metadata, self._i)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{n}: shape={a.shape[1:]}" for n, a in self._s.fields.items())
+        return f"Batch.ElementType(index={self._i}, fields={{{fields}}}, metadata={self.metadata})"
+
+
+class _ElementsView:
+    """``batch.elements[i]`` is one element; a slice or index sequence gives a new Batch."""
+
+    __slots__ = ("_batch",)
+
+    def __init__(self, batch: Batch) -> None:
+        self._batch = batch
+
+    @overload
+    def __getitem__(self, selector: int) -> _Element: ...
+
+    @overload
+    def __getitem__(self, selector: slice | Sequence[int] | np.ndarray) -> Batch: ...
+
+    def __getitem__(self, selector: Any) -> Any:
+        s = self._batch._s
+        n = s.batch_size
+        if isinstance(selector, (int, np.integer)) and not isinstance(selector, bool):
+            i = int(selector)
+            if not -n <= i < n:
+                raise IndexError(f"element index {i} out of range for a batch of size {n}")
+            return _Element(s, i % n)
+        if isinstance(selector, slice):
+            index: slice | list[int] = selector
+            arr_index: Any = selector
+        else:
+            arr = np.asarray(selector)
+            if arr.dtype == bool:
+                if arr.shape != (n,):
+                    raise IndexError(
+                        f"boolean element mask must have shape ({n},), got {arr.shape}"
+                    )
+                arr = np.flatnonzero(arr)
+            if arr.size and (arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer)):
+                raise IndexError(
+                    f"elements[...] takes an int, a slice or a sequence of ints, got {selector!r}"
+                )
+            arr = arr.astype(np.intp)
+            if arr.size and (arr.max() >= n or arr.min() < -n):
+                raise IndexError(f"element index out of range for a batch of size {n}: {selector}")
+            index = [int(i) % n for i in arr]
+            arr_index = np.asarray(index, dtype=np.intp)
+        return self._batch._subset(arr_index, index)
+
+    def __iter__(self) -> Iterator[_Element]:
+        s = self._batch._s
+        return (_Element(s, i) for i in range(s.batch_size))
+
+    def __len__(self) -> int:
+        return self._batch.batch_size
+
+
+class _Builder:
+    """Mutable counterpart of :class:`Batch`; ``make_batch()`` freezes it."""
+
+    def __init__(
+        self, fields: Mapping[str, np.ndarray] | None = None, *, base: Batch | None = None
+    ) -> None:
+        if isinstance(fields, Batch):
+            raise IntroscopeError(
+                "Batch.Builder(batch) is not supported; use Batch.Builder(base=batch)"
+            )
+        if fields is not None and base is not None:
+            raise IntroscopeError("pass either fields or base to Batch.Builder, not both")
+        self.fields: dict[str, np.ndarray] = dict(fields) if fields is not None else {}
+        self.snapshots: dict[str, Batch] = {}
+        self.metadata = _meta.MutableMetadata()
+        if base is not None:
+            self.fields.update(base._s.fields)
+            self.snapshots.update(base._s.snapshots)
+            self.metadata = _meta.MutableMetadata(_meta.copy_storage(base._s.metadata))
+
+    def make_batch(self) -> Batch:
+        return Batch._from_parts(
+            dict(self.fields), dict(self.snapshots), _meta.copy_storage(self.metadata._storage)
+        )
+
+
+class _StdKeys:
+    """Standard metadata keys."""
+
+    #: a hashable that uniquely identifies each element
+    IDENTIFIER: _meta.MetaKey[Hashable] = _meta.MetaKey("IDENTIFIER")
+    #: the file each element came from
+    PATH: _meta.MetaKey[str | pathlib.Path] = _meta.MetaKey("PATH")
+    #: labels of each element by category, e.g. ``{"digit": [3, 1, ...]}``
+    LABELS: _meta.DictMetaKey[Hashable] = _meta.DictMetaKey("LABELS")
+
+
+class Batch:
+    """Named numpy arrays (``fields``) that share dimension 0, plus ``snapshots`` and ``metadata``.
+
+    A batch is immutable: its arrays are read-only, and :class:`Batch.Builder` makes new batches.
+    """
+
+    __slots__ = ("_s",)
+
+    MetaKey = _meta.MetaKey
+    DictMetaKey = _meta.DictMetaKey
+    StdKeys = _StdKeys
+    Builder = _Builder
+    ElementsView = _ElementsView
+    ElementType = _Element
+    MetadataType = _meta.MetadataView
+
+    def __init__(self, fields: Mapping[str, np.ndarray]) -> None:
+        if isinstance(fields, Batch) or not isinstance(fields, Mapping):
+            raise IntroscopeError(
+                f"Batch(fields) takes a mapping of str to numpy arrays, got {type(fields).__name__}"
+            )
+        if not fields:
+            raise IntroscopeError("cannot create a Batch without fields")
+        self._s = _Storage(dict(fields))
+
+    @classmethod
+    def _from_parts(
+        cls,
+        fields: Mapping[str, np.ndarray],
+        snapshots: Mapping[str, Batch] | None = None,
+        metadata: _meta.Storage | None = None,
+    ) -> Batch:
+        batch = object.__new__(cls)
+        batch._s = _Storage(fields, snapshots, metadata)
+        return batch
+
+    @property
+    def fields(self) -> Mapping[str, np.ndarray]:
+        """Read-only mapping of field name to array (dimension 0 is the batch dimension)."""
+        return MappingProxyType(self._s.fields)
+
+    @property
+    def snapshots(self) -> Mapping[str, Batch]:
+        """Earlier states of this batch saved by :class:`SnapshotSaver`."""
+        return MappingProxyType(self._s.snapshots)
+
+    @property
+    def metadata(self) -> _meta.MetadataView:
+        return _meta.MetadataView(self._s.metadata)
+
+    @property
+    def batch_size(self) -> int:
+        return self._s.batch_size
+
+    @property
+    def elements(self) -> _ElementsView:
+        return _ElementsView(self)
+
+    def _subset(self, arr_index: Any, index: slice | list[int]) -> Batch:
+        s = self._s
+        return Batch._from_parts(
+            {n: a[arr_index] for n, a in s.fields.items()},
+            {n: b._subset(arr_index, index) for n, b in s.snapshots.items()},
+            _meta.subset_storage(s.metadata, index),
+        )
+
+    def _without_snapshots(self) -> Batch:
+        return Batch._from_parts(self._s.fields, None, self._s.metadata)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Batch):
+            return NotImplemented
+        a, b = self._s, other._s
+        return (
+            a.fields.keys() == b.fields.keys()
+            and all(
+                a.fields[n].shape == b.fields[n].shape
+                and a.fields[n].dtype == b.fields[n].dtype
+                and np.array_equal(a.fields[n], b.fields[n])
+                for n in a.fields
+            )
+            and a.snapshots.keys() == b.snapshots.keys()
+            and all(a.snapshots[n] == b.snapshots[n] for n in a.snapshots)
+            and _meta.storages_equal(a.metadata, b.metadata)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple:
+        s = self._s
+        return (Batch._from_parts, (s.fields, s.snapshots, s.metadata))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{n!r}: {a.dtype}{list(a.shape)}" for n, a in self._s.fields.items())
+        extra = ""
+        if self._s.snapshots:
+            extra += f", snapshots={list(self._s.snapshots)}"
+        if self._s.metadata:
+            extra += f", metadata={[k.name for k in self._s.metadata]}"
+        return f"Batch(batch_size={self.batch_size}, fields={{{fields}}}{extra})"
+
+
+def concatenate_batches(batches: Sequence[Batch]) -> Batch:
+    """Join batches along dimension 0; they must share field names, trailing shapes and metadata."""
+    if not batches:
+        raise IntroscopeError("cannot concatenate an empty list of batches")
+    if len(batches) == 1:
+        return batches[0]
+    first = batches[0]._s
+    for i, b in enumerate(batches[1:], start=1):
+        s = b._s
+        if s.fields.keys() != first.fields.keys():
+            raise IntroscopeError(
+                f"batch {i} has fields {sorted(s.fields)} but batch 0 has {sorted(first.fields)}"
+            )
+        for n, a in s.fields.items():
+            if a.shape[1:] != first.fields[n].shape[1:]:
+                raise IntroscopeError(
+                    f"field {n!r} has shape {a.shape[1:]} per element in batch {i} "
+                    f"but {first.fields[n].shape[1:]} in batch 0"
+                )
+        if s.snapshots.keys() != first.snapshots.keys():
+            raise IntroscopeError(f"batch {i} has different snapshots than batch 0")
+    fields = {n: np.concatenate([b._s.fields[n] for b in batches]) for n in first.fields}
+    snapshots = {
+        n: concatenate_batches([b._s.snapshots[n] for b in batches]) for n in first.snapshots
+    }
+    try:
+        metadata = _meta.concat_storages([b._s.metadata for b in batches])
+    except ValueError as exc:
+        raise IntroscopeError(f"cannot concatenate batches: {exc}") from None
+    return Batch._from_parts(fields, snapshots, metadata)

@@ -1,0 +1,189 @@
+"""``Model``: a framework model wrapped as a pipeline stage that adds its responses to batches."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from introscope.exceptions import IntroscopeError
+from introscope.typing import OneManyOrNone, resolve_one_many_or_none
+
+from ._batch import Batch
+from ._pipeline import PipelineStage
+from ._response_info import ResponseInfo
+
+__all__ = ["Model", "ModelBackend", "ResponseInfoMapping", "unknown_name_error"]
+
+
+@runtime_checkable
+class ModelBackend(Protocol):
+    """What a framework adapter implements to become a :class:`Model`."""
+
+    def run_inference(
+        self, inputs: Mapping[str, np.ndarray], outputs: frozenset[str]
+    ) -> Mapping[str, np.ndarray]:
+        """Run one batch of named inputs and return the requested responses as numpy arrays."""
+        ...
+
+    def get_response_infos(self) -> Iterable[ResponseInfo]:
+        """Every response the model can produce."""
+        ...
+
+    def get_input_layer_responses(self) -> Sequence[ResponseInfo]:
+        """The model's inputs."""
+        ...
+
+
+def unknown_name_error(kind: str, unknown: Iterable[str], known: Iterable[str]) -> IntroscopeError:
+    """An error for names not among ``known``, listing close matches."""
+    known = list(known)
+    parts = []
+    for name in sorted(unknown):
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+        parts.append(f"{name!r}{hint}")
+    shown = ", ".join(map(repr, known[:20])) + (", ..." if len(known) > 20 else "")
+    return IntroscopeError(f"unknown {kind} {', '.join(parts)}; available: {shown}")
+
+
+class ResponseInfoMapping(Mapping[str, ResponseInfo]):
+    """Mapping of response name to :class:`ResponseInfo` that may also be called.
+
+    DNIKit's documentation writes both ``model.response_infos`` and ``model.response_infos()``;
+    both give this mapping.
+    """
+
+    def __init__(self, infos: Mapping[str, ResponseInfo]) -> None:
+        self._infos = dict(infos)
+
+    def __getitem__(self, name: str) -> ResponseInfo:
+        try:
+            return self._infos[name]
+        except KeyError:
+            raise unknown_name_error("response", [name], self._infos) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._infos)
+
+    def __len__(self) -> int:
+        return len(self._infos)
+
+    def __call__(self) -> ResponseInfoMapping:
+        return self
+
+    def __repr__(self) -> str:
+        return f"ResponseInfoMapping({list(self._infos)})"
+
+
+class _ModelStage(PipelineStage):
+    def __init__(self, model: Model, requested: frozenset[str]) -> None:
+        self._model = model
+        self._requested = requested
+
+    def _get_batch_processor(self) -> Callable[[Batch], Batch]:
+        inputs = self._model.input_layers
+        backend = self._model._backend
+
+        def process(batch: Batch) -> Batch:
+            fields = dict(batch.fields)
+            if not fields:
+                raise IntroscopeError("the model stage received a batch with no fields to infer on")
+            if len(inputs) == 1 and len(fields) == 1:
+                (field, value), (input_name, info) = (
+                    next(iter(fields.items())),
+                    next(iter(inputs.items())),
+                )
+                expected = tuple(info.shape[1:])
+                if field != input_name:
+                    if not _shape_matches(value.shape[1:], expected):
+                        raise IntroscopeError(
+                            f"batch field {field!r} has per-element shape {value.shape[1:]} but "
+                            f"the model input {input_name!r} expects {_fmt(expected)}"
+                        )
+                    fields = {input_name: value}
+            elif set(fields) != set(inputs):
+                raise IntroscopeError(
+                    f"the model expects inputs named {sorted(inputs)} but the batch has fields "
+                    f"{sorted(fields)}; rename fields with "
+                    f"introscope.processors.FieldRenamer or drop extra ones with FieldRemover"
+                )
+            for name, value in fields.items():
+                if not (np.issubdtype(value.dtype, np.number) or value.dtype == bool):
+                    raise IntroscopeError(
+                        f"model input {name!r} must be numeric, got dtype {value.dtype}"
+                    )
+            result = backend.run_inference(fields, self._requested)
+            missing = self._requested - set(result)
+            if missing:
+                raise IntroscopeError(f"the model backend did not return {sorted(missing)}")
+            builder = Batch.Builder(base=batch)
+            builder.fields = {name: result[name] for name in self._requested_order()}
+            return builder.make_batch()
+
+        return process
+
+    def _requested_order(self) -> list[str]:
+        order = list(self._model.response_infos)
+        return sorted(self._requested, key=lambda n: order.index(n) if n in order else len(order))
+
+    def __repr__(self) -> str:
+        return f"Model.stage({sorted(self._requested)})"
+
+
+def _shape_matches(actual: tuple[int, ...], expected: tuple[int | None, ...]) -> bool:
+    return len(actual) == len(expected) and all(
+        e is None or a == e for a, e in zip(actual, expected)
+    )
+
+
+def _fmt(shape: tuple[int | None, ...]) -> str:
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+
+
+class Model:
+    """A framework model; ``model(names)`` is a pipeline stage that adds those responses.
+
+    Build one with a loader such as :func:`introscope.torch.load_torch_model_from_memory`,
+    :func:`introscope.tensorflow.load_tf_model_from_path` or :func:`introscope.onnx.load_onnx_model`.
+    """
+
+    def __init__(self, backend: ModelBackend) -> None:
+        self._backend = backend
+        self._response_infos = ResponseInfoMapping(
+            {r.name: r for r in backend.get_response_infos()}
+        )
+        self._input_layers = ResponseInfoMapping(
+            {r.name: r for r in backend.get_input_layer_responses()}
+        )
+
+    @property
+    def response_infos(self) -> ResponseInfoMapping:
+        """Mapping of response name to :class:`ResponseInfo` (also callable, as in DNIKit docs)."""
+        return self._response_infos
+
+    @property
+    def input_layers(self) -> ResponseInfoMapping:
+        """Mapping of input name to :class:`ResponseInfo`."""
+        return self._input_layers
+
+    @property
+    def backend(self) -> ModelBackend:
+        return self._backend
+
+    def __call__(self, requested_responses: OneManyOrNone[str] = None) -> PipelineStage:
+        """A stage whose output batches hold the requested responses (all when ``None``)."""
+        requested = resolve_one_many_or_none(requested_responses, str)
+        if requested is None:
+            requested = frozenset(self._response_infos)
+        if not requested:
+            raise IntroscopeError("requested_responses is empty; name at least one response")
+        unknown = requested - set(self._response_infos)
+        if unknown:
+            raise unknown_name_error("response", unknown, self._response_infos)
+        return _ModelStage(self, frozenset(requested))
+
+    def __repr__(self) -> str:
+        return f"Model({type(self._backend).__name__}, {len(self._response_infos)} responses)"

@@ -1,0 +1,61 @@
+"""The ``Producer`` protocol and checks applied where batches enter a consumer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Protocol, runtime_checkable
+
+from introscope.exceptions import IntroscopeError
+
+from ._batch import Batch
+
+__all__ = ["Producer", "peek_first_batch", "check_batch_size", "checked_batches"]
+
+
+@runtime_checkable
+class Producer(Protocol):
+    """Anything callable as ``producer(batch_size)`` that yields :class:`Batch` objects."""
+
+    def __call__(self, batch_size: int) -> Iterable[Batch]: ...
+
+
+def check_batch_size(batch_size: object, argument: str = "batch_size") -> int:
+    """Return ``batch_size`` if it is a positive int, else raise naming the argument."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise IntroscopeError(f"{argument} must be a positive int, got {batch_size!r}")
+    return int(batch_size)
+
+
+def checked_batches(
+    producer: Producer, batch_size: int, *, allow_empty: bool = False, what: str = "producer"
+) -> Iterator[Batch]:
+    """Iterate ``producer(batch_size)``, raising a clear error for anything that is not a Batch.
+
+    With ``allow_empty=False`` a producer that yields nothing is an error too.
+    """
+    if not callable(producer):
+        raise IntroscopeError(
+            f"{what} must be callable as producer(batch_size), got {type(producer).__name__}"
+        )
+    check_batch_size(batch_size)
+    count = 0
+    for count, batch in enumerate(producer(batch_size), start=1):
+        if not isinstance(batch, Batch):
+            raise IntroscopeError(
+                f"{what} yielded a {type(batch).__name__} as batch {count - 1}; "
+                f"producers must yield introscope.base.Batch objects"
+            )
+        yield batch
+    if count == 0 and not allow_empty:
+        raise IntroscopeError(f"{what} yielded no batch; there is no data to process")
+
+
+def peek_first_batch(producer: Producer, batch_size: int = 1) -> Batch:
+    """Return the first batch ``producer(batch_size)`` yields (running only what that needs)."""
+    it = iter(checked_batches(producer, batch_size))
+    try:
+        return next(it)
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()

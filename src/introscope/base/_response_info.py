@@ -1,0 +1,75 @@
+"""``ResponseInfo``: name, dtype, shape and producing layer of one model response."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["ResponseInfo"]
+
+
+class _LayerKind(enum.Enum):
+    """Framework-neutral kinds of layer (the values DNIKit 2.0 uses)."""
+
+    UNKNOWN = 0
+    LINEAR = 1000
+    DENSE = 1000
+    PLACEHOLDER = 1001
+    CONV_1D = 2000
+    CONV_2D = 2001
+    CONV_3D = 2002
+    CONV_TRANSPOSE_1D = 2003
+    CONV_TRANSPOSE_2D = 2004
+    CONV_TRANSPOSE_3D = 2005
+    MAX_POOLING_1D = 3000
+    MAX_POOLING_2D = 3001
+    MAX_POOLING_3D = 3003
+    AVERAGE_POOLING_1D = 3004
+    AVERAGE_POOLING_2D = 3005
+    AVERAGE_POOLING_3D = 3006
+    RNN = 4000
+    LSTM = 4001
+    GRU = 4002
+    BATCH_NORM = 5000
+    BATCH_NORM_2D = 5001
+    BATCH_NORM_3D = 5002
+    LAYER_NORM = 5003
+    DROPOUT = 6000
+    DROPOUT_2D = 6001
+    DROPOUT_3D = 6002
+    SIGMOID = 8000
+    TANH = 8001
+    RELU = 8002
+    LEAKY_RELU = 8003
+    PRELU = 8004
+    ELU = 8005
+    SOFTMAX = 8006
+    ATTENTION = 8007
+    RELU6 = 8008
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """The layer that produced a response: its name, generic kind and framework type name."""
+
+    name: str
+    kind: _LayerKind
+    typename: str
+
+
+@dataclass(frozen=True)
+class ResponseInfo:
+    """Description of one model response (a layer output).
+
+    ``shape`` includes the batch dimension, usually ``None``.
+    """
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int | None, ...]
+    layer: _Layer
+
+    Layer = _Layer
+    LayerKind = _LayerKind
