@@ -1,0 +1,3 @@
+"""Pipeline stages that transform batches."""
+
+__all__: list[str] = []
