@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 DNIKIT_VENV := .venv-dnikit
 
-.PHONY: demo test lint format bench clean venv dnikit-venv
+.PHONY: demo test lint format bench clean venv dnikit-venv browser
 
 venv: $(STAMP)
 
@@ -27,6 +27,12 @@ $(DNIKIT_VENV)/.installed:
 	@( $(PYTHON) -m venv $(DNIKIT_VENV) && $(DNIKIT_VENV)/bin/python -m pip install -q "dnikit==2.0.0" && touch $@ ) \
 	  || echo "warning: could not install dnikit==2.0.0; differential tests will be skipped"
 
+# Headless Chromium renders the HTML views in tests (skipped when absent). Idempotent; a failed
+# install only warns.
+browser:
+	@test -x /usr/bin/chromium || ( apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null ) \
+	  || echo "warning: could not install chromium; browser rendering tests will be skipped"
+
 demo: $(STAMP)
 	$(PY) -m introscope.cli demo
 
@@ -38,7 +44,7 @@ format: $(STAMP)
 	$(PY) -m ruff format src tests benchmarks
 	$(PY) -m ruff check --fix src tests benchmarks
 
-test: lint dnikit-venv
+test: lint dnikit-venv browser
 	$(PY) -m pytest -q
 
 bench: $(STAMP) dnikit-venv
