@@ -1,3 +1,22 @@
 """Introspectors: algorithms that consume a producer of model responses or data."""
 
+from .pfa import (
+    PFA,
+    PFACovariancesResult,
+    PFAEnergyDiagnostics,
+    PFAKLDiagnostics,
+    PFARecipe,
+    PFAStrategyType,
+    PFAUnitSelectionStrategyType,
+)
+
 __all__: list[str] = []
+__all__ += [
+    "PFA",
+    "PFARecipe",
+    "PFAKLDiagnostics",
+    "PFAEnergyDiagnostics",
+    "PFACovariancesResult",
+    "PFAStrategyType",
+    "PFAUnitSelectionStrategyType",
+]

@@ -1,0 +1,21 @@
+"""Principal Filter Analysis (Suau et al., arXiv 1807.10585)."""
+
+from ._covariance import PFACovariancesResult, PFACovarianceState
+from ._pfa import PFA
+from ._plan import PFALayerPlan, PFAPruningPlan
+from ._recipe import PFAEnergyDiagnostics, PFAKLDiagnostics, PFARecipe
+from ._strategies import PFAStrategyType
+from ._units import PFAUnitSelectionStrategyType
+
+__all__ = [
+    "PFA",
+    "PFARecipe",
+    "PFAKLDiagnostics",
+    "PFAEnergyDiagnostics",
+    "PFACovariancesResult",
+    "PFACovarianceState",
+    "PFAStrategyType",
+    "PFAUnitSelectionStrategyType",
+    "PFALayerPlan",
+    "PFAPruningPlan",
+]

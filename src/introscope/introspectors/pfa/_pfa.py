@@ -1,0 +1,168 @@
+"""The PFA introspector: one streaming covariance pass, then recipes on demand."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from introscope._progress import progress
+from introscope.base._producer import Producer, check_batch_size, checked_batches
+from introscope.exceptions import IntroscopeError
+
+from . import _strategies, _units
+from ._covariance import PFACovariancesResult, PFACovarianceState
+from ._plan import PFAPruningPlan
+from ._recipe import PFARecipe
+from ._strategies import PFAStrategyType
+from ._units import PFAUnitSelectionStrategyType
+
+__all__ = ["PFA"]
+
+
+@dataclass(frozen=True)
+class PFA:
+    """Principal Filter Analysis: how many units each layer needs, and which to keep.
+
+    Create it with :meth:`PFA.introspect` (or :meth:`PFA.from_state`), then call
+    :meth:`get_recipe`.
+    """
+
+    class Strategy:
+        """Bundled strategies; any :class:`PFAStrategyType` callable works too."""
+
+        KL: Final = _strategies.KL
+        Energy: Final = _strategies.Energy
+        Size: Final = _strategies.Size
+
+    class UnitSelectionStrategy:
+        """Bundled unit selections; any :class:`PFAUnitSelectionStrategyType` works too."""
+
+        AbsMax: Final = _units.AbsMax
+        AbsMin: Final = _units.AbsMin
+        L1Max: Final = _units.L1Max
+        L1Min: Final = _units.L1Min
+
+        @classmethod
+        def get_algos(cls) -> list[PFAUnitSelectionStrategyType]:
+            """One instance of every bundled unit selection strategy."""
+            return [cls.AbsMax(), cls.AbsMin(), cls.L1Max(), cls.L1Min()]
+
+    class VisType:
+        """What :meth:`PFA.show` draws."""
+
+        CHART: Final = "chart"
+        TABLE: Final = "table"
+
+    failed_responses: Sequence[str]
+    """Fields with fewer samples than units, for which there is no recipe."""
+
+    _covariance_result_by_response: Mapping[str, PFACovariancesResult]
+
+    @staticmethod
+    def introspect(
+        producer: Producer, *, batch_size: int = 32, epsilon_inactive: float = 1e-8
+    ) -> PFA:
+        """Accumulate the covariance of every (samples, units) field in one pass over ``producer``.
+
+        Args:
+            producer: yields batches whose fields are 2-D responses (pool conv responses first)
+            batch_size: size of the batches pulled from ``producer``
+            epsilon_inactive: a unit is inactive when its variance is below this times the
+                largest variance in its layer
+        """
+        check_batch_size(batch_size)
+        state = PFACovarianceState()
+        batches = checked_batches(producer, batch_size, what="PFA producer")
+        for index, batch in enumerate(progress(batches, "PFA")):
+            for field, array in batch.fields.items():
+                state.update(field, array, where=f"batch {index}")
+        return PFA.from_state(state, epsilon_inactive=epsilon_inactive)
+
+    @staticmethod
+    def from_state(state: PFACovarianceState, *, epsilon_inactive: float = 1e-8) -> PFA:
+        """Finish a :class:`PFACovarianceState` fed elsewhere (hooks, shards, workers)."""
+        results, failed = state.finalize(epsilon_inactive=epsilon_inactive)
+        return PFA(failed, results)
+
+    @property
+    def covariances(self) -> Mapping[str, PFACovariancesResult]:
+        """Covariance result of every field that succeeded."""
+        return self._covariance_result_by_response
+
+    @property
+    def _internal_result(self) -> Mapping[str, PFACovariancesResult]:
+        return self._covariance_result_by_response
+
+    def get_recipe(
+        self,
+        *,
+        strategy: PFAStrategyType | None = None,
+        unit_strategy: PFAUnitSelectionStrategyType | None = None,
+    ) -> dict[str, PFARecipe]:
+        """A recipe per field: how many units to keep (``strategy``), which to remove (``unit_strategy``).
+
+        Defaults: ``PFA.Strategy.KL()`` and ``PFA.UnitSelectionStrategy.L1Max()``.
+        """
+        if strategy is None:
+            strategy = PFA.Strategy.KL()
+        if unit_strategy is None:
+            unit_strategy = PFA.UnitSelectionStrategy.L1Max()
+        covariances = self._covariance_result_by_response
+        # Some strategies (Size) look at all layers at once, so counts come first.
+        counts = strategy(covariances)
+        return {
+            name: recipe._with_units(
+                list(
+                    unit_strategy(
+                        covariances[name], num_units_to_keep=recipe.recommended_output_count
+                    )
+                )
+            )
+            for name, recipe in counts.items()
+        }
+
+    @staticmethod
+    def pruning_plan(recipes: Mapping[str, PFARecipe]) -> PFAPruningPlan:
+        """Units to keep and to remove per layer, exportable as JSON."""
+        return PFAPruningPlan.from_recipes(recipes)
+
+    @staticmethod
+    def show(
+        recipe_result: Mapping[str, PFARecipe] | Sequence[Mapping[str, PFARecipe]],
+        *,
+        vis_type: str = VisType.TABLE,
+        include_columns: Sequence[str] | None = None,
+        exclude_columns: Sequence[str] | None = None,
+    ) -> Any:
+        """A pandas table (``VisType.TABLE``) or a matplotlib chart (``VisType.CHART``) of recipes.
+
+        Several recipe mappings may be passed for a table (rows are concatenated). With
+        ``include_columns=None`` the table has the columns layer name, original count,
+        recommended count and units to keep; ``include_columns=[]`` selects every column.
+        """
+        from introscope.viz._pfa import pfa_chart, pfa_table
+
+        if isinstance(recipe_result, PFA):
+            raise IntroscopeError(
+                "PFA.show() got the result of PFA.introspect; pass a recipe instead: "
+                "pfa = PFA.introspect(producer); PFA.show(pfa.get_recipe())"
+            )
+        if isinstance(recipe_result, Mapping):
+            many = [recipe_result]
+        else:
+            many = list(recipe_result)
+        if not many or any(len(r) == 0 for r in many):
+            raise ValueError("`recipe_result` is empty: there is nothing to show")
+        if vis_type == PFA.VisType.TABLE:
+            return pfa_table(many, include_columns=include_columns, exclude_columns=exclude_columns)
+        if vis_type == PFA.VisType.CHART:
+            if len(many) > 1:
+                raise IntroscopeError(
+                    "PFA.show can chart one recipe at a time; pass a single recipe mapping "
+                    "for vis_type=PFA.VisType.CHART"
+                )
+            return pfa_chart(many[0])
+        raise ValueError(
+            f"unexpected vis_type {vis_type!r}; expected PFA.VisType.CHART or PFA.VisType.TABLE"
+        )
