@@ -1,0 +1,239 @@
+"""On-disk form of one cached batch: an uncompressed ``.npz`` with arrays and a JSON header.
+
+No pickle: fields, snapshot fields and array-valued metadata are ``.npy`` members written with
+``allow_pickle=False``; every other metadata value is JSON with a small tagged encoding that
+keeps tuples, dicts with any keys, sets, paths, bytes and numpy scalars round-tripping exactly.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import pathlib
+import zipfile
+from typing import Any
+
+import numpy as np
+
+from introscope.exceptions import IntroscopeError
+
+from . import _metadata as _meta
+from ._batch import Batch
+
+_logger = logging.getLogger("introscope.base.cacher")
+
+FORMAT_VERSION = 1
+_TAG = "~"
+_PATH_TYPES = {
+    cls.__name__: cls
+    for cls in (pathlib.Path, pathlib.PurePath, pathlib.PurePosixPath, pathlib.PureWindowsPath)
+}
+
+
+class UnsupportedMetadata(IntroscopeError):
+    """A metadata value that the cache cannot store without pickle."""
+
+    def __init__(self, key: str, value: Any) -> None:
+        super().__init__(
+            f"metadata {key} holds a {type(value).__module__}.{type(value).__qualname__} that "
+            f"the cache cannot store without pickle (it stores None, bool, int, float, complex, "
+            f"str, bytes, paths, numpy scalars and non-object arrays, and lists, tuples, sets and "
+            f"dicts of those). Convert it, remove the key with MetadataRemover before the "
+            f"Cacher, or pass Cacher(..., drop_unsupported_metadata=True)"
+        )
+        self.key = key
+
+
+def _encode(value: Any, arrays: dict[str, np.ndarray], where: str) -> Any:
+    # Exact types only: a subclass (an IntEnum, a StrEnum) would come back as its base type.
+    if value is None or type(value) in (bool, str, int, float):
+        return value
+    if isinstance(value, np.ndarray):
+        if value.dtype.hasobject:
+            raise UnsupportedMetadata(where, value)
+        name = f"m{len(arrays)}"
+        arrays[name] = value
+        return {_TAG: "array", "ref": name}
+    if isinstance(value, np.generic):
+        kind = value.dtype.kind
+        if kind in "biu" or (kind == "f" and value.dtype.itemsize <= 8):
+            return {_TAG: "scalar", "dtype": value.dtype.str, "v": value.item()}
+        if value.dtype.hasobject:
+            raise UnsupportedMetadata(where, value)
+        name = f"m{len(arrays)}"
+        arrays[name] = np.asarray(value)
+        return {_TAG: "array0", "ref": name}
+    if isinstance(value, list):
+        return [_encode(v, arrays, where) for v in value]
+    if isinstance(value, tuple) and type(value) is tuple:
+        return {_TAG: "tuple", "v": [_encode(v, arrays, where) for v in value]}
+    if type(value) is dict:
+        return {
+            _TAG: "dict",
+            "v": [[_encode(k, arrays, where), _encode(v, arrays, where)] for k, v in value.items()],
+        }
+    if type(value) in (set, frozenset):
+        return {_TAG: type(value).__name__, "v": [_encode(v, arrays, where) for v in value]}
+    if type(value) is complex:
+        return {_TAG: "complex", "v": [value.real, value.imag]}
+    if type(value) is bytes:
+        return {_TAG: "bytes", "v": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, pathlib.PurePath) and type(value).__name__ in _PATH_TYPES:
+        kind = "Path" if isinstance(value, pathlib.Path) else type(value).__name__
+        return {_TAG: "path", "cls": kind, "v": str(value)}
+    raise UnsupportedMetadata(where, value)
+
+
+def _decode(data: Any, arrays: Any) -> Any:
+    if isinstance(data, list):
+        return [_decode(v, arrays) for v in data]
+    if not isinstance(data, dict):
+        return data
+    tag = data[_TAG]
+    if tag == "array":
+        return arrays[data["ref"]]
+    if tag == "array0":
+        return arrays[data["ref"]][()]
+    if tag == "scalar":
+        return np.dtype(data["dtype"]).type(data["v"])
+    if tag == "tuple":
+        return tuple(_decode(v, arrays) for v in data["v"])
+    if tag == "dict":
+        return {_decode(k, arrays): _decode(v, arrays) for k, v in data["v"]}
+    if tag == "set":
+        return {_decode(v, arrays) for v in data["v"]}
+    if tag == "frozenset":
+        return frozenset(_decode(v, arrays) for v in data["v"])
+    if tag == "complex":
+        return complex(*data["v"])
+    if tag == "bytes":
+        return base64.b64decode(data["v"])
+    if tag == "path":
+        return _PATH_TYPES[data["cls"]](data["v"])
+    raise IntroscopeError(f"unknown value tag {tag!r} in a cached batch")
+
+
+class MetadataPolicy:
+    """What to do with metadata the cache cannot store; remembers the keys kept and dropped.
+
+    A key is dropped (with ``drop_unsupported``) at the first batch where it cannot be stored and
+    stays dropped, so every cached batch carries the same keys; a key already stored in earlier
+    batches that later cannot be stored is an error either way.
+    """
+
+    def __init__(self, drop_unsupported: bool) -> None:
+        self.drop_unsupported = drop_unsupported
+        self.kept: set[tuple[str, str]] = set()
+        self.dropped: set[tuple[str, str]] = set()
+
+
+def _encode_metadata(
+    storage: _meta.Storage, arrays: dict[str, np.ndarray], policy: MetadataPolicy
+) -> list[dict[str, Any]]:
+    entries = []
+    for key, value in storage.items():
+        kind = "dict" if isinstance(key, _meta.DictMetaKey) else "meta"
+        ident = (kind, key.name)
+        if ident in policy.dropped:
+            continue
+        mark = len(arrays)
+        try:
+            if kind == "dict":
+                encoded: Any = {
+                    entry: [_encode(v, arrays, f"{key!r}[{entry!r}]") for v in seq]
+                    for entry, seq in value.items()
+                }
+            else:
+                encoded = [_encode(v, arrays, repr(key)) for v in value]
+        except UnsupportedMetadata as exc:
+            if not policy.drop_unsupported:
+                raise
+            if ident in policy.kept:
+                raise IntroscopeError(
+                    f"{exc} (with drop_unsupported_metadata=True: earlier batches stored this "
+                    f"key, so it cannot be dropped now)"
+                ) from None
+            for name in list(arrays)[mark:]:
+                del arrays[name]
+            policy.dropped.add(ident)
+            _logger.warning("Cacher: not caching metadata %r: %s", key, exc)
+            continue
+        policy.kept.add(ident)
+        entries.append({"key": key.name, "kind": kind, "values": encoded})
+    return entries
+
+
+def _decode_metadata(entries: list[dict[str, Any]], arrays: Any) -> _meta.Storage:
+    storage: _meta.Storage = {}
+    for entry in entries:
+        if entry["kind"] == "dict":
+            key: Any = _meta.DictMetaKey(entry["key"])
+            storage[key] = {n: _decode(seq, arrays) for n, seq in entry["values"].items()}
+        else:
+            storage[_meta.MetaKey(entry["key"])] = _decode(entry["values"], arrays)
+    return storage
+
+
+def _check_field(what: str, array: np.ndarray) -> None:
+    if array.dtype.hasobject:
+        raise IntroscopeError(
+            f"{what} has dtype object; the cache stores only arrays that load without pickle "
+            f"(numbers, bool, fixed-width strings)"
+        )
+
+
+def write_batch(path: pathlib.Path, batch: Batch, policy: MetadataPolicy) -> None:
+    """Write ``batch`` to ``path`` (the caller renames it into place)."""
+    s = batch._s
+    arrays: dict[str, np.ndarray] = {}
+    header: dict[str, Any] = {"version": FORMAT_VERSION, "size": s.batch_size, "fields": []}
+    members: dict[str, np.ndarray] = {}
+    for i, (name, array) in enumerate(s.fields.items()):
+        _check_field(f"field {name!r}", array)
+        header["fields"].append(name)
+        members[f"f{i}"] = array
+    header["snapshots"] = []
+    for j, (snap_name, snap) in enumerate(s.snapshots.items()):
+        names = []
+        for k, (name, array) in enumerate(snap._s.fields.items()):
+            _check_field(f"field {name!r} of snapshot {snap_name!r}", array)
+            names.append(name)
+            members[f"s{j}f{k}"] = array
+        snap_meta = _encode_metadata(snap._s.metadata, arrays, policy)
+        header["snapshots"].append({"name": snap_name, "fields": names, "metadata": snap_meta})
+    header["metadata"] = _encode_metadata(s.metadata, arrays, policy)
+    members.update(arrays)
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    members["header"] = np.frombuffer(text, dtype=np.uint8)
+    # The npz layout numpy itself writes (stored, zip64), without numpy.savez's pickle default.
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, array in members.items():
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as fp:
+                np.lib.format.write_array(fp, np.asanyarray(array), allow_pickle=False)
+
+
+def read_batch(path: pathlib.Path) -> Batch:
+    """Load one batch written by :func:`write_batch`."""
+    with np.load(path, allow_pickle=False) as z:
+        header = json.loads(bytes(z["header"]).decode("utf-8"))
+        if header.get("version") != FORMAT_VERSION:
+            raise IntroscopeError(
+                f"{path} is in cache format {header.get('version')}, this introscope reads "
+                f"format {FORMAT_VERSION}; re-create the cache"
+            )
+        fields = {name: z[f"f{i}"] for i, name in enumerate(header["fields"])}
+        snapshots = {}
+        for j, snap in enumerate(header["snapshots"]):
+            snap_fields = {name: z[f"s{j}f{k}"] for k, name in enumerate(snap["fields"])}
+            snapshots[snap["name"]] = Batch._from_parts(
+                snap_fields, None, _decode_metadata(snap["metadata"], z)
+            )
+        metadata = _decode_metadata(header["metadata"], z)
+    batch = Batch._from_parts(fields, snapshots, metadata)
+    if batch.batch_size != header["size"]:
+        raise IntroscopeError(
+            f"{path} is corrupt: it holds {batch.batch_size} elements, "
+            f"its header says {header['size']}"
+        )
+    return batch

@@ -1,0 +1,455 @@
+"""``Cacher`` (a pipeline stage that stores batches on disk) and ``CachedProducer`` (reads them).
+
+A cache folder holds a marker file, one ``run-<id>/`` folder per caching pass with one ``.npz``
+per batch, and ``manifest.json``. The manifest is written last, to a temporary name renamed into
+place, and it names the run it describes: a folder without it, or a run it does not name, is an
+unfinished pass (interrupted by an exception or a kill) and is never read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pathlib
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from introscope.exceptions import IntroscopeError
+from introscope.typing import PathOrStr
+
+from . import _metadata as _meta
+from ._batch import Batch
+from ._cache_format import FORMAT_VERSION, MetadataPolicy, read_batch, write_batch
+from ._pipeline import PipelineStage
+from ._producer import Producer, check_batch_size, checked_batches
+from ._producer_utils import resize_batches
+
+try:  # advisory locks tell a live writer from a dead one; POSIX only
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["Cacher", "CachedProducer"]
+
+_logger = logging.getLogger("introscope.base.cacher")
+
+_MARKER = ".introscope-cache"
+_MANIFEST = "manifest.json"
+_RUN_PREFIX = "run-"
+_LOCK = ".lock"
+
+
+def _runs(root: pathlib.Path) -> list[pathlib.Path]:
+    return sorted(p for p in root.glob(f"{_RUN_PREFIX}*") if p.is_dir())
+
+
+def _run_is_live(run: pathlib.Path) -> bool:
+    """True while some process (this one included) holds the run's lock, i.e. still writes it."""
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(run / _LOCK, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the probe's lock too
+    return False
+
+
+def _write_marker(root: pathlib.Path) -> None:
+    marker = root / _MARKER
+    if not marker.exists():
+        marker.write_text(json.dumps({"format": "introscope-cache"}), encoding="utf-8")
+
+
+def _read_manifest(root: pathlib.Path) -> dict[str, Any] | None:
+    try:
+        text = (root / _MANIFEST).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        manifest = json.loads(text)
+    except ValueError as exc:
+        raise IntroscopeError(
+            f"the cache manifest {root / _MANIFEST} is unreadable ({exc}); "
+            f"remove the cache with Cacher.clear({str(root)!r})"
+        ) from None
+    if manifest.get("version") != FORMAT_VERSION:
+        raise IntroscopeError(
+            f"{root} holds a cache in format {manifest.get('version')}; this introscope reads "
+            f"format {FORMAT_VERSION}. Re-create it (Cacher.clear({str(root)!r}) removes it)"
+        )
+    return manifest
+
+
+def _write_json_atomic(path: pathlib.Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _remove_stale(root: pathlib.Path, keep: str | None) -> None:
+    """Delete runs that no manifest names and no live process writes, and leftover temp files."""
+    for run in _runs(root):
+        if run.name != keep and not _run_is_live(run):
+            _logger.info("removing unfinished cache run %s", run)
+            shutil.rmtree(run, ignore_errors=True)
+    for tmp in root.glob(f".{_MANIFEST}.*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+class _RunWriter:
+    """Writes one caching pass into a fresh ``run-<id>/`` folder; ``commit`` publishes it."""
+
+    def __init__(self, root: pathlib.Path) -> None:
+        self.root = root
+        self.run = root / f"{_RUN_PREFIX}{uuid.uuid4().hex}"
+        self.run.mkdir(parents=True)
+        _write_marker(root)  # again, in case the folder was cleared since the Cacher was made
+        self._lock_fd: int | None = os.open(self.run / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self.entries: list[dict[str, Any]] = []
+
+    def _next_name(self) -> str:
+        return f"batch-{len(self.entries):06d}.npz"
+
+    def add(self, batch: Batch, policy: MetadataPolicy) -> None:
+        name = self._next_name()
+        tmp = self.run / f".{name}.tmp"
+        write_batch(tmp, batch, policy)
+        os.replace(tmp, self.run / name)
+        self.entries.append({"file": name, "size": batch.batch_size})
+
+    def add_file(self, source: pathlib.Path, size: int) -> None:
+        name = self._next_name()
+        tmp = self.run / f".{name}.tmp"
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, self.run / name)
+        self.entries.append({"file": name, "size": size})
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def commit(self, *, replace: bool = False) -> bool:
+        """Publish the run; False (and the run discarded) if a cache appeared meanwhile."""
+        if not replace and (self.root / _MANIFEST).exists():
+            self.abort()
+            return False
+        for entry in self.entries:
+            entry["bytes"] = (self.run / entry["file"]).stat().st_size
+        manifest = {
+            "format": "introscope-cache",
+            "version": FORMAT_VERSION,
+            "run": self.run.name,
+            "elements": sum(e["size"] for e in self.entries),
+            "batches": self.entries,
+        }
+        _write_json_atomic(self.root / _MANIFEST, manifest)
+        self._unlock()
+        _remove_stale(self.root, keep=self.run.name)
+        return True
+
+    def abort(self) -> None:
+        self._unlock()
+        shutil.rmtree(self.run, ignore_errors=True)
+
+
+def _check_folder(root: pathlib.Path) -> None:
+    """Make ``root`` a cache folder for a new Cacher, or say why it cannot be one."""
+    if root.exists() and not root.is_dir():
+        raise IntroscopeError(f"Cacher storage_path {root} exists and is not a folder")
+    if root.is_dir():
+        if (root / _MANIFEST).exists():
+            raise IntroscopeError(
+                f"{root} already holds a cache. Read it with CachedProducer({str(root)!r}), "
+                f"or remove it with Cacher.clear({str(root)!r}) before caching there again"
+            )
+        live = [r for r in _runs(root) if _run_is_live(r)]
+        if live:
+            raise IntroscopeError(
+                f"{root} is being written by another Cacher (run {live[0].name}); "
+                f"use another folder"
+            )
+        if _runs(root):
+            _logger.warning("%s holds an unfinished cache (an interrupted run); removing it", root)
+        _remove_stale(root, keep=None)
+    root.mkdir(parents=True, exist_ok=True)
+    _write_marker(root)
+
+
+def _describe_missing_cache(root: pathlib.Path) -> str:
+    if not root.exists():
+        return f"{root} does not exist"
+    if not root.is_dir():
+        return f"{root} is not a folder"
+    if _runs(root):
+        return (
+            f"{root} holds only an unfinished cache (caching was interrupted or is still running); "
+            f"run the pipeline with its Cacher to the end first"
+        )
+    if (root / _MARKER).exists():
+        return f"{root} is a cache folder whose caching has not finished (or was cleared)"
+    return f"{root} holds no cached batches"
+
+
+class CachedProducer:
+    """A producer that reads batches cached by :class:`Cacher`, re-cut to any batch size.
+
+    Batches are read from disk one at a time (memory stays at about two batches).
+    """
+
+    def __init__(self, storage_path: PathOrStr) -> None:
+        self._storage_path = pathlib.Path(storage_path).resolve()
+        self._manifest()
+
+    def _manifest(self) -> dict[str, Any]:
+        manifest = _read_manifest(self._storage_path) if self._storage_path.is_dir() else None
+        if manifest is None:
+            raise IntroscopeError(
+                f"cannot read a cache: {_describe_missing_cache(self._storage_path)}"
+            )
+        run = self._storage_path / manifest["run"]
+        for entry in manifest["batches"]:
+            path = run / entry["file"]
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                raise IntroscopeError(
+                    f"the cache in {self._storage_path} is damaged: {path.name} is missing"
+                ) from None
+            if size != entry["bytes"]:
+                raise IntroscopeError(
+                    f"the cache in {self._storage_path} is damaged: {path.name} has {size} bytes, "
+                    f"the manifest says {entry['bytes']}"
+                )
+        return manifest
+
+    @property
+    def storage_path(self) -> pathlib.Path:
+        """The folder the batches are read from."""
+        return self._storage_path
+
+    @property
+    def num_elements(self) -> int:
+        """How many elements the cache holds."""
+        return int(self._manifest()["elements"])
+
+    def _stored_batches(self, manifest: dict[str, Any]) -> Iterator[Batch]:
+        run = self._storage_path / manifest["run"]
+        for entry in manifest["batches"]:
+            try:
+                yield read_batch(run / entry["file"])
+            except FileNotFoundError:
+                raise IntroscopeError(
+                    f"{run / entry['file']} disappeared while it was being read "
+                    f"(was the cache cleared?)"
+                ) from None
+
+    def __call__(self, batch_size: int) -> Iterator[Batch]:
+        """Yield the cached elements in batches of ``batch_size`` (the last one may be short)."""
+        check_batch_size(batch_size)
+        manifest = self._manifest()
+        _logger.info("reading %d cached elements from %s", manifest["elements"], self.storage_path)
+        yield from resize_batches(self._stored_batches(manifest), batch_size)
+
+    def copy_to(self, new_path: PathOrStr, *, overwrite: bool = False) -> CachedProducer:
+        """Copy the cache to ``new_path`` and return a producer reading the copy.
+
+        Raises:
+            IntroscopeError: if ``new_path`` already holds a cache and ``overwrite`` is False.
+        """
+        manifest = self._manifest()
+        dest = pathlib.Path(new_path).resolve()
+        if dest == self._storage_path:
+            raise IntroscopeError(f"cannot copy the cache in {dest} onto itself")
+        if dest.exists() and not dest.is_dir():
+            raise IntroscopeError(f"{dest} exists and is not a folder")
+        if (dest / _MANIFEST).exists() and not overwrite:
+            raise IntroscopeError(
+                f"{dest} already holds a cache; pass overwrite=True to replace it, "
+                f"or choose another folder"
+            )
+        dest.mkdir(parents=True, exist_ok=True)
+        writer = _RunWriter(dest)
+        try:
+            run = self._storage_path / manifest["run"]
+            for entry in manifest["batches"]:
+                writer.add_file(run / entry["file"], entry["size"])
+        except BaseException:
+            writer.abort()
+            raise
+        writer.commit(replace=True)
+        return CachedProducer(dest)
+
+    def __repr__(self) -> str:
+        return f"CachedProducer({str(self._storage_path)!r})"
+
+
+def _with_identifier(batch: Batch, start: int) -> tuple[Batch, int]:
+    if Batch.StdKeys.IDENTIFIER in batch.metadata:
+        return batch, start
+    end = start + batch.batch_size
+    builder = Batch.Builder(base=batch)
+    builder.metadata[Batch.StdKeys.IDENTIFIER] = list(range(start, end))
+    return builder.make_batch(), end
+
+
+def _without_dropped(batch: Batch, dropped: set[tuple[str, str]]) -> Batch:
+    if not dropped:
+        return batch
+
+    def keep(storage: _meta.Storage) -> _meta.Storage:
+        return {
+            k: v
+            for k, v in storage.items()
+            if ("dict" if isinstance(k, _meta.DictMetaKey) else "meta", k.name) not in dropped
+        }
+
+    s = batch._s
+    snaps = {
+        n: Batch._from_parts(b._s.fields, None, keep(b._s.metadata)) for n, b in s.snapshots.items()
+    }
+    return Batch._from_parts(s.fields, snaps, keep(s.metadata))
+
+
+class Cacher(PipelineStage):
+    """A pipeline stage that stores every batch on disk on the first pass and reads them after.
+
+    The stages before the Cacher run once: the first complete pass writes each batch as it goes
+    through; every later pass reads from disk, at any batch size. Batches without
+    ``Batch.StdKeys.IDENTIFIER`` get a running number (0, 1, ...) as their identifier.
+
+    A pass that does not finish (an exception, a consumer that stops early, a killed process)
+    leaves no cache that can be read: the next pass caches again.
+
+    Args:
+        storage_path: folder for the cache; a new temporary folder by default. It must not
+            already hold a cache.
+        drop_unsupported_metadata: leave out (with a warning) metadata keys whose values the cache
+            cannot store without pickle, instead of raising. Nothing is ever pickled.
+    """
+
+    @staticmethod
+    def clear(storage_path: PathOrStr | None = None) -> None:
+        """Delete the cache in ``storage_path`` and in its sub-folders (all introscope caches in
+        the system's temporary folder when ``None``). Only files a Cacher wrote are removed, and
+        caches still being written are left alone.
+
+        Raises:
+            NotADirectoryError: if ``storage_path`` is not a folder.
+        """
+        root = pathlib.Path(tempfile.gettempdir() if storage_path is None else storage_path)
+        if not root.is_dir():
+            raise NotADirectoryError(f"{root} is not a folder")
+        for folder in [root, *(p for p in root.iterdir() if p.is_dir())]:
+            if not (folder / _MARKER).exists():
+                continue
+            if any(_run_is_live(r) for r in _runs(folder)):
+                _logger.warning("not clearing %s: a Cacher is still writing to it", folder)
+                continue
+            (folder / _MANIFEST).unlink(missing_ok=True)
+            _remove_stale(folder, keep=None)
+            (folder / _MARKER).unlink(missing_ok=True)
+            try:
+                folder.rmdir()  # only when nothing of the user's is left in it
+            except OSError:
+                pass
+
+    def __init__(
+        self, storage_path: PathOrStr | None = None, *, drop_unsupported_metadata: bool = False
+    ) -> None:
+        if storage_path is None:
+            root = pathlib.Path(tempfile.mkdtemp(prefix="introscope-cacher-"))
+        else:
+            root = pathlib.Path(storage_path)
+        self._storage_path = root.resolve()
+        _check_folder(self._storage_path)
+        self._drop_unsupported = bool(drop_unsupported_metadata)
+        self._pipelined = False
+
+    @property
+    def storage_path(self) -> pathlib.Path:
+        """The absolute path of the cache folder."""
+        return self._storage_path
+
+    @property
+    def cached(self) -> bool:
+        """True once a pass has run to the end and its batches are on disk."""
+        return (self._storage_path / _MANIFEST).exists()
+
+    def as_producer(self) -> CachedProducer:
+        """A :class:`CachedProducer` over this Cacher's batches.
+
+        Raises:
+            IntroscopeError: if no pass has finished caching yet.
+        """
+        if not self.cached:
+            raise IntroscopeError(
+                "Cacher.as_producer() needs the cache to be complete: run the pipeline to the end "
+                "first (e.g. list(producer(batch_size)) or an introspector)"
+            )
+        return CachedProducer(self._storage_path)
+
+    def _get_batch_processor(self):  # noqa: ANN202 - never used, _pipeline is overridden
+        raise IntroscopeError("Cacher works on whole passes; it has no per-batch processor")
+
+    def _pipeline(self, producer: Producer) -> Producer:
+        if self._pipelined:
+            raise IntroscopeError(
+                "this Cacher is already part of a pipeline. Create a new Cacher for another "
+                "pipeline, or use cacher.as_producer() to reuse this one's batches"
+            )
+        self._pipelined = True
+        return _CachingProducer(self, producer)
+
+    def _cache_pass(self, producer: Producer, batch_size: int) -> Iterator[Batch]:
+        writer = _RunWriter(self._storage_path)
+        policy = MetadataPolicy(self._drop_unsupported)
+        committed = False
+        try:
+            next_id = 0
+            for batch in checked_batches(
+                producer, batch_size, allow_empty=True, what="the producer before Cacher"
+            ):
+                batch, next_id = _with_identifier(batch, next_id)
+                writer.add(batch, policy)
+                yield _without_dropped(batch, policy.dropped)
+            committed = writer.commit()
+            if committed:
+                _logger.info("cached %d batches in %s", len(writer.entries), self._storage_path)
+        finally:
+            if not committed:
+                writer.abort()
+
+    def __repr__(self) -> str:
+        return f"Cacher({str(self._storage_path)!r}, cached={self.cached})"
+
+
+class _CachingProducer:
+    def __init__(self, cacher: Cacher, upstream: Producer) -> None:
+        self._cacher = cacher
+        self._upstream = upstream
+
+    def __call__(self, batch_size: int) -> Iterator[Batch]:
+        check_batch_size(batch_size)
+        if self._cacher.cached:
+            yield from CachedProducer(self._cacher.storage_path)(batch_size)
+        else:
+            yield from self._cacher._cache_pass(self._upstream, batch_size)
+
+    def __repr__(self) -> str:
+        return f"{self._upstream!r} -> Cacher"
