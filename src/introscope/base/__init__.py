@@ -1,21 +1,44 @@
 """Core types: batches, producers, pipelines, models and introspector plumbing."""
 
 from ._batch import Batch, concatenate_batches
+from ._cacher import CachedProducer, Cacher
 from ._introspector import Introspector
 from ._model import Model, ModelBackend
+from ._multi_introspect import multi_introspect
 from ._pipeline import PipelineStage, pipeline
 from ._producer import Producer, peek_first_batch
+from ._producer_utils import (
+    accumulate_batches,
+    concatenate_producers,
+    produce_elements,
+    producer_from_batches,
+    rebatch,
+    resize_batches,
+    shuffle_producer,
+    subset_producer,
+)
 from ._response_info import ResponseInfo
 
 __all__ = [
     "Batch",
+    "CachedProducer",
+    "Cacher",
     "Introspector",
     "Model",
     "ModelBackend",
     "PipelineStage",
     "Producer",
     "ResponseInfo",
+    "accumulate_batches",
     "concatenate_batches",
+    "concatenate_producers",
+    "multi_introspect",
     "peek_first_batch",
     "pipeline",
+    "produce_elements",
+    "producer_from_batches",
+    "rebatch",
+    "resize_batches",
+    "shuffle_producer",
+    "subset_producer",
 ]
