@@ -1,0 +1,229 @@
+"""Keras 3 models (Functional or built Sequential): every layer output is a response."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from introscope.base import ResponseInfo
+from introscope.exceptions import IntroscopeError
+
+from ._keras import import_keras, layer_kind
+
+__all__ = ["KerasBackend"]
+
+_logger = logging.getLogger("introscope.tensorflow")
+_SUBMODEL_CACHE_SIZE = 4
+
+
+def _numpy_dtype(dtype: Any) -> np.dtype:
+    try:
+        return np.dtype(str(dtype))
+    except TypeError:  # bfloat16 and friends have no numpy dtype
+        return np.dtype(object)
+
+
+def _flatten(tensors: Any) -> list[Any]:
+    if isinstance(tensors, (list, tuple)):
+        return [t for item in tensors for t in _flatten(item)]
+    if isinstance(tensors, dict):
+        return [t for key in sorted(tensors) for t in _flatten(tensors[key])]
+    return [tensors]
+
+
+class KerasBackend:
+    """A :class:`~introscope.base.ModelBackend` for a Keras 3 Functional or Sequential model.
+
+    Responses are the model inputs (named after their ``InputLayer``) and the output of every
+    top-level layer, named after the layer. A layer called more than once gets one response per
+    call (``name/call_1``, ...) and a layer with several outputs one per output (``name:1``,
+    ...); a nested model is one layer. Inference builds (and caches) a functional sub-model from
+    the inputs to the requested outputs and runs it in inference mode.
+    """
+
+    def __init__(self, model: Any) -> None:
+        keras = import_keras()
+        self._keras = keras
+        if not isinstance(model, keras.Model):
+            raise TypeError(f"expected a keras.Model, got {type(model).__name__}")
+        try:
+            inputs = list(model.inputs)
+        except (AttributeError, ValueError):
+            inputs = []
+        if not inputs:
+            if isinstance(model, keras.Sequential):
+                hint = (
+                    "this Sequential model is not built: add a keras.Input(shape) as its first "
+                    "layer or call model.build((None, *input_shape)) before loading it"
+                )
+            else:
+                hint = (
+                    "only Functional and Sequential models have a layer graph; a subclassed "
+                    "keras.Model has none (rebuild it with the functional API)"
+                )
+            raise IntroscopeError(f"the Keras model {model.name!r} has no defined inputs: {hint}")
+        self._model = model
+        self._input_tensors = inputs
+        self._input_names = [self._source_name(t, i) for i, t in enumerate(inputs)]
+        self._input_dtypes = [_numpy_dtype(t.dtype) for t in inputs]
+        self._input_shapes = [tuple(t.shape) for t in inputs]
+
+        infos: list[ResponseInfo] = []
+        tensors: dict[str, Any] = {}
+        for name, tensor in zip(self._input_names, inputs):
+            infos.append(
+                self._info(name, tensor, name, ResponseInfo.LayerKind.PLACEHOLDER, "InputLayer")
+            )
+            tensors[name] = tensor
+        node_ids = self._model_node_ids(model)
+        for layer in model.layers:
+            if type(layer).__name__ == "InputLayer":
+                continue
+            calls = self._layer_calls(layer, node_ids)
+            kind, typename = layer_kind(layer), type(layer).__name__
+            for c, outputs in enumerate(calls):
+                base = layer.name if c == 0 else f"{layer.name}/call_{c}"
+                for j, tensor in enumerate(outputs):
+                    name = base if len(outputs) == 1 or j == 0 else f"{base}:{j}"
+                    if name in tensors:
+                        raise IntroscopeError(f"two Keras responses are both named {name!r}")
+                    tensors[name] = tensor
+                    infos.append(self._info(name, tensor, layer.name, kind, typename))
+        self._infos = infos
+        self._tensors = tensors
+        self._submodels: OrderedDict[tuple[str, ...], Any] = OrderedDict()
+
+    @staticmethod
+    def _source_name(tensor: Any, index: int) -> str:
+        history = getattr(tensor, "_keras_history", None)
+        operation = getattr(history, "operation", None) if history is not None else None
+        name = getattr(operation, "name", None) or getattr(tensor, "name", None)
+        return str(name) if name else f"input_{index}"
+
+    @staticmethod
+    def _model_node_ids(model: Any) -> set[int] | None:
+        by_depth = getattr(model, "_nodes_by_depth", None)
+        if not by_depth:
+            functional = getattr(model, "_functional", None)  # a built Sequential
+            by_depth = getattr(functional, "_nodes_by_depth", None)
+        if not by_depth:
+            return None
+        return {id(node) for nodes in by_depth.values() for node in nodes}
+
+    @staticmethod
+    def _layer_calls(layer: Any, node_ids: set[int] | None) -> list[list[Any]]:
+        nodes = list(getattr(layer, "_inbound_nodes", []))
+        if node_ids is not None:
+            nodes = [node for node in nodes if id(node) in node_ids]
+        if nodes:
+            return [_flatten(node.output_tensors) for node in nodes]
+        # Private graph attributes unavailable: fall back to the public (first call) output.
+        return [_flatten(layer.output)]
+
+    @staticmethod
+    def _info(
+        name: str, tensor: Any, layer_name: str, kind: ResponseInfo.LayerKind, typename: str
+    ) -> ResponseInfo:
+        shape = tuple(tensor.shape)
+        shape = ((None,) + tuple(shape[1:])) if shape else ()
+        return ResponseInfo(
+            name=name,
+            dtype=_numpy_dtype(tensor.dtype),
+            shape=shape,
+            layer=ResponseInfo.Layer(name=layer_name, kind=kind, typename=typename),
+        )
+
+    @property
+    def model(self) -> Any:
+        """The wrapped Keras model."""
+        return self._model
+
+    # -- ModelBackend ---------------------------------------------------------------------------
+
+    def get_response_infos(self) -> list[ResponseInfo]:
+        return list(self._infos)
+
+    def get_input_layer_responses(self) -> list[ResponseInfo]:
+        return self._infos[: len(self._input_names)]
+
+    def run_inference(
+        self, inputs: Mapping[str, np.ndarray], outputs: frozenset[str]
+    ) -> Mapping[str, np.ndarray]:
+        feeds = self._checked_feeds(inputs)
+        unknown = outputs - set(self._tensors)
+        if unknown:
+            raise IntroscopeError(f"the Keras model has no responses {sorted(unknown)}")
+        by_input = dict(zip(self._input_names, feeds))
+        results = {name: by_input[name] for name in outputs if name in by_input}
+        names = tuple(sorted(n for n in outputs if n not in by_input))
+        if names:
+            submodel = self._submodel(names)
+            with self._no_grad():
+                values = submodel(feeds, training=False)
+            values = _flatten(values)
+            convert = self._keras.ops.convert_to_numpy
+            for name, value in zip(names, values):
+                results[name] = np.asarray(convert(value))
+        return results
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _no_grad(self) -> Any:
+        # On the torch backend an eager call records autograd history unless told not to.
+        if self._keras.backend.backend() == "torch":
+            import torch
+
+            return torch.no_grad()
+        return contextlib.nullcontext()
+
+    def _submodel(self, names: tuple[str, ...]) -> Any:
+        submodel = self._submodels.get(names)
+        if submodel is not None:
+            self._submodels.move_to_end(names)
+            return submodel
+        submodel = self._keras.Model(
+            inputs=list(self._input_tensors), outputs=[self._tensors[n] for n in names]
+        )
+        self._submodels[names] = submodel
+        if len(self._submodels) > _SUBMODEL_CACHE_SIZE:
+            self._submodels.popitem(last=False)
+        _logger.debug("built a Keras sub-model for %d responses", len(names))
+        return submodel
+
+    def _checked_feeds(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        if set(inputs) != set(self._input_names):
+            raise IntroscopeError(
+                f"the Keras model expects inputs {self._input_names} but got {sorted(inputs)}"
+            )
+        feeds = []
+        sizes = set()
+        for name, dtype, shape in zip(self._input_names, self._input_dtypes, self._input_shapes):
+            value = np.asarray(inputs[name])
+            if value.dtype != dtype and dtype != np.dtype(object):
+                if not np.can_cast(value.dtype, dtype, casting="same_kind"):
+                    raise IntroscopeError(
+                        f"input {name!r} has dtype {value.dtype}; the Keras model expects {dtype}"
+                    )
+                value = value.astype(dtype)
+            ok = value.ndim == len(shape) and all(
+                d is None or d == a for d, a in zip(shape[1:], value.shape[1:])
+            )
+            if not ok:
+                expected = ", ".join("?" if d is None else str(d) for d in shape)
+                raise IntroscopeError(
+                    f"input {name!r} has shape {value.shape}; the Keras model expects "
+                    f"({expected}) with any batch size"
+                )
+            sizes.add(value.shape[0])
+            feeds.append(value)
+        if len(sizes) != 1:
+            raise IntroscopeError(f"model inputs have different batch sizes: {sorted(sizes)}")
+        return feeds
+
+    def __repr__(self) -> str:
+        return f"KerasBackend({self._model.name!r}, {len(self._infos)} responses)"

@@ -1,0 +1,89 @@
+"""``TFModelWrapper`` and ``TFModelExamples``: Keras models bundled with their preprocessing."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from introscope.base import Model, PipelineStage, ResponseInfo
+from introscope.exceptions import IntroscopeError
+from introscope.typing import OneManyOrNone
+
+from ._keras import import_keras
+from ._loading import load_tf_model_from_memory
+
+__all__ = ["TFModelExamples", "TFModelWrapper"]
+
+
+@dataclasses.dataclass
+class TFModelWrapper:
+    """A ``Model`` with the stages that prepare its input and post-process its responses.
+
+    ``wrapper(names)`` gives the stages to put in a pipeline: preprocessing, the model, then
+    postprocessing (a single stage when there is only the model).
+    """
+
+    model: Model
+    preprocessing: OneManyOrNone[PipelineStage] = None
+    postprocessing: OneManyOrNone[PipelineStage] = None
+
+    @classmethod
+    def from_keras(
+        cls, model: Any, preprocessing: Callable[[np.ndarray], np.ndarray]
+    ) -> TFModelWrapper:
+        """Wrap a Keras model and a function applied to every input field before it."""
+        from introscope.processors import Processor
+
+        return cls(model=cls.load_keras_model(model), preprocessing=Processor(preprocessing))
+
+    @staticmethod
+    def load_keras_model(model: Any) -> Model:
+        """The Keras model as an introscope ``Model`` (wrapped in memory, not re-saved)."""
+        return load_tf_model_from_memory(model=model)
+
+    @property
+    def response_infos(self) -> Mapping[str, ResponseInfo]:
+        """The model's responses by name (also callable, like ``Model.response_infos``)."""
+        return self.model.response_infos
+
+    def __call__(
+        self, requested_responses: OneManyOrNone[str] = None
+    ) -> PipelineStage | Sequence[PipelineStage]:
+        """Preprocessing, model and postprocessing stages (one stage if there is only the model)."""
+        stages: list[PipelineStage] = []
+        for part in (self.preprocessing, self.model(requested_responses), self.postprocessing):
+            if part is None:
+                continue
+            stages.extend(part if isinstance(part, (list, tuple)) else [part])
+        return stages[0] if len(stages) == 1 else stages
+
+
+def _mobilenet(weights: str | None = "imagenet", **kwargs: Any) -> TFModelWrapper:
+    """Keras' MobileNet (v1) with its preprocessing (pixels scaled to [-1, 1]).
+
+    Args:
+        weights: ``"imagenet"`` (downloaded by Keras on first use, then cached in
+            ``~/.keras/models``), ``None`` for the untrained architecture, or a weights file path.
+        kwargs: passed to ``keras.applications.MobileNet`` (``input_shape``, ``alpha``, ...).
+    """
+    keras = import_keras()
+    try:
+        model = keras.applications.MobileNet(weights=weights, **kwargs)
+    except (ValueError, TypeError):
+        raise
+    except Exception as exc:  # keras.utils.get_file raises a bare Exception when offline
+        raise IntroscopeError(
+            f"could not load MobileNet weights {weights!r} ({type(exc).__name__}: {exc}). Keras "
+            f"downloads ImageNet weights on first use, which needs network access; pass "
+            f"weights=None for the untrained architecture or the path of a local weights file"
+        ) from exc
+    return TFModelWrapper.from_keras(model, keras.applications.mobilenet.preprocess_input)
+
+
+class TFModelExamples:
+    """Ready-made Keras models with their pre- and post-processing."""
+
+    MobileNet = staticmethod(_mobilenet)
