@@ -1,5 +1,6 @@
 """Introspectors: algorithms that consume a producer of model responses or data."""
 
+from .iua import IUA
 from .pfa import (
     PFA,
     PFACovariancesResult,
@@ -11,6 +12,7 @@ from .pfa import (
 )
 
 __all__: list[str] = []
+__all__ += ["IUA"]
 __all__ += [
     "PFA",
     "PFARecipe",

@@ -1,0 +1,114 @@
+"""Counting inactive values of one batch of one response, in cache-sized chunks of samples.
+
+Against zero, ``numpy.isclose(x, 0, rtol, atol)`` is ``|x - 0| <= atol + rtol * 0``, i.e.
+``|x| <= atol`` computed in ``x``'s floating dtype (integers and bools are compared as float64,
+as ``isclose`` does). NaN and Inf are never close to zero, so they count as active; the caller
+decides what to do with the number of non-finite values reported here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["BatchCounts", "count_batch", "work_dtype"]
+
+# Rows of a batch are processed in chunks of about this many bytes so that |x| and the mask stay
+# in cache between the two passes that read them (about 2x faster than whole-batch temporaries).
+_CHUNK_BYTES = 2 << 20
+# Below this many units per sample one vectorised row count beats a Python loop over rows.
+_LOOP_ROWS_FROM = 2048
+# Per-unit counts are summed in uint8 (fast, vectorised) and flushed before they could overflow.
+_U8_MAX_ROWS = 255
+
+
+@dataclass
+class BatchCounts:
+    """What one batch adds to the state of one response."""
+
+    unit_counts: np.ndarray  # int64 (units,): samples of this batch for which each unit is inactive
+    per_sample: np.ndarray  # int64 (batch,): inactive units of each sample
+    nonfinite: int  # NaN or +-Inf values in the batch
+    channel_counts: np.ndarray | None = None  # int64 (channels,)
+    channel_per_sample: np.ndarray | None = None  # int64 (batch,): inactive channels per sample
+
+
+def work_dtype(dtype: np.dtype) -> np.dtype | None:
+    """The real floating dtype ``|x|`` is compared in, or None when ``dtype`` is not numeric."""
+    if dtype.kind == "f":
+        return dtype
+    if dtype.kind == "c":
+        return np.empty(0, dtype).real.dtype
+    if dtype.kind in "biu":
+        return np.dtype(np.float64)
+    return None
+
+
+def count_batch(
+    flat: np.ndarray,
+    atol: float,
+    channels: tuple[int, int, int] | None = None,
+) -> BatchCounts:
+    """Count inactive values of ``flat`` (batch, units); ``channels`` is (pre, C, post) of units.
+
+    A channel is inactive for a sample when every unit of that channel (all positions) is.
+    """
+    batch, units = flat.shape
+    wdt = work_dtype(flat.dtype)
+    assert wdt is not None, "caller checks the dtype"
+    direct_abs = flat.dtype.kind in "fc"
+    rows = int(max(1, min(batch, _U8_MAX_ROWS, _CHUNK_BYTES // max(1, units * wdt.itemsize))))
+    absval = np.empty((rows, units), dtype=wdt)
+    mask = np.empty((rows, units), dtype=bool)
+    acc8 = np.zeros(units, dtype=np.uint8)
+    acc_rows = 0
+    unit_counts = np.zeros(units, dtype=np.int64)
+    per_sample = np.empty(batch, dtype=np.int64)
+    nonfinite = 0
+    ch_counts = ch_per_sample = None
+    if channels is not None:
+        ch_counts = np.zeros(channels[1], dtype=np.int64)
+        ch_per_sample = np.empty(batch, dtype=np.int64)
+    # Finite values compare below +Inf; NaN propagates through maximum.reduce.
+    check_finite = flat.dtype.kind in "fc" and units > 0
+
+    for start in range(0, batch, rows):
+        stop = min(batch, start + rows)
+        k = stop - start
+        a = absval[:k]
+        m = mask[:k]
+        if direct_abs:
+            np.abs(flat[start:stop], out=a)
+        else:
+            a[...] = flat[start:stop]
+            np.abs(a, out=a)
+        np.less_equal(a, atol, out=m)
+        if check_finite and not np.isfinite(np.maximum.reduce(a, axis=None)):
+            nonfinite += int(k * units - np.count_nonzero(np.isfinite(a)))
+
+        if units >= _LOOP_ROWS_FROM:
+            for i in range(k):
+                per_sample[start + i] = np.count_nonzero(m[i])
+        else:
+            np.add.reduce(m, axis=1, dtype=np.int64, out=per_sample[start:stop])
+
+        if acc_rows + k > _U8_MAX_ROWS:
+            unit_counts += acc8
+            acc8[...] = 0
+            acc_rows = 0
+        m8 = m.view(np.uint8)
+        if k == 1:
+            np.add(acc8, m8[0], out=acc8)
+        else:
+            np.add(acc8, np.add.reduce(m8, axis=0, dtype=np.uint8), out=acc8)
+        acc_rows += k
+
+        if channels is not None:
+            pre, nch, post = channels
+            dead = np.logical_and.reduce(m.reshape(k, pre, nch, post), axis=(1, 3))
+            ch_per_sample[start:stop] = np.count_nonzero(dead, axis=1)
+            ch_counts += np.count_nonzero(dead, axis=0)
+
+    unit_counts += acc8
+    return BatchCounts(unit_counts, per_sample, nonfinite, ch_counts, ch_per_sample)
