@@ -1,0 +1,356 @@
+"""The torch ``ModelBackend``: runs a module batch by batch and captures responses with hooks.
+
+Response names:
+
+- ``"layer1.0.conv1"`` -- the output of the submodule at that dotted path;
+- ``"output"`` -- what the module's ``forward`` returns (``"output_"`` if a submodule is
+  itself called ``output``);
+- ``"lstm[0]"``, ``"lstm[1][0]"``, ``"head[logits]"`` -- one response per tensor of a module that
+  returns (nested) tuples, lists or dicts;
+- ``"block.relu#0"``, ``"block.relu#1"`` -- one response per call of a module that runs several
+  times in one forward pass, in call order (no plain ``"block.relu"`` then).
+
+Names, shapes and dtypes come from one dry run on an example input (or on the first batch).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from introscope.base import ResponseInfo
+from introscope.base._model import unknown_name_error
+from introscope.exceptions import IntroscopeError
+
+from ._capture import (
+    eval_mode,
+    flatten_output,
+    get_output,
+    key_suffix,
+    numpy_dtype,
+    to_numpy,
+    torch_module,
+)
+from ._layer_kinds import _KINDS, layer_kind
+
+__all__ = ["TorchBackend"]
+
+_LOG = logging.getLogger("introscope.torch")
+
+
+class _StopForward(BaseException):
+    """Raised by a hook once every requested response is captured, to skip the rest of forward.
+
+    A BaseException so that a model's own ``except Exception`` cannot swallow it.
+    """
+
+
+@dataclass(frozen=True)
+class _Spec:
+    name: str
+    path: str  # dotted module path; "" is the root, whose response is forward's return value
+    call: int  # which call of the module within one forward pass
+    key: tuple  # position inside the module's (nested) output
+    info: ResponseInfo
+
+
+class TorchBackend:
+    """Runs a ``torch.nn.Module`` for :class:`introscope.base.Model`; see the module docstring."""
+
+    def __init__(self, module: Any, device: Any, input_names: Sequence[str]) -> None:
+        torch = torch_module()
+        self._torch = torch
+        self._module = module
+        self._device = device
+        self._input_names = list(input_names)
+        self._all_modules = list(module.modules())
+        self._hookable = self._find_hookable(module)
+        self._root_name = "output"
+        while self._root_name in self._hookable:
+            self._root_name += "_"
+        self._input_infos: list[ResponseInfo] = []
+        self._specs: dict[str, _Spec] = {}
+        self._calls: dict[str, int] = {}
+        self.ready = False
+        self._preliminary_infos()
+
+    # -- structure ------------------------------------------------------------------------------
+
+    def _find_hookable(self, module: Any) -> dict[str, Any]:
+        # TorchScript modules run compiled code that never calls Python hooks, and refuse them:
+        # neither they nor anything inside them can be captured (their caller's output can).
+        script = self._torch.jit.ScriptModule
+        if isinstance(module, script):
+            _LOG.info("TorchScript module: only its output is available as a response")
+            return {}
+        hookable: dict[str, Any] = {}
+        skip: list[str] = []
+        for path, sub in module.named_modules():
+            if not path or any(path.startswith(p + ".") for p in skip):
+                continue
+            if isinstance(sub, script):
+                skip.append(path)
+                continue
+            hookable[path] = sub
+        return hookable
+
+    def _layer(self, path: str) -> ResponseInfo.Layer:
+        module = self._hookable[path] if path else self._module
+        typename = getattr(module, "original_name", None) or type(module).__name__
+        kind = layer_kind(module)
+        if kind is ResponseInfo.LayerKind.UNKNOWN and isinstance(
+            module, self._torch.jit.ScriptModule
+        ):
+            kind = _KINDS.get(typename, kind)
+        return ResponseInfo.Layer(name=path or self._root_name, kind=kind, typename=typename)
+
+    def _param_dtype(self) -> np.dtype:
+        for p in self._module.parameters():
+            return numpy_dtype(p.dtype)
+        return np.dtype(np.float32)
+
+    def _preliminary_infos(self) -> None:
+        # Before a dry run only names and layers are known; shape () means "not known yet".
+        dtype = self._param_dtype()
+        self._input_infos = [
+            ResponseInfo(name, dtype, (), ResponseInfo.Layer(name, _PLACEHOLDER, "Tensor"))
+            for name in self._input_names
+        ]
+        specs = {}
+        for path in [*self._hookable, ""]:
+            name = path or self._root_name
+            specs[name] = _Spec(name, path, 0, (), ResponseInfo(name, dtype, (), self._layer(path)))
+        self._specs = specs
+
+    def get_response_infos(self) -> list[ResponseInfo]:
+        return [s.info for s in self._specs.values()]
+
+    def get_input_layer_responses(self) -> list[ResponseInfo]:
+        return list(self._input_infos)
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self._input_names)
+
+    # -- dry run --------------------------------------------------------------------------------
+
+    def dry_run(self, arrays: Sequence[np.ndarray]) -> None:
+        """Run ``arrays`` (one batch per input, in input order) once to learn every response."""
+        torch = self._torch
+        self._input_infos = [
+            ResponseInfo(
+                name,
+                np.dtype(a.dtype),
+                (None, *a.shape[1:]),
+                ResponseInfo.Layer(name, _PLACEHOLDER, "Tensor"),
+            )
+            for name, a in zip(self._input_names, arrays)
+        ]
+        tensors = self._to_tensors(dict(zip(self._input_names, arrays)), check=False)
+        records: dict[str, list[list[tuple[tuple, Any]]]] = {}
+
+        def make_hook(path: str):  # noqa: ANN202
+            def hook(_module: Any, _args: Any, out: Any) -> None:
+                records.setdefault(path, []).append(
+                    [(k, (tuple(t.shape), t.dtype)) for k, t in flatten_output(out)]
+                )
+
+            return hook
+
+        handles = [m.register_forward_hook(make_hook(p)) for p, m in self._hookable.items()]
+        try:
+            with torch.inference_mode(), eval_mode(self._all_modules):
+                out = self._forward(tensors)
+        finally:
+            for h in handles:
+                h.remove()
+        records[""] = [[(k, (tuple(t.shape), t.dtype)) for k, t in flatten_output(out)]]
+        batch_size = arrays[0].shape[0] if arrays else None
+        specs: dict[str, _Spec] = {}
+        not_batched = []
+        for path, calls in records.items():  # dict order = order in which modules finished
+            name_base = path or self._root_name
+            layer = self._layer(path)
+            for call, outputs in enumerate(calls):
+                for key, (shape, tdtype) in outputs:
+                    name = name_base + (f"#{call}" if len(calls) > 1 else "") + key_suffix(key)
+                    if not shape or (batch_size is not None and shape[0] != batch_size):
+                        # e.g. an LSTM's (layers, batch, hidden) state: not one row per element
+                        not_batched.append(f"{name} {shape}")
+                        continue
+                    info = ResponseInfo(name, numpy_dtype(tdtype), (None, *shape[1:]), layer)
+                    specs[name] = _Spec(name, path, call, key, info)
+        if not_batched:
+            _LOG.info(
+                "outputs left out because dimension 0 is not the batch of %s: %s",
+                batch_size,
+                ", ".join(not_batched),
+            )
+        unused = [p for p in self._hookable if p not in records]
+        if unused:
+            _LOG.debug("submodules that did not run in the dry run (no response): %s", unused)
+        self._specs = specs
+        self._calls = {path: len(calls) for path, calls in records.items()}
+        self.ready = True
+
+    # -- inference ------------------------------------------------------------------------------
+
+    def _forward(self, tensors: list[Any]) -> Any:
+        try:
+            return self._module(*tensors)
+        except (_StopForward, IntroscopeError):
+            raise
+        except Exception as exc:
+            shapes = ", ".join(f"{n}: {tuple(t.shape)}" for n, t in zip(self._input_names, tensors))
+            raise IntroscopeError(
+                f"the torch module {type(self._module).__name__} failed on inputs ({shapes}): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _to_tensors(self, inputs: Mapping[str, np.ndarray], *, check: bool = True) -> list[Any]:
+        torch = self._torch
+        missing = [n for n in self._input_names if n not in inputs]
+        if missing:
+            raise IntroscopeError(
+                f"the model expects inputs {self._input_names} but got {sorted(inputs)}"
+            )
+        tensors = []
+        for info in self._input_infos:
+            arr = inputs[info.name]
+            if not isinstance(arr, np.ndarray):
+                raise IntroscopeError(
+                    f"model input {info.name!r} must be a numpy array, got {type(arr).__name__}"
+                )
+            if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+                raise IntroscopeError(
+                    f"model input {info.name!r} must be numeric, got dtype {arr.dtype}"
+                )
+            dtype = arr.dtype
+            if check:
+                expected = info.shape[1:]
+                if arr.shape[1:] != expected:
+                    raise IntroscopeError(
+                        f"model input {info.name!r} got a batch with per-element shape "
+                        f"{arr.shape[1:]} but the model was set up for {expected} (from its "
+                        f"example input or first batch); reshape the data or load the model "
+                        f"again with an example input of the new shape"
+                    )
+                if arr.dtype != info.dtype:
+                    if not np.can_cast(arr.dtype, info.dtype, "same_kind"):
+                        raise IntroscopeError(
+                            f"model input {info.name!r} has dtype {arr.dtype}, which cannot be "
+                            f"converted to the model's input dtype {info.dtype} without changing "
+                            f"kind"
+                        )
+                    dtype = info.dtype
+            if self._device.type == "cpu":
+                # A private copy: torch ignores numpy's read-only flag, and a model that writes
+                # to its input in place must not change the caller's batch.
+                tensors.append(torch.from_numpy(np.array(arr, dtype=dtype, copy=True, order="C")))
+            else:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)  # read-only: copied by .to()
+                    t = torch.from_numpy(np.ascontiguousarray(arr, dtype=dtype))
+                tensors.append(t.to(self._device))
+        return tensors
+
+    def _grab(self, out: Any, spec: _Spec) -> Any:
+        try:
+            tensor = get_output(out, spec.key)
+        except (IndexError, KeyError, TypeError):
+            tensor = None
+        if not isinstance(tensor, self._torch.Tensor):
+            raise IntroscopeError(
+                f"response {spec.name!r} is a {type(tensor).__name__} in this batch, not a tensor as "
+                f"in the dry run; the module's output structure changed between batches"
+            )
+        # Copy at once: later in-place ops (ReLU(inplace=True), x += ...) would change the data.
+        tensor = tensor.detach()
+        if tensor.device.type == "cpu":
+            return tensor.clone()
+        return tensor.to("cpu", non_blocking=tensor.device.type == "cuda")
+
+    def run_inference(
+        self, inputs: Mapping[str, np.ndarray], outputs: frozenset[str]
+    ) -> dict[str, np.ndarray]:
+        """Run one batch and return the requested responses as numpy arrays."""
+        torch = self._torch
+        if not self.ready:
+            self.dry_run([inputs[n] for n in self._input_names if n in inputs])
+        unknown = set(outputs) - set(self._specs)
+        if unknown:
+            raise unknown_name_error("response", unknown, self._specs)
+        tensors = self._to_tensors(inputs)
+        batch_size = int(tensors[0].shape[0]) if tensors else 0
+        specs = [self._specs[n] for n in outputs]
+        wanted: dict[str, dict[int, list[_Spec]]] = {}
+        for s in specs:
+            if s.path:
+                wanted.setdefault(s.path, {}).setdefault(s.call, []).append(s)
+        n_hooked = sum(1 for s in specs if s.path)
+        stop_early = n_hooked == len(specs)  # forward's return value is not needed
+        captured: dict[str, Any] = {}
+        counts: dict[str, int] = dict.fromkeys(wanted, 0)
+
+        def make_hook(path: str, by_call: dict[int, list[_Spec]]):  # noqa: ANN202
+            def hook(_module: Any, _args: Any, out: Any) -> None:
+                call = counts[path]
+                counts[path] = call + 1
+                for s in by_call.get(call, ()):
+                    captured[s.name] = self._grab(out, s)
+                if stop_early and len(captured) == n_hooked:
+                    raise _StopForward
+
+            return hook
+
+        handles = [
+            self._hookable[p].register_forward_hook(make_hook(p, by_call))
+            for p, by_call in wanted.items()
+        ]
+        stopped = False
+        out = None
+        try:
+            with torch.inference_mode(), eval_mode(self._all_modules):
+                try:
+                    out = self._forward(tensors)
+                except _StopForward:
+                    stopped = True
+        finally:
+            for h in handles:
+                h.remove()
+        if not stopped:
+            self._check_calls(counts)
+            for s in specs:
+                if not s.path:
+                    captured[s.name] = self._grab(out, s)
+        if self._device.type == "cuda":
+            torch.cuda.synchronize(self._device)
+        result = {}
+        for name, t in captured.items():
+            arr = to_numpy(t, name)
+            if arr.ndim == 0 or arr.shape[0] != batch_size:
+                raise IntroscopeError(
+                    f"response {name!r} has shape {arr.shape}, whose dimension 0 is not the batch "
+                    f"of {batch_size} elements; introscope needs the batch on dimension 0 "
+                    f"(e.g. batch_first=True for recurrent layers)"
+                )
+            result[name] = arr
+        return result
+
+    def _check_calls(self, counts: Mapping[str, int]) -> None:
+        for path, n in counts.items():
+            expected = self._calls.get(path, 1)
+            if n != expected:
+                raise IntroscopeError(
+                    f"submodule {path!r} ran {n} time(s) in this forward pass but {expected} "
+                    f"time(s) in the dry run that named its responses; introscope cannot "
+                    f"name the responses of a module whose call count changes between batches"
+                )
+
+
+_PLACEHOLDER = ResponseInfo.LayerKind.PLACEHOLDER
