@@ -5,6 +5,7 @@ from ._pfa import PFA
 from ._plan import PFALayerPlan, PFAPruningPlan
 from ._recipe import PFAEnergyDiagnostics, PFAKLDiagnostics, PFARecipe
 from ._strategies import PFAStrategyType
+from ._torch_prune import PrunedModel, count_params_and_macs, prune_sequential
 from ._units import PFAUnitSelectionStrategyType
 
 __all__ = [
@@ -18,4 +19,7 @@ __all__ = [
     "PFAUnitSelectionStrategyType",
     "PFALayerPlan",
     "PFAPruningPlan",
+    "PrunedModel",
+    "count_params_and_macs",
+    "prune_sequential",
 ]

@@ -85,6 +85,16 @@ class PFA:
         results, failed = state.finalize(epsilon_inactive=epsilon_inactive)
         return PFA(failed, results)
 
+    @staticmethod
+    def monitor(model: Any, layers: str | Sequence[str], *, pool: str | None = "max") -> Any:
+        """Watch modules of a ``torch.nn.Module`` with forward hooks (a context manager).
+
+        ``monitor.result()`` is a :class:`PFA` of every output seen; see :class:`PFAMonitor`.
+        """
+        from ._torch_monitor import PFAMonitor
+
+        return PFAMonitor(model, layers, pool=pool)
+
     @property
     def covariances(self) -> Mapping[str, PFACovariancesResult]:
         """Covariance result of every field that succeeded."""
