@@ -2,6 +2,7 @@
 
 from ._batch import Batch, concatenate_batches
 from ._cacher import CachedProducer, Cacher
+from ._image_producer import ImageFormat, ImageProducer, PixelFormat
 from ._introspector import Introspector
 from ._model import Model, ModelBackend
 from ._multi_introspect import multi_introspect
@@ -18,11 +19,16 @@ from ._producer_utils import (
     subset_producer,
 )
 from ._response_info import ResponseInfo
+from ._traintest import TrainTestSplitProducer
 
 __all__ = [
     "Batch",
     "CachedProducer",
     "Cacher",
+    "ImageFormat",
+    "ImageProducer",
+    "PixelFormat",
+    "TrainTestSplitProducer",
     "Introspector",
     "Model",
     "ModelBackend",

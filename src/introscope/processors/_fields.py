@@ -1,0 +1,240 @@
+"""Stages that reshape, rescale, rename, remove or join fields."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from introscope.base import Batch, PipelineStage
+from introscope.exceptions import IntroscopeError
+from introscope.typing import OneManyOrNone, OneOrMany
+
+from ._base import Processor, check_names_present, resolve_fields
+
+__all__ = [
+    "MeanStdNormalizer",
+    "Transposer",
+    "Flattener",
+    "FieldRemover",
+    "FieldRenamer",
+    "Concatenator",
+]
+
+
+class MeanStdNormalizer(Processor):
+    """Standardises fields: ``(x - mean) / std``.
+
+    ``mean`` and ``std`` may be numbers or arrays that broadcast against each field.
+    """
+
+    _needs_numbers = True
+
+    def __init__(
+        self,
+        mean: float | np.ndarray,
+        std: float | np.ndarray,
+        *,
+        fields: OneManyOrNone[str] = None,
+    ) -> None:
+        mean_arr = np.asarray(mean)
+        std_arr = np.asarray(std)
+        for name, arr in (("mean", mean_arr), ("std", std_arr)):
+            if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
+                raise ValueError(f"MeanStdNormalizer: {name} must be finite numbers, got {arr!r}")
+        if np.any(std_arr == 0):
+            raise ValueError(f"MeanStdNormalizer: std must be non-zero, got {std!r}")
+        self.mean = mean
+        self.std = std
+
+        def normalize(data: np.ndarray) -> np.ndarray:
+            return np.divide(data - mean_arr, std_arr)
+
+        super().__init__(normalize, fields=fields)
+
+
+class Transposer(Processor):
+    """Reorders the dimensions of fields with ``numpy.transpose(x, dim)``.
+
+    Args:
+        dim: the new order of dimensions; ``dim[0]`` must be 0 (the batch stays first).
+    """
+
+    def __init__(self, dim: Sequence[int], *, fields: OneManyOrNone[str] = None) -> None:
+        dims = tuple(int(d) for d in dim)
+        if not dims or dims[0] != 0:
+            raise ValueError(
+                f"Transposer: dim must start with 0 (dimension 0 is the batch and cannot move), "
+                f"got {tuple(dim)}"
+            )
+        if sorted(dims) != list(range(len(dims))):
+            raise ValueError(
+                f"Transposer: dim must be a permutation of 0..{len(dims) - 1}, got {dims}"
+            )
+        self.dim = dims
+        super().__init__(np.transpose, fields=fields)
+
+    def _apply(self, name: str, array: np.ndarray) -> np.ndarray:
+        if array.ndim != len(self.dim):
+            raise IntroscopeError(
+                f"Transposer: dim={self.dim} needs {len(self.dim)}-d fields, but field {name!r} "
+                f"has shape {array.shape}"
+            )
+        return np.transpose(array, self.dim)
+
+
+class Flattener(Processor):
+    """Reshapes fields of shape ``(B, N1, N2, ...)`` to ``(B, N1*N2*...)``.
+
+    Args:
+        order: ``"C"`` (row-major, default), ``"F"`` (column-major), ``"A"`` or ``"K"``, as
+            ``numpy.ndarray.flatten`` applied to each element.
+    """
+
+    def __init__(self, order: str = "C", fields: OneManyOrNone[str] = None) -> None:
+        if order not in ("C", "F", "A", "K"):
+            raise ValueError(f"Flattener: order must be 'C', 'F', 'A' or 'K', got {order!r}")
+        self.order = order
+
+        def flatten(data: np.ndarray) -> np.ndarray:
+            n = data.shape[0]
+            size = int(np.prod(data.shape[1:], dtype=np.int64))
+            if order == "C" or data.ndim <= 2:
+                return data.reshape(n, size)
+            if order == "F":
+                # Column-major within each element = row-major of the reversed trailing axes.
+                axes = (0, *range(data.ndim - 1, 0, -1))
+                return np.transpose(data, axes).reshape(n, size)
+            if n == 0:
+                return data.reshape(0, size)
+            return np.stack([element.flatten(order) for element in data])
+
+        super().__init__(flatten, fields=fields)
+
+
+class FieldRemover(PipelineStage):
+    """Removes the named fields (or, with ``keep=True``, every field except them)."""
+
+    def __init__(self, fields: OneOrMany[str], *, keep: bool = False) -> None:
+        names = resolve_fields(fields)
+        if not names:
+            raise ValueError("FieldRemover: fields must name at least one field")
+        self._fields = names
+        self._keep = bool(keep)
+
+    def _get_batch_processor(self) -> Callable[[Batch], Batch]:
+        names, keep = self._fields, self._keep
+
+        def process(batch: Batch) -> Batch:
+            check_names_present("FieldRemover", names, batch.fields.keys())
+            builder = Batch.Builder(base=batch)
+            builder.fields = {n: a for n, a in batch.fields.items() if (n in names) == keep}
+            if not builder.fields and not batch.metadata:
+                raise IntroscopeError(
+                    f"FieldRemover(fields={sorted(names)}, keep={keep}) would remove every field "
+                    f"of a batch that has no metadata; nothing would be left"
+                )
+            return builder.make_batch()
+
+        return process
+
+    def __repr__(self) -> str:
+        return f"FieldRemover(fields={sorted(self._fields)}, keep={self._keep})"
+
+
+def rename_keys(mapping: Mapping[str, str], data: Mapping[str, object]) -> dict[str, object]:
+    """Rename keys of ``data``; a key overwritten by a rename target (and not renamed) is dropped."""
+    targets = set(mapping.values()) - set(mapping)
+    return {mapping.get(k, k): v for k, v in data.items() if k not in targets}
+
+
+def check_rename_mapping(stage: str, mapping: Mapping[str, str]) -> dict[str, str]:
+    """Validate a str -> str rename mapping whose targets are distinct."""
+    if not isinstance(mapping, Mapping):
+        raise TypeError(f"{stage}: mapping must be a dict of old name -> new name")
+    for old, new in mapping.items():
+        if not isinstance(old, str) or not isinstance(new, str):
+            raise TypeError(f"{stage}: mapping must be str -> str, got {old!r} -> {new!r}")
+    targets = list(mapping.values())
+    duplicates = sorted({t for t in targets if targets.count(t) > 1})
+    if duplicates:
+        raise ValueError(f"{stage}: several names are renamed to {duplicates}")
+    return dict(mapping)
+
+
+class FieldRenamer(PipelineStage):
+    """Renames fields by ``mapping`` (old -> new); a field a rename lands on is replaced."""
+
+    def __init__(self, mapping: Mapping[str, str]) -> None:
+        self._mapping = check_rename_mapping("FieldRenamer", mapping)
+
+    def _get_batch_processor(self) -> Callable[[Batch], Batch]:
+        mapping = self._mapping
+
+        def process(batch: Batch) -> Batch:
+            check_names_present("FieldRenamer", mapping, batch.fields.keys())
+            builder = Batch.Builder(base=batch)
+            builder.fields = rename_keys(mapping, batch.fields)  # type: ignore[assignment]
+            return builder.make_batch()
+
+        return process
+
+    def __repr__(self) -> str:
+        return f"FieldRenamer({self._mapping})"
+
+
+class Concatenator(PipelineStage):
+    """Adds field ``output_field``: the named fields joined along dimension ``dim`` (not 0).
+
+    Example: fields of shapes ``(B, M, Z)`` and ``(B, N, Z)`` joined on ``dim=1`` give
+    ``(B, M+N, Z)``. The source fields stay.
+    """
+
+    def __init__(self, dim: int, output_field: str, fields: Sequence[str]) -> None:
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim == 0:
+            raise ValueError(
+                f"Concatenator: dim must be a non-zero int (0 is the batch dimension), got {dim!r}"
+            )
+        if not isinstance(output_field, str) or not output_field:
+            raise ValueError(f"Concatenator: output_field must be a str, got {output_field!r}")
+        names = [fields] if isinstance(fields, str) else list(fields)
+        if not names or not all(isinstance(n, str) for n in names):
+            raise ValueError(
+                f"Concatenator: fields must be a non-empty list of str, got {fields!r}"
+            )
+        self.dim = int(dim)
+        self.output_field = output_field
+        self.fields = tuple(names)
+
+    def _get_batch_processor(self) -> Callable[[Batch], Batch]:
+        dim, output, names = self.dim, self.output_field, self.fields
+
+        def process(batch: Batch) -> Batch:
+            check_names_present("Concatenator", names, batch.fields.keys())
+            arrays = [batch.fields[n] for n in names]
+            shapes = {n: a.shape for n, a in zip(names, arrays)}
+            ndims = {a.ndim for a in arrays}
+            if len(ndims) != 1:
+                raise IntroscopeError(
+                    f"Concatenator: fields must have the same number of dimensions, got {shapes}"
+                )
+            ndim = ndims.pop()
+            if not -ndim <= dim < ndim or dim % ndim == 0:
+                raise IntroscopeError(
+                    f"Concatenator: dim={dim} is not a non-batch dimension of fields with "
+                    f"shapes {shapes}"
+                )
+            axis = dim % ndim
+            rest = {n: s[:axis] + s[axis + 1 :] for n, s in shapes.items()}
+            if len(set(rest.values())) != 1:
+                raise IntroscopeError(
+                    f"Concatenator: fields must match in every dimension but {dim}, got {shapes}"
+                )
+            builder = Batch.Builder(base=batch)
+            builder.fields[output] = np.concatenate(arrays, axis=axis)
+            return builder.make_batch()
+
+        return process
+
+    def __repr__(self) -> str:
+        return f"Concatenator(dim={self.dim}, output_field={self.output_field!r}, fields={list(self.fields)})"

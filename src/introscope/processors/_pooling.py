@@ -1,0 +1,86 @@
+"""``Pooler``: reduce fields over chosen dimensions with max, sum or mean."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Collection
+
+import numpy as np
+
+from introscope.exceptions import IntroscopeError
+from introscope.typing import OneManyOrNone, OneOrMany
+
+from ._base import Processor
+
+__all__ = ["Pooler"]
+
+
+class _Method(enum.Enum):
+    """How :class:`Pooler` reduces."""
+
+    MAX = enum.auto()
+    SUM = enum.auto()
+    AVERAGE = enum.auto()
+
+
+_REDUCERS = {_Method.MAX: np.max, _Method.SUM: np.sum, _Method.AVERAGE: np.mean}
+
+
+class Pooler(Processor):
+    """Pools fields over dimension(s) ``dim`` with ``method`` (``Pooler.Method.MAX``, ``SUM`` or
+    ``AVERAGE``); spatial pooling of ``NHWC`` responses is ``dim=(1, 2)``.
+
+    Args:
+        dim: dimension(s) to pool; never 0 (the batch). Negative values count from the end.
+        method: a ``Pooler.Method`` (or its name, e.g. ``"max"``).
+    """
+
+    Method = _Method
+    _needs_numbers = True
+
+    def __init__(
+        self,
+        dim: OneOrMany[int],
+        method: _Method | str,
+        *,
+        fields: OneManyOrNone[str] = None,
+    ) -> None:
+        items = [dim] if isinstance(dim, (int, np.integer)) else dim
+        if not isinstance(items, Collection) or not all(
+            isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in items
+        ):
+            raise TypeError(f"Pooler: dim must be an int or a collection of ints, got {dim!r}")
+        dims = tuple(int(d) for d in items)
+        if not dims:
+            raise ValueError("Pooler: dim must name at least one dimension")
+        if 0 in dims:
+            raise ValueError("Pooler: cannot pool dimension 0 (the batch dimension)")
+        if isinstance(method, str):
+            try:
+                method = _Method[method.upper()]
+            except KeyError:
+                raise ValueError(
+                    f"Pooler: unknown method {method!r}; use one of {[m.name for m in _Method]}"
+                ) from None
+        if not isinstance(method, _Method):
+            raise TypeError(f"Pooler: method must be a Pooler.Method, got {method!r}")
+        self.dim = dims
+        self.method = method
+        super().__init__(_REDUCERS[method], fields=fields)
+
+    def _apply(self, name: str, array: np.ndarray) -> np.ndarray:
+        ndim = array.ndim
+        axes = set()
+        for d in self.dim:
+            if not -ndim <= d < ndim:
+                raise IntroscopeError(
+                    f"Pooler: dim={self.dim} is out of range for field {name!r} of shape "
+                    f"{array.shape}"
+                )
+            axes.add(d % ndim)
+        if 0 in axes:
+            raise IntroscopeError(
+                f"Pooler: dim={self.dim} would pool dimension 0 (the batch) of field {name!r} "
+                f"of shape {array.shape}"
+            )
+        return self._func(array, axis=tuple(sorted(axes)))
