@@ -79,9 +79,10 @@ def _encode(value: Any, arrays: dict[str, np.ndarray], where: str) -> Any:
         return {_TAG: "complex", "v": [value.real, value.imag]}
     if type(value) is bytes:
         return {_TAG: "bytes", "v": base64.b64encode(value).decode("ascii")}
-    if isinstance(value, pathlib.PurePath) and type(value).__name__ in _PATH_TYPES:
-        kind = "Path" if isinstance(value, pathlib.Path) else type(value).__name__
-        return {_TAG: "path", "cls": kind, "v": str(value)}
+    if type(value) in (pathlib.PosixPath, pathlib.WindowsPath):
+        return {_TAG: "path", "cls": "Path", "v": str(value)}
+    if type(value) in (pathlib.PurePath, pathlib.PurePosixPath, pathlib.PureWindowsPath):
+        return {_TAG: "path", "cls": type(value).__name__, "v": str(value)}
     raise UnsupportedMetadata(where, value)
 
 

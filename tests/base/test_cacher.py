@@ -1,0 +1,406 @@
+"""Cacher and CachedProducer: one run upstream, any batch size after, no pickle, safe interrupts."""
+
+import json
+import logging
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import zipfile
+
+import numpy as np
+import pytest
+
+import introscope.base._cacher as cacher_module
+from introscope.base import Batch, CachedProducer, Cacher, peek_first_batch, pipeline
+from introscope.exceptions import IntroscopeError
+
+ID = Batch.StdKeys.IDENTIFIER
+LABELS = Batch.StdKeys.LABELS
+NOTE = Batch.MetaKey("note")
+
+
+class Source:
+    """n elements: x = [i, 2i] float32, LABELS["parity"]; counts calls and batches."""
+
+    def __init__(self, n: int = 23, fail_at: int | None = None, ids: bool = False) -> None:
+        self.n, self.fail_at, self.ids = n, fail_at, ids
+        self.calls: list[int] = []
+        self.yielded = 0
+
+    def __call__(self, batch_size: int):
+        self.calls.append(batch_size)
+        for i, start in enumerate(range(0, self.n, batch_size)):
+            if i == self.fail_at:
+                raise OSError("upstream broke")
+            idx = np.arange(start, min(start + batch_size, self.n))
+            b = Batch.Builder({"x": np.stack([idx, 2 * idx], axis=1).astype(np.float32)})
+            b.metadata[LABELS] = {"parity": ["even" if k % 2 == 0 else "odd" for k in idx]}
+            if self.ids:
+                b.metadata[ID] = [f"img{k}" for k in idx]
+            self.yielded += 1
+            yield b.make_batch()
+
+
+def _x(batches) -> np.ndarray:
+    return np.concatenate([b.fields["x"] for b in batches])
+
+
+def _expected_x(n: int) -> np.ndarray:
+    idx = np.arange(n)
+    return np.stack([idx, 2 * idx], axis=1).astype(np.float32)
+
+
+def _files(root: pathlib.Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_first_pass_caches_later_passes_read_at_any_size(tmp_path):
+    source = Source(23)
+    cacher = Cacher(tmp_path / "cache")
+    producer = pipeline(source, cacher)
+    assert not cacher.cached and source.calls == []
+
+    first = list(producer(5))
+    assert [b.batch_size for b in first] == [5, 5, 5, 5, 3]
+    assert cacher.cached and source.calls == [5]
+    for size, expected in [(5, [5, 5, 5, 5, 3]), (7, [7, 7, 7, 2]), (100, [23]), (1, [1] * 23)]:
+        again = list(producer(size))
+        assert [b.batch_size for b in again] == expected
+        np.testing.assert_array_equal(_x(again), _expected_x(23))
+        ids = sum((list(b.metadata[ID]) for b in again), [])
+        assert ids == list(range(23))
+        parity = sum((list(b.metadata[LABELS]["parity"]) for b in again), [])
+        assert parity == ["even", "odd"] * 11 + ["even"]
+    assert source.calls == [5]  # upstream ran once
+    assert first == list(producer(5))  # the first pass yields what later passes read
+    assert cacher.storage_path == (tmp_path / "cache").resolve()
+
+
+def test_identifiers_added_only_when_missing(tmp_path):
+    with_ids = pipeline(Source(4, ids=True), Cacher(tmp_path / "a"))
+    list(with_ids(3))
+    assert sum((list(b.metadata[ID]) for b in with_ids(3)), []) == ["img0", "img1", "img2", "img3"]
+    without = pipeline(Source(4), Cacher(tmp_path / "b"))
+    assert [list(b.metadata[ID]) for b in without(3)] == [[0, 1, 2], [3]]
+
+
+def test_as_producer_cached_producer_and_copy_to(tmp_path):
+    cacher = Cacher(tmp_path / "cache")
+    producer = pipeline(Source(10), cacher)
+    with pytest.raises(IntroscopeError, match="complete"):
+        cacher.as_producer()
+    list(producer(4))
+    cached = cacher.as_producer()
+    assert isinstance(cached, CachedProducer) and cached.num_elements == 10
+    np.testing.assert_array_equal(_x(cached(3)), _expected_x(10))
+    reopened = CachedProducer(str(tmp_path / "cache"))
+    assert list(reopened(4)) == list(cached(4))
+
+    copy = cached.copy_to(tmp_path / "copy")
+    assert copy.storage_path == (tmp_path / "copy").resolve()
+    assert list(copy(6)) == list(cached(6))
+    with pytest.raises(IntroscopeError, match="overwrite=True"):
+        cached.copy_to(tmp_path / "copy")
+    other = pipeline(Source(3), Cacher(tmp_path / "other"))
+    list(other(2))
+    replaced = CachedProducer(tmp_path / "other").copy_to(tmp_path / "copy", overwrite=True)
+    assert replaced.num_elements == 3
+    assert len(list((tmp_path / "copy").glob("run-*"))) == 1  # the old copy was removed
+    Cacher.clear(tmp_path / "cache")
+    np.testing.assert_array_equal(_x(copy(8)), _expected_x(3))  # copies are independent
+
+
+def test_misuse_errors(tmp_path):
+    cacher = Cacher(tmp_path / "c")
+    pipeline(Source(), cacher)
+    with pytest.raises(IntroscopeError, match="already part of a pipeline"):
+        pipeline(Source(), cacher)
+    list(pipeline(Source(4), Cacher(tmp_path / "full"))(2))
+    with pytest.raises(IntroscopeError, match="already holds a cache"):
+        Cacher(tmp_path / "full")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(IntroscopeError, match="holds no cached batches"):
+        CachedProducer(tmp_path / "empty")
+    with pytest.raises(IntroscopeError, match="does not exist"):
+        CachedProducer(tmp_path / "missing")
+    with pytest.raises(IntroscopeError, match="caching has not finished"):
+        CachedProducer(cacher.storage_path)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(IntroscopeError, match="not a folder"):
+        Cacher(tmp_path / "file")
+    with pytest.raises(IntroscopeError, match="batch_size"):
+        list(CachedProducer(tmp_path / "full")(0))
+
+
+def test_default_storage_is_a_temporary_folder_and_clear(tmp_path):
+    cacher = Cacher()
+    try:
+        assert cacher.storage_path.is_dir() and cacher.storage_path.name.startswith("introscope-")
+    finally:
+        Cacher.clear(cacher.storage_path)
+    assert not cacher.storage_path.exists()
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    list(pipeline(Source(4), Cacher(mine))(2))
+    list(pipeline(Source(4), Cacher(tmp_path / "sub"))(2))
+    Cacher.clear(tmp_path)  # clears caches in tmp_path's sub-folders
+    assert _files(mine) == ["notes.txt"]  # only what the Cacher wrote is gone
+    assert not (tmp_path / "sub").exists()
+    with pytest.raises(NotADirectoryError):
+        Cacher.clear(tmp_path / "nothing")
+
+
+def test_no_pickle_on_disk_and_no_temp_files_left(tmp_path):
+    producer = pipeline(Source(9), Cacher(tmp_path / "c"))
+    list(producer(4))
+    files = _files(tmp_path / "c")
+    assert not [f for f in files if f.endswith(".tmp")]
+    npz = [tmp_path / "c" / f for f in files if f.endswith(".npz")]
+    assert len(npz) == 3
+    for path in npz:
+        with np.load(path, allow_pickle=False) as z:
+            for name in z.files:
+                assert not z[name].dtype.hasobject
+        with zipfile.ZipFile(path) as zf:
+            assert all(info.compress_type == zipfile.ZIP_STORED for info in zf.infolist())
+    manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    assert manifest["elements"] == 9 and [b["size"] for b in manifest["batches"]] == [4, 4, 1]
+
+
+def test_metadata_and_field_types_round_trip(tmp_path):
+    n = 2
+    b = Batch.Builder(
+        {
+            "f16": np.array([1.5, -2.0], dtype=np.float16),
+            "flag": np.array([True, False]),
+            "text": np.array(["ab", "cde"]),
+            "cplx": np.array([1 + 2j, 3j]),
+            "img": np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4),
+        }
+    )
+    values = [
+        (1, "a"),
+        {"k": [1, 2], 3: None, (1, 2): "tuple key"},
+        {1, 2},
+        frozenset({"x"}),
+        pathlib.Path("/data/img0.png"),
+        pathlib.PurePosixPath("a/b"),
+        b"\x00\xff",
+        np.int8(-3),
+        np.uint64(2**64 - 1),
+        np.float32(0.1),
+        np.float16(3.5),
+        np.bool_(True),
+        np.complex128(1 - 1j),
+        np.datetime64("2024-01-02"),
+        np.arange(3.0),
+        float("nan"),
+        float("inf"),
+        2**80,
+        None,
+        3 + 4j,
+        [[1, [2.5]], "s"],
+        "plain",
+        True,
+    ]
+    for i, v in enumerate(values):
+        b.metadata[Batch.MetaKey(f"k{i}")] = [v, v]
+    b.metadata[ID] = [("scene", 0), ("scene", 1)]
+    b.metadata[LABELS] = {"digit": [np.int64(3), np.int64(7)], "name": ["three", "seven"]}
+    b.metadata[Batch.DictMetaKey("k0")] = {"z": [1, 2]}  # same name as a MetaKey, other kind
+    snap = Batch.Builder({"raw": np.array([[1, 2], [3, 4]], dtype=np.int16)})
+    snap.metadata[NOTE] = ["s0", "s1"]
+    b.snapshots["before"] = snap.make_batch()
+    original = b.make_batch()
+
+    producer = pipeline(lambda size: iter([original]), Cacher(tmp_path / "c"))
+    list(producer(n))
+    (loaded,) = list(CachedProducer(tmp_path / "c")(n))
+    for name, arr in original.fields.items():
+        assert loaded.fields[name].dtype == arr.dtype
+        np.testing.assert_array_equal(loaded.fields[name], arr)
+    for i, v in enumerate(values):
+        got = loaded.metadata[Batch.MetaKey(f"k{i}")]
+        for g in got:
+            assert type(g) is type(v), (i, v, g)
+            if isinstance(v, np.ndarray):
+                np.testing.assert_array_equal(g, v)
+            elif isinstance(v, float) and np.isnan(v):
+                assert np.isnan(g)
+            else:
+                assert g == v
+                if isinstance(v, np.generic):
+                    assert g.dtype == v.dtype
+    assert loaded.metadata[ID] == (("scene", 0), ("scene", 1))
+    assert loaded.metadata[LABELS]["digit"] == (3, 7)
+    assert loaded.metadata[LABELS]["digit"][0].dtype == np.int64
+    assert loaded.metadata[Batch.DictMetaKey("k0")]["z"] == (1, 2)
+    assert loaded.snapshots["before"] == original.snapshots["before"]
+    with pytest.raises(ValueError, match="read-only"):
+        loaded.fields["img"][0, 0, 0] = 1
+
+
+class Opaque:
+    pass
+
+
+def _with_note(values):
+    def produce(batch_size):
+        for i, v in enumerate(values):
+            b = Batch.Builder({"x": np.array([float(i)])})
+            b.metadata[NOTE] = [v]
+            yield b.make_batch()
+
+    return produce
+
+
+def test_unsupported_metadata_is_an_error_naming_the_key(tmp_path):
+    cacher = Cacher(tmp_path / "c")
+    with pytest.raises(IntroscopeError, match=r"MetaKey\('note'\).*Opaque.*drop_unsupported"):
+        list(pipeline(_with_note(["fine", Opaque()]), cacher)(1))
+    assert not cacher.cached
+    assert not list((tmp_path / "c").glob("run-*"))
+    object_field = pipeline(
+        lambda n: iter([Batch({"obj": np.array([Opaque()], dtype=object)})]), Cacher()
+    )
+    with pytest.raises(IntroscopeError, match="field 'obj' has dtype object"):
+        list(object_field(1))
+
+
+def test_drop_unsupported_metadata(tmp_path, caplog):
+    cacher = Cacher(tmp_path / "c", drop_unsupported_metadata=True)
+    producer = pipeline(_with_note([Opaque(), "text"]), cacher)
+    with caplog.at_level(logging.WARNING, logger="introscope"):
+        first = list(producer(1))
+    assert "not caching metadata" in caplog.text and "note" in caplog.text
+    assert cacher.cached
+    assert all(NOTE not in b.metadata for b in first)  # first pass matches what is stored
+    again = list(producer(2))
+    assert NOTE not in again[0].metadata and again[0].metadata[ID] == (0, 1)
+    # a key already stored cannot be dropped later: that would make batches disagree
+    late = pipeline(
+        _with_note(["text", Opaque()]), Cacher(tmp_path / "d", drop_unsupported_metadata=True)
+    )
+    with pytest.raises(IntroscopeError, match="earlier batches stored this key"):
+        list(late(1))
+
+
+def test_exception_midway_leaves_no_cache_and_next_pass_recaches(tmp_path):
+    source = Source(30, fail_at=3)
+    cacher = Cacher(tmp_path / "c")
+    producer = pipeline(source, cacher)
+    with pytest.raises(OSError, match="upstream broke"):
+        list(producer(4))
+    assert source.yielded == 3 and not cacher.cached
+    assert _files(tmp_path / "c") == [".introscope-cache"]
+    with pytest.raises(IntroscopeError, match="caching has not finished"):
+        CachedProducer(tmp_path / "c")
+    source.fail_at = None
+    np.testing.assert_array_equal(_x(producer(4)), _expected_x(30))
+    assert cacher.cached and source.calls == [4, 4]
+    np.testing.assert_array_equal(_x(producer(11)), _expected_x(30))
+    ids = sum((list(b.metadata[ID]) for b in producer(7)), [])
+    assert ids == list(range(30))  # numbering restarts with the pass that completed
+
+
+def test_consumer_stopping_early_does_not_complete_the_cache(tmp_path):
+    source = Source(30)
+    cacher = Cacher(tmp_path / "c")
+    producer = pipeline(source, cacher)
+    assert peek_first_batch(producer, 4).batch_size == 4
+    assert not cacher.cached and not list((tmp_path / "c").glob("run-*"))
+    list(producer(4))
+    assert cacher.cached and source.calls == [4, 4]
+
+
+def test_reads_are_lazy(tmp_path, monkeypatch):
+    list(pipeline(Source(40), Cacher(tmp_path / "c"))(4))
+    reads = []
+    real = cacher_module.read_batch
+    monkeypatch.setattr(cacher_module, "read_batch", lambda p: reads.append(p) or real(p))
+    it = iter(CachedProducer(tmp_path / "c")(4))
+    next(it)
+    assert len(reads) == 1
+    next(it)
+    assert len(reads) == 2
+    first = next(iter(CachedProducer(tmp_path / "c")(6)))
+    assert first.batch_size == 6 and len(reads) == 4  # two stored batches make one of 6
+
+
+def test_empty_producer_makes_an_empty_cache(tmp_path):
+    cacher = Cacher(tmp_path / "c")
+    producer = pipeline(lambda n: iter(()), cacher)
+    assert list(producer(3)) == []
+    assert cacher.cached and cacher.as_producer().num_elements == 0
+    with pytest.raises(IntroscopeError, match="yielded no batch"):
+        peek_first_batch(cacher.as_producer())
+
+
+def test_damaged_cache_is_detected(tmp_path):
+    list(pipeline(Source(8), Cacher(tmp_path / "c"))(4))
+    (victim,) = [p for p in (tmp_path / "c").rglob("batch-000001.npz")]
+    victim.write_bytes(victim.read_bytes()[:-10])
+    with pytest.raises(IntroscopeError, match="damaged.*batch-000001.npz"):
+        CachedProducer(tmp_path / "c")
+    victim.unlink()
+    with pytest.raises(IntroscopeError, match="missing"):
+        CachedProducer(tmp_path / "c")
+
+
+_KILLED_SCRIPT = textwrap.dedent(
+    """
+    import pathlib, sys, time
+    import numpy as np
+    from introscope.base import Batch, Cacher, pipeline
+
+    root, ready = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+
+    def slow(batch_size):
+        for i in range(10):
+            if i == 3:
+                ready.write_text("3 batches cached")
+                time.sleep(120)  # killed here
+            yield Batch({"x": np.full((batch_size, 2), float(i))})
+
+    for _ in pipeline(slow, Cacher(root))(4):
+        pass
+    """
+)
+
+
+def test_killed_process_leaves_no_readable_cache_and_next_run_recaches(tmp_path):
+    root, ready = tmp_path / "cache", tmp_path / "ready"
+    script = tmp_path / "writer.py"
+    script.write_text(_KILLED_SCRIPT)
+    env = {**os.environ, "INTROSCOPE_PROGRESS": "0"}
+    proc = subprocess.Popen([sys.executable, str(script), str(root), str(ready)], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert proc.poll() is None, "writer exited early"
+            assert time.monotonic() < deadline, "writer never got halfway"
+            time.sleep(0.05)
+        written = [p for p in root.rglob("batch-*.npz")]
+        assert len(written) == 3  # midway: three batches are on disk
+        with pytest.raises(IntroscopeError, match="being written by another Cacher"):
+            Cacher(root)  # a live writer is not disturbed
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+    with pytest.raises(IntroscopeError, match="unfinished cache"):
+        CachedProducer(root)
+    cacher = Cacher(root)  # detects the dead run and removes it
+    assert not list(root.glob("run-*"))
+    source = Source(10)
+    out = list(pipeline(source, cacher)(4))
+    assert cacher.cached and len(out) == 3
+    np.testing.assert_array_equal(_x(CachedProducer(root)(10)), _expected_x(10))
+    assert len(list(root.glob("run-*"))) == 1
