@@ -110,9 +110,9 @@ def test_table_columns_and_dead_unit_percentages() -> None:
     assert list(df["response"]) == ["a", "m", "z"]
     m = df.set_index("response").loc["m"]
     assert m["mean inactive"] == pytest.approx(1.9) and m["units"] == 5
-    assert m["dead units"] == 1 and m["dead units %"] == pytest.approx(20.0)
-    assert m["units inactive >= 90%"] == 2 and m["units inactive >= 90% %"] == pytest.approx(40.0)
-    assert df.set_index("response").loc["z", "dead units %"] == 100.0
+    assert m["dead units"] == 1 and m["dead units (%)"] == pytest.approx(20.0)
+    assert m["units inactive >= 90%"] == 2 and m["units inactive >= 90% (%)"] == pytest.approx(40.0)
+    assert df.set_index("response").loc["z", "dead units (%)"] == 100.0
     only = IUA.show(iua, response_names=["z", "a"])
     assert list(only["response"]) == ["a", "z"]
 

@@ -30,8 +30,8 @@ def iua_table(rows: Sequence[Row]) -> Any:
     records = []
     any_channels = any(r["channels"] is not None for r in rows)
     any_nonfinite = any(r["nonfinite"] for r in rows)
+    p = _frac_label(rows[0]["dead fraction"]) if rows else ""
     for r in rows:
-        p = _frac_label(r["dead fraction"])
         rec: dict[str, Any] = {
             "response": r["response"],
             "mean inactive": r["mean inactive"],
@@ -39,21 +39,26 @@ def iua_table(rows: Sequence[Row]) -> Any:
             "samples": r["samples"],
             "units": r["units"],
             "dead units": r["dead units"],
-            "dead units %": _pct(r["dead units"], r["units"]),
+            "dead units (%)": _pct(r["dead units"], r["units"]),
             f"units inactive >= {p}": r["mostly dead units"],
-            f"units inactive >= {p} %": _pct(r["mostly dead units"], r["units"]),
+            f"units inactive >= {p} (%)": _pct(r["mostly dead units"], r["units"]),
         }
         if any_channels:
             ch = r["channels"]
             rec["channels"] = ch
             rec["dead channels"] = r.get("dead channels")
-            rec["dead channels %"] = _pct(r["dead channels"], ch) if ch else None
+            rec["dead channels (%)"] = _pct(r["dead channels"], ch) if ch else None
             rec[f"channels inactive >= {p}"] = r.get("mostly dead channels")
-            rec[f"channels inactive >= {p} %"] = _pct(r["mostly dead channels"], ch) if ch else None
+            rec[f"channels inactive >= {p} (%)"] = (
+                _pct(r["mostly dead channels"], ch) if ch else None
+            )
         if any_nonfinite:
             rec["non-finite values"] = r["nonfinite"]
         records.append(rec)
     df = pd.DataFrame.from_records(records)
+    for col in ("channels", "dead channels", f"channels inactive >= {p}"):
+        if col in df:
+            df[col] = df[col].astype("Int64")  # counts stay integers beside dense rows' <NA>
     if len(df):
         df = df.sort_values("response").reset_index(drop=True)
     return df
@@ -79,7 +84,8 @@ def _title(row: Row) -> str:
     p = _frac_label(row["dead fraction"])
     text = (
         f"{row['response']}  {tuple(row['shape'])}: mean {row['mean inactive']:.1f} "
-        f"± {row['std inactive']:.1f} inactive of {units} units\n"
+        f"± {row['std inactive']:.1f} ({_pct(row['mean inactive'], units):.1f}%) inactive "
+        f"of {units} units\n"
         f"dead {dead} ({_pct(dead, units):.1f}%), inactive >= {p}: {mostly} "
         f"({_pct(mostly, units):.1f}%)"
     )
@@ -121,7 +127,8 @@ _CSS = """
 <style>
 .introscope-iua{font-family:system-ui,-apple-system,Segoe UI,sans-serif;font-size:13px}
 .introscope-iua table{border-collapse:collapse;margin:4px 0}
-.introscope-iua th,.introscope-iua td{border-bottom:1px solid #ddd;padding:3px 8px;text-align:right}
+.introscope-iua th,.introscope-iua td{border-bottom:1px solid #ddd;padding:3px 8px;text-align:right;
+white-space:nowrap}
 .introscope-iua th{background:#f3f3f3}
 .introscope-iua td.name{text-align:left;font-family:monospace}
 .introscope-iua .bar{display:inline-block;width:80px;height:10px;background:#eee;

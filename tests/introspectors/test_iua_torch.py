@@ -1,0 +1,106 @@
+"""IUA.monitor: forward hooks on a PyTorch model give the same numbers as IUA.introspect."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from introscope.base import Batch
+from introscope.exceptions import IntroscopeError
+from introscope.introspectors import IUA
+
+torch = pytest.importorskip("torch")
+
+
+class SmallCNN(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 6, 3)
+        self.relu1 = torch.nn.ReLU()
+        self.flat = torch.nn.Flatten()
+        self.fc = torch.nn.Linear(6 * 6 * 6, 5)
+        self.relu2 = torch.nn.ReLU()
+        self.head = torch.nn.Linear(5, 2)
+
+    def forward(self, x):  # noqa: ANN001, ANN201
+        return self.head(self.relu2(self.fc(self.flat(self.relu1(self.conv(x))))))
+
+
+def record(model: torch.nn.Module, names: list[str]) -> tuple[dict[str, list], list]:
+    outs: dict[str, list] = {n: [] for n in names}
+    modules = dict(model.named_modules())
+    handles = [
+        modules[n].register_forward_hook(
+            lambda m, i, o, n=n: outs[n].append(o.detach().numpy().copy())
+        )
+        for n in names
+    ]
+    return outs, handles
+
+
+def test_monitor_equals_introspect_on_the_same_responses() -> None:
+    torch.manual_seed(0)
+    model = SmallCNN().eval()
+    outs, handles = record(model, ["relu1", "relu2"])
+    with IUA.monitor(model) as mon:  # default: every ReLU module
+        assert mon.attached
+        with torch.no_grad():
+            for size in (5, 1, 9):
+                model(torch.randn(size, 3, 8, 8))
+    for h in handles:
+        h.remove()
+    assert not mon.attached
+    assert not model.relu1._forward_hooks and not model.relu2._forward_hooks
+    data = {k: np.concatenate(v) for k, v in outs.items()}
+    ref = IUA.introspect(lambda bs: iter([Batch(data)]), channel_axis=1)
+    got = mon.result
+    assert got.results["relu1"] == ref.results["relu1"]
+    assert got.results["relu2"] == ref.results["relu2"]
+    assert got.channel_results["relu1"] == ref.channel_results["relu1"]
+    assert set(got.channel_results) == {"relu1"}
+    assert got.results["relu1"].num_samples == 15
+
+
+def test_monitor_watches_dying_relu_during_training_epoch_by_epoch() -> None:
+    torch.manual_seed(0)
+    model = SmallCNN()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, y = torch.randn(16, 3, 8, 8), torch.randint(0, 2, (16,))
+    dead_per_epoch = []
+    with IUA.monitor(model, ["relu2", model.relu1]) as mon:
+        for epoch in range(2):
+            mon.reset()
+            if epoch == 1:
+                with torch.no_grad():
+                    model.fc.bias[:3] = -1e3  # kill three units of relu2
+            model.train()
+            for i in range(0, 16, 4):
+                loss = torch.nn.functional.cross_entropy(model(x[i : i + 4]), y[i : i + 4])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            dead_per_epoch.append(mon.result.results["relu2"].dead_units())
+            assert mon.result.results["relu2"].num_samples == 16
+    assert dead_per_epoch[1] >= 3 > dead_per_epoch[0]
+    assert set(mon.result.results) == {"relu1", "relu2"}
+
+
+def test_monitor_nonfinite_and_bad_arguments() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU())
+    bad = torch.tensor([[float("nan"), 0.0, 1.0]])
+    with IUA.monitor(model, ["0"]) as mon:
+        with pytest.raises(IntroscopeError, match="'0' output has .* NaN"):
+            model(bad)
+    assert not model[0]._forward_hooks
+    with pytest.warns(RuntimeWarning, match="counted as active"):
+        with IUA.monitor(model, "0", nonfinite="warn") as mon:
+            model(bad)
+            model(torch.ones(2, 3))
+    assert mon.result.results["0"].nonfinite == 4
+    assert mon.result.results["0"].num_samples == 3
+    with pytest.raises(IntroscopeError, match="unknown module .relu.*available"):
+        IUA.monitor(model, ["relu"])
+    with pytest.raises(IntroscopeError, match="ReLU"):
+        IUA.monitor(torch.nn.Linear(2, 2))
+    with pytest.raises(TypeError):
+        IUA.monitor(object(), ["x"])
