@@ -26,6 +26,9 @@ dnikit-venv: $(DNIKIT_VENV)/.installed
 $(DNIKIT_VENV)/.installed:
 	@( $(PYTHON) -m venv $(DNIKIT_VENV) && $(DNIKIT_VENV)/bin/python -m pip install -q "dnikit==2.0.0" && touch $@ ) \
 	  || echo "warning: could not install dnikit==2.0.0; differential tests will be skipped"
+	@# OpenCV (dnikit[image]) for the image-processor comparisons; those tests skip without it.
+	@$(DNIKIT_VENV)/bin/python -m pip install -q opencv-python-headless 2>/dev/null \
+	  || echo "warning: no OpenCV in $(DNIKIT_VENV); image differential tests will be skipped"
 
 # Headless Chromium renders the HTML views in tests (skipped when absent). Idempotent; a failed
 # install only warns.
