@@ -65,6 +65,13 @@ class ResponseInfoMapping(Mapping[str, ResponseInfo]):
         except KeyError:
             raise unknown_name_error("response", [name], self._infos) from None
 
+    def __contains__(self, name: object) -> bool:
+        # Mapping's default __contains__/get rely on KeyError, which __getitem__ does not raise.
+        return name in self._infos
+
+    def get(self, name: str, default: ResponseInfo | None = None) -> ResponseInfo | None:
+        return self._infos.get(name, default)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._infos)
 
