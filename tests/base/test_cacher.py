@@ -5,6 +5,7 @@ import logging
 import os
 import pathlib
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
@@ -182,6 +183,9 @@ def test_metadata_and_field_types_round_trip(tmp_path):
             "text": np.array(["ab", "cde"]),
             "cplx": np.array([1 + 2j, 3j]),
             "img": np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4),
+            "fortran": np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+            "when": np.array(["2024-01-01", "2025-06-30"], dtype="datetime64[D]"),
+            "record": np.array([(1, 2.0), (3, 4.0)], dtype=[("a", "<i4"), ("b", "<f8")]),
         }
     )
     values = [
@@ -345,7 +349,16 @@ def test_empty_producer_makes_an_empty_cache(tmp_path):
 def test_damaged_cache_is_detected(tmp_path):
     list(pipeline(Source(8), Cacher(tmp_path / "c"))(4))
     (victim,) = [p for p in (tmp_path / "c").rglob("batch-000001.npz")]
-    victim.write_bytes(victim.read_bytes()[:-10])
+    data = bytearray(victim.read_bytes())
+    with zipfile.ZipFile(victim) as zf:
+        info = zf.getinfo("f0.npy")  # field "x"
+    off = info.header_offset
+    name_len, extra_len = struct.unpack("<HH", data[off + 26 : off + 30])  # zip local header
+    data[off + 30 + name_len + extra_len + info.file_size - 3] ^= 0xFF  # inside x's data
+    victim.write_bytes(bytes(data))
+    with pytest.raises(IntroscopeError, match="batch-000001.npz is corrupt.*CRC"):
+        list(CachedProducer(tmp_path / "c")(4))
+    victim.write_bytes(bytes(data[:-10]))
     with pytest.raises(IntroscopeError, match="damaged.*batch-000001.npz"):
         CachedProducer(tmp_path / "c")
     victim.unlink()
