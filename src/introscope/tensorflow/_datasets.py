@@ -55,8 +55,8 @@ def _download(name: str, load: Callable[[], TrainTestSplitType]) -> TrainTestSpl
 class _KerasDataset(TrainTestSplitProducer):
     """A ``keras.datasets`` split; ``split_dataset`` given explicitly skips the download."""
 
-    _name: ClassVar[str] = ""
-    _labels: ClassVar[list[str] | None] = None
+    _keras_name: ClassVar[str] = ""
+    _class_names: ClassVar[list[str] | None] = None
 
     def __init__(
         self,
@@ -65,18 +65,18 @@ class _KerasDataset(TrainTestSplitProducer):
         max_samples: int = -1,
     ) -> None:
         if split_dataset is None:
-            split_dataset = _download(self._name, self._load)
+            split_dataset = _download(self._keras_name, self._load)
         super().__init__(split_dataset, attach_metadata=attach_metadata, max_samples=max_samples)
 
     def _load(self) -> TrainTestSplitType:
         keras = import_keras()
-        return getattr(keras.datasets, self._name.lower().replace("-", "_")).load_data()
+        return getattr(keras.datasets, self._keras_name.lower().replace("-", "_")).load_data()
 
     def str_to_label_idx(self) -> list[str]:
         """Class names, in label order (so ``subset(labels=["cat"])`` works)."""
-        if self._labels is None:
+        if self._class_names is None:
             raise IntroscopeError(f"{type(self).__name__} has no string class names")
-        return list(self._labels)
+        return list(self._class_names)
 
     def subset(
         self,
@@ -103,21 +103,21 @@ class _KerasDataset(TrainTestSplitProducer):
 class CIFAR10(_KerasDataset):
     """CIFAR-10 (50,000 train + 10,000 test 32x32 RGB images, 10 classes), from keras.datasets."""
 
-    _name = "CIFAR10"
-    _labels = _CIFAR10_LABELS
+    _keras_name = "CIFAR10"
+    _class_names = _CIFAR10_LABELS
 
 
 class MNIST(_KerasDataset):
     """MNIST (60,000 train + 10,000 test 28x28 digit images), from keras.datasets."""
 
-    _name = "MNIST"
+    _keras_name = "MNIST"
 
 
 class FashionMNIST(_KerasDataset):
     """Fashion-MNIST (60,000 train + 10,000 test 28x28 clothing images), from keras.datasets."""
 
-    _name = "Fashion-MNIST"
-    _labels = _FASHION_LABELS
+    _keras_name = "Fashion-MNIST"
+    _class_names = _FASHION_LABELS
 
 
 class CIFAR100(_KerasDataset):
@@ -127,7 +127,7 @@ class CIFAR100(_KerasDataset):
         label_mode: ``"fine"`` or ``"coarse"`` labels.
     """
 
-    _name = "CIFAR100"
+    _keras_name = "CIFAR100"
 
     def __init__(
         self,
