@@ -417,3 +417,18 @@ def test_killed_process_leaves_no_readable_cache_and_next_run_recaches(tmp_path)
     assert cacher.cached and len(out) == 3
     np.testing.assert_array_equal(_x(CachedProducer(root)(10)), _expected_x(10))
     assert len(list(root.glob("run-*"))) == 1
+
+
+def test_metadata_only_batches_cache_and_rebatch(tmp_path):
+    def only_metadata(batch_size):
+        for start in range(0, 5, batch_size):
+            b = Batch.Builder()
+            b.metadata[NOTE] = [f"n{i}" for i in range(start, min(start + batch_size, 5))]
+            yield b.make_batch()
+
+    producer = pipeline(only_metadata, Cacher(tmp_path / "c"))
+    list(producer(2))
+    out = list(producer(3))
+    assert [dict(b.fields) for b in out] == [{}, {}]
+    assert [b.metadata[NOTE] for b in out] == [("n0", "n1", "n2"), ("n3", "n4")]
+    assert [b.metadata[ID] for b in out] == [(0, 1, 2), (3, 4)]

@@ -356,7 +356,10 @@ class Cacher(PipelineStage):
         if not root.is_dir():
             raise NotADirectoryError(f"{root} is not a folder")
         for folder in [root, *(p for p in root.iterdir() if p.is_dir())]:
-            if not (folder / _MARKER).exists():
+            try:
+                if not (folder / _MARKER).is_file():
+                    continue
+            except OSError:  # e.g. another user's folder in the temporary folder
                 continue
             if any(_run_is_live(r) for r in _runs(folder)):
                 _logger.warning("not clearing %s: a Cacher is still writing to it", folder)
