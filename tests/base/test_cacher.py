@@ -14,6 +14,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from tests.dnikit_ref import run_dnikit
 
 import introscope.base._cacher as cacher_module
 from introscope.base import Batch, CachedProducer, Cacher, peek_first_batch, pipeline
@@ -432,3 +433,38 @@ def test_metadata_only_batches_cache_and_rebatch(tmp_path):
     assert [dict(b.fields) for b in out] == [{}, {}]
     assert [b.metadata[NOTE] for b in out] == [("n0", "n1", "n2"), ("n3", "n4")]
     assert [b.metadata[ID] for b in out] == [(0, 1, 2), (3, 4)]
+
+
+def test_same_batches_and_identifiers_as_dnikit(tmp_path):
+    x = np.random.default_rng(0).standard_normal((11, 3)).astype(np.float32)
+    script = """
+    import pathlib
+    from dnikit.base import Batch, pipeline
+    from dnikit.processors import Cacher
+
+    def produce(batch_size):
+        for s in range(0, 11, batch_size):
+            yield Batch({"x": arrays["x"][s:s + batch_size]})
+
+    producer = pipeline(produce, Cacher(pathlib.Path("cache")))
+    first = [b.batch_size for b in producer(4)]
+    again = list(producer(3))
+    result = {
+        "first": first,
+        "sizes": [b.batch_size for b in again],
+        "ids": [list(b.metadata[Batch.StdKeys.IDENTIFIER]) for b in again],
+        "x": np.concatenate([b.fields["x"] for b in again]).tolist(),
+    }
+    """
+    ref = run_dnikit(script, {"x": x}, tmp_path / "dnikit")
+
+    def produce(batch_size):
+        for s in range(0, 11, batch_size):
+            yield Batch({"x": x[s : s + batch_size]})
+
+    producer = pipeline(produce, Cacher(tmp_path / "ours"))
+    assert [b.batch_size for b in producer(4)] == ref["first"]
+    again = list(producer(3))
+    assert [b.batch_size for b in again] == ref["sizes"]
+    assert [list(b.metadata[ID]) for b in again] == ref["ids"]
+    np.testing.assert_array_equal(_x(again), np.asarray(ref["x"], dtype=np.float32))
