@@ -225,3 +225,47 @@ def test_import_does_not_load_onnx() -> None:
     code = "import sys, introscope.onnx; print('onnx' in sys.modules, 'onnxruntime' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_tensors_not_batch_first_are_not_responses() -> None:
+    # (N, seq, 3) -> transpose to (seq, N, 3) -> Relu -> back to (N, seq, 3)
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["tx"], perm=[1, 0, 2]),
+        helper.make_node("Relu", ["tx"], ["r"]),
+        helper.make_node("Transpose", ["r"], ["y"], perm=[1, 0, 2]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "seq",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "seq", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "seq", 3])],
+    )
+    m = load_onnx_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    assert list(m.response_infos) == ["x", "y"]
+    x = RNG.normal(size=(2, 5, 3)).astype(np.float32)
+    np.testing.assert_array_equal(
+        m.backend.run_inference({"x": x}, frozenset(["y"]))["y"], np.maximum(x, 0)
+    )
+
+
+def test_node_kinds_by_op_and_rank() -> None:
+    from introscope.onnx._kinds import node_kind
+
+    w1 = {"w": np.zeros((4, 2, 3))}
+    cases = [
+        (helper.make_node("Conv", ["x", "w"], ["y"]), 3, w1, Kind.CONV_1D),
+        (helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[1, 1, 1]), 5, {}, Kind.CONV_3D),
+        (helper.make_node("ConvTranspose", ["x", "v"], ["y"]), 4, {}, Kind.CONV_TRANSPOSE_2D),
+        (helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2]), 3, {}, Kind.MAX_POOLING_1D),
+        (helper.make_node("GlobalAveragePool", ["x"], ["y"]), 5, {}, Kind.AVERAGE_POOLING_3D),
+        (helper.make_node("BatchNormalization", list("xsbmv"), ["y"]), 2, {}, Kind.BATCH_NORM),
+        (helper.make_node("BatchNormalization", list("xsbmv"), ["y"]), 4, {}, Kind.BATCH_NORM_2D),
+        (helper.make_node("MatMul", ["x", "w"], ["y"]), 2, w1, Kind.DENSE),
+        (helper.make_node("MatMul", ["q", "k"], ["y"]), 3, {}, Kind.UNKNOWN),
+        (helper.make_node("Clip", ["x", "lo"], ["y"]), 2, {"lo": np.float32(0)}, Kind.RELU),
+        (helper.make_node("Clip", ["x", "lo", "hi"], ["y"]), 2, {}, Kind.UNKNOWN),
+        (helper.make_node("LSTM", ["x", "w", "r"], ["y"]), 4, {}, Kind.LSTM),
+        (helper.make_node("Add", ["x", "z"], ["y"]), 2, {}, Kind.UNKNOWN),
+    ]
+    for node, rank, constants, kind in cases:
+        assert node_kind(node, rank, constants) == kind, node.op_type

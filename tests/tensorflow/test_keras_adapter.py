@@ -270,3 +270,11 @@ def test_keras_backend_defaults_to_torch(tmp_path: pathlib.Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
     assert out.stdout.strip() == "torch"
+
+
+def test_missing_keras_names_the_extra(cnn, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    from introscope.exceptions import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "keras", None)  # makes `import keras` fail
+    with pytest.raises(MissingDependencyError, match=r"introscope\[keras\]"):
+        load_tf_model_from_memory(model=cnn)

@@ -181,14 +181,15 @@ class OnnxBackend:
         self._sessions: OrderedDict[frozenset[str], Any] = OrderedDict()
 
     def _is_per_sample(self, shape: tuple[int | str | None, ...]) -> bool:
+        """Whether a tensor of this inferred shape starts with the batch dimension."""
         if not shape:
             return False
         first = shape[0]
-        return (
-            first is None
-            or first in self._batch_dims
-            or (isinstance(first, str) and not any(isinstance(d, int) for d in self._batch_dims))
-        )
+        if first is None or first in self._batch_dims:
+            return True
+        # A symbol made up by shape inference ("unk__3") may still be the batch; a symbol the
+        # exporter named differently from the inputs' batch (a sequence length) is not.
+        return isinstance(first, str) and first.startswith("unk__")
 
     # -- ModelBackend ---------------------------------------------------------------------------
 
@@ -347,6 +348,6 @@ def load_onnx_model(
             raise IntroscopeError(f"{str(file)!r} is not an ONNX model (it has an empty graph)")
     try:
         onnx.checker.check_model(model)
-    except Exception as exc:
-        raise IntroscopeError(f"invalid ONNX model: {exc}") from exc
+    except Exception as exc:  # onnxruntime runs some graphs the checker rejects; let it decide
+        _logger.warning("onnx.checker reports a problem with the model: %s", exc)
     return Model(OnnxBackend(model, providers=providers, session_options=session_options))
