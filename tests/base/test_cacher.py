@@ -101,6 +101,7 @@ def test_as_producer_cached_producer_and_copy_to(tmp_path):
     np.testing.assert_array_equal(_x(cached(3)), _expected_x(10))
     reopened = CachedProducer(str(tmp_path / "cache"))
     assert list(reopened(4)) == list(cached(4))
+    assert list(CachedProducer(tmp_path / "cache", verify=False)(4)) == list(cached(4))
 
     copy = cached.copy_to(tmp_path / "copy")
     assert copy.storage_path == (tmp_path / "copy").resolve()
@@ -328,7 +329,7 @@ def test_reads_are_lazy(tmp_path, monkeypatch):
     list(pipeline(Source(40), Cacher(tmp_path / "c"))(4))
     reads = []
     real = cacher_module.read_batch
-    monkeypatch.setattr(cacher_module, "read_batch", lambda p: reads.append(p) or real(p))
+    monkeypatch.setattr(cacher_module, "read_batch", lambda p, *a: reads.append(p) or real(p, *a))
     it = iter(CachedProducer(tmp_path / "c")(4))
     next(it)
     assert len(reads) == 1
@@ -362,6 +363,8 @@ def test_damaged_cache_is_detected(tmp_path):
     victim.write_bytes(bytes(data[:-10]))
     with pytest.raises(IntroscopeError, match="damaged.*batch-000001.npz"):
         CachedProducer(tmp_path / "c")
+    with pytest.raises(IntroscopeError, match="damaged.*batch-000001.npz"):
+        CachedProducer(tmp_path / "c", verify=False)  # sizes are checked either way
     victim.unlink()
     with pytest.raises(IntroscopeError, match="missing"):
         CachedProducer(tmp_path / "c")

@@ -210,10 +210,16 @@ class CachedProducer:
     """A producer that reads batches cached by :class:`Cacher`, re-cut to any batch size.
 
     Batches are read from disk one at a time (memory stays at about two batches).
+
+    Args:
+        storage_path: a folder holding a complete cache.
+        verify: check every array's CRC-32 while reading (about 2 GB/s); ``False`` reads about
+            three times faster and still detects truncated or missing files.
     """
 
-    def __init__(self, storage_path: PathOrStr) -> None:
+    def __init__(self, storage_path: PathOrStr, *, verify: bool = True) -> None:
         self._storage_path = pathlib.Path(storage_path).resolve()
+        self._verify = bool(verify)
         self._manifest()
 
     def _manifest(self) -> dict[str, Any]:
@@ -252,7 +258,7 @@ class CachedProducer:
         run = self._storage_path / manifest["run"]
         for entry in manifest["batches"]:
             try:
-                yield read_batch(run / entry["file"])
+                yield read_batch(run / entry["file"], self._verify)
             except FileNotFoundError:
                 raise IntroscopeError(
                     f"{run / entry['file']} disappeared while it was being read "
