@@ -1,0 +1,234 @@
+"""PFA: introscope vs DNIKit 2.0 on the same responses (512 units, 100,000 samples, batches of 256).
+
+Times the covariance pass (``PFA.introspect``) and ``get_recipe`` for every unit-selection
+strategy with the default KL strategy, checks that both give the same recipes, and records peak
+traced memory (tracemalloc, a second pass). DNIKit runs from ``.venv-dnikit/bin/python`` in a
+subprocess on the same memory-mapped ``.npy`` file. Optionally (``--digits``) reports the digits
+CNN's accuracy before and after pruning with a KL recipe, and after a short fine-tune.
+
+    .venv/bin/python benchmarks/bench_pfa.py [--samples 100000] [--units 512] [--digits]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+UNITS = ["L1Max", "L1Min", "AbsMax", "AbsMin"]
+BATCH = 256
+REPEAT = 3  # the machine is shared: each figure is the best of REPEAT runs
+
+_DNIKIT = r"""
+import json, sys, time, tracemalloc, resource
+import numpy as np
+from dnikit.base import Batch
+from dnikit.introspectors import PFA
+data = np.load(sys.argv[1], mmap_mode="r")
+def producer(bs):
+    for i in range(0, len(data), bs):
+        yield Batch({"r": np.array(data[i:i + bs])})
+out = {"recipe_s": {}, "recipes": {}}
+def best(f):
+    times = []
+    for _ in range(%(repeat)d):
+        t = time.perf_counter(); value = f(); times.append(time.perf_counter() - t)
+    return min(times), value
+out["introspect_s"], pfa = best(lambda: PFA.introspect(producer, batch_size=%(batch)d))
+for name in %(units)r:
+    out["recipe_s"][name], recipes = best(
+        lambda: pfa.get_recipe(unit_strategy=getattr(PFA.UnitSelectionStrategy, name)()))
+    r = recipes["r"]
+    out["recipes"][name] = [int(r.recommended_output_count), [int(u) for u in r.maximally_correlated_units]]
+tracemalloc.start(); PFA.introspect(producer, batch_size=%(batch)d).get_recipe()
+out["peak_traced_mb"] = tracemalloc.get_traced_memory()[1] / 2**20; tracemalloc.stop()
+out["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(out))
+"""
+
+
+def make_responses(path: pathlib.Path, samples: int, units: int) -> None:
+    """Correlated ReLU responses (rank ~64 plus noise) with a few dead units, float32."""
+    rng = np.random.default_rng(1807)
+    mix = rng.standard_normal((64, units)).astype(np.float32)
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(samples, units))
+    for i in range(0, samples, 8192):
+        n = min(8192, samples - i)
+        z = rng.standard_normal((n, 64)).astype(np.float32)
+        x = z @ mix + 0.3 * rng.standard_normal((n, units)).astype(np.float32)
+        out[i : i + n] = np.maximum(x, 0)
+    out[:, :8] = 0.0  # dead units
+    out.flush()
+    del out
+
+
+def _best(f):  # noqa: ANN001, ANN202
+    times, value = [], None
+    for _ in range(REPEAT):
+        t = time.perf_counter()
+        value = f()
+        times.append(time.perf_counter() - t)
+    return min(times), value
+
+
+def run_introscope(path: pathlib.Path) -> dict:
+    import resource
+
+    from introscope.base import Batch
+    from introscope.introspectors import PFA
+    from introscope.introspectors.pfa import PFACovarianceState
+
+    data = np.load(path, mmap_mode="r")
+
+    def producer(bs):
+        for i in range(0, len(data), bs):
+            yield Batch({"r": np.array(data[i : i + bs])})
+
+    out: dict = {"recipe_s": {}, "recipes": {}}
+    out["introspect_s"], pfa = _best(lambda: PFA.introspect(producer, batch_size=BATCH))
+    # Where the introspect time goes: reading batches, the sums, the eigen-decomposition.
+    out["read_batches_s"], _ = _best(lambda: [None for _ in producer(BATCH)])
+
+    def sums_only() -> None:
+        state = PFACovarianceState()
+        for batch in producer(BATCH):
+            state.update("r", batch.fields["r"])
+
+    out["update_s"], _ = _best(sums_only)
+    cov = pfa.covariances["r"].covariances
+    out["eigh_s"], _ = _best(lambda: np.linalg.eigh(cov))
+    for name in UNITS:
+        unit_strategy = getattr(PFA.UnitSelectionStrategy, name)()
+        out["recipe_s"][name], recipes = _best(
+            lambda u=unit_strategy: pfa.get_recipe(unit_strategy=u)
+        )
+        r = recipes["r"]
+        out["recipes"][name] = [r.recommended_output_count, list(r.maximally_correlated_units)]
+    tracemalloc.start()
+    PFA.introspect(producer, batch_size=BATCH).get_recipe()
+    out["peak_traced_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    out["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def run_dnikit(path: pathlib.Path) -> dict | None:
+    python = pathlib.Path(
+        os.environ.get("INTROSCOPE_DNIKIT_PYTHON", ROOT / ".venv-dnikit/bin/python")
+    )
+    if not python.exists():
+        return None
+    code = _DNIKIT % {"batch": BATCH, "units": UNITS, "repeat": REPEAT}
+    proc = subprocess.run([str(python), "-c", code, str(path)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"DNIKit run failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def digits_demo(fine_tune_epochs: int = 2) -> dict:
+    """Digits CNN: accuracy before/after pruning with PFA KL recipes, and after a fine-tune."""
+    import torch
+    from introscope.introspectors import PFA
+    from introscope.introspectors.pfa import prune_sequential
+    from introscope.samples import digits_cnn_accuracy, load_digits_split, train_digits_cnn
+
+    net = train_digits_cnn()
+    # DigitsCNN registers its modules in forward order: the same function as a Sequential
+    # (after adding the channel axis that its forward adds to (N, 8, 8) inputs).
+    chain = torch.nn.Sequential(
+        torch.nn.Unflatten(1, (1, 8)), *[m for _, m in net.named_children()]
+    )
+    chain.eval()
+    (x_train, y_train), _ = load_digits_split()
+    xt = torch.from_numpy(x_train)
+    with torch.no_grad():
+        assert torch.allclose(chain(xt[:64]), net(xt[:64]))
+    # Responses after each ReLU (max-pooled over space for the convolutions).
+    with PFA.monitor(chain, ["2", "4", "8"]) as monitor, torch.no_grad():
+        for i in range(0, len(xt), 256):
+            chain(xt[i : i + 256])
+    recipes = monitor.result().get_recipe(strategy=PFA.Strategy.KL())
+    plan = PFA.pruning_plan(recipes)
+    pruned = prune_sequential(chain, plan, example_input=xt[:1])
+    small = pruned.module
+    out = {
+        "kept": {k: f"{len(v.keep)}/{v.original_count}" for k, v in plan.layers.items()},
+        "summary": pruned.summary(),
+        "acc_before": digits_cnn_accuracy(chain),
+        "acc_pruned": digits_cnn_accuracy(small),
+    }
+    small.train()
+    opt = torch.optim.Adam(small.parameters(), lr=1e-3)
+    yt = torch.from_numpy(y_train)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(fine_tune_epochs):
+        order = torch.randperm(len(xt), generator=gen)
+        for s in range(0, len(xt), 32):
+            idx = order[s : s + 32]
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(small(xt[idx]), yt[idx]).backward()
+            opt.step()
+    small.eval()
+    out["acc_fine_tuned"] = digits_cnn_accuracy(small)
+    out["fine_tune_epochs"] = fine_tune_epochs
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=100_000)
+    parser.add_argument("--units", type=int, default=512)
+    parser.add_argument("--digits", action="store_true", help="also run the digits CNN demo")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("INTROSCOPE_PROGRESS", "0")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = pathlib.Path(tmp) / "responses.npy"
+        make_responses(path, args.samples, args.units)
+        ours = run_introscope(path)
+        ref = run_dnikit(path)
+    result = {"samples": args.samples, "units": args.units, "batch": BATCH, "introscope": ours}
+    lines = [f"PFA {args.units} units, {args.samples:,} samples, batches of {BATCH}"]
+    lines.append(
+        f"introscope: introspect {ours['introspect_s']:.2f}s (reading batches "
+        f"{ours['read_batches_s']:.2f}s, sums {ours['update_s']:.2f}s, eigh {ours['eigh_s'] * 1e3:.0f}ms), "
+        + ", ".join(f"get_recipe[{k}] {v:.3f}s" for k, v in ours["recipe_s"].items())
+        + f", peak traced {ours['peak_traced_mb']:.1f} MiB, maxrss {ours['maxrss_mb']:.0f} MiB"
+    )
+    if ref is not None:
+        result["dnikit"] = ref
+        same = {k: ours["recipes"][k] == ref["recipes"][k] for k in UNITS}
+        result["same_recipes"] = same
+        lines.append(
+            f"DNIKit 2.0: introspect {ref['introspect_s']:.2f}s, "
+            + ", ".join(f"get_recipe[{k}] {v:.3f}s" for k, v in ref["recipe_s"].items())
+            + f", peak traced {ref['peak_traced_mb']:.1f} MiB, maxrss {ref['maxrss_mb']:.0f} MiB"
+        )
+        lines.append(f"same recipes (count and units): {same}")
+        lines.append(
+            f"KL keeps {ours['recipes']['L1Max'][0]} of {args.units} units; speed-up introspect "
+            f"x{ref['introspect_s'] / ours['introspect_s']:.1f}, get_recipe[L1Max] "
+            f"x{ref['recipe_s']['L1Max'] / ours['recipe_s']['L1Max']:.1f}"
+        )
+    else:
+        lines.append("DNIKit 2.0: not available (.venv-dnikit missing)")
+    print("\n".join(lines), flush=True)
+    if args.digits:
+        result["digits"] = digits_demo()
+        print(f"digits CNN: {result['digits']}", flush=True)
+    del result["introscope"]["recipes"]
+    if "dnikit" in result:
+        del result["dnikit"]["recipes"]
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
