@@ -1,0 +1,90 @@
+"""The ``introscope`` command: demo, responses, info and bad arguments."""
+
+import pytest
+
+from introscope.cli import main
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture
+def shared_cache(tmp_path_factory, monkeypatch):
+    # Same folder as tests/samples/test_digits.py: the CNNs train once per session.
+    path = tmp_path_factory.getbasetemp() / "introscope-digits-cache"
+    path.mkdir(exist_ok=True)
+    monkeypatch.setenv("INTROSCOPE_CACHE_DIR", str(path))
+    return path
+
+
+def test_demo_prints_tables_and_saves_heatmaps(tmp_path, shared_cache, capsys):
+    pytest.importorskip("pandas")
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "figures"
+    assert main(["demo", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "healthy" in text and "dying ReLU" in text
+    for response in ("relu1", "relu2", "relu3", "conv1", "conv2"):
+        assert response in text
+    pngs = sorted(p.name for p in out.iterdir())
+    assert pngs == ["iua_dying_relu.png", "iua_healthy.png"]
+    for name in pngs:
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert str(out / name) in text
+    assert sorted(p.name for p in shared_cache.iterdir() if p.suffix == ".npz") == [
+        "digits_cnn-dying_relu-seed0-v1.npz",
+        "digits_cnn-healthy-seed0-v1.npz",
+    ]
+
+
+def test_demo_iua_table_shows_dead_units(tmp_path, shared_cache):
+    import io
+
+    from introscope.cli import run_demo
+
+    stream = io.StringIO()
+    run_demo(tmp_path, pfa=False, stream=stream)
+    text = stream.getvalue()
+    assert "Principal Filter Analysis" not in text
+    row = next(line for line in text.splitlines() if line.startswith("relu2"))
+    # units, mean inactive, dead, dead % for healthy then dying: the dying variant has far more
+    values = [float(v) for v in row.split()[1:]]
+    assert len(values) == 8
+    assert values[3] < 30.0 and values[7] > 60.0
+
+
+def test_responses_of_a_state_dict(tmp_path, shared_cache, capsys):
+    import torch
+    from introscope.samples import train_digits_cnn
+
+    path = tmp_path / "cnn.pt"
+    torch.save(train_digits_cnn().state_dict(), path)
+    code = main(
+        [
+            "responses",
+            str(path),
+            "--constructor",
+            "introscope.samples.digits:build_digits_cnn",
+            "--input-shape",
+            "8,8",
+        ]
+    )
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:2] == ["input", "x"]
+    conv1 = next(line for line in lines if line.startswith("conv1 "))
+    assert "CONV_2D" in conv1 and "(None, 16, 8, 8)" in conv1
+
+
+def test_errors_exit_nonzero(tmp_path, capsys):
+    assert main(["responses", str(tmp_path / "missing.pt")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["demo", "--batch-size", "0"]) == 1
+    assert main(["responses", str(tmp_path), "--constructor", "nonsense"]) == 1
+    with pytest.raises(SystemExit) as exc:
+        main(["responses", "x.pt", "--input-shape", "8,a"])
+    assert exc.value.code == 2
+
+
+def test_info(capsys):
+    assert main(["info"]) == 0
+    assert capsys.readouterr().out.startswith("introscope ")
