@@ -147,8 +147,11 @@ def test_merge_of_disjoint_parts_equals_the_whole(rng: np.random.Generator) -> N
             assert merged.results[name] == whole.results[name]
             assert merged.results[name].std_inactive == whole.results[name].std_inactive
         assert merged.channel_results["x"] == whole.channel_results["x"]
-    # merge leaves its inputs unchanged
+    # merge leaves its inputs unchanged, and later updates of an input do not reach the merge
     assert parts[0].results["x"].num_samples == 20
+    only_left = parts[0].merge(IUA())
+    parts[0].update("x", x[:5])
+    assert only_left.results["x"].num_samples == 20 and parts[0].results["x"].num_samples == 25
 
 
 def test_merge_rejects_incompatible_states() -> None:

@@ -89,14 +89,14 @@ def test_monitor_nonfinite_and_bad_arguments() -> None:
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU())
     bad = torch.tensor([[float("nan"), 0.0, 1.0]])
     with IUA.monitor(model, ["0"]) as mon:
-        with pytest.raises(IntroscopeError, match="'0' output has .* NaN"):
+        with pytest.raises(IntroscopeError, match=r"'0' \(module output\) has 4 NaN"):
             model(bad)
     assert not model[0]._forward_hooks
     with pytest.warns(RuntimeWarning, match="counted as active"):
         with IUA.monitor(model, "0", nonfinite="warn") as mon:
             model(bad)
             model(torch.ones(2, 3))
-    assert mon.result.results["0"].nonfinite == 4
+    assert mon.result.results["0"].nonfinite == 4  # the NaN input makes every output NaN
     assert mon.result.results["0"].num_samples == 3
     with pytest.raises(IntroscopeError, match="unknown module .relu.*available"):
         IUA.monitor(model, ["relu"])
@@ -104,3 +104,24 @@ def test_monitor_nonfinite_and_bad_arguments() -> None:
         IUA.monitor(torch.nn.Linear(2, 2))
     with pytest.raises(TypeError):
         IUA.monitor(object(), ["x"])
+
+
+def test_accelerator_path_counts_like_the_host_path() -> None:
+    """The torch-op path used on CUDA/MPS, run here on CPU tensors, equals the numpy path."""
+    torch.manual_seed(1)
+    model = SmallCNN().eval()
+    host = IUA.monitor(model, ["relu1", "relu2", "fc"])
+    device = IUA.monitor(model, ["relu1", "relu2", "fc"], nonfinite="warn")
+    device._force_device_path = True
+    with host, device, torch.no_grad():
+        for size in (3, 8, 1):
+            x = torch.randn(size, 3, 8, 8)
+            x[0] = 0.0
+            model(x)
+    for name in ("relu1", "relu2", "fc"):
+        assert device.result.results[name] == host.result.results[name], name
+    assert device.result.channel_results["relu1"] == host.result.channel_results["relu1"]
+    with device, torch.no_grad():
+        model(torch.full((2, 3, 8, 8), float("inf")))
+    with pytest.warns(RuntimeWarning, match="counted as active"):
+        assert device.result.results["fc"].nonfinite == 10

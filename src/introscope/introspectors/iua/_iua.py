@@ -160,7 +160,8 @@ class IUA:
             if mine is not None and theirs is not None:
                 out._fields[name] = mine.merged(theirs)
             else:
-                out._fields[name] = mine if mine is not None else theirs  # type: ignore[assignment]
+                # A copy: later updates of either input must not reach the merged analysis.
+                out._fields[name] = (mine if mine is not None else theirs).copy()  # type: ignore[union-attr]
         return out
 
     @property

@@ -64,6 +64,13 @@ class Tally:
         self.counts += counts
         self.per_sample.extend(per_sample)
 
+    def copy(self) -> Tally:
+        out = Tally(self.shape)
+        out.counts = self.counts.copy()
+        out.per_sample = _Growable(self.per_sample.view().dtype, len(self))
+        out.per_sample.extend(self.per_sample.view())
+        return out
+
     def merged(self, other: Tally) -> Tally:
         out = Tally(self.shape)
         out.counts = self.counts + other.counts
@@ -121,6 +128,13 @@ class FieldState:
             assert counts.channel_counts is not None and counts.channel_per_sample is not None
             self.channels.add(counts.channel_counts, counts.channel_per_sample)
         self.nonfinite += counts.nonfinite
+
+    def copy(self) -> FieldState:
+        out = FieldState(self.name, self.unit_shape, self.dtype_kind, self.channel_axis)
+        out.units = self.units.copy()
+        out.channels = self.channels.copy() if self.channels is not None else None
+        out.nonfinite = self.nonfinite
+        return out
 
     def merged(self, other: FieldState) -> FieldState:
         if other.unit_shape != self.unit_shape:
