@@ -11,6 +11,12 @@ from torch_nets import Net  # noqa: E402
 
 from introscope.torch import load_torch_model_from_path  # noqa: E402
 
+# torch 2.13 deprecates TorchScript (jit.trace/save/load); it still loads and runs.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:torch.*"),
+    pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning"),
+]
+
 
 def outputs(model, x, names=("output",)):
     batch = Batch({"x": x})

@@ -175,6 +175,13 @@ def test_first_batch_dry_run_without_example(net, images):
     assert "block.relu" not in model.response_infos
 
 
+def test_backend_names_missing_inputs_before_the_dry_run(net, images):
+    backend = load_torch_model_from_memory(net).backend
+    with pytest.raises(IntroscopeError, match=r"expects inputs \['x'\] but got \['y'\]"):
+        backend.run_inference({"y": images}, frozenset(["stem"]))
+    assert not backend.ready
+
+
 def test_input_dtype_is_converted_within_kind(net, images):
     model = load_torch_model_from_memory(net, example_input=images[:2])
     a = run(model, ["output"], images.astype(np.float64)).fields["output"]

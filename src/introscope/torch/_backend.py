@@ -281,7 +281,12 @@ class TorchBackend:
         """Run one batch and return the requested responses as numpy arrays."""
         torch = self._torch
         if not self.ready:
-            self.dry_run([inputs[n] for n in self._input_names if n in inputs])
+            missing = [n for n in self._input_names if n not in inputs]
+            if missing:
+                raise IntroscopeError(
+                    f"the model expects inputs {self._input_names} but got {sorted(inputs)}"
+                )
+            self.dry_run([inputs[n] for n in self._input_names])
         unknown = set(outputs) - set(self._specs)
         if unknown:
             raise unknown_name_error("response", unknown, self._specs)
