@@ -125,7 +125,8 @@ class PFA:
             name: recipe._with_units(
                 list(
                     unit_strategy(
-                        covariances[name], num_units_to_keep=recipe.recommended_output_count
+                        covariances=covariances[name],
+                        num_units_to_keep=recipe.recommended_output_count,
                     )
                 )
             )
