@@ -218,6 +218,21 @@ def test_state_errors_name_field_and_batch() -> None:
         state.update("f", bad, where="batch 5")
 
 
+@pytest.mark.parametrize("rows", [50, 5000])  # staged, and larger than the staging buffer
+def test_rejected_batch_leaves_state_unchanged(rng, rows: int) -> None:
+    state = PFACovarianceState()
+    good = rng.standard_normal((rows, 300))
+    state.update("f", good)
+    before = state.covariance("f")
+    bad = rng.standard_normal((rows, 300))
+    bad[-1, -1] = np.inf
+    with pytest.raises(IntroscopeError, match="NaN or Inf"):
+        state.update("f", bad)
+    assert state.count("f") == rows
+    np.testing.assert_array_equal(state.covariance("f"), before)
+    np.testing.assert_allclose(before, np.cov(good, rowvar=False), rtol=1e-9, atol=1e-12)
+
+
 def test_introspect_failed_field_warns_and_has_no_recipe(rng) -> None:
     arrays = {"ok": rng.standard_normal((10, 3)), "wide": rng.standard_normal((10, 12))}
     with pytest.warns(UserWarning, match="'wide'"):

@@ -78,13 +78,22 @@ def _is_torch_tensor(x: Any) -> bool:
     return type(x).__module__.startswith("torch") and hasattr(x, "detach")
 
 
-class _FieldSums:
-    """Count, sum and outer-product sum of one field (numpy, upper triangle; or torch, full)."""
+_STAGING_BYTES = 4 << 20
 
-    __slots__ = ("count", "total", "outer", "upper_only")
+
+class _FieldSums:
+    """Count, sum and outer-product sum of one field (numpy: upper triangle; torch: full).
+
+    numpy batches are cast to float64 into a staging buffer of about 4 MiB and folded in with
+    one BLAS ``dsyrk`` per full buffer: fewer, larger calls than one per small batch.
+    """
+
+    __slots__ = ("count", "total", "outer", "upper_only", "_stage", "_staged")
 
     def __init__(self, units: int, like: Any = None) -> None:
         self.count = 0
+        self._stage: np.ndarray | None = None
+        self._staged = 0
         if like is not None:
             import torch
 
@@ -101,13 +110,48 @@ class _FieldSums:
     def units(self) -> int:
         return int(self.total.shape[0])
 
+    def add_numpy(self, x: np.ndarray) -> np.ndarray:
+        """Stage a (samples, units) batch (host state only); returns its float64 column sums."""
+        n = x.shape[0]
+        if self._stage is None:
+            rows = min(max(_STAGING_BYTES // (8 * self.units), 256), 8192)
+            self._stage = np.empty((rows, self.units))
+        if n > self._stage.shape[0]:
+            big = np.ascontiguousarray(x, dtype=np.float64)
+            column_sums = big.sum(axis=0)
+            if np.all(np.isfinite(column_sums)):
+                self.flush()
+                self._syrk(big)
+            return column_sums
+        if self._staged + n > self._stage.shape[0]:
+            self.flush()
+        block = self._stage[self._staged : self._staged + n]
+        np.copyto(block, x, casting="unsafe")
+        column_sums = block.sum(axis=0)
+        # Rows with NaN or Inf are left out (not staged); the caller raises.
+        if np.all(np.isfinite(column_sums)):
+            self._staged += n
+        return column_sums
+
+    def _syrk(self, x: np.ndarray) -> None:
+        from scipy.linalg.blas import dsyrk
+
+        # x is C-ordered (samples, units), so x.T is Fortran-ordered and reaches BLAS without a
+        # copy; dsyrk computes only the upper triangle of x.T @ x, in place.
+        self.outer = dsyrk(1.0, x.T, beta=1.0, c=self.outer, trans=0, overwrite_c=1)
+
+    def flush(self) -> None:
+        if self._staged:
+            assert self._stage is not None
+            self._syrk(self._stage[: self._staged])
+            self._staged = 0
+
     def numpy(self) -> tuple[int, np.ndarray, np.ndarray]:
         """(count, sum, full symmetric outer-product sum) as float64 numpy arrays."""
         if _is_torch_tensor(self.total):
             return self.count, self.total.cpu().numpy(), self.outer.cpu().numpy()
-        outer = self.outer
-        if self.upper_only:
-            outer = np.triu(outer) + np.triu(outer, 1).T
+        self.flush()
+        outer = np.triu(self.outer) + np.triu(self.outer, 1).T
         return self.count, self.total.copy(), np.ascontiguousarray(outer)
 
 
@@ -163,26 +207,24 @@ class PFACovarianceState:
 
     @staticmethod
     def _update_numpy(field: str, sums: _FieldSums, array: Any, at: str) -> None:
-        from scipy.linalg.blas import dsyrk
-
         x = np.asarray(array)
         if x.dtype.kind not in "biuf":
             raise IntroscopeError(f"field {field!r} has non-numeric dtype {x.dtype}{at}")
-        x = np.asarray(x, dtype=np.float64)
-        column_sums = x.sum(axis=0)
+        if sums.upper_only:
+            column_sums = sums.add_numpy(x)
+        else:
+            column_sums = np.asarray(x, dtype=np.float64).sum(axis=0)
         # A NaN or Inf anywhere shows up in the column sums: an O(units) check.
         if not np.all(np.isfinite(column_sums)):
             raise IntroscopeError(f"field {field!r} contains NaN or Inf{at}")
         if sums.upper_only:
-            # dsyrk computes only the upper triangle of x.T @ x, in place: half the flops of
-            # a general product and no temporary matrix.
-            sums.outer = dsyrk(1.0, x, beta=1.0, c=sums.outer, trans=1, overwrite_c=1)
+            sums.total += column_sums
         else:
             import torch
 
-            t = torch.from_numpy(x).to(sums.outer.device)
+            t = torch.from_numpy(np.asarray(x, dtype=np.float64)).to(sums.outer.device)
             sums.outer.addmm_(t.T, t)
-        sums.total += column_sums if sums.upper_only else _to_like(column_sums, sums.total)
+            sums.total += _to_like(column_sums, sums.total)
 
     @staticmethod
     def _update_torch(field: str, sums: _FieldSums, tensor: Any, at: str) -> None:
