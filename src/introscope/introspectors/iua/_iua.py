@@ -298,6 +298,8 @@ class IUA:
         ``layers``: module names (as in ``model.named_modules()``) or modules; None means every
         ReLU-like activation module. Counting runs on the model's device, in evaluation and in
         training; ``monitor.result`` is an :class:`IUA` of everything seen so far.
+        ``channel_axis=1`` (PyTorch's NCHW) gives outputs with 3+ dimensions a channel view; pass
+        None for models whose outputs are not channels-first (e.g. (batch, tokens, features)).
         """
         from ._torch_monitor import IUAMonitor
 
