@@ -46,10 +46,13 @@ def test_demo_iua_table_shows_dead_units(tmp_path, shared_cache):
     text = stream.getvalue()
     assert "Principal Filter Analysis" not in text
     row = next(line for line in text.splitlines() if line.startswith("relu2"))
-    # units, mean inactive, dead, dead % for healthy then dying: the dying variant has far more
+    # units, mean inactive, dead %, channels, dead channels for healthy then dying:
+    # the dying variant has far more dead units and dead channels
     values = [float(v) for v in row.split()[1:]]
-    assert len(values) == 8
-    assert values[3] < 30.0 and values[7] > 60.0
+    assert len(values) == 10
+    assert values[0] == values[5] == 2048 and values[3] == values[8] == 32
+    assert values[2] < 30.0 and values[7] > 60.0
+    assert values[4] < values[9]
 
 
 def test_responses_of_a_state_dict(tmp_path, shared_cache, capsys):

@@ -101,7 +101,10 @@ def run_demo(
         convs = [i.name for i in infos if i.layer.kind == kinds.CONV_2D]
         tag = "dying_relu" if dying else "healthy"
         if IUA is not None:
-            iua = IUA.introspect(pipeline(data, model(relus)), batch_size=batch_size)
+            # PyTorch responses are NCHW: channel_axis=1 adds the per-channel view for conv ReLUs.
+            iua = IUA.introspect(
+                pipeline(data, model(relus)), batch_size=batch_size, channel_axis=1
+            )
             iua_tables[label] = IUA.show(iua)
             fig = _figure_of(IUA.show(iua, vis_type=IUA.VisType.CHART))
             fig.suptitle(f"IUA, {label} digits CNN: share of samples each unit is inactive")
@@ -118,7 +121,7 @@ def run_demo(
     if iua_tables:
         say("\nInactive Unit Analysis of the ReLU outputs (units inactive per sample; dead =")
         say("inactive on every sample):")
-        columns = ["units", "mean inactive", "dead units", "dead units (%)"]
+        columns = ["units", "mean inactive", "dead units (%)", "channels", "dead channels"]
         say(_side_by_side(iua_tables, "response", columns))
     else:
         say("\nIUA is not available in this installation; skipped.")
