@@ -196,7 +196,8 @@ def test_state_matches_numpy_cov_and_merges(rng) -> None:
 def test_state_from_torch_tensors_equals_numpy(rng) -> None:
     torch = pytest.importorskip("torch")
     x = rng.standard_normal((64, 5)).astype(np.float32)
-    ours, ref = PFACovarianceState(), PFACovarianceState()
+    # The torch state sums in float64: compare with float64 products on the host.
+    ours, ref = PFACovarianceState(), PFACovarianceState(precision="float64")
     ours.update("f", torch.from_numpy(x[:40]))
     ours.update("f", x[40:])  # numpy into a torch-backed state
     ref.update("f", x)

@@ -1,8 +1,26 @@
 """Streaming, mergeable covariance of 2-D responses, and its eigen-decomposition.
 
-The state per field is three float64 quantities: the sample count, the sum of the samples and
-the sum of their outer products. Sums add exactly across shards and workers, so
-``merge`` gives the same covariance as one pass over all the data.
+The state per field is the sample count ``n``, a per-unit shift ``s`` (the first batch's column
+means, rounded to float32) and two float64 sums about it, ``T = sum(x - s)`` and
+``S = sum((x - s)(x - s)^T)``. The covariance ``(S - T T^T / n) / (n - 1)`` does not depend on
+``s``; centring near the mean keeps ``S`` at the scale of the variance, so nothing cancels when
+the mean is large compared with the spread. ``merge`` re-expresses the other state's sums about
+this state's shift (``T + n d`` and ``S + T d^T + d T^T + n d d^T`` with ``d = s_other - s``),
+so shards and workers merge to the one-pass covariance (up to float64 rounding).
+
+Precision. With ``precision="auto"`` (the default) batches that float32 holds exactly (float32,
+float16, bool, 8/16-bit integers) are staged as float32 ``x - s`` in blocks of about 4 MiB
+(``b`` rows); each block's Gram matrix is one float32 BLAS ``ssyrk`` added to the float64 ``S``.
+That is DNIKit's arithmetic for float32 responses (it multiplies each float32 batch in float32)
+with half the multiplications (one triangle) and without its cancellation: an entry of the
+covariance is within about ``(b + 4) u sqrt(Q_ii Q_jj)`` of the exact one, where ``u = 2**-24``
+and ``Q_ii`` is unit ``i``'s mean square about its shift (about its variance); typical errors are
+near ``sqrt(b) u`` relative. Without the shift the bound is ``b u (var + mean**2)``: for mean
+1e3 and standard deviation 1, more than the variance. A block whose float32 products could
+underflow to subnormals or overflow (a Gram diagonal entry outside [2**-100, 2**100] other than
+0) is redone in float64, and so is a batch whose ``x - s`` overflows float32. float64 and
+32/64-bit integer batches, torch state, and every batch with ``precision="float64"`` are
+multiplied in float64.
 
 Constant units: a unit whose response never changes has zero variance. When at least one other
 unit varies, it is *inactive* (variance below ``epsilon_inactive`` times the largest variance)
@@ -21,6 +39,16 @@ from typing import Any
 import numpy as np
 
 from introscope.exceptions import IntroscopeError
+
+from ._field_sums import (
+    PRECISIONS,
+    FieldSums,
+    is_torch_tensor,
+    product_dtype,
+    reexpress,
+    round_shift,
+    to_like,
+)
 
 __all__ = ["PFACovariancesResult", "PFACovarianceState"]
 
@@ -74,97 +102,25 @@ class PFACovariancesResult:
         )
 
 
-def _is_torch_tensor(x: Any) -> bool:
-    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
-
-
-_STAGING_BYTES = 4 << 20
-
-
-class _FieldSums:
-    """Count, sum and outer-product sum of one field (numpy: upper triangle; torch: full).
-
-    numpy batches are cast to float64 into a staging buffer of about 4 MiB and folded in with
-    one BLAS ``dsyrk`` per full buffer: fewer, larger calls than one per small batch.
-    """
-
-    __slots__ = ("count", "total", "outer", "upper_only", "_stage", "_staged")
-
-    def __init__(self, units: int, like: Any = None) -> None:
-        self.count = 0
-        self._stage: np.ndarray | None = None
-        self._staged = 0
-        if like is not None:
-            import torch
-
-            self.total = torch.zeros(units, dtype=torch.float64, device=like.device)
-            self.outer = torch.zeros((units, units), dtype=torch.float64, device=like.device)
-            self.upper_only = False
-        else:
-            self.total = np.zeros(units)
-            # Fortran order lets BLAS dsyrk update it in place.
-            self.outer = np.zeros((units, units), order="F")
-            self.upper_only = True
-
-    @property
-    def units(self) -> int:
-        return int(self.total.shape[0])
-
-    def add_numpy(self, x: np.ndarray) -> np.ndarray:
-        """Stage a (samples, units) batch (host state only); returns its float64 column sums."""
-        n = x.shape[0]
-        if self._stage is None:
-            rows = min(max(_STAGING_BYTES // (8 * self.units), 256), 8192)
-            self._stage = np.empty((rows, self.units))
-        if n > self._stage.shape[0]:
-            big = np.ascontiguousarray(x, dtype=np.float64)
-            column_sums = big.sum(axis=0)
-            if np.all(np.isfinite(column_sums)):
-                self.flush()
-                self._syrk(big)
-            return column_sums
-        if self._staged + n > self._stage.shape[0]:
-            self.flush()
-        block = self._stage[self._staged : self._staged + n]
-        np.copyto(block, x, casting="unsafe")
-        column_sums = block.sum(axis=0)
-        # Rows with NaN or Inf are left out (not staged); the caller raises.
-        if np.all(np.isfinite(column_sums)):
-            self._staged += n
-        return column_sums
-
-    def _syrk(self, x: np.ndarray) -> None:
-        from scipy.linalg.blas import dsyrk
-
-        # x is C-ordered (samples, units), so x.T is Fortran-ordered and reaches BLAS without a
-        # copy; dsyrk computes only the upper triangle of x.T @ x, in place.
-        self.outer = dsyrk(1.0, x.T, beta=1.0, c=self.outer, trans=0, overwrite_c=1)
-
-    def flush(self) -> None:
-        if self._staged:
-            assert self._stage is not None
-            self._syrk(self._stage[: self._staged])
-            self._staged = 0
-
-    def numpy(self) -> tuple[int, np.ndarray, np.ndarray]:
-        """(count, sum, full symmetric outer-product sum) as float64 numpy arrays."""
-        if _is_torch_tensor(self.total):
-            return self.count, self.total.cpu().numpy(), self.outer.cpu().numpy()
-        self.flush()
-        outer = np.triu(self.outer) + np.triu(self.outer, 1).T
-        return self.count, self.total.copy(), np.ascontiguousarray(outer)
-
-
 class PFACovarianceState:
     """Accumulator of per-field response covariances: ``update``, ``merge``, ``finalize``.
 
     Feed it numpy arrays or torch tensors of shape (samples, units); torch tensors are summed on
     their own device in float64 (for example from a forward hook) and moved to the host only at
     ``finalize``.
+
+    Args:
+        precision: ``"auto"`` (default) forms the products of float32, float16, bool and
+            8/16-bit integer batches in float32 about a per-unit shift and accumulates them in
+            float64; ``"float64"`` forms every product in float64 (twice the arithmetic).
+            float64 and 32/64-bit integer batches, and torch state, always use float64.
     """
 
-    def __init__(self) -> None:
-        self._fields: dict[str, _FieldSums] = {}
+    def __init__(self, *, precision: str = "auto") -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.precision = precision
+        self._fields: dict[str, FieldSums] = {}
 
     @property
     def fields(self) -> list[str]:
@@ -181,7 +137,7 @@ class PFACovarianceState:
         ``where`` (e.g. "batch 3") is added to error messages.
         """
         at = f" ({where})" if where else ""
-        torch_input = _is_torch_tensor(array)
+        torch_input = is_torch_tensor(array)
         shape = tuple(array.shape)
         if len(shape) != 2:
             raise IntroscopeError(
@@ -191,7 +147,7 @@ class PFACovarianceState:
             )
         sums = self._fields.get(field)
         if sums is None:
-            sums = _FieldSums(shape[1], like=array if torch_input else None)
+            sums = FieldSums(shape[1], like=array if torch_input else None)
             self._fields[field] = sums
         elif sums.units != shape[1]:
             raise IntroscopeError(
@@ -205,29 +161,28 @@ class PFACovarianceState:
             self._update_numpy(field, sums, array, at)
         sums.count += shape[0]
 
-    @staticmethod
-    def _update_numpy(field: str, sums: _FieldSums, array: Any, at: str) -> None:
+    def _update_numpy(self, field: str, sums: FieldSums, array: Any, at: str) -> None:
         x = np.asarray(array)
         if x.dtype.kind not in "biuf":
             raise IntroscopeError(f"field {field!r} has non-numeric dtype {x.dtype}{at}")
+        if sums.shift is None:
+            means = x.mean(axis=0, dtype=np.float64)
+            if not np.all(np.isfinite(means)):
+                raise IntroscopeError(f"field {field!r} contains NaN or Inf{at}")
+            sums.set_shift(round_shift(means))
         if sums.upper_only:
-            column_sums = sums.add_numpy(x)
-        else:
-            column_sums = np.asarray(x, dtype=np.float64).sum(axis=0)
-        # A NaN or Inf anywhere shows up in the column sums: an O(units) check.
-        if not np.all(np.isfinite(column_sums)):
-            raise IntroscopeError(f"field {field!r} contains NaN or Inf{at}")
-        if sums.upper_only:
+            column_sums = sums.add_numpy(x, product_dtype(x.dtype, self.precision))
+            if not np.all(np.isfinite(column_sums)):
+                raise IntroscopeError(f"field {field!r} contains NaN or Inf{at}")
             sums.total += column_sums
-        else:
-            import torch
+            return
+        # numpy batch into a torch state: float64 on the state's device.
+        import torch
 
-            t = torch.from_numpy(np.asarray(x, dtype=np.float64)).to(sums.outer.device)
-            sums.outer.addmm_(t.T, t)
-            sums.total += _to_like(column_sums, sums.total)
+        t = torch.from_numpy(np.asarray(x, dtype=np.float64)).to(sums.outer.device)
+        self._add_torch(field, sums, t, at)
 
-    @staticmethod
-    def _update_torch(field: str, sums: _FieldSums, tensor: Any, at: str) -> None:
+    def _update_torch(self, field: str, sums: FieldSums, tensor: Any, at: str) -> None:
         import torch
 
         x = tensor.detach()
@@ -235,9 +190,21 @@ class PFACovarianceState:
             raise IntroscopeError(f"field {field!r} has non-numeric dtype {x.dtype}{at}")
         if sums.upper_only:
             # The state lives on the host already: bring the batch there.
-            PFACovarianceState._update_numpy(field, sums, x.cpu().numpy(), at)
+            self._update_numpy(field, sums, x.cpu().numpy(), at)
             return
         x = x.to(device=sums.outer.device, dtype=torch.float64)
+        if sums.shift is None:
+            means = x.mean(dim=0)
+            if not bool(torch.isfinite(means).all()):
+                raise IntroscopeError(f"field {field!r} contains NaN or Inf{at}")
+            sums.set_shift(round_shift(means.cpu().numpy()))
+        self._add_torch(field, sums, x, at)
+
+    @staticmethod
+    def _add_torch(field: str, sums: FieldSums, x: Any, at: str) -> None:
+        import torch
+
+        x = x - sums.shift
         column_sums = x.sum(dim=0)
         if not bool(torch.isfinite(column_sums).all()):
             raise IntroscopeError(f"field {field!r} contains NaN or Inf{at}")
@@ -245,7 +212,11 @@ class PFACovarianceState:
         sums.total += column_sums
 
     def merge(self, other: PFACovarianceState) -> PFACovarianceState:
-        """Add ``other``'s sums (computed on disjoint data) into this state; returns ``self``."""
+        """Add ``other``'s sums (computed on disjoint data) into this state; returns ``self``.
+
+        ``other``'s sums are re-expressed about this state's shift first (exact up to float64
+        rounding), so states started on different data merge to the one-pass covariance.
+        """
         if not isinstance(other, PFACovarianceState):
             raise TypeError(f"can only merge a PFACovarianceState, got {type(other).__name__}")
         for field, theirs in other._fields.items():
@@ -254,37 +225,58 @@ class PFACovarianceState:
                 raise IntroscopeError(
                     f"cannot merge field {field!r}: {mine.units} units here, {theirs.units} there"
                 )
-            count, total, outer = theirs.numpy()
+            count, shift, total, outer = theirs.numpy()
             if mine is None:
-                mine = _FieldSums(theirs.units)
+                mine = FieldSums(theirs.units)
                 self._fields[field] = mine
+            if count == 0:
+                continue
+            if mine.count == 0:
+                mine.set_shift(shift)
+            else:
+                d = shift - mine.shift_numpy()
+                if np.any(d):
+                    total, outer = reexpress(count, total, outer, d)
             if mine.upper_only:
                 mine.outer += np.triu(outer)
                 mine.total += total
             else:
-                mine.outer += _to_like(outer, mine.outer)
-                mine.total += _to_like(total, mine.total)
+                mine.outer += to_like(outer, mine.outer)
+                mine.total += to_like(total, mine.total)
             mine.count += count
         return self
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """The state as flat float64/int64 arrays (for ``np.savez``; no pickle needed)."""
-        out: dict[str, np.ndarray] = {"fields": np.array(self.fields, dtype=np.str_)}
+        """The state as flat arrays (for ``np.savez``; no pickle needed).
+
+        Per field ``i``: ``count_i``, ``shift_i`` and the sums about the shift ``sum_i`` and
+        ``outer_i`` (float64).
+        """
+        out: dict[str, np.ndarray] = {
+            "fields": np.array(self.fields, dtype=np.str_),
+            "precision": np.array(self.precision, dtype=np.str_),
+        }
         for i, sums in enumerate(self._fields.values()):
-            count, total, outer = sums.numpy()
+            count, shift, total, outer = sums.numpy()
             out[f"count_{i}"] = np.array(count, dtype=np.int64)
+            out[f"shift_{i}"] = shift
             out[f"sum_{i}"] = total
             out[f"outer_{i}"] = outer
         return out
 
     @classmethod
     def from_state_dict(cls, state: Mapping[str, np.ndarray]) -> PFACovarianceState:
-        """Rebuild a state written by :meth:`state_dict`."""
-        new = cls()
+        """Rebuild a state written by :meth:`state_dict` (no ``shift_i``: sums about zero)."""
+        precision = str(state["precision"]) if "precision" in state else "auto"
+        new = cls(precision=precision)
         for i, name in enumerate(np.asarray(state["fields"]).tolist()):
             total = np.asarray(state[f"sum_{i}"], dtype=np.float64)
-            sums = _FieldSums(total.shape[0])
-            sums.count = int(state[f"count_{i}"])
+            sums = FieldSums(total.shape[0])
+            count = int(state[f"count_{i}"])
+            if count:
+                shift = state.get(f"shift_{i}")
+                sums.set_shift(np.zeros_like(total) if shift is None else np.asarray(shift, float))
+            sums.count = count
             sums.total = total.copy()
             sums.outer = np.asfortranarray(np.triu(np.asarray(state[f"outer_{i}"], np.float64)))
             new._fields[str(name)] = sums
@@ -292,7 +284,8 @@ class PFACovarianceState:
 
     def covariance(self, field: str) -> np.ndarray:
         """The (units, units) covariance of ``field``, normalised by ``count - 1``."""
-        count, total, outer = self._fields[field].numpy()
+        # The shift cancels: (S - T T^T / n) / (n - 1) with T, S the sums about it.
+        count, _, total, outer = self._fields[field].numpy()
         if count == 0:
             raise IntroscopeError(f"field {field!r} has no samples")
         mean = total / count
@@ -330,12 +323,6 @@ class PFACovarianceState:
                 results[field].inactive_units.size,
             )
         return results, failed
-
-
-def _to_like(array: np.ndarray, like: Any) -> Any:
-    import torch
-
-    return torch.as_tensor(array, dtype=torch.float64, device=like.device)
 
 
 def _torch_int_types() -> tuple[Any, ...]:

@@ -61,7 +61,11 @@ class PFA:
 
     @staticmethod
     def introspect(
-        producer: Producer, *, batch_size: int = 32, epsilon_inactive: float = 1e-8
+        producer: Producer,
+        *,
+        batch_size: int = 32,
+        epsilon_inactive: float = 1e-8,
+        precision: str = "auto",
     ) -> PFA:
         """Accumulate the covariance of every (samples, units) field in one pass over ``producer``.
 
@@ -70,9 +74,15 @@ class PFA:
             batch_size: size of the batches pulled from ``producer``
             epsilon_inactive: a unit is inactive when its variance is below this times the
                 largest variance in its layer
+            precision: ``"auto"`` (default) multiplies float32, float16, bool and 8/16-bit
+                integer responses in float32, as DNIKit does for float32, but about a per-unit
+                shift (the first batch's means) and summed in float64, so a large mean does not
+                cancel the variance; float64 responses are multiplied in float64.
+                ``"float64"`` multiplies every response in float64 (about 1.7x slower on
+                float32 responses). See :class:`PFACovarianceState`.
         """
         check_batch_size(batch_size)
-        state = PFACovarianceState()
+        state = PFACovarianceState(precision=precision)
         batches = checked_batches(producer, batch_size, what="PFA producer")
         for index, batch in enumerate(progress(batches, "PFA")):
             for field, array in batch.fields.items():

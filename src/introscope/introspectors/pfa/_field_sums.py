@@ -1,0 +1,186 @@
+"""Shifted sums of one field for :class:`PFACovarianceState`: staging, BLAS syrk, float32 blocks.
+
+The sums of a field are taken about a per-unit shift ``s`` (the first batch's column means,
+rounded to float32 so that float32 arithmetic subtracts exactly the stored value): the count
+``n``, ``T = sum(x - s)`` and ``S = sum((x - s)(x - s)^T)``, all float64. The covariance is
+``(S - T T^T / n) / (n - 1)`` whatever ``s`` is; with ``s`` near the mean, ``S`` only carries
+the variance scale, so each staged block's Gram matrix can be formed in float32 (``ssyrk``)
+without the cancellation of ``E[xx^T] - mu mu^T``, then added to the float64 ``S``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+PRECISIONS = ("auto", "float64")
+
+_STAGING_BYTES = 4 << 20
+# Input dtypes that float32 holds exactly (bool, int8, uint8, int16, uint16, float16, float32):
+# with precision="auto" their products are formed in float32.
+_FLOAT32_EXACT = "?bBhHef"
+# A float32 block Gram with a diagonal entry in (0, 2**-100) may hold products that underflowed
+# to subnormals (below it, their absolute error b * 2**-150 is no longer negligible next to
+# u * diagonal); one above 2**100 is close to overflowing. Such a block is redone in float64.
+_F32_DIAG_MIN = 2.0**-100
+_F32_DIAG_MAX = 2.0**100
+
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+
+
+def staging_rows(units: int, itemsize: int) -> int:
+    """Rows of the staging buffer (about 4 MiB, 256 to 8192 rows): one syrk per full buffer."""
+    return min(max(_STAGING_BYTES // (itemsize * units), 256), 8192)
+
+
+def product_dtype(dtype: np.dtype, precision: str) -> np.dtype:
+    """The dtype in which the products of a batch of ``dtype`` are formed."""
+    return _F32 if precision == "auto" and dtype.char in _FLOAT32_EXACT else _F64
+
+
+def round_shift(means: np.ndarray) -> np.ndarray:
+    """Column means rounded to float32 (0 where float32 overflows), as float64."""
+    with np.errstate(over="ignore"):
+        shift = means.astype(np.float32)
+    shift[~np.isfinite(shift)] = 0.0
+    return shift.astype(np.float64)
+
+
+def reexpress(
+    count: int, total: np.ndarray, outer: np.ndarray, d: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sums about shift ``s`` re-expressed about ``s - d``: T + n d, S + T d^T + d T^T + n d d^T."""
+    td = np.outer(total, d)
+    return total + count * d, outer + td + td.T + count * np.outer(d, d)
+
+
+def is_torch_tensor(x: Any) -> bool:
+    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+
+
+def to_like(array: np.ndarray, like: Any) -> Any:
+    """``array`` as a float64 tensor on ``like``'s device."""
+    import torch
+
+    return torch.as_tensor(array, dtype=torch.float64, device=like.device)
+
+
+class FieldSums:
+    """Count, shift, shifted sum and shifted outer-product sum of one field.
+
+    numpy state: the upper triangle of ``outer`` only, fed by staged blocks (float32 or float64
+    products, see :func:`product_dtype`). torch state (``like`` given): full float64 tensors on
+    ``like``'s device, updated with ``addmm_``.
+    """
+
+    __slots__ = ("count", "shift", "total", "outer", "upper_only", "_stage", "_staged", "_gram32")
+
+    def __init__(self, units: int, like: Any = None) -> None:
+        self.count = 0
+        self.shift: Any = None  # set from the first non-empty batch (or by a merge)
+        self._stage: np.ndarray | None = None
+        self._staged = 0
+        self._gram32: np.ndarray | None = None
+        if like is not None:
+            import torch
+
+            self.total = torch.zeros(units, dtype=torch.float64, device=like.device)
+            self.outer = torch.zeros((units, units), dtype=torch.float64, device=like.device)
+            self.upper_only = False
+        else:
+            self.total = np.zeros(units)
+            # Fortran order lets BLAS syrk update it in place.
+            self.outer = np.zeros((units, units), order="F")
+            self.upper_only = True
+
+    @property
+    def units(self) -> int:
+        return int(self.total.shape[0])
+
+    def set_shift(self, shift: np.ndarray) -> None:
+        """Set the shift (float64, float32-representable); only while no sample is held."""
+        assert self.count == 0 and self._staged == 0
+        self.shift = shift.copy() if self.upper_only else to_like(shift, self.total)
+
+    def shift_numpy(self) -> np.ndarray:
+        if self.shift is None:
+            return np.zeros(self.units)
+        return self.shift.cpu().numpy() if is_torch_tensor(self.shift) else self.shift.copy()
+
+    def add_numpy(self, x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        """Stage a (samples, units) batch minus the shift, products in ``dtype`` (host state).
+
+        Returns the float64 column sums of ``x - shift``; a batch whose sums are not finite is
+        not staged (the caller raises), so a rejected batch leaves the sums unchanged.
+        """
+        n, units = x.shape
+        if self._stage is None or self._stage.dtype != dtype:
+            self.flush()
+            self._stage = np.empty((staging_rows(units, dtype.itemsize), units), dtype)
+        rows = self._stage.shape[0]
+        if n > rows:
+            block = np.empty((n, units), dtype)
+        else:
+            if self._staged + n > rows:
+                self.flush()
+            block = self._stage[self._staged : self._staged + n]
+        with np.errstate(over="ignore", invalid="ignore"):
+            np.subtract(x, self.shift.astype(dtype), out=block, dtype=dtype, casting="unsafe")
+        # float64 accumulation: no overflow or float32 rounding in the sums; a NaN or Inf
+        # anywhere in the batch shows up here.
+        column_sums = block.sum(axis=0, dtype=np.float64)
+        if not np.all(np.isfinite(column_sums)):
+            if dtype == _F32 and np.all(np.isfinite(x)):
+                # x - shift overflowed float32 (|x| near 3e38): this batch goes to float64.
+                return self.add_numpy(x, _F64)
+            return column_sums
+        if n > rows:
+            self.flush()
+            self._gram(block)
+        else:
+            self._staged += n
+        return column_sums
+
+    def _gram(self, block: np.ndarray) -> None:
+        """Add the upper triangle of ``block.T @ block`` to ``outer``."""
+        from scipy.linalg.blas import dsyrk, ssyrk
+
+        # block is C-ordered (samples, units), so block.T is Fortran-ordered and reaches BLAS
+        # without a copy; syrk computes only the upper triangle.
+        if block.dtype == _F64:
+            self.outer = dsyrk(1.0, block.T, beta=1.0, c=self.outer, trans=0, overwrite_c=1)
+            return
+        if self._gram32 is None:
+            # The lower triangle stays zero: syrk never writes it.
+            self._gram32 = np.zeros(self.outer.shape, np.float32, order="F")
+        gram = ssyrk(1.0, block.T, beta=0.0, c=self._gram32, trans=0, overwrite_c=1)
+        diag = np.diagonal(gram)
+        zero = diag == 0.0
+        ok = np.all(((diag >= _F32_DIAG_MIN) & (diag <= _F32_DIAG_MAX)) | zero)
+        # A zero diagonal entry is a unit equal to its shift in this block (a dead or constant
+        # unit), unless its squares all underflowed to zero.
+        if ok and (not zero.any() or not np.any(block[:, zero])):
+            self.outer += gram
+        else:
+            self._gram(block.astype(np.float64))
+
+    def flush(self) -> None:
+        if self._staged:
+            assert self._stage is not None
+            self._gram(self._stage[: self._staged])
+            self._staged = 0
+
+    def numpy(self) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+        """(count, shift, shifted sum, full symmetric shifted outer sum), float64 numpy arrays."""
+        if not self.upper_only:
+            return (
+                self.count,
+                self.shift_numpy(),
+                self.total.cpu().numpy(),
+                self.outer.cpu().numpy(),
+            )
+        self.flush()
+        outer = np.triu(self.outer) + np.triu(self.outer, 1).T
+        return self.count, self.shift_numpy(), self.total.copy(), np.ascontiguousarray(outer)

@@ -1,0 +1,176 @@
+"""PFA covariance state: float32 products about a shift, float64 fallbacks, shifted merges."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from introscope.base import Batch
+from introscope.introspectors import PFA
+from introscope.introspectors.pfa import PFACovarianceState
+from introscope.introspectors.pfa._field_sums import staging_rows
+
+U32 = 2.0**-24  # float32 unit roundoff
+
+
+def _stream(state: PFACovarianceState, x: np.ndarray, batch: int = 256) -> PFACovarianceState:
+    for i in range(0, len(x), batch):
+        state.update("f", x[i : i + batch])
+    return state
+
+
+def _bound(x: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Error bound of the float32 path per entry: (b + 4) u sqrt(Q_ii Q_jj) (module docstring)."""
+    z = x.astype(np.float64) - shift
+    q = np.einsum("ij,ij->j", z, z) / (len(x) - 1)
+    b = staging_rows(x.shape[1], 4)
+    # + a float64 allowance for the final (S - T T^T / n) / (n - 1).
+    return (b + 4) * U32 * np.sqrt(np.outer(q, q)) + 1e-12 * np.sqrt(np.outer(q, q))
+
+
+def _correlated(rng, n: int, units: int, mean: float, std: float) -> np.ndarray:
+    mix = rng.standard_normal((units, units)) / np.sqrt(units)
+    return (mean + std * rng.standard_normal((n, units)) @ mix).astype(np.float32)
+
+
+def test_float32_path_close_to_float64_cov_with_large_mean(rng) -> None:
+    x = _correlated(rng, 20_000, 8, mean=1e3, std=1.0)
+    state = _stream(PFACovarianceState(), x)
+    sums = state._fields["f"]
+    assert sums._stage is not None and sums._stage.dtype == np.float32  # float32 products
+    ref = np.cov(x.astype(np.float64), rowvar=False)
+    err = np.abs(state.covariance("f") - ref)
+    bound = _bound(x, sums.shift_numpy())
+    assert np.all(err <= bound)
+    # In practice the rounding is far below the worst case (random signs): ~sqrt(b) u.
+    scale = np.sqrt(np.outer(np.diag(ref), np.diag(ref)))
+    assert np.max(err / scale) < 1e-5
+    # The same products without the shift (float32 per batch, float64 accumulation, as DNIKit
+    # does) lose the variance in the cancellation of E[xx^T] - mu mu^T.
+    gram, total = np.zeros((8, 8)), np.zeros(8)
+    for i in range(0, len(x), 256):
+        xb = x[i : i + 256]
+        gram += xb.T @ xb  # float32 product
+        total += xb.sum(axis=0)
+    n = len(x)
+    naive = gram / (n - 1) - np.outer(total / n, total / (n - 1))
+    naive_err = np.max(np.abs(naive - ref) / scale)
+    assert naive_err > 1e-2  # wrong at the percent level
+    assert naive_err > 1000 * np.max(err / scale)
+
+
+def test_precision_float64_and_dtype_routing(rng) -> None:
+    x = _correlated(rng, 3000, 6, mean=-40.0, std=3.0)
+    ref = np.cov(x.astype(np.float64), rowvar=False)
+    exact = _stream(PFACovarianceState(precision="float64"), x)
+    assert exact._fields["f"]._stage.dtype == np.float64
+    np.testing.assert_allclose(exact.covariance("f"), ref, rtol=1e-10, atol=1e-12)
+    for dtype, staged in [
+        (np.float16, np.float32),
+        (np.int16, np.float32),
+        (np.int32, np.float64),  # float32 would round large int32 values
+        (np.float64, np.float64),
+    ]:
+        state = _stream(PFACovarianceState(), x.astype(dtype))
+        assert state._fields["f"]._stage.dtype == staged, dtype
+        want = np.cov(x.astype(dtype).astype(np.float64), rowvar=False)
+        assert np.all(np.abs(state.covariance("f") - want) <= _bound(x, state._fields["f"].shift))
+    with pytest.raises(ValueError, match="precision must be one of"):
+        PFACovarianceState(precision="float16")
+
+
+def test_constant_units_have_exactly_zero_variance(rng) -> None:
+    x = rng.standard_normal((700, 5)).astype(np.float32)
+    x[:, 1] = np.float32(0.1)
+    x[:, 3] = 0.0
+    cov = _stream(PFACovarianceState(), x, batch=100).covariance("f")
+    assert np.all(cov[[1, 3], :] == 0.0) and np.all(cov[:, [1, 3]] == 0.0)
+
+
+@pytest.mark.parametrize(
+    ("scale", "mean"),
+    # squares: all underflow to 0, subnormal, overflow float32; a small spread about a mean
+    [(1e-25, 0.0), (1e-21, 0.0), (1e30, 0.0), (3e-21, 1e-18)],
+)
+def test_float32_underflow_and_overflow_fall_back_to_float64(rng, scale, mean) -> None:
+    x = (mean + scale * rng.standard_normal((600, 4))).astype(np.float32)
+    got = _stream(PFACovarianceState(), x, batch=64).covariance("f")
+    ref = np.cov(x.astype(np.float64), rowvar=False)
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6 * np.max(np.diag(ref)))
+    assert np.all(np.isfinite(got)) and np.all(np.diag(got) > 0)
+
+
+def test_float32_subtraction_overflow_goes_to_float64() -> None:
+    x = np.full((20, 2), -3e38, dtype=np.float32)
+    x[10:, 0] = 3e38  # x - shift = 6e38 overflows float32 but is a finite float64
+    state = PFACovarianceState()
+    state.update("f", x[:10])
+    state.update("f", x[10:])
+    np.testing.assert_allclose(state.covariance("f"), np.cov(x.astype(np.float64), rowvar=False))
+
+
+def test_merge_of_differently_shifted_states_equals_one_pass(rng) -> None:
+    # A drifting stream: the second half's mean is far from the first's, so the two states'
+    # shifts (their first batches' means) differ by ~500 standard deviations.
+    x = _correlated(rng, 6000, 7, mean=0.0, std=1.0)
+    x[3000:] += np.float32(500.0)
+    for precision, rtol in [("float64", 1e-9), ("auto", None)]:
+        whole = _stream(PFACovarianceState(precision=precision), x)
+        a = _stream(PFACovarianceState(precision=precision), x[:3000])
+        b = _stream(PFACovarianceState(precision=precision), x[3000:])
+        shift_a, shift_b = a._fields["f"].shift_numpy(), b._fields["f"].shift_numpy()
+        assert np.all(np.abs(shift_b - shift_a) > 400)
+        merged = a.merge(b)
+        assert merged.count("f") == 6000
+        np.testing.assert_array_equal(merged._fields["f"].shift_numpy(), shift_a)
+        ref = np.cov(x.astype(np.float64), rowvar=False)
+        if rtol is not None:
+            np.testing.assert_allclose(merged.covariance("f"), whole.covariance("f"), rtol=rtol)
+            np.testing.assert_allclose(merged.covariance("f"), ref, rtol=rtol)
+        else:
+            assert np.all(np.abs(merged.covariance("f") - ref) <= _bound(x, shift_a))
+            assert np.all(np.abs(whole.covariance("f") - ref) <= _bound(x, shift_a))
+        # Merging into an empty state adopts the other's shift.
+        empty = PFACovarianceState().merge(b)
+        np.testing.assert_array_equal(empty._fields["f"].shift_numpy(), shift_b)
+        np.testing.assert_array_equal(empty.covariance("f"), b.covariance("f"))
+
+
+def test_state_dict_carries_shift_and_keeps_accumulating(rng) -> None:
+    x = _correlated(rng, 4000, 5, mean=1e3, std=2.0)
+    first = _stream(PFACovarianceState(), x[:2500])
+    saved = first.state_dict()
+    assert saved["precision"] == "auto"
+    np.testing.assert_array_equal(saved["shift_0"], first._fields["f"].shift_numpy())
+    restored = PFACovarianceState.from_state_dict(dict(saved))
+    np.testing.assert_array_equal(restored.covariance("f"), first.covariance("f"))
+    _stream(restored, x[2500:])
+    ref = np.cov(x.astype(np.float64), rowvar=False)
+    assert np.all(np.abs(restored.covariance("f") - ref) <= _bound(x, saved["shift_0"]))
+    # A dict without shift keys holds sums about zero.
+    x64 = x.astype(np.float64)
+    old = {
+        "fields": np.array(["f"]),
+        "count_0": np.array(len(x)),
+        "sum_0": x64.sum(axis=0),
+        "outer_0": x64.T @ x64,
+    }
+    np.testing.assert_allclose(
+        PFACovarianceState.from_state_dict(old).covariance("f"), ref, rtol=1e-6
+    )
+
+
+def test_introspect_precision_option(rng) -> None:
+    x = _correlated(rng, 500, 6, mean=5.0, std=1.0)
+
+    def producer(batch_size: int):
+        for i in range(0, len(x), batch_size):
+            yield Batch({"f": x[i : i + batch_size]})
+
+    exact = PFA.introspect(producer, batch_size=64, precision="float64").covariances["f"]
+    fast = PFA.introspect(producer, batch_size=64).covariances["f"]
+    ref = np.cov(x.astype(np.float64), rowvar=False)
+    np.testing.assert_allclose(exact.covariances, ref, rtol=1e-10, atol=1e-13)
+    assert np.all(np.abs(fast.covariances - ref) <= _bound(x, x[:64].mean(axis=0)))
+    with pytest.raises(ValueError, match="precision"):
+        PFA.introspect(producer, precision="half")
