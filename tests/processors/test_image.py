@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+import introscope.processors._image as image_module
 from introscope.base import Batch, ImageFormat
 from introscope.exceptions import IntroscopeError
 from introscope.processors import (
@@ -10,7 +11,17 @@ from introscope.processors import (
     ImageGaussianBlurProcessor,
     ImageResizer,
     ImageRotationProcessor,
+    _image_cv,
 )
+
+
+@pytest.fixture(autouse=True, params=["opencv", "numpy"])
+def backend(request, monkeypatch):
+    """Every test here runs on both kernels: OpenCV (DNIKit's) and the numpy fallback."""
+    if request.param == "opencv" and _image_cv.load() is None:
+        pytest.skip("OpenCV (cv2) not installed")
+    monkeypatch.setattr(image_module, "BACKEND", request.param)
+    return request.param
 
 
 def run(stage, images):
