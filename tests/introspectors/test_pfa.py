@@ -203,7 +203,9 @@ def test_state_from_torch_tensors_equals_numpy(rng) -> None:
     ref.update("f", x)
     assert isinstance(ours._fields["f"].outer, torch.Tensor)
     np.testing.assert_allclose(ours.covariance("f"), ref.covariance("f"), rtol=1e-12)
-    np.testing.assert_allclose(ref.merge(ours).covariance("f"), ref.covariance("f"), rtol=1e-12)
+    np.testing.assert_allclose(ours.covariance("f"), ref.covariance("f"), rtol=1e-12)  # again
+    twice = np.cov(np.concatenate([x, x]).astype(np.float64), rowvar=False)
+    np.testing.assert_allclose(ref.merge(ours).covariance("f"), twice, rtol=1e-12)
 
 
 def test_state_errors_name_field_and_batch() -> None:

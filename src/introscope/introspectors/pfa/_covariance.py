@@ -289,9 +289,14 @@ class PFACovarianceState:
         if count == 0:
             raise IntroscopeError(f"field {field!r} has no samples")
         mean = total / count
+        # In place: outer is a fresh array, and these matrices are the memory peak of a pass.
         if count <= 1:
-            return outer / count - np.outer(mean, mean)
-        return outer / (count - 1) - np.outer(mean, total / (count - 1))
+            outer /= count
+            outer -= np.outer(mean, mean)
+        else:
+            outer /= count - 1
+            outer -= np.outer(mean, total / (count - 1))
+        return outer
 
     def finalize(
         self, *, epsilon_inactive: float = 1e-8, fields: Iterable[str] | None = None

@@ -175,12 +175,13 @@ class FieldSums:
     def numpy(self) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
         """(count, shift, shifted sum, full symmetric shifted outer sum), float64 numpy arrays."""
         if not self.upper_only:
-            return (
-                self.count,
-                self.shift_numpy(),
-                self.total.cpu().numpy(),
-                self.outer.cpu().numpy(),
-            )
+            # Copies: .cpu().numpy() of a CPU tensor shares the state's memory.
+            total, outer = self.total.cpu().numpy().copy(), self.outer.cpu().numpy().copy()
+            return self.count, self.shift_numpy(), total, outer
         self.flush()
-        outer = np.triu(self.outer) + np.triu(self.outer, 1).T
-        return self.count, self.shift_numpy(), self.total.copy(), np.ascontiguousarray(outer)
+        # Finishing should not hold the staging buffers; the next update re-creates them.
+        self._stage = self._gram32 = None
+        # The lower triangle of outer is zero (syrk and merges write the upper one only).
+        full = np.add(self.outer, self.outer.T, order="C")
+        np.fill_diagonal(full, np.diagonal(self.outer))
+        return self.count, self.shift_numpy(), self.total.copy(), full
