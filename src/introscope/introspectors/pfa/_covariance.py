@@ -1,26 +1,28 @@
 """Streaming, mergeable covariance of 2-D responses, and its eigen-decomposition.
 
-The state per field is the sample count ``n``, a per-unit shift ``s`` (the first batch's column
-means, rounded to float32) and two float64 sums about it, ``T = sum(x - s)`` and
-``S = sum((x - s)(x - s)^T)``. The covariance ``(S - T T^T / n) / (n - 1)`` does not depend on
-``s``; centring near the mean keeps ``S`` at the scale of the variance, so nothing cancels when
-the mean is large compared with the spread. ``merge`` re-expresses the other state's sums about
-this state's shift (``T + n d`` and ``S + T d^T + d T^T + n d d^T`` with ``d = s_other - s``),
-so shards and workers merge to the one-pass covariance (up to float64 rounding).
+The state per field is the sample count ``n``, a per-unit shift ``s`` and two float64 sums about
+it, ``T = sum(x - s)`` and ``S = sum((x - s)(x - s)^T)``. The covariance
+``(S - T T^T / n) / (n - 1)`` does not depend on ``s``. The shift is the first batch's column
+mean rounded to a short float32 (few significant bits) within half its standard deviation
+(see ``_field_sums.choose_shift``), so ``S`` stays at the scale of the variance and nothing
+cancels when the mean is large compared with the spread. ``merge`` re-expresses the other
+state's sums about this state's shift (``T + n d`` and ``S + T d^T + d T^T + n d d^T`` with
+``d = s_other - s``), so shards and workers merge to the one-pass covariance (up to float64
+rounding).
 
 Precision. With ``precision="auto"`` (the default) batches that float32 holds exactly (float32,
 float16, bool, 8/16-bit integers) are staged as float32 ``x - s`` in blocks of about 4 MiB
-(``b`` rows); each block's Gram matrix is one float32 BLAS ``ssyrk`` added to the float64 ``S``.
-That is DNIKit's arithmetic for float32 responses (it multiplies each float32 batch in float32)
-with half the multiplications (one triangle) and without its cancellation: an entry of the
-covariance is within about ``(b + 4) u sqrt(Q_ii Q_jj)`` of the exact one, where ``u = 2**-24``
-and ``Q_ii`` is unit ``i``'s mean square about its shift (about its variance); typical errors are
-near ``sqrt(b) u`` relative. Without the shift the bound is ``b u (var + mean**2)``: for mean
-1e3 and standard deviation 1, more than the variance. A block whose float32 products could
-underflow to subnormals or overflow (a Gram diagonal entry outside [2**-100, 2**100] other than
-0) is redone in float64, and so is a batch whose ``x - s`` overflows float32. float64 and
-32/64-bit integer batches, torch state, and every batch with ``precision="float64"`` are
-multiplied in float64.
+(``b`` rows, 2048 for 512 units); each block's Gram matrix is one float32 BLAS ``ssyrk`` (upper
+triangle) added to the float64 ``S``. DNIKit also multiplies float32 responses in float32 (per
+batch, about zero). An entry of the covariance is then within ``(b + 4) u sqrt(Q_ii Q_jj)`` of
+the exact one (``u = 2**-24``, ``Q_ii`` unit ``i``'s mean square about its shift: about
+``var + std**2 / 4`` at most for a stationary stream); measured errors are near ``1e-7``
+relative. Without a shift the bound is
+``b u (var + mean**2)``: for mean 1e3 and standard deviation 1, more than the variance. A block
+whose float32 products could underflow to subnormals or overflow (a Gram diagonal entry outside
+[2**-100, 2**100] other than an exact 0 of a constant unit) is redone in float64, and so is a
+batch whose ``x - s`` overflows float32. float64 and 32/64-bit integer batches, torch state, and
+every batch with ``precision="float64"`` are multiplied in float64.
 
 Constant units: a unit whose response never changes has zero variance. When at least one other
 unit varies, it is *inactive* (variance below ``epsilon_inactive`` times the largest variance)
@@ -43,10 +45,10 @@ from introscope.exceptions import IntroscopeError
 from ._field_sums import (
     PRECISIONS,
     FieldSums,
+    choose_shift,
     is_torch_tensor,
     product_dtype,
     reexpress,
-    round_shift,
     to_like,
 )
 
@@ -169,7 +171,7 @@ class PFACovarianceState:
             means = x.mean(axis=0, dtype=np.float64)
             if not np.all(np.isfinite(means)):
                 raise IntroscopeError(f"field {field!r} contains NaN or Inf{at}")
-            sums.set_shift(round_shift(means))
+            sums.set_shift(choose_shift(means, x.std(axis=0, dtype=np.float64)))
         if sums.upper_only:
             column_sums = sums.add_numpy(x, product_dtype(x.dtype, self.precision))
             if not np.all(np.isfinite(column_sums)):
@@ -197,7 +199,8 @@ class PFACovarianceState:
             means = x.mean(dim=0)
             if not bool(torch.isfinite(means).all()):
                 raise IntroscopeError(f"field {field!r} contains NaN or Inf{at}")
-            sums.set_shift(round_shift(means.cpu().numpy()))
+            stds = x.std(dim=0, correction=0)
+            sums.set_shift(choose_shift(means.cpu().numpy(), stds.cpu().numpy()))
         self._add_torch(field, sums, x, at)
 
     @staticmethod

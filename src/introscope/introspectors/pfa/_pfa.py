@@ -76,10 +76,10 @@ class PFA:
                 largest variance in its layer
             precision: ``"auto"`` (default) multiplies float32, float16, bool and 8/16-bit
                 integer responses in float32, as DNIKit does for float32, but about a per-unit
-                shift (the first batch's means) and summed in float64, so a large mean does not
-                cancel the variance; float64 responses are multiplied in float64.
-                ``"float64"`` multiplies every response in float64 (about 1.7x slower on
-                float32 responses). See :class:`PFACovarianceState`.
+                shift near the mean (from the first batch) and summed in float64, so a large
+                mean does not cancel the variance (errors ~1e-7 relative); float64 responses
+                are multiplied in float64. ``"float64"`` multiplies every response in float64
+                (about 1.6x slower on float32 responses). See :class:`PFACovarianceState`.
         """
         check_batch_size(batch_size)
         state = PFACovarianceState(precision=precision)
