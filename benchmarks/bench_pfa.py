@@ -109,6 +109,13 @@ def run_introscope(path: pathlib.Path) -> dict:
             state.update("r", batch.fields["r"])
 
     out["update_s"], _ = _best(sums_only)
+
+    def sums_float64() -> None:
+        state = PFACovarianceState(precision="float64")
+        for batch in producer(BATCH):
+            state.update("r", batch.fields["r"])
+
+    out["update_f64_s"], _ = _best(sums_float64)
     cov = pfa.covariances["r"].covariances
     out["eigh_s"], _ = _best(lambda: np.linalg.eigh(cov))
     for name in UNITS:
@@ -215,8 +222,8 @@ def measure(samples: int, units: int, digits: bool) -> dict:
     ]
     lines.append(
         f"introscope: introspect {ours['introspect_s']:.2f}s (reading batches "
-        f"{ours['read_batches_s']:.2f}s, sums {ours['update_s']:.2f}s, eigh "
-        f"{ours['eigh_s'] * 1e3:.0f}ms), "
+        f"{ours['read_batches_s']:.2f}s, sums {ours['update_s']:.2f}s [precision='float64': "
+        f"{ours['update_f64_s']:.2f}s], eigh {ours['eigh_s'] * 1e3:.0f}ms), "
         + ", ".join(f"get_recipe[{k}] {v:.3f}s" for k, v in ours["recipe_s"].items())
         + f", peak traced {ours['peak_traced_mb']:.1f} MiB, maxrss {ours['maxrss_mb']:.0f} MiB"
     )
