@@ -79,7 +79,8 @@ class PFA:
                 shift near the mean (from the first batch) and summed in float64, so a large
                 mean does not cancel the variance (errors ~1e-7 relative); float64 responses
                 are multiplied in float64. ``"float64"`` multiplies every response in float64
-                (about 1.6x slower on float32 responses). See :class:`PFACovarianceState`.
+                (sums about 1.5x slower on float32 responses). See
+                :class:`PFACovarianceState`.
         """
         check_batch_size(batch_size)
         state = PFACovarianceState(precision=precision)
