@@ -29,6 +29,9 @@ $(DNIKIT_VENV)/.installed:
 	@# OpenCV (dnikit[image]) for the image-processor comparisons; those tests skip without it.
 	@$(DNIKIT_VENV)/bin/python -m pip install -q opencv-python-headless 2>/dev/null \
 	  || echo "warning: no OpenCV in $(DNIKIT_VENV); image differential tests will be skipped"
+	@# pandas + matplotlib (dnikit[notebook]) for comparing IUA.show / PFA.show tables.
+	@$(DNIKIT_VENV)/bin/python -m pip install -q pandas matplotlib 2>/dev/null \
+	  || echo "warning: no pandas in $(DNIKIT_VENV); show() differential tests will be skipped"
 
 # Headless Chromium renders the HTML views in tests (skipped when absent). Idempotent; a failed
 # install only warns.

@@ -106,7 +106,9 @@ class Energy(PFAStrategyType):
     """Keep the fewest leading eigen-directions whose energy reaches ``energy_threshold``.
 
     Args:
-        energy_threshold: fraction (0..1) of the spectrum's total energy to keep
+        energy_threshold: fraction (0..1) of the spectrum's total energy to keep (reached within
+            the sum's rounding error, so 1.0 keeps the directions with non-negligible
+            eigenvalues; DNIKit 2.0 may also keep zero ones, depending on rounding)
         min_kept_count: keep at least this many units per layer (even past the threshold)
     """
 
@@ -123,10 +125,15 @@ class Energy(PFAStrategyType):
         for name, cov in covariances.items():
             values = cov.eigenvalues
             units = len(values)
-            total = float(np.sum(values))
             cumulative = np.cumsum(values)
+            # The total as the last cumulative sum, and a tolerance of the sum's rounding error:
+            # energy_threshold=1.0 then keeps the directions that carry energy, not (as DNIKit
+            # does by rounding accident) also those of zero or noise-level eigenvalues.
+            total = float(cumulative[-1])
+            tolerance = units * np.finfo(float).eps
             with np.errstate(divide="ignore", invalid="ignore"):
-                reached = np.flatnonzero(np.divide(cumulative, total) >= self.energy_threshold)
+                ratio = np.divide(cumulative, total)
+                reached = np.flatnonzero(ratio >= self.energy_threshold - tolerance)
             # An all-zero spectrum never reaches any threshold (0/0): every unit is kept.
             kept = int(reached[0]) + 1 if reached.size else units
             kept_energy = float(cumulative[kept - 1])
