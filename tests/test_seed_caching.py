@@ -111,7 +111,7 @@ def test_model_runs_once_however_often_the_cached_producer_is_read(cifar_like):
         )
         assert totals[0] == pytest.approx(float(expected.fields["logits"].sum()), rel=1e-12)
         # the Cacher numbered the elements, as DNIKit does
-        assert cached.metadata[Batch.StdKeys.IDENTIFIER] == tuple(range(7))
+        assert cached.metadata[Batch.StdKeys.IDENTIFIER] == list(range(7))
     finally:
         Cacher.clear(cacher.storage_path)
 

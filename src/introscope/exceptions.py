@@ -6,6 +6,7 @@ import warnings
 
 __all__ = [
     "IntroscopeError",
+    "IntroscopeValueError",
     "DNIKitException",
     "DNIKitDeprecationWarning",
     "MissingDependencyError",
@@ -19,6 +20,22 @@ class IntroscopeError(RuntimeError):
     Subclasses ``RuntimeError`` like DNIKit's ``DNIKitException`` so existing ``except`` clauses
     keep working.
     """
+
+    @property
+    def message(self) -> str:
+        """The error message (DNIKit's ``DNIKitException.message``)."""
+        if "_message" in self.__dict__:
+            return self.__dict__["_message"]
+        return str(self.args[0]) if len(self.args) == 1 else str(self)
+
+    @message.setter
+    def message(self, value: str) -> None:
+        # Subclasses written for DNIKit set ``self.message`` in their __init__.
+        self.__dict__["_message"] = value
+
+
+class IntroscopeValueError(IntroscopeError, ValueError):
+    """A bad argument value where DNIKit raised ``ValueError``: both ``except`` clauses catch it."""
 
 
 #: DNIKit's name for the package error; ``except DNIKitException`` catches every introscope error.

@@ -77,9 +77,9 @@ def test_metadata_size_must_match_fields():
 
 def test_metadata_read_views():
     batch = _batch()
-    assert batch.metadata[ID] == ("id0", "id1", "id2", "id3")
+    assert batch.metadata[ID] == ["id0", "id1", "id2", "id3"]
     labels = batch.metadata[LABELS]
-    assert dict(labels) == {"color": ("red", "blue", "red", "blue"), "size": (0, 1, 2, 3)}
+    assert labels == {"color": ["red", "blue", "red", "blue"], "size": [0, 1, 2, 3]}
     assert ID in batch.metadata and NAME not in batch.metadata
     assert batch.metadata.get(NAME, "none") == "none"
     with pytest.raises(KeyError, match="name"):
@@ -112,14 +112,14 @@ def test_elements_int_slice_list_and_mask():
     sliced = batch.elements[1:3]
     assert isinstance(sliced, Batch) and sliced.batch_size == 2
     np.testing.assert_array_equal(sliced.fields["y"], [10, 20])
-    assert sliced.metadata[ID] == ("id1", "id2")
+    assert sliced.metadata[ID] == ["id1", "id2"]
 
     picked = batch.elements[[3, 0]]
     np.testing.assert_array_equal(picked.fields["y"], [30, 0])
-    assert picked.metadata[LABELS]["size"] == (3, 0)
+    assert picked.metadata[LABELS]["size"] == [3, 0]
 
     masked = batch.elements[np.array([True, False, False, True])]
-    assert masked.metadata[ID] == ("id0", "id3")
+    assert masked.metadata[ID] == ["id0", "id3"]
     with pytest.raises(IndexError, match="mask"):
         batch.elements[np.array([True, False])]
 
@@ -136,12 +136,12 @@ def test_builder_copies_and_does_not_touch_its_base():
     b.metadata[LABELS]["color"][0] = "green"
     new = b.make_batch()
     assert list(new.fields) == ["y", "z"]
-    assert new.metadata[ID] == ("a", "b")
-    assert new.metadata[LABELS]["color"] == ("green", "blue")
+    assert new.metadata[ID] == ["a", "b"]
+    assert new.metadata[LABELS]["color"] == ["green", "blue"]
     # base unchanged
     assert list(base.fields) == ["x", "y"]
-    assert base.metadata[ID] == ("id0", "id1")
-    assert base.metadata[LABELS]["color"] == ("red", "blue")
+    assert base.metadata[ID] == ["id0", "id1"]
+    assert base.metadata[LABELS]["color"] == ["red", "blue"]
     with pytest.raises(IntroscopeError, match="base="):
         Batch.Builder(base)
 
@@ -196,7 +196,7 @@ def test_pickle_round_trip_in_memory():
     batch = b.make_batch()
     loaded = pickle.loads(pickle.dumps(batch))
     assert loaded == batch
-    assert loaded.metadata[LABELS]["size"] == (0, 1, 2, 3)
+    assert loaded.metadata[LABELS]["size"] == [0, 1, 2, 3]
     with pytest.raises(ValueError, match="read-only"):
         loaded.fields["x"][0, 0] = 1.0
 
@@ -206,8 +206,8 @@ def test_concatenate_batches():
     joined = concatenate_batches([a, b])
     assert joined.batch_size == 6
     np.testing.assert_array_equal(joined.fields["y"], [0, 10, 0, 10, 20, 30])
-    assert joined.metadata[ID] == ("id0", "id1", "id0", "id1", "id2", "id3")
-    assert joined.metadata[LABELS]["size"] == (0, 1, 0, 1, 2, 3)
+    assert joined.metadata[ID] == ["id0", "id1", "id0", "id1", "id2", "id3"]
+    assert joined.metadata[LABELS]["size"] == [0, 1, 0, 1, 2, 3]
     with pytest.raises(IntroscopeError, match="empty"):
         concatenate_batches([])
     with pytest.raises(IntroscopeError, match="fields"):

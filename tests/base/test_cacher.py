@@ -243,10 +243,10 @@ def test_metadata_and_field_types_round_trip(tmp_path):
                 assert g == v
                 if isinstance(v, np.generic):
                     assert g.dtype == v.dtype
-    assert loaded.metadata[ID] == (("scene", 0), ("scene", 1))
-    assert loaded.metadata[LABELS]["digit"] == (3, 7)
+    assert loaded.metadata[ID] == [("scene", 0), ("scene", 1)]
+    assert loaded.metadata[LABELS]["digit"] == [3, 7]
     assert loaded.metadata[LABELS]["digit"][0].dtype == np.int64
-    assert loaded.metadata[Batch.DictMetaKey("k0")]["z"] == (1, 2)
+    assert loaded.metadata[Batch.DictMetaKey("k0")]["z"] == [1, 2]
     assert loaded.snapshots["before"] == original.snapshots["before"]
     with pytest.raises(ValueError, match="read-only"):
         loaded.fields["img"][0, 0, 0] = 1
@@ -288,7 +288,7 @@ def test_drop_unsupported_metadata(tmp_path, caplog):
     assert cacher.cached
     assert all(NOTE not in b.metadata for b in first)  # first pass matches what is stored
     again = list(producer(2))
-    assert NOTE not in again[0].metadata and again[0].metadata[ID] == (0, 1)
+    assert NOTE not in again[0].metadata and again[0].metadata[ID] == [0, 1]
     # a key already stored cannot be dropped later: that would make batches disagree
     late = pipeline(
         _with_note(["text", Opaque()]), Cacher(tmp_path / "d", drop_unsupported_metadata=True)
@@ -434,8 +434,8 @@ def test_metadata_only_batches_cache_and_rebatch(tmp_path):
     list(producer(2))
     out = list(producer(3))
     assert [dict(b.fields) for b in out] == [{}, {}]
-    assert [b.metadata[NOTE] for b in out] == [("n0", "n1", "n2"), ("n3", "n4")]
-    assert [b.metadata[ID] for b in out] == [(0, 1, 2), (3, 4)]
+    assert [b.metadata[NOTE] for b in out] == [["n0", "n1", "n2"], ["n3", "n4"]]
+    assert [b.metadata[ID] for b in out] == [[0, 1, 2], [3, 4]]
 
 
 def test_same_batches_and_identifiers_as_dnikit(tmp_path):

@@ -79,7 +79,7 @@ def test_responses_values_and_auto_rename_of_single_input():
     np.testing.assert_allclose(logits, [[3.0], [2.0], [4.0]])
     # fields in the model's response order; input field replaced; metadata kept
     assert list(out[0].fields) == ["hidden", "logits"]
-    assert out[1].metadata[Batch.StdKeys.IDENTIFIER] == (2,)
+    assert out[1].metadata[Batch.StdKeys.IDENTIFIER] == [2]
     assert backend.calls == [frozenset({"hidden", "logits"})] * 2
 
 

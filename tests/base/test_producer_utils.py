@@ -88,7 +88,7 @@ def test_accumulate_batches():
     whole = accumulate_batches(_ragged([2, 3]), batch_size=2)
     assert whole.batch_size == 5
     np.testing.assert_array_equal(whole.fields["x"], [0, 2, 4, 6, 8])
-    assert whole.metadata[ID] == ("e0", "e1", "e2", "e3", "e4")
+    assert whole.metadata[ID] == ["e0", "e1", "e2", "e3", "e4"]
     with pytest.raises(IntroscopeError, match="no batch"):
         accumulate_batches(lambda n: iter(()))
 

@@ -65,8 +65,8 @@ def test_metadata_remover_selection(kwargs, expected):
 
 def test_metadata_remover_values_survive():
     out = run(MetadataRemover(meta_keys=LABELS, keys="size"))
-    assert out.metadata[LABELS]["color"] == ("red", "blue", "red", "green")
-    assert out.metadata[ID] == (10, 11, 12, 13)
+    assert out.metadata[LABELS]["color"] == ["red", "blue", "red", "green"]
+    assert out.metadata[ID] == [10, 11, 12, 13]
     # Removing the last entry of a DictMetaKey removes the key.
     out = run(MetadataRemover(meta_keys=EXTRA, keys=["color", "flag"]))
     assert EXTRA not in out.metadata
@@ -86,14 +86,14 @@ def test_metadata_remover_errors():
 
 def test_metadata_renamer():
     out = run(MetadataRenamer({"color": "colour"}))
-    assert out.metadata[LABELS]["colour"] == ("red", "blue", "red", "green")
-    assert out.metadata[EXTRA]["colour"] == (0, 0, 1, 1)
+    assert out.metadata[LABELS]["colour"] == ["red", "blue", "red", "green"]
+    assert out.metadata[EXTRA]["colour"] == [0, 0, 1, 1]
     out = run(MetadataRenamer({"color": "colour"}, meta_keys=LABELS))
     assert sorted(out.metadata[LABELS]) == ["colour", "size"]
     assert sorted(out.metadata[EXTRA]) == ["color", "flag"]
     out = run(MetadataRenamer({"color": "size", "size": "color"}, meta_keys=LABELS))
-    assert out.metadata[LABELS]["size"] == ("red", "blue", "red", "green")
-    assert out.metadata[LABELS]["color"] == (1, 2, 3, 4)
+    assert out.metadata[LABELS]["size"] == ["red", "blue", "red", "green"]
+    assert out.metadata[LABELS]["color"] == [1, 2, 3, 4]
     with pytest.raises(TypeError, match="are Batch.MetaKey"):
         MetadataRenamer({"a": "b"}, meta_keys=ID)
     with pytest.raises(IntroscopeError, match="no entry \\['nope'\\]"):
@@ -104,13 +104,13 @@ def test_composer_from_element_filter_keeps_matching_elements():
     comp = Composer.from_element_filter(lambda e: e.fields["x"] % 2 == 1)
     out = run(comp)
     np.testing.assert_array_equal(out.fields["x"], [1.0, 3.0])
-    assert out.metadata[ID] == (11, 13)
-    assert out.metadata[LABELS]["color"] == ("blue", "green")
+    assert out.metadata[ID] == [11, 13]
+    assert out.metadata[LABELS]["color"] == ["blue", "green"]
 
 
 def test_composer_from_dict_metadata():
     out = run(Composer.from_dict_metadata(LABELS, "color", "red"))
-    assert out.metadata[ID] == (10, 12)
+    assert out.metadata[ID] == [10, 12]
     assert run(Composer.from_dict_metadata(LABELS, "nope", "red")) is None
     assert run(Composer.from_dict_metadata(Batch.DictMetaKey("other"), "c", 1)) is None
     with pytest.raises(TypeError):

@@ -31,7 +31,7 @@ def test_snapshot_saver_keeps_state_before_later_stages():
     snap = out.snapshots["snapshot"]
     np.testing.assert_array_equal(snap.fields["a"], np.arange(4.0))
     np.testing.assert_array_equal(snap.fields["b"], np.arange(4.0) * 10)
-    assert snap.metadata[ID] == ("p", "q", "r", "s")
+    assert snap.metadata[ID] == ["p", "q", "r", "s"]
     np.testing.assert_array_equal(out.fields["z"], np.arange(4.0) + 1)
     # Slicing the batch slices its snapshots too.
     assert out.elements[1:3].snapshots["snapshot"].fields["a"].tolist() == [1.0, 2.0]

@@ -16,8 +16,8 @@ def test_stub_producer_rebatches_fields_and_metadata():
     batches = list(producer(3))
     assert [b.batch_size for b in batches] == [3, 3, 1]
     np.testing.assert_array_equal(batches[1].fields["b"], data["b"][3:6])
-    assert batches[2].metadata[key] == ("g",)
-    assert batches[1].metadata[labels]["c"] == (1, 0, 1)
+    assert batches[2].metadata[key] == ["g"]
+    assert batches[1].metadata[labels]["c"] == [1, 0, 1]
     assert concatenate_batches(batches) == next(iter(producer(100)))
     assert list(producer(3)) == batches
 

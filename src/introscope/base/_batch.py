@@ -9,7 +9,7 @@ from typing import Any, TypeVar, overload
 
 import numpy as np
 
-from introscope.exceptions import IntroscopeError
+from introscope.exceptions import IntroscopeError, IntroscopeValueError
 
 from . import _metadata as _meta
 
@@ -58,7 +58,11 @@ class _Storage:
             # Snapshots never nest: keep the snapshot's fields and metadata only.
             snaps[name] = snap if not snap._s.snapshots else snap._without_snapshots()
         self.snapshots = snaps
-        self.metadata = metadata if metadata is not None else {}
+        metadata = metadata if metadata is not None else {}
+        if any(isinstance(v, dict) and not v for v in metadata.values()):
+            # A DictMetaKey without entries holds no metadata (DNIKit drops it too).
+            metadata = {k: v for k, v in metadata.items() if not (isinstance(v, dict) and not v)}
+        self.metadata = metadata
         self.batch_size = self._check_sizes()
 
     def _check_sizes(self) -> int:
@@ -164,11 +168,11 @@ class _Builder:
         self, fields: Mapping[str, np.ndarray] | None = None, *, base: Batch | None = None
     ) -> None:
         if isinstance(fields, Batch):
-            raise IntroscopeError(
+            raise IntroscopeValueError(
                 "Batch.Builder(batch) is not supported; use Batch.Builder(base=batch)"
             )
         if fields is not None and base is not None:
-            raise IntroscopeError("pass either fields or base to Batch.Builder, not both")
+            raise IntroscopeValueError("pass either fields or base to Batch.Builder, not both")
         self.fields: dict[str, np.ndarray] = dict(fields) if fields is not None else {}
         self.snapshots: dict[str, Batch] = {}
         self.metadata = _meta.MutableMetadata()
@@ -184,14 +188,17 @@ class _Builder:
 
 
 class _StdKeys:
-    """Standard metadata keys."""
+    """Standard metadata keys.
+
+    Their names are namespaced so that a user's ``Batch.MetaKey("PATH")`` is a different key.
+    """
 
     #: a hashable that uniquely identifies each element
-    IDENTIFIER: _meta.MetaKey[Hashable] = _meta.MetaKey("IDENTIFIER")
+    IDENTIFIER: _meta.MetaKey[Hashable] = _meta.MetaKey(_meta.STD_PREFIX + "identifier")
     #: the file each element came from
-    PATH: _meta.MetaKey[str | pathlib.Path] = _meta.MetaKey("PATH")
+    PATH: _meta.MetaKey[str | pathlib.Path] = _meta.MetaKey(_meta.STD_PREFIX + "path")
     #: labels of each element by category, e.g. ``{"digit": [3, 1, ...]}``
-    LABELS: _meta.DictMetaKey[Hashable] = _meta.DictMetaKey("LABELS")
+    LABELS: _meta.DictMetaKey[Hashable] = _meta.DictMetaKey(_meta.STD_PREFIX + "labels")
 
 
 class Batch:
@@ -216,7 +223,7 @@ class Batch:
                 f"Batch(fields) takes a mapping of str to numpy arrays, got {type(fields).__name__}"
             )
         if not fields:
-            raise IntroscopeError("cannot create a Batch without fields")
+            raise IntroscopeValueError("cannot create a Batch without fields")
         self._s = _Storage(dict(fields))
 
     @classmethod

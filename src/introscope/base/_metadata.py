@@ -7,12 +7,14 @@ Storage is a plain dict: a :class:`MetaKey` maps to a list with one value per el
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, MutableSequence, Sequence
-from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
 _T = TypeVar("_T")
 
 Storage = dict  # dict[MetaKey | DictMetaKey, list | dict[str, list]]
+
+#: Names of ``Batch.StdKeys`` start with this, so no user key can equal them by accident.
+STD_PREFIX = "introscope.base.Batch.StdKeys."
 
 
 class _KeyBase:
@@ -33,6 +35,8 @@ class _KeyBase:
         return hash((type(self).__name__, self.name))
 
     def __repr__(self) -> str:
+        if self.name.startswith(STD_PREFIX):
+            return f"Batch.StdKeys.{self.name[len(STD_PREFIX) :].upper()}"
         return f"{type(self).__name__}({self.name!r})"
 
     def __reduce__(self) -> tuple:
@@ -192,9 +196,11 @@ class MetadataView:
         if key not in self._storage:
             raise KeyError(f"no metadata {key!r}; present: {list(self._storage)}")
         value = self._storage[key]
+        # Fresh lists (as DNIKit returns): ``== [...]`` and list operations behave the same, and
+        # changing the copy cannot change the batch.
         if isinstance(value, dict):
-            return MappingProxyType({n: tuple(s) for n, s in value.items()})
-        return tuple(value)
+            return {n: list(s) for n, s in value.items()}
+        return list(value)
 
     def get(self, key: AnyKey, default: Any = None) -> Any:
         return self[key] if key in self else default
@@ -238,7 +244,7 @@ class ElementMetadataView:
             raise KeyError(f"no metadata {key!r}; present: {list(self._storage)}")
         value = self._storage[key]
         if isinstance(value, dict):
-            return MappingProxyType({n: s[self._index] for n, s in value.items()})
+            return {n: s[self._index] for n, s in value.items()}
         return value[self._index]
 
     def __contains__(self, key: object) -> bool:
@@ -263,6 +269,10 @@ class MutableMetadata:
     def __getitem__(self, key: AnyKey) -> MutableSequence | dict[str, list]:
         check_key(key)
         if key not in self._storage:
+            if isinstance(key, DictMetaKey):
+                # As in DNIKit, ``builder.metadata[KEY]["entry"] = [...]`` works on a new key; a
+                # DictMetaKey left without entries is dropped when the batch is made.
+                return self._storage.setdefault(key, {})
             raise KeyError(f"no metadata {key!r}; present: {list(self._storage)}")
         return self._storage[key]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import logging
 from collections.abc import Callable, Iterable, Iterator
 
 from introscope.exceptions import IntroscopeError
@@ -21,6 +22,11 @@ class PipelineStage(abc.ABC):  # noqa: B024 - either of two methods may be overr
     Subclasses implement :meth:`_get_batch_processor` (a function from one batch to a batch, or
     ``None`` to drop it) or, for stages that change batching, override :meth:`_pipeline`.
     """
+
+    @property
+    def logger(self) -> logging.Logger:
+        """A logger named after the stage's class (DNIKit stages have ``self.logger`` too)."""
+        return logging.getLogger(f"{type(self).__module__}.{type(self).__qualname__}")
 
     def _get_batch_processor(self) -> BatchProcessor:
         raise NotImplementedError(

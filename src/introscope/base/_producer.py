@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Protocol, runtime_checkable
 
-from introscope.exceptions import IntroscopeError
+import numpy as np
+
+from introscope.exceptions import IntroscopeError, IntroscopeValueError
 
 from ._batch import Batch
 
@@ -21,8 +23,13 @@ class Producer(Protocol):
 
 def check_batch_size(batch_size: object, argument: str = "batch_size") -> int:
     """Return ``batch_size`` if it is a positive int, else raise naming the argument."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise IntroscopeError(f"{argument} must be a positive int, got {batch_size!r}")
+    # numpy integers are accepted (DNIKit takes them; sizes are often computed with numpy).
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or batch_size <= 0
+    ):
+        raise IntroscopeValueError(f"{argument} must be a positive int, got {batch_size!r}")
     return int(batch_size)
 
 

@@ -48,6 +48,11 @@ class MeanStdNormalizer(Processor):
         self.std = std
 
         def normalize(data: np.ndarray) -> np.ndarray:
+            if np.issubdtype(data.dtype, np.inexact):
+                # The values as given: Python scalars are weakly typed, so float32 data stays
+                # float32 as in DNIKit (a 0-d float64 array would promote it to float64).
+                return np.divide(data - mean, std)
+            # Integer data: 0-d arrays promote, where a Python int would wrap (uint8 - 128).
             return np.divide(data - mean_arr, std_arr)
 
         super().__init__(normalize, fields=fields)
