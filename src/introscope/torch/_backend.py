@@ -62,12 +62,24 @@ class _Spec:
 class TorchBackend:
     """Runs a ``torch.nn.Module`` for :class:`introscope.base.Model`; see the module docstring."""
 
-    def __init__(self, module: Any, device: Any, input_names: Sequence[str]) -> None:
+    def __init__(
+        self,
+        module: Any,
+        device: Any,
+        input_names: Sequence[str],
+        *,
+        optional_names: Sequence[str] = (),
+        keyword_names: frozenset[str] = frozenset(),
+    ) -> None:
         torch = torch_module()
         self._torch = torch
         self._module = module
         self._device = device
         self._input_names = list(input_names)
+        # forward's optional inputs (usable when the example or first batch names them), and the
+        # inputs passed by keyword: keyword-only ones and optional ones.
+        self.optional_names = list(optional_names)
+        self._keyword_names = keyword_names
         self._all_modules = list(module.modules())
         self._hookable = self._find_hookable(module)
         self._root_name = "output"
@@ -137,6 +149,12 @@ class TorchBackend:
     def input_names(self) -> list[str]:
         return list(self._input_names)
 
+    def add_optional_inputs(self, names: Sequence[str]) -> None:
+        """Feed these optional forward inputs too (before the dry run only)."""
+        assert not self.ready and set(names) <= set(self.optional_names)
+        self._input_names += [n for n in self.optional_names if n in names]
+        self._preliminary_infos()
+
     # -- dry run --------------------------------------------------------------------------------
 
     def dry_run(self, arrays: Sequence[np.ndarray]) -> None:
@@ -202,7 +220,9 @@ class TorchBackend:
 
     def _forward(self, tensors: list[Any]) -> Any:
         try:
-            return self._module(*tensors)
+            args = [t for n, t in zip(self._input_names, tensors) if n not in self._keyword_names]
+            kwargs = {n: t for n, t in zip(self._input_names, tensors) if n in self._keyword_names}
+            return self._module(*args, **kwargs)
         except (_StopForward, IntroscopeError):
             raise
         except Exception as exc:

@@ -21,6 +21,7 @@ __all__ = [
     "numpy_dtype",
     "to_numpy",
     "forward_input_names",
+    "forward_keyword_names",
 ]
 
 
@@ -131,7 +132,8 @@ def to_numpy(tensor: Any, name: str) -> np.ndarray:
 
 
 def forward_input_names(module: Any) -> tuple[list[str], bool]:
-    """Names of ``module.forward``'s required positional inputs, and whether it takes ``*args``."""
+    """Names of ``module.forward``'s required inputs (positional, then keyword-only), and whether
+    it takes ``*args``."""
     torch = torch_module()
     if isinstance(module, torch.jit.ScriptModule):
         try:
@@ -142,8 +144,27 @@ def forward_input_names(module: Any) -> tuple[list[str], bool]:
     names: list[str] = []
     var = False
     for p in inspect.signature(module.forward).parameters.values():
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty:
-            names.append(p.name)
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+            if p.default is p.empty:
+                names.append(p.name)
         elif p.kind is p.VAR_POSITIONAL:
             var = True
     return names, var
+
+
+def forward_keyword_names(module: Any) -> tuple[list[str], frozenset[str]]:
+    """``forward``'s optional inputs that can be given by name (signature order), and the names
+    that must be passed by keyword (keyword-only ones, and optional ones, which may follow
+    parameters that are not given)."""
+    torch = torch_module()
+    if isinstance(module, torch.jit.ScriptModule):
+        return [], frozenset()
+    optional: list[str] = []
+    keyword: set[str] = set()
+    for p in inspect.signature(module.forward).parameters.values():
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.default is not p.empty:
+            optional.append(p.name)
+            keyword.add(p.name)
+        elif p.kind is p.KEYWORD_ONLY:
+            keyword.add(p.name)
+    return optional, frozenset(keyword)

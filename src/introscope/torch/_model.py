@@ -17,7 +17,7 @@ from introscope.exceptions import IntroscopeError
 from introscope.typing import OneManyOrNone, PathOrStr, resolve_path_or_str
 
 from ._backend import TorchBackend
-from ._capture import forward_input_names, resolve_device, torch_module
+from ._capture import forward_input_names, forward_keyword_names, resolve_device, torch_module
 
 __all__ = ["TorchModel", "load_torch_model_from_memory", "load_torch_model_from_path"]
 
@@ -85,12 +85,16 @@ class _FirstBatchDryRun(PipelineStage):
 
 
 def _pick_inputs(model: TorchModel, batch: Batch) -> list[np.ndarray]:
-    names = model._backend.input_names
+    backend = model._backend
+    names = backend.input_names
     fields = batch.fields
     if len(names) == 1 and len(fields) == 1:
         return [next(iter(fields.values()))]
-    if set(names) <= set(fields) and len(names) == len(fields):
-        return [fields[n] for n in names]
+    extra = set(fields) - set(names)
+    if set(names) <= set(fields) and extra <= set(backend.optional_names):
+        if extra:
+            backend.add_optional_inputs(sorted(extra))
+        return [fields[n] for n in backend.input_names]
     raise IntroscopeError(
         f"the model expects inputs named {names} but the batch has fields {sorted(fields)}; "
         f"rename fields with introscope.processors.FieldRenamer or drop extra ones with "
@@ -98,7 +102,9 @@ def _pick_inputs(model: TorchModel, batch: Batch) -> list[np.ndarray]:
     )
 
 
-def _example_arrays(example_input: Any, names: list[str], var: bool) -> tuple[list, list[str]]:
+def _example_arrays(
+    example_input: Any, names: list[str], var: bool, optional: list[str]
+) -> tuple[list, list[str]]:
     torch = torch_module()
 
     def as_array(x: Any, what: str) -> np.ndarray:
@@ -114,12 +120,13 @@ def _example_arrays(example_input: Any, names: list[str], var: bool) -> tuple[li
         return x
 
     if isinstance(example_input, Mapping):
-        unknown = set(example_input) - set(names)
-        if unknown or len(example_input) < len(names):
+        unknown = set(example_input) - set(names) - set(optional)
+        if unknown or not set(names) <= set(example_input):
             raise IntroscopeError(
                 f"example_input names {sorted(example_input)} do not match the module's forward "
-                f"inputs {names}"
+                f"inputs {names}" + (f" (optional: {optional})" if optional else "")
             )
+        names = names + [n for n in optional if n in example_input]
         return [as_array(example_input[n], f"example_input[{n!r}]") for n in names], names
     items = list(example_input) if isinstance(example_input, (tuple, list)) else [example_input]
     arrays = [as_array(x, f"example_input[{i}]") for i, x in enumerate(items)]
@@ -143,7 +150,9 @@ def load_torch_model_from_memory(
             dicts and modules called several times).
         example_input: a batch of inputs (array or tensor; a tuple of them, or a mapping of
             forward argument name to array, for several inputs) used for one dry run that fixes
-            response names, shapes and dtypes. Without it the first batch is used.
+            response names, shapes and dtypes. Without it the first batch is used. Every
+            required forward argument is an input (keyword-only ones are passed by keyword);
+            optional ones (``mask=None``) are inputs when the mapping or first batch names them.
         device: where to run (``"cpu"``, ``"cuda"``, ``"cuda:1"``...); the module is moved there.
             ``None`` keeps the module where it is (CPU for a new module).
     """
@@ -156,14 +165,15 @@ def load_torch_model_from_memory(
     if device is not None:
         module.to(dev)
     names, var = forward_input_names(module)
+    optional, keyword = forward_keyword_names(module)
     arrays = None
     if example_input is not None:
-        arrays, names = _example_arrays(example_input, names, var)
+        arrays, names = _example_arrays(example_input, names, var, optional)
     elif not names:
         if not var:
             raise IntroscopeError(f"{type(module).__name__}.forward takes no input tensor")
         names = ["input_0"]
-    backend = TorchBackend(module, dev, names)
+    backend = TorchBackend(module, dev, names, optional_names=optional, keyword_names=keyword)
     if arrays is not None:
         backend.dry_run(arrays)
     return TorchModel(backend)
