@@ -125,3 +125,54 @@ def test_accelerator_path_counts_like_the_host_path() -> None:
         model(torch.full((2, 3, 8, 8), float("inf")))
     with pytest.warns(RuntimeWarning, match="counted as active"):
         assert device.result.results["fc"].nonfinite == 10
+
+
+class SharedReLU(torch.nn.Module):
+    """One ReLU module used after two conv layers of different widths (a common pattern)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = torch.nn.Conv2d(1, 4, 3)
+        self.c2 = torch.nn.Conv2d(4, 8, 3)
+        self.relu = torch.nn.ReLU()
+
+    def forward(self, x):  # noqa: ANN001, ANN201
+        return self.relu(self.c2(self.relu(self.c1(x))))
+
+
+@pytest.mark.parametrize("device_path", [False, True])
+def test_monitor_shared_module_gives_one_response_per_call(device_path: bool) -> None:
+    from introscope.base import pipeline
+    from introscope.torch import load_torch_model_from_memory
+
+    torch.manual_seed(0)
+    net = SharedReLU()
+    x = torch.randn(7, 1, 8, 8)
+    monitor = IUA.monitor(net)
+    monitor._force_device_path = device_path
+    with monitor, torch.no_grad():
+        net(x[:4])
+        net(x[4:])
+        net.relu(
+            torch.randn(2, 4, 6, 6)
+        )  # a call outside the model's forward pass counts as the first call
+    result = monitor.result
+    assert list(result.results) == ["relu#0", "relu#1"]
+    assert result.results["relu#0"].unit_inactive_count.shape == (4, 6, 6)
+    assert result.results["relu#1"].unit_inactive_count.shape == (8, 4, 4)
+    assert result.results["relu#0"].num_samples == 9 and result.results["relu#1"].num_samples == 7
+
+    # The same numbers (and names) as IUA.introspect over the torch adapter, which names a
+    # module called twice relu#0 / relu#1.
+    model = load_torch_model_from_memory(net, example_input=x[:2].numpy())
+    arrays = x.numpy()
+
+    def producer(batch_size: int):
+        for i in range(0, 7, batch_size):
+            yield Batch({"x": arrays[i : i + batch_size]})
+
+    ref = IUA.introspect(pipeline(producer, model(["relu#0", "relu#1"])), channel_axis=1)
+    assert result.results["relu#1"] == ref.results["relu#1"]
+    assert result.channel_results["relu#1"] == ref.channel_results["relu#1"]
+    first = result.results["relu#0"]
+    np.testing.assert_array_equal(first.inactive[:7], ref.results["relu#0"].inactive)

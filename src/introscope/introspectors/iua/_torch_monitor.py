@@ -63,7 +63,9 @@ class IUAMonitor:
     exit; ``m.result`` is an :class:`IUA` of every output seen (also after exit) and ``m.reset()``
     starts afresh, e.g. once per epoch. Responses never leave the device; only the counters are
     copied to the host when ``result`` is read. A module called several times in one forward pass
-    contributes one set of samples per call. Non-finite values: on CPU they raise (or warn) in the
+    of ``model`` (a shared ``ReLU``) gives one response per call, ``relu#0``, ``relu#1``, as
+    :mod:`introscope.torch` names them; called outside ``model``'s forward, every call counts as
+    the first. Non-finite values: on CPU they raise (or warn) in the
     forward pass; on other devices they are counted on the device and ``result`` raises (or warns).
     """
 
@@ -87,7 +89,12 @@ class IUAMonitor:
         ):
             raise IntroscopeError(f"channel_axis must be an int or None, got {channel_axis!r}")
         self._channel_axis = channel_axis
+        self._model = model
         self._modules = self._resolve(model, layers)
+        # Calls of each watched module within the current forward pass of the model.
+        self._calls: dict[str, int] = {}
+        self._depth = 0
+        self._multi: set[str] = set()  # modules seen called more than once in one pass
         self._states: dict[str, _DeviceState] = {}
         self._host = self._new_host()
         self._force_device_path = False  # tests run the accelerator path on CPU tensors
@@ -131,9 +138,22 @@ class IUAMonitor:
     def attach(self) -> IUAMonitor:
         """Register the forward hooks (idempotent)."""
         if not self._handles:
+            self._handles.append(self._model.register_forward_pre_hook(self._begin_pass))
+            # always_call: a forward pass that raises still ends (the next one starts afresh).
+            self._handles.append(
+                self._model.register_forward_hook(self._end_pass, always_call=True)
+            )
             for name, module in self._modules.items():
                 self._handles.append(module.register_forward_hook(self._make_hook(name)))
         return self
+
+    def _begin_pass(self, *_: Any) -> None:
+        if self._depth == 0:
+            self._calls.clear()
+        self._depth += 1
+
+    def _end_pass(self, *_: Any) -> None:
+        self._depth = max(0, self._depth - 1)
 
     def detach(self) -> None:
         """Remove every hook this monitor registered."""
@@ -162,10 +182,16 @@ class IUAMonitor:
         self._states.clear()
         self._host = self._new_host()
         self._warned.clear()
+        self._multi.clear()
 
     def _make_hook(self, name: str):  # noqa: ANN202
         def hook(module: Any, inputs: Any, output: Any) -> None:
-            self._fold(name, output)
+            call = self._calls.get(name, 0) if self._depth else 0
+            if self._depth:
+                self._calls[name] = call + 1
+            if call:
+                self._multi.add(name)
+            self._fold(f"{name}#{call}" if call else name, output)
 
         return hook
 
@@ -265,5 +291,12 @@ class IUAMonitor:
                 stacklevel=2,
             )
         merged = self._host.merge(iua)
+        if self._multi:
+            # The first call's state was filed under the plain name before a second call showed.
+            merged._fields = {
+                (f"{n}#0" if n in self._multi else n): s for n, s in merged._fields.items()
+            }
+            for s_name, s in merged._fields.items():
+                s.name = s_name
         _log.debug("IUA.monitor result: %r", merged)
         return merged
