@@ -171,6 +171,20 @@ def metadata_type_operations():
 
 
 @example
+def nested_type_names():
+    def annotated(m: Batch.MetadataType.ElementType, b: Batch.Builder.MutableMetadataType) -> bool:
+        return isinstance(m, Batch.MetadataType.ElementType) and isinstance(
+            b, Batch.Builder.MutableMetadataType)
+
+    builder = Batch.Builder({"x": arrays["x"][:2]})
+    batch = builder.make_batch()
+    return (annotated(batch.elements[0].metadata, builder.metadata),
+            isinstance(batch.metadata, Batch.MetadataType),
+            isinstance(batch.elements, Batch.ElementsView),
+            isinstance(batch.elements[1], Batch.ElementType))
+
+
+@example
 def builder_fields_snapshots_metadata():
     builder = Batch.Builder()
     builder.fields["images"] = np.zeros((32, 64, 64, 3))
@@ -808,6 +822,14 @@ def test_mean_std_normalizer_keeps_float32_with_python_scalars():
     np.testing.assert_array_equal(out.fields["x"], (x - 0.5) / 2.0)
     arr = MeanStdNormalizer(mean=np.array([0.5, 1.0]), std=2.0)._get_batch_processor()
     assert arr(Batch({"x": x})).fields["x"].dtype == np.float64  # a float64 array promotes
+
+
+def test_dnikit_nested_type_names_exist():
+    from introscope.base import Batch
+
+    builder = Batch.Builder({"x": np.zeros(2)})
+    assert isinstance(builder.metadata, Batch.Builder.MutableMetadataType)
+    assert isinstance(builder.make_batch().elements[0].metadata, Batch.MetadataType.ElementType)
 
 
 def test_custom_stage_has_a_logger_like_dnikit():

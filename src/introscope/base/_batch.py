@@ -164,6 +164,9 @@ class _ElementsView:
 class _Builder:
     """Mutable counterpart of :class:`Batch`; ``make_batch()`` freezes it."""
 
+    #: DNIKit's name for the type of ``builder.metadata``.
+    MutableMetadataType = _meta.MutableMetadata
+
     def __init__(
         self, fields: Mapping[str, np.ndarray] | None = None, *, base: Batch | None = None
     ) -> None:

@@ -300,3 +300,7 @@ class MutableMetadata:
 
     def __repr__(self) -> str:
         return f"MutableMetadata({', '.join(repr(k) for k in self._storage)})"
+
+
+# DNIKit's nested names, e.g. in annotations: ``Batch.MetadataType.ElementType``.
+MetadataView.ElementType = ElementMetadataView  # type: ignore[attr-defined]
