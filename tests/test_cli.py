@@ -91,3 +91,42 @@ def test_errors_exit_nonzero(tmp_path, capsys):
 def test_info(capsys):
     assert main(["info"]) == 0
     assert capsys.readouterr().out.startswith("introscope ")
+
+
+def test_demo_seed_is_the_training_seed_and_images_stay_held_out(
+    tmp_path, shared_cache, monkeypatch
+):
+    """``--seed`` retrains the CNNs; the demo still reads the split they were trained on."""
+    import io
+
+    import numpy as np
+
+    import introscope.samples as samples
+    from introscope.cli import run_demo
+
+    seen = []
+    real = samples.load_digits_dataset
+
+    def recording(**kwargs):
+        producer = real(**kwargs)
+        seen.append(producer)
+        return producer
+
+    monkeypatch.setattr(samples, "load_digits_dataset", recording)
+    # Seed-1 weights from the cache (a copy of the seed-0 ones, so nothing trains again).
+    import shutil
+
+    for variant in ("healthy", "dying_relu"):
+        samples.train_digits_cnn(dying_relu=variant != "healthy", seed=0)
+        name = f"digits_cnn-{variant}-seed{{}}-v1.npz"
+        shutil.copy(shared_cache / name.format(0), shared_cache / name.format(1))
+    run_demo(tmp_path, seed=1, pfa=False, stream=io.StringIO())
+    (x_train, _), _ = samples.load_digits_split()  # what train_digits_cnn trains on
+    images = np.concatenate(
+        [b.fields["samples"] for b in seen[0].subset(datasets="test")(512)]
+    ).reshape(-1, 64)
+    train = {row.tobytes() for row in x_train.reshape(-1, 64)}
+    test = {row.tobytes() for row in images}
+    assert len(images) == 450
+    # Digits has a few exact duplicate images; beyond those no test image was trained on.
+    assert len(test & train) <= 5
