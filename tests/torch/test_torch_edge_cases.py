@@ -1,0 +1,112 @@
+"""Torch adapter edge cases: train-mode models, non-contiguous outputs, integer token inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from introscope.base import Batch, pipeline
+
+torch = pytest.importorskip("torch")
+
+from introscope.torch import load_torch_model_from_memory  # noqa: E402
+
+
+def _collect(model, names, x, batch_size=4):
+    def producer(bs):
+        for i in range(0, len(x), bs):
+            yield Batch({"x": x[i : i + bs]})
+
+    out = {n: [] for n in names}
+    for batch in pipeline(producer, model(names))(batch_size):
+        for n in names:
+            out[n].append(batch.fields[n])
+    return {n: np.concatenate(v) for n, v in out.items()}
+
+
+def test_train_mode_model_gives_eval_responses_and_keeps_its_statistics() -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(5, 8),
+        torch.nn.BatchNorm1d(8),
+        torch.nn.ReLU(),
+        torch.nn.Dropout(0.5),
+        torch.nn.Linear(8, 3),
+    )
+    with torch.no_grad():  # non-trivial running statistics
+        net[1].running_mean.uniform_(-1, 1)
+        net[1].running_var.uniform_(0.5, 2)
+    net.train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x = np.random.default_rng(0).standard_normal((10, 5)).astype(np.float32)
+    got = _collect(load_torch_model_from_memory(net), ["1", "3", "output"], x)
+    assert net.training and all(m.training for m in net)
+    for k, v in net.state_dict().items():  # running stats and batch counter untouched
+        assert torch.equal(v, before[k]), k
+    net.eval()
+    with torch.no_grad():
+        t = torch.from_numpy(x)
+        bn = net[1](net[0](t))
+        ref = net(t)
+    np.testing.assert_array_equal(got["1"], bn.numpy())
+    np.testing.assert_array_equal(got["3"], torch.relu(bn).numpy())  # dropout is the identity
+    np.testing.assert_array_equal(got["output"], ref.numpy())
+
+
+class _Permute(torch.nn.Module):
+    def forward(self, x):  # noqa: ANN001, ANN201
+        return x.permute(0, 2, 3, 1)[:, ::2]  # a strided, non-contiguous view
+
+
+class _ViewNet(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 3, 1)
+        self.perm = _Permute()
+
+    def forward(self, x):  # noqa: ANN001, ANN201
+        return self.perm(self.conv(x))
+
+
+def test_non_contiguous_outputs_are_captured_exactly() -> None:
+    from introscope.introspectors import IUA
+
+    torch.manual_seed(1)
+    net = _ViewNet()
+    x = np.random.default_rng(1).standard_normal((6, 2, 4, 5)).astype(np.float32)
+    model = load_torch_model_from_memory(net, example_input=x[:2])
+    assert model.response_infos["perm"].shape == (None, 2, 5, 3)
+    got = _collect(model, ["perm"], x)
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x)).numpy()
+    np.testing.assert_array_equal(got["perm"], ref)
+    iua = IUA.introspect(pipeline(lambda bs: iter([Batch({"p": got["perm"]})])), batch_size=6)
+    flat = np.abs(ref.reshape(6, -1)) <= 1e-8
+    np.testing.assert_array_equal(iua.results["p"].inactive, flat.sum(1))
+
+
+class _Tokens(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = torch.nn.Embedding(10, 4)
+        self.fc = torch.nn.Linear(4, 2)
+
+    def forward(self, ids):  # noqa: ANN001, ANN201
+        return self.fc(self.emb(ids).mean(1))
+
+
+def test_int64_token_ids_feed_an_embedding() -> None:
+    torch.manual_seed(2)
+    net = _Tokens()
+    ids = np.random.default_rng(2).integers(0, 10, (7, 3))
+    model = load_torch_model_from_memory(net)
+    got = _collect(model, ["emb", "output"], ids)
+    with torch.no_grad():
+        emb = net.emb(torch.from_numpy(ids)).numpy()
+        ref = net(torch.from_numpy(ids)).numpy()
+    assert model.input_layers["ids"].dtype == np.int64
+    np.testing.assert_array_equal(got["emb"], emb)
+    np.testing.assert_array_equal(got["output"], ref)
+    # int32 ids after an int64 first batch are converted within the integer kind
+    got32 = _collect(model, ["output"], ids.astype(np.int32))
+    np.testing.assert_array_equal(got32["output"], ref)
