@@ -36,16 +36,30 @@ def test_fields_and_batch_size():
     assert not batch.metadata
 
 
-def test_fields_are_read_only_but_callers_array_is_not_frozen():
+def test_fields_are_read_only_and_the_callers_array_is_frozen_like_dnikit():
     x = np.zeros((2, 2))
     batch = Batch({"x": x})
     with pytest.raises(ValueError, match="read-only"):
         batch.fields["x"][0, 0] = 1.0
     with pytest.raises(TypeError):
         batch.fields["z"] = x  # the mapping itself is read-only
-    x[0, 0] = 5.0  # the caller keeps a writable array (the batch holds a view)
-    assert x.flags.writeable
-    assert batch.fields["x"][0, 0] == 5.0
+    # no copy is made, and the caller cannot change the batch behind its back through `x`
+    assert batch.fields["x"] is x
+    with pytest.raises(ValueError, match="read-only"):
+        x[0, 0] = 5.0
+    assert batch.fields["x"][0, 0] == 0.0
+
+
+def test_a_producer_that_refills_its_buffer_fails_loudly():
+    buffer = np.zeros((2, 3))
+
+    def producer(batch_size):
+        for i in range(3):
+            buffer[...] = i  # reuses one array for every batch
+            yield Batch({"x": buffer})
+
+    with pytest.raises(ValueError, match="read-only"):
+        list(producer(2))
 
 
 def test_mismatched_sizes_error_names_every_field():

@@ -27,7 +27,7 @@ def outputs(model, x, names=("output",)):
 def direct(module, x):
     module.eval()
     with torch.no_grad():
-        return module(torch.from_numpy(x)).numpy()
+        return module(torch.tensor(x)).numpy()
 
 
 def test_torchscript_file_gives_its_output(tmp_path, net, images):

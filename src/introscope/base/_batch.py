@@ -28,12 +28,11 @@ def _frozen(name: str, value: Any, where: str = "") -> np.ndarray:
         raise IntroscopeError(
             f"field {name!r}{where} is a 0-d array; dimension 0 must be the batch dimension"
         )
-    if not value.flags.writeable:
-        return value
-    # A read-only view: the batch cannot be written through, and the caller's array stays theirs.
-    view = value.view()
-    view.flags.writeable = False
-    return view
+    # Frozen in place, as DNIKit does: a producer that refills an array it already put in a batch
+    # gets numpy's read-only error instead of silently changing batches a consumer still holds.
+    # (Writes through a writable base array of a view cannot be prevented without a copy.)
+    value.flags.writeable = False
+    return value
 
 
 class _Storage:
