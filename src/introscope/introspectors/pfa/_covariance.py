@@ -68,7 +68,8 @@ class PFACovariancesResult:
     """Eigenvalues of ``covariances``, descending, clipped at zero."""
 
     eigenvectors: np.ndarray
-    """Eigenvectors as columns, in the order of ``eigenvalues``."""
+    """Eigenvectors as columns, in the order of ``eigenvalues`` (DNIKit 2.0 reverses the rows of
+    ``eigh``'s matrix instead, so its columns are neither in that order nor eigenvectors)."""
 
     original_output_count: int
     """Number of units (features) in the response."""

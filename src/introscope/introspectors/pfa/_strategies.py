@@ -42,7 +42,8 @@ class KL(PFAStrategyType):
 
     A flat spectrum (uncorrelated units) keeps every unit; a spectrum concentrated in one
     eigenvalue keeps one. ``interpolation_function(kl, max_kl)`` maps the divergence to the
-    fraction kept; the default is :class:`KL.LinearInterpolation`.
+    fraction kept; the default is :class:`KL.LinearInterpolation`. The count is kept within
+    [1, units] (DNIKit 2.0 fails on a custom function's 0 and on one-unit layers).
     """
 
     class KLInterpolationFunction(Protocol):
