@@ -278,3 +278,32 @@ def test_missing_keras_names_the_extra(cnn, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setitem(sys.modules, "keras", None)  # makes `import keras` fail
     with pytest.raises(MissingDependencyError, match=r"introscope\[keras\]"):
         load_tf_model_from_memory(model=cnn)
+
+
+@pytest.mark.parametrize(("data_format", "axis"), [("channels_first", 1), ("channels_last", -1)])
+def test_channel_axis_follows_the_layers_data_format(data_format, axis):
+    from introscope.introspectors import IUA
+
+    keras.utils.set_random_seed(0)
+    shape = (2, 6, 6) if data_format == "channels_first" else (6, 6, 2)
+    inp = keras.Input(shape, name="img")
+    x = layers.Conv2D(3, 3, padding="same", data_format=data_format, name="conv")(inp)
+    x = layers.ReLU(name="relu")(x)
+    model = load_tf_model_from_memory(model=keras.Model(inp, x))
+    infos = model.response_infos
+    assert infos["conv"].channel_axis == axis
+    assert infos["relu"].channel_axis is None  # an activation does not know its layout
+
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(20, *shape)).astype(np.float32)
+    if data_format == "channels_first":
+        images[:, 0] = 0.0  # zero input channel: makes conv output depend on one channel only
+    producer = pipeline(lambda bs: iter([Batch({"img": images})]), model(["conv"]))
+    inferred = IUA.introspect(producer, response_infos=infos)
+    explicit = IUA.introspect(producer, channel_axis=axis)
+    # the channel view comes from the data format: 3 channels, as with the explicit axis
+    assert inferred.channel_axis("conv") == explicit.channel_axis("conv")
+    got, want = inferred.channel_results["conv"], explicit.channel_results["conv"]
+    assert np.asarray(got.unit_inactive_count).shape == (3,)
+    np.testing.assert_array_equal(got.unit_inactive_count, want.unit_inactive_count)
+    np.testing.assert_array_equal(got.inactive, want.inactive)

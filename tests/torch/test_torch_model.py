@@ -244,3 +244,13 @@ def test_cuda_matches_cpu(net, images):  # pragma: no cover - no GPU on the CI m
     gpu = run(model, ["bn", "output"], images)
     for name in ("bn", "output"):
         np.testing.assert_allclose(gpu.fields[name], cpu.fields[name], rtol=1e-4, atol=1e-5)
+
+
+def test_conv_responses_record_channels_first(net, images):
+    model = load_torch_model_from_memory(net, example_input=images[:2])
+    axes = {name: info.channel_axis for name, info in model.response_infos.items()}
+    kinds = {name: info.layer.kind for name, info in model.response_infos.items()}
+    convs = [n for n, k in kinds.items() if k == ResponseInfo.LayerKind.CONV_2D]
+    assert convs and all(axes[n] == 1 for n in convs)
+    dense = [n for n, k in kinds.items() if k == ResponseInfo.LayerKind.DENSE]
+    assert all(axes[n] is None for n in dense)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ResponseInfo"]
+__all__ = ["ResponseInfo", "SPATIAL_KINDS"]
 
 
 class _LayerKind(enum.Enum):
@@ -63,13 +63,40 @@ class _Layer:
 class ResponseInfo:
     """Description of one model response (a layer output).
 
-    ``shape`` includes the batch dimension, usually ``None``.
+    ``shape`` includes the batch dimension, usually ``None``. ``channel_axis`` (beyond DNIKit,
+    optional) is the axis of the channels, counted with the batch axis, when the adapter knows the
+    layout of a convolution-like response: 1 for PyTorch, ONNX and Keras ``channels_first``, -1 for
+    Keras ``channels_last``; ``None`` when unknown or not applicable.
     """
 
     name: str
     dtype: np.dtype
     shape: tuple[int | None, ...]
     layer: _Layer
+    channel_axis: int | None = None
 
     Layer = _Layer
     LayerKind = _LayerKind
+
+
+#: Layer kinds whose outputs have channels and spatial positions, in every framework.
+SPATIAL_KINDS = frozenset(
+    {
+        _LayerKind.CONV_1D,
+        _LayerKind.CONV_2D,
+        _LayerKind.CONV_3D,
+        _LayerKind.CONV_TRANSPOSE_1D,
+        _LayerKind.CONV_TRANSPOSE_2D,
+        _LayerKind.CONV_TRANSPOSE_3D,
+        _LayerKind.MAX_POOLING_1D,
+        _LayerKind.MAX_POOLING_2D,
+        _LayerKind.MAX_POOLING_3D,
+        _LayerKind.AVERAGE_POOLING_1D,
+        _LayerKind.AVERAGE_POOLING_2D,
+        _LayerKind.AVERAGE_POOLING_3D,
+        _LayerKind.BATCH_NORM_2D,
+        _LayerKind.BATCH_NORM_3D,
+        _LayerKind.DROPOUT_2D,
+        _LayerKind.DROPOUT_3D,
+    }
+)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from introscope.base import Model, ResponseInfo
+from introscope.base._response_info import SPATIAL_KINDS
 from introscope.exceptions import IntroscopeError, require
 from introscope.typing import PathOrStr
 
@@ -176,7 +177,11 @@ class OnnxBackend:
                 dtype, shape = typed
                 if shape is not None and not self._is_per_sample(shape):
                     continue
-                infos.append(ResponseInfo(out, dtype, _public_shape(shape), layer))
+                # ONNX convolution-like operators are channels-first (NCHW).
+                axis = (
+                    1 if kind in SPATIAL_KINDS and shape is not None and len(shape) >= 3 else None
+                )
+                infos.append(ResponseInfo(out, dtype, _public_shape(shape), layer, axis))
         self._infos = infos
         self._sessions: OrderedDict[frozenset[str], Any] = OrderedDict()
 

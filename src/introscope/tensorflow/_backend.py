@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from introscope.base import ResponseInfo
+from introscope.base._response_info import SPATIAL_KINDS
 from introscope.exceptions import IntroscopeError
 
 from ._keras import import_keras, layer_kind
@@ -93,7 +95,8 @@ class KerasBackend:
                     if name in tensors:
                         raise IntroscopeError(f"two Keras responses are both named {name!r}")
                     tensors[name] = tensor
-                    infos.append(self._info(name, tensor, layer.name, kind, typename))
+                    info = self._info(name, tensor, layer.name, kind, typename)
+                    infos.append(_with_channel_axis(info, layer))
         self._infos = infos
         self._tensors = tensors
         self._submodels: OrderedDict[tuple[str, ...], Any] = OrderedDict()
@@ -227,3 +230,12 @@ class KerasBackend:
 
     def __repr__(self) -> str:
         return f"KerasBackend({self._model.name!r}, {len(self._infos)} responses)"
+
+
+def _with_channel_axis(info: ResponseInfo, layer: Any) -> ResponseInfo:
+    """Record the channel axis of a convolution-like response from the layer's data format."""
+    fmt = getattr(layer, "data_format", None)
+    if info.layer.kind not in SPATIAL_KINDS or len(info.shape) < 3 or fmt is None:
+        return info
+    axis = {"channels_first": 1, "channels_last": -1}.get(fmt)
+    return dataclasses.replace(info, channel_axis=axis)

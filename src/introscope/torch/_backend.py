@@ -25,6 +25,7 @@ import numpy as np
 
 from introscope.base import ResponseInfo
 from introscope.base._model import unknown_name_error
+from introscope.base._response_info import SPATIAL_KINDS
 from introscope.exceptions import IntroscopeError
 
 from ._capture import (
@@ -201,7 +202,9 @@ class TorchBackend:
                         # e.g. an LSTM's (layers, batch, hidden) state: not one row per element
                         not_batched.append(f"{name} {shape}")
                         continue
-                    info = ResponseInfo(name, numpy_dtype(tdtype), (None, *shape[1:]), layer)
+                    # torch convolution-like modules are channels-first (N, C, ...).
+                    axis = 1 if layer.kind in SPATIAL_KINDS and len(shape) >= 3 else None
+                    info = ResponseInfo(name, numpy_dtype(tdtype), (None, *shape[1:]), layer, axis)
                     specs[name] = _Spec(name, path, call, key, info)
         if not_batched:
             _LOG.info(

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 
 from introscope.base import ResponseInfo
+from introscope.base._response_info import SPATIAL_KINDS
 from introscope.exceptions import IntroscopeError
 
 __all__ = ["ChannelAxisArg", "infer_channel_axis", "resolve_channel_axis"]
@@ -15,28 +16,6 @@ _log = logging.getLogger("introscope.introspectors.iua")
 #: ``None`` (no channel view), one axis for every response with spatial positions, or per response.
 ChannelAxisArg = int | Mapping[str, int | None] | None
 
-_K = ResponseInfo.LayerKind
-# Layers whose output has channels and spatial positions in every framework.
-_SPATIAL_KINDS = frozenset(
-    {
-        _K.CONV_1D,
-        _K.CONV_2D,
-        _K.CONV_3D,
-        _K.CONV_TRANSPOSE_1D,
-        _K.CONV_TRANSPOSE_2D,
-        _K.CONV_TRANSPOSE_3D,
-        _K.MAX_POOLING_1D,
-        _K.MAX_POOLING_2D,
-        _K.MAX_POOLING_3D,
-        _K.AVERAGE_POOLING_1D,
-        _K.AVERAGE_POOLING_2D,
-        _K.AVERAGE_POOLING_3D,
-        _K.BATCH_NORM_2D,
-        _K.BATCH_NORM_3D,
-        _K.DROPOUT_2D,
-        _K.DROPOUT_3D,
-    }
-)
 # ONNX operator names: ONNX tensors are channels-first (NCHW).
 _ONNX_OPS = frozenset(
     {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "BatchNormalization", "LpPool"}
@@ -46,11 +25,14 @@ _ONNX_OPS = frozenset(
 def infer_channel_axis(info: ResponseInfo) -> int | None:
     """Channel axis (counted with the batch axis) of a convolution-like response, else None.
 
-    PyTorch type names end in a lowercase ``d`` (``Conv2d``, ``BatchNorm2d``, ``MaxPool2d``) and
+    An axis the adapter recorded in ``info.channel_axis`` (from the layer's data format) wins.
+    Otherwise, for responses built by hand, the type name tells: PyTorch type names end in a lowercase ``d`` (``Conv2d``, ``BatchNorm2d``, ``MaxPool2d``) and
     are channels-first (axis 1); Keras names end in ``D`` (``Conv2D``, ``MaxPooling2D``) and are
     channels-last (axis -1); ONNX operators (``Conv``, ...) are channels-first.
     """
-    if info.layer.kind not in _SPATIAL_KINDS:
+    if info.channel_axis is not None:
+        return info.channel_axis
+    if info.layer.kind not in SPATIAL_KINDS:
         return None
     typename = info.layer.typename.rsplit(".", 1)[-1]
     if typename in _ONNX_OPS or typename.endswith("d"):
