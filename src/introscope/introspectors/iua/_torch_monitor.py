@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from introscope.base._model import unknown_name_error
-from introscope.exceptions import IntroscopeError, require
+from introscope.exceptions import IntroscopeError
 
+from .._torch_hooks import HookedMonitor, rename_key
 from ._iua import IUA, NonFinite
 from ._state import FieldState
 
@@ -56,7 +56,7 @@ class _DeviceState:
         return buf
 
 
-class IUAMonitor:
+class IUAMonitor(HookedMonitor):
     """Forward hooks that run IUA on chosen modules of a ``torch.nn.Module``; a context manager.
 
     ``with IUA.monitor(model, ["layer1.relu"]) as m: ...`` attaches on entry and detaches on
@@ -65,8 +65,9 @@ class IUAMonitor:
     copied to the host when ``result`` is read. A module called several times in one forward pass
     of ``model`` (a shared ``ReLU``) gives one response per call, ``relu#0``, ``relu#1``, as
     :mod:`introscope.torch` names them; called outside ``model``'s forward, every call counts as
-    the first. Non-finite values: on CPU they raise (or warn) in the
-    forward pass; on other devices they are counted on the device and ``result`` raises (or warns).
+    the first. A module must return a single tensor. Non-finite values: on CPU they raise (or
+    warn) in the forward pass; on other devices they are counted on the device and ``result``
+    raises (or warns).
     """
 
     def __init__(
@@ -79,9 +80,7 @@ class IUAMonitor:
         channel_axis: int | None = 1,
         nonfinite: NonFinite = "raise",
     ) -> None:
-        self._torch = torch = require("torch", "torch", "IUA.monitor")
-        if not isinstance(model, torch.nn.Module):
-            raise TypeError(f"IUA.monitor needs a torch.nn.Module, got {type(model).__name__}")
+        super().__init__(model, layers, owner="IUA.monitor", default_types=_DEFAULT_TYPES)
         # Validates the tolerances and the policy once, with IUA's messages.
         self._template = IUA(rtol=rtol, atol=atol, nonfinite=nonfinite)
         if channel_axis is not None and (
@@ -89,87 +88,10 @@ class IUAMonitor:
         ):
             raise IntroscopeError(f"channel_axis must be an int or None, got {channel_axis!r}")
         self._channel_axis = channel_axis
-        self._model = model
-        self._modules = self._resolve(model, layers)
-        # Calls of each watched module within the current forward pass of the model.
-        self._calls: dict[str, int] = {}
-        self._depth = 0
-        self._multi: set[str] = set()  # modules seen called more than once in one pass
         self._states: dict[str, _DeviceState] = {}
         self._host = self._new_host()
         self._force_device_path = False  # tests run the accelerator path on CPU tensors
-        self._handles: list[Any] = []
         self._warned: set[str] = set()  # device-side responses already warned about
-
-    @staticmethod
-    def _resolve(model: Any, layers: str | Iterable[Any] | None) -> dict[str, Any]:
-        named = dict(model.named_modules())
-        if layers is None:
-            chosen = {n: m for n, m in named.items() if type(m).__name__ in _DEFAULT_TYPES}
-            if not chosen:
-                raise IntroscopeError(
-                    "IUA.monitor: the model has no ReLU/ReLU6 module to watch; pass layers= "
-                    f"(module names such as {list(named)[1:4]}) to choose modules"
-                )
-            return chosen
-        items = [layers] if isinstance(layers, str) else list(layers)
-        if not items:
-            raise IntroscopeError("IUA.monitor: layers is empty; name at least one module")
-        by_id = {id(m): n for n, m in named.items()}
-        chosen = {}
-        unknown = []
-        for item in items:
-            if isinstance(item, str):
-                if item in named:
-                    chosen[item] = named[item]
-                else:
-                    unknown.append(item)
-            elif id(item) in by_id:
-                chosen[by_id[id(item)] or type(item).__name__] = item
-            else:
-                raise IntroscopeError(
-                    f"IUA.monitor: {type(item).__name__} module is not part of the model"
-                )
-        if unknown:
-            raise unknown_name_error("module", unknown, [n for n in named if n])
-        return chosen
-
-    # ------------------------------------------------------------------ hooks
-    def attach(self) -> IUAMonitor:
-        """Register the forward hooks (idempotent)."""
-        if not self._handles:
-            self._handles.append(self._model.register_forward_pre_hook(self._begin_pass))
-            # always_call: a forward pass that raises still ends (the next one starts afresh).
-            self._handles.append(
-                self._model.register_forward_hook(self._end_pass, always_call=True)
-            )
-            for name, module in self._modules.items():
-                self._handles.append(module.register_forward_hook(self._make_hook(name)))
-        return self
-
-    def _begin_pass(self, *_: Any) -> None:
-        if self._depth == 0:
-            self._calls.clear()
-        self._depth += 1
-
-    def _end_pass(self, *_: Any) -> None:
-        self._depth = max(0, self._depth - 1)
-
-    def detach(self) -> None:
-        """Remove every hook this monitor registered."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-
-    @property
-    def attached(self) -> bool:
-        return bool(self._handles)
-
-    def __enter__(self) -> IUAMonitor:
-        return self.attach()
-
-    def __exit__(self, *exc: object) -> None:
-        self.detach()
 
     def _new_host(self) -> IUA:
         t = self._template
@@ -182,31 +104,20 @@ class IUAMonitor:
         self._states.clear()
         self._host = self._new_host()
         self._warned.clear()
-        self._multi.clear()
 
-    def _make_hook(self, name: str):  # noqa: ANN202
-        def hook(module: Any, inputs: Any, output: Any) -> None:
-            call = self._calls.get(name, 0) if self._depth else 0
-            if self._depth:
-                self._calls[name] = call + 1
-            if call:
-                self._multi.add(name)
-            self._fold(f"{name}#{call}" if call else name, output)
+    def _rename(self, old: str, new: str) -> None:
+        rename_key(self._states, old, new)
+        host = self._host
+        rename_key(host._fields, old, new)
+        if new in host._fields:
+            host._fields[new].name = new
+            host._cache.clear()
+        if old in self._warned:
+            self._warned.discard(old)
+            self._warned.add(new)
 
-        return hook
-
-    def _fold(self, name: str, output: Any) -> None:
+    def _fold(self, name: str, x: Any) -> None:
         torch = self._torch
-        x = output
-        if isinstance(x, (tuple, list)) and x and isinstance(x[0], torch.Tensor):
-            x = x[0]
-        if not isinstance(x, torch.Tensor):
-            raise IntroscopeError(
-                f"IUA.monitor: module {name!r} returned {type(output).__name__}, not a tensor"
-            )
-        if x.dim() < 1:
-            raise IntroscopeError(f"IUA.monitor: module {name!r} returned a 0-d tensor")
-        x = x.detach()
         if x.device.type == "cpu" and not self._force_device_path:
             # Already in host memory: a zero-copy numpy view through IUA's own kernel, which is
             # faster than torch's bool reductions and gives identical numbers by construction.
@@ -291,12 +202,5 @@ class IUAMonitor:
                 stacklevel=2,
             )
         merged = self._host.merge(iua)
-        if self._multi:
-            # The first call's state was filed under the plain name before a second call showed.
-            merged._fields = {
-                (f"{n}#0" if n in self._multi else n): s for n, s in merged._fields.items()
-            }
-            for s_name, s in merged._fields.items():
-                s.name = s_name
         _log.debug("IUA.monitor result: %r", merged)
         return merged

@@ -1,0 +1,216 @@
+"""The forward-hook mechanism shared by IUA.monitor and PFA.monitor: names, errors, attach/detach."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from introscope.base import Batch, pipeline
+from introscope.exceptions import IntroscopeError
+from introscope.introspectors import IUA, PFA
+from introscope.processors import Pooler
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+
+class SharedReLU(nn.Module):
+    """One ReLU module used after two conv layers of different widths."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 4, 3)
+        self.c2 = nn.Conv2d(4, 8, 3)
+        self.relu = nn.ReLU()
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):  # noqa: ANN001, ANN201
+        y = self.relu(self.c2(self.relu(self.c1(x))))
+        return self.head(y.mean(dim=(2, 3)))
+
+
+class TupleOut(nn.Module):
+    """A submodule that returns a (tensor, tensor) tuple, as recurrent layers do."""
+
+    def forward(self, x):  # noqa: ANN001, ANN201
+        return x, 2 * x
+
+
+class DictOut(nn.Module):
+    def forward(self, x):  # noqa: ANN001, ANN201
+        return {"logits": x}
+
+
+class Wrapper(nn.Module):
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 4)
+        self.inner = inner
+
+    def forward(self, x):  # noqa: ANN001, ANN201
+        out = self.inner(self.fc(x))
+        return out[0] if isinstance(out, tuple) else out["logits"]
+
+
+@pytest.mark.parametrize("pool", ["max", "mean"])
+def test_pfa_monitor_shared_module_gives_one_response_per_call(pool: str) -> None:
+    from introscope.torch import load_torch_model_from_memory
+
+    torch.manual_seed(0)
+    net = SharedReLU().eval()
+    x = torch.randn(40, 1, 8, 8)
+    with PFA.monitor(net, "relu", pool=pool) as monitor, torch.no_grad():
+        for i in range(0, 40, 16):  # batches of 16, 16, 8
+            net(x[i : i + 16])
+    # Before the fix the two calls went into one field (and failed on the width change).
+    assert monitor.state.fields == ["relu#0", "relu#1"]
+    assert monitor.state.count("relu#0") == 40 and monitor.state.count("relu#1") == 40
+    got = monitor.result()
+
+    # The same names and numbers as PFA.introspect on the torch adapter's responses, pooled the
+    # same way with a Pooler.
+    model = load_torch_model_from_memory(net, example_input=x[:2].numpy())
+    arrays = x.numpy()
+
+    def producer(batch_size: int):  # noqa: ANN202
+        for i in range(0, 40, batch_size):
+            yield Batch({"x": arrays[i : i + batch_size]})
+
+    method = Pooler.Method.MAX if pool == "max" else Pooler.Method.AVERAGE
+    stages = (model(["relu#0", "relu#1"]), Pooler(dim=(2, 3), method=method))
+    ref = PFA.introspect(pipeline(producer, *stages), batch_size=16)
+    assert set(got.covariances) == set(ref.covariances) == {"relu#0", "relu#1"}
+    for name, units in (("relu#0", 4), ("relu#1", 8)):
+        assert got.covariances[name].covariances.shape == (units, units)
+        np.testing.assert_allclose(
+            got.covariances[name].covariances,
+            ref.covariances[name].covariances,
+            rtol=1e-5,
+            atol=1e-9,
+            err_msg=name,
+        )
+        np.testing.assert_array_equal(
+            got.covariances[name].inactive_units, ref.covariances[name].inactive_units
+        )
+    mine = got.get_recipe(strategy=PFA.Strategy.Energy(0.9))
+    theirs = ref.get_recipe(strategy=PFA.Strategy.Energy(0.9))
+    for name in ("relu#0", "relu#1"):
+        assert mine[name].recommended_output_count == theirs[name].recommended_output_count
+        assert mine[name].units_to_keep == theirs[name].units_to_keep
+
+
+def test_shared_module_called_outside_the_forward_pass_counts_as_the_first_call() -> None:
+    torch.manual_seed(0)
+    net = SharedReLU().eval()
+    pfa = PFA.monitor(net, [net.relu])
+    iua = IUA.monitor(net)
+    with pfa, iua, torch.no_grad():
+        net.relu(torch.randn(3, 4, 6, 6))  # before any pass: filed under the plain name
+        assert pfa.state.fields == ["relu"] and list(iua.result.results) == ["relu"]
+        net(torch.randn(5, 1, 8, 8))  # the second call renames the first's data to relu#0
+        net.relu(torch.randn(2, 4, 6, 6))
+    assert pfa.state.fields == ["relu#0", "relu#1"]
+    assert pfa.state.count("relu#0") == 10 and pfa.state.count("relu#1") == 5
+    assert list(iua.result.results) == ["relu#0", "relu#1"]
+    assert iua.result.results["relu#0"].num_samples == 10
+    # reset forgets the data, not that the module runs twice per pass
+    pfa.reset()
+    iua.reset()
+    with pfa, iua, torch.no_grad():
+        net.relu(torch.randn(2, 4, 6, 6))
+    assert pfa.state.fields == ["relu#0"] and list(iua.result.results) == ["relu#0"]
+
+
+@pytest.mark.parametrize(
+    ("inner", "typename"), [(TupleOut(), "tuple"), (DictOut(), "dict")], ids=["tuple", "dict"]
+)
+@pytest.mark.parametrize("monitor", [PFA.monitor, IUA.monitor], ids=["PFA", "IUA"])
+def test_output_that_is_not_a_single_tensor_is_a_clear_error(
+    inner: nn.Module, typename: str, monitor
+) -> None:
+    net = Wrapper(inner)
+    owner = "PFA" if monitor is PFA.monitor else "IUA"
+    with monitor(net, ["inner"]) as mon:
+        with pytest.raises(
+            IntroscopeError,
+            match=rf"{owner}\.monitor: module 'inner' returned a {typename}, not a single tensor",
+        ):
+            net(torch.randn(6, 3))
+    assert not mon.attached
+    # the failed pass ended: the next one counts calls from zero again
+    with monitor(net, ["fc"]) as mon, torch.no_grad():
+        net(torch.randn(6, 3))
+        net(torch.randn(6, 3))
+    names = mon.state.fields if owner == "PFA" else list(mon.result.results)
+    assert names == ["fc"]
+
+
+def test_zero_d_output_is_a_clear_error() -> None:
+    class Scalar(nn.Module):
+        def forward(self, x):  # noqa: ANN001, ANN201
+            return x.sum()
+
+    net = nn.Sequential(nn.Linear(3, 2), Scalar())
+    with PFA.monitor(net, "1"), pytest.raises(IntroscopeError, match="'1' returned a 0-d"):
+        net(torch.randn(4, 3))
+
+
+def test_attach_detach_and_context_manager_remove_every_hook() -> None:
+    net = SharedReLU()
+    mon = PFA.monitor(net, ["relu", "c2"])
+    assert not mon.attached
+    assert mon.attach() is mon and mon.attach() is mon  # idempotent
+    assert mon.attached
+    assert len(net.relu._forward_hooks) == 1 and len(net._forward_pre_hooks) == 1
+    mon.detach()
+    assert not mon.attached
+    for module in (net, net.relu, net.c2):
+        assert not module._forward_hooks and not module._forward_pre_hooks
+    with mon as entered:
+        assert entered is mon and mon.attached
+        net(torch.randn(2, 1, 8, 8))
+    assert not mon.attached and not net._forward_hooks
+    assert mon.state.fields == ["relu#0", "c2", "relu#1"]  # in the order they first ran
+
+
+def test_module_resolution_errors_name_the_problem() -> None:
+    net = SharedReLU()
+    with pytest.raises(IntroscopeError, match=r"unknown module 'rleu' \(did you mean 'relu'"):
+        PFA.monitor(net, ["c1", "rleu"])
+    with pytest.raises(IntroscopeError, match="PFA.monitor: layers is empty"):
+        PFA.monitor(net, [])
+    with pytest.raises(IntroscopeError, match="PFA.monitor: the model has no default module"):
+        PFA.monitor(net, None)
+    with pytest.raises(IntroscopeError, match="module names .str. or torch modules, got int"):
+        PFA.monitor(net, ["c1", 3])
+    with pytest.raises(IntroscopeError, match="Linear module is not part of the model"):
+        IUA.monitor(net, [nn.Linear(2, 2)])
+    with pytest.raises(TypeError, match="PFA.monitor needs a torch.nn.Module, got list"):
+        PFA.monitor([net], "relu")
+    with pytest.raises(IntroscopeError, match="pool must be one of"):
+        PFA.monitor(net, "relu", pool="sum")
+    mon = PFA.monitor(net, [net.c1, "relu"])  # modules and names may be mixed
+    assert list(mon._modules) == ["c1", "relu"]
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_torchscript_modules_are_refused_instead_of_watched_silently() -> None:
+    scripted = torch.jit.script(nn.Sequential(nn.Linear(3, 3), nn.ReLU()))
+    with pytest.raises(IntroscopeError, match="the model is a TorchScript module"):
+        IUA.monitor(scripted, ["1"])
+    outer = nn.Sequential(scripted, nn.ReLU())
+    with pytest.raises(IntroscopeError, match=r"'0\.1' is \(inside\) the TorchScript module '0'"):
+        PFA.monitor(outer, ["0.1"])
+    with pytest.raises(IntroscopeError, match="'0' is .inside. the TorchScript module '0'"):
+        IUA.monitor(outer, [outer[0]])
+    # the default ReLUs: a scripted ReLU's class is RecursiveScriptModule, so it is not picked
+    assert list(IUA.monitor(outer)._modules) == ["1"]
+
+
+def test_importing_the_introspectors_does_not_import_torch() -> None:
+    code = "import sys, introscope.introspectors; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
