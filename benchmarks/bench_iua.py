@@ -123,7 +123,8 @@ emit({{"samples": samples, "peak_traced_mib": round(peak / 2**20, 1),
 """
 
 
-def _resnetish():  # noqa: ANN202
+def _resnetish(resnet18: bool = False):  # noqa: ANN202
+    """A small ResNet-style CNN for 32x32 inputs, or ResNet-18's layout (stem, 4 stages of 2)."""
     import torch
     from torch import nn
 
@@ -146,25 +147,38 @@ def _resnetish():  # noqa: ANN202
             out = self.relu1(self.bn1(self.conv1(x)))
             return self.relu2(self.bn2(self.conv2(out)) + self.shortcut(x))
 
-    layers = [nn.Conv2d(3, 32, 3, 1, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU()]
-    for cin, cout, stride in [(32, 32, 1), (32, 32, 1), (32, 64, 2), (64, 64, 1)]:
-        layers.append(Block(cin, cout, stride))
-    for cin, cout, stride in [(64, 128, 2), (128, 128, 1)]:
-        layers.append(Block(cin, cout, stride))
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 10)]
+    if resnet18:
+        layers = [nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU()]
+        layers.append(nn.MaxPool2d(3, 2, 1))
+        plan = [(64, 64, 1), (64, 64, 1), (64, 128, 2), (128, 128, 1)]
+        plan += [(128, 256, 2), (256, 256, 1), (256, 512, 2), (512, 512, 1)]
+        width = 512
+    else:
+        layers = [nn.Conv2d(3, 32, 3, 1, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU()]
+        plan = [(32, 32, 1), (32, 32, 1), (32, 64, 2), (64, 64, 1), (64, 128, 2), (128, 128, 1)]
+        width = 128
+    layers += [Block(cin, cout, stride) for cin, cout, stride in plan]
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 10)]
     return nn.Sequential(*layers)
 
 
-def torch_monitor(quick: bool) -> dict:
-    """Forward (eval) and training-step time with the monitor on every ReLU over without it."""
+def torch_monitor(quick: bool, resnet18: bool = False) -> dict:
+    """Forward (eval) and training-step time with the monitor on every ReLU over without it.
+
+    The small ResNet-style CNN (32x32 inputs, batch 64) has little compute per activation byte,
+    the worst case for the monitor; ``resnet18`` uses ResNet-18's layout on 3x112x112, batch 16.
+    """
     import time
 
     import torch
     from introscope.introspectors import IUA
 
     torch.manual_seed(0)
-    model = _resnetish()
-    x = torch.randn(16 if quick else 64, 3, 32, 32)
+    model = _resnetish(resnet18)
+    if resnet18:
+        x = torch.randn(4 if quick else 16, 3, 112, 112)
+    else:
+        x = torch.randn(16 if quick else 64, 3, 32, 32)
     y = torch.randint(0, 10, (len(x),))
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     monitor = IUA.monitor(model)  # every ReLU: 13 modules
@@ -245,6 +259,7 @@ def run(quick: bool = False) -> dict:
             memory[f"dnikit_{n}"] = run_script(dnikit, MEMORY_SCRIPT, ["dnikit", str(n)])
     out["memory"] = memory
     out["torch_monitor"] = torch_monitor(quick)
+    out["torch_monitor_resnet18"] = torch_monitor(quick, resnet18=True)
     out["summary"] = summary(out)
     return out
 
@@ -274,14 +289,19 @@ def summary(out: dict) -> list[str]:
                 f"{big['peak_traced_mib']} MiB at {8 * n} (+"
                 f"{big['peak_traced_mib'] - small['peak_traced_mib']:.1f} MiB for x8)"
             )
-    tm = out["torch_monitor"]
-    lines.append(
-        f"PyTorch monitor on {tm['monitored_modules']} ReLUs of a ResNet-style CNN (CPU, batch "
-        f"{tm['batch']}): forward x{tm['forward_ratio_median']:.3f} (goal <= 1.10; median of "
-        f"paired runs; best/best x{tm['forward_ratio']:.3f}; 1 + time in hooks / forward "
-        f"x{tm['forward_overhead_from_hooks']:.3f}), train step x{tm['train_step_ratio_median']:.3f} "
-        f"(in hooks x{tm['train_step_overhead_from_hooks']:.3f})"
-    )
+    for key, what in (
+        ("torch_monitor", "a small ResNet-style CNN, 3x32x32"),
+        ("torch_monitor_resnet18", "ResNet-18's layout, 3x112x112"),
+    ):
+        tm = out[key]
+        lines.append(
+            f"PyTorch monitor on {tm['monitored_modules']} ReLUs of {what} (CPU, batch "
+            f"{tm['batch']}): forward x{tm['forward_ratio_median']:.3f} (goal <= 1.10; median of "
+            f"paired runs; best/best x{tm['forward_ratio']:.3f}; 1 + time in hooks / forward "
+            f"x{tm['forward_overhead_from_hooks']:.3f}), train step "
+            f"x{tm['train_step_ratio_median']:.3f} (in hooks "
+            f"x{tm['train_step_overhead_from_hooks']:.3f})"
+        )
     return lines
 
 
