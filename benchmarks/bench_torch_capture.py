@@ -71,7 +71,7 @@ def _measure(module, x: np.ndarray, repeat: int) -> dict:  # noqa: ANN001
         with torch.inference_mode():
             module(torch.from_numpy(x)).numpy()
 
-    batch = Batch({"x": x})
+    batch = Batch({"x": x.copy()})  # a Batch freezes its arrays; the plain forward reads x
     stage = model(conv)._get_batch_processor()
     variants = {"plain_forward": plain}
     for label, names in sets.items():
