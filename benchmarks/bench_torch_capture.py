@@ -116,6 +116,14 @@ def run(quick: bool = False) -> dict:
         ),
     }
     torch.set_num_threads(threads)
+    out["summary"] = [
+        f"{name} {tuple(r['batch_shape'])}: plain forward {r['plain_forward_ms']:.2f} ms; "
+        f"capture output {r['capture_output_overhead_pct']:+.0f}%, "
+        f"{r['conv_responses']} conv responses {r['capture_conv_overhead_pct']:+.0f}%, "
+        f"all {r['responses']} responses {r['capture_all_overhead_pct']:+.0f}%, "
+        f"pipeline stage (conv) {r['stage_conv_overhead_pct']:+.0f}% (torch {out['torch']}, 1 thread)"
+        for name, r in (("digits CNN", out["digits_cnn"]), ("ResNet-style CNN", out["resnetish"]))
+    ]
     return out
 
 
