@@ -690,6 +690,9 @@ def _names() -> list[str]:
 @pytest.mark.parametrize("name", _names())
 def test_example_matches_dnikit(results, name):
     ref, ours = results
+    # An example that broke (a typo, an AttributeError) records no expected exception class on
+    # either side, and would then compare equal without testing anything.
+    assert ref[name] != {"raised": [False] * 5}, f"the example {name} is broken under DNIKit"
     assert ours[name] == ref[name]
 
 
@@ -786,13 +789,13 @@ def test_invalid_arguments_are_value_errors_as_in_dnikit():
     from introscope.samples import StubProducer
 
     batch = Batch({"x": np.zeros(2)})
-    for make in (
-        lambda: Batch({}),
-        lambda: Batch.Builder({"x": np.zeros(2)}, base=batch),
-        lambda: Batch.Builder(batch),
-        lambda: peek_first_batch(StubProducer({"x": np.zeros(2)}), 0),
+    for make, why in (
+        (lambda: Batch({}), "without fields"),
+        (lambda: Batch.Builder({"x": np.zeros(2)}, base=batch), "either fields or base"),
+        (lambda: Batch.Builder(batch), r"use Batch.Builder\(base=batch\)"),
+        (lambda: peek_first_batch(StubProducer({"x": np.zeros(2)}), 0), "batch_size.*got 0"),
     ):
-        with pytest.raises(ValueError) as info:
+        with pytest.raises(ValueError, match=why) as info:
             make()
         assert isinstance(info.value, IntroscopeError)
 

@@ -197,4 +197,5 @@ def test_batches_are_shared_not_copied():
         return run
 
     _bounded(lambda: multi_introspect(keep(0), keep(1), producer=source))
-    assert len(seen[0]) == 2 and all(a is b for a, b in zip(seen[0], seen[1]))
+    assert len(seen[0]) == len(seen[1]) == 2
+    assert all(a is b for a, b in zip(seen[0], seen[1], strict=True))

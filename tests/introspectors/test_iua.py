@@ -120,9 +120,10 @@ def test_table_columns_and_dead_unit_percentages() -> None:
 @pytest.mark.parametrize("names", [["nope"], [], ["a", "missing"]])
 def test_show_rejects_unknown_or_empty_response_names(names) -> None:
     iua = IUA.introspect(producer_of({"a": np.zeros((3, 2))}), batch_size=2)
-    with pytest.raises(ValueError):
+    why = "response_names is empty" if not names else f"unknown response '{names[-1]}'"
+    with pytest.raises(ValueError, match=why):
         IUA.show(iua, response_names=names)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=why):
         IUA.show(iua, vis_type=IUA.VisType.CHART, response_names=names)
 
 
@@ -190,7 +191,7 @@ def test_nonfinite_raises_by_default_naming_field_and_batch() -> None:
         IUA.introspect(producer_of({"x": x, "ok": np.ones((6, 2))}), batch_size=2)
     acc = IUA()
     acc.update("x", x[:2])
-    with pytest.raises(IntroscopeError):
+    with pytest.raises(IntroscopeError, match=r"'x'.*1 NaN or Inf"):
         acc.update("x", x[4:])
     assert acc.results["x"].num_samples == 2  # a rejected batch leaves the state unchanged
 
@@ -212,7 +213,9 @@ def test_finite_data_never_warns(rng: np.random.Generator) -> None:
     x = rng.standard_normal((20, 5)) * 1e30  # large but finite
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        IUA.introspect(producer_of({"x": x}), batch_size=8, nonfinite="warn")
+        iua = IUA.introspect(producer_of({"x": x}), batch_size=8, nonfinite="warn")
+    assert iua.results["x"].nonfinite == 0 and iua.results["x"].num_samples == 20
+    np.testing.assert_array_equal(iua.results["x"].inactive, np.zeros(20))
 
 
 def test_bad_inputs_raise_clear_errors() -> None:

@@ -102,7 +102,7 @@ def test_monitor_nonfinite_and_bad_arguments() -> None:
         IUA.monitor(model, ["relu"])
     with pytest.raises(IntroscopeError, match="ReLU"):
         IUA.monitor(torch.nn.Linear(2, 2))
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="needs a torch.nn.Module, got object"):
         IUA.monitor(object(), ["x"])
 
 

@@ -60,7 +60,7 @@ def test_processor_rejects_bad_function_results():
         run(Processor(lambda x: list(x)), {"a": np.ones(2)})
     with pytest.raises(IntroscopeError, match="batch dimension of field 'a' from 3 to"):
         run(Processor(lambda x: x[:1]), {"a": np.ones(3)})
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="func must be callable, got int"):
         Processor(3)
 
 

@@ -113,7 +113,7 @@ def test_composer_from_dict_metadata():
     assert out.metadata[ID] == [10, 12]
     assert run(Composer.from_dict_metadata(LABELS, "nope", "red")) is None
     assert run(Composer.from_dict_metadata(Batch.DictMetaKey("other"), "c", 1)) is None
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="must be a Batch.DictMetaKey, got MetaKey"):
         Composer.from_dict_metadata(ID, "color", "red")
 
 

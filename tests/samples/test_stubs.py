@@ -59,7 +59,7 @@ def test_gated_addition_structure():
             marked = np.flatnonzero(x[i, :, 1])
             assert len(marked) == 2 and marked.max() < lengths[i]
             assert target[i] == pytest.approx(0.5 + x[i, marked, 0].sum() / 4, abs=1e-6)
-    assert all(a == b for a, b in zip(batches, ds(3)))
+    assert list(ds(3)) == batches  # a second pass yields the same batches
     with pytest.raises(ValueError, match="minimum_sequence_length"):
         StubGatedAdditionDataset(3, minimum_sequence_length=1, maximum_sequence_length=4)
     with pytest.raises(ValueError, match="must be <="):

@@ -253,4 +253,4 @@ def test_conv_responses_record_channels_first(net, images):
     convs = [n for n, k in kinds.items() if k == ResponseInfo.LayerKind.CONV_2D]
     assert convs and all(axes[n] == 1 for n in convs)
     dense = [n for n, k in kinds.items() if k == ResponseInfo.LayerKind.DENSE]
-    assert all(axes[n] is None for n in dense)
+    assert dense and all(axes[n] is None for n in dense)
