@@ -1,5 +1,12 @@
 """Introspectors: algorithms that consume a producer of model responses or data."""
 
+from .familiarity import (
+    Familiarity,
+    FamiliarityDistribution,
+    FamiliarityResult,
+    FamiliarityStrategyType,
+    GMMCovarianceType,
+)
 from .iua import IUA
 from .pfa import (
     PFA,
@@ -13,6 +20,13 @@ from .pfa import (
 
 __all__: list[str] = []
 __all__ += ["IUA"]
+__all__ += [
+    "Familiarity",
+    "FamiliarityResult",
+    "FamiliarityDistribution",
+    "FamiliarityStrategyType",
+    "GMMCovarianceType",
+]
 __all__ += [
     "PFA",
     "PFARecipe",

@@ -1,0 +1,102 @@
+"""``Familiarity``: fit a density per response, then score batches as a pipeline stage."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+
+from introscope.base import Batch, PipelineStage, Producer
+from introscope.exceptions import IntroscopeValueError
+
+from ._distribution import GMMDistribution
+from ._gmm import GMM
+from ._protocols import FamiliarityDistribution, FamiliarityResult, FamiliarityStrategyType
+
+__all__ = ["Familiarity"]
+
+
+@dataclass(frozen=True)
+class Familiarity(PipelineStage):
+    """Densities fitted to a producer's responses; as a pipeline stage, scores new batches.
+
+    Make one with :meth:`introspect`. Piping batches through it writes, for every field,
+    ``batch.metadata[fam.meta_key][field]``: a list with one :class:`FamiliarityResult` per
+    element (``score``, the log-likelihood, higher is more familiar; ``percentile`` among the
+    fit data).
+    """
+
+    meta_key: Batch.DictMetaKey[FamiliarityResult]
+    """Metadata key of the results (the strategy's ``metadata_key``)."""
+
+    _distributions: Mapping[str, FamiliarityDistribution]
+
+    class Strategy:
+        """Bundled familiarity strategies (see :class:`FamiliarityStrategyType`)."""
+
+        GMM: Final = GMM
+
+    @staticmethod
+    def introspect(
+        producer: Producer,
+        *,
+        strategy: FamiliarityStrategyType | None = None,
+        batch_size: int = 1024,
+    ) -> Familiarity:
+        """Fit a familiarity model to each field of ``producer`` (pulled once).
+
+        Args:
+            producer: yields batches of 2-D responses (samples, features)
+            strategy: how to model each response; ``Familiarity.Strategy.GMM()`` (seeded) by
+                default
+            batch_size: size of the batches pulled from ``producer``
+        """
+        if strategy is None:
+            strategy = GMM()
+        distributions = strategy(producer, batch_size=batch_size)
+        return Familiarity(strategy.metadata_key, dict(distributions))
+
+    @property
+    def distributions(self) -> Mapping[str, FamiliarityDistribution]:
+        """The fitted distribution of each field, in field order."""
+        return self._distributions
+
+    def score(self, field: str, x: Any) -> np.ndarray:
+        """Scores (float64) of the rows of ``x`` under ``field``'s distribution, no objects."""
+        dist = self._distribution(field, "score()")
+        if isinstance(dist, GMMDistribution):
+            return dist.score_samples(x, field=field)
+        return np.array([r.score for r in dist.compute_familiarity_score(np.asarray(x))])
+
+    def _distribution(self, field: str, where: str) -> FamiliarityDistribution:
+        try:
+            return self._distributions[field]
+        except KeyError:
+            raise IntroscopeValueError(
+                f"Familiarity: field {field!r} ({where}) has no fitted distribution; it was "
+                f"fitted on {sorted(self._distributions)}. Remove other fields (FieldRemover) "
+                f"or fit on them too"
+            ) from None
+
+    def _get_batch_processor(self) -> Callable[[Batch], Batch]:
+        counter = iter(range(1 << 62))
+
+        def _score(batch: Batch) -> Batch:
+            where = f"batch {next(counter)}"
+            builder = Batch.Builder(base=batch)
+            builder.metadata[self.meta_key] = {}
+            for field, data in batch.fields.items():
+                dist = self._distribution(field, where)
+                if isinstance(dist, GMMDistribution):
+                    results = dist.results(data, field=field, where=where)
+                else:
+                    results = list(dist.compute_familiarity_score(data))
+                builder.metadata[self.meta_key][field] = results
+            return builder.make_batch()
+
+        return _score
+
+    def __repr__(self) -> str:
+        return f"Familiarity({self.meta_key!r}, fields={list(self._distributions)})"
