@@ -104,10 +104,11 @@ def test_response_infos_names_kinds_shapes(model) -> None:  # noqa: ANN001
     assert infos["conv"].dtype == np.float32
     assert infos["conv"].layer.name == "conv1" and infos["conv"].layer.typename == "Conv"
     assert list(model.input_layers) == ["x"]
-    # ONNX is channels-first: convolution-like responses record axis 1, others no axis
+    # ONNX is channels-first: convolution-like responses and the activations computed from
+    # them record axis 1; the flattened and dense outputs have no positions
     axes = {name: info.channel_axis for name, info in infos.items()}
-    assert axes["conv"] == axes["gap"] == 1
-    assert axes["relu"] is None and axes["logits"] is None
+    assert axes["conv"] == axes["gap"] == axes["relu"] == axes["relu6"] == 1
+    assert axes["flat"] is None and axes["logits"] is None
     # Shape bookkeeping (Shape -> Gather -> Concat) is not a response.
     assert not {"gap_shape", "n", "target"} & set(infos)
 

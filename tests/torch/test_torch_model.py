@@ -165,9 +165,14 @@ def test_two_inputs_by_name():
 
 def test_first_batch_dry_run_without_example(net, images):
     model = load_torch_model_from_memory(net)
-    assert "block.relu" in model.response_infos  # preliminary: not yet known to run twice
-    assert model.response_infos["stem"].shape == ()  # unknown until data arrives
+    infos = model.response_infos  # a view that is filled in by the first batch
+    # before any forward pass no name is listed: "block.relu" would be wrong (it runs twice)
+    with pytest.raises(IntroscopeError, match=r"known only after it has run once.*example_input"):
+        "block.relu" in infos  # noqa: B015
+    with pytest.raises(IntroscopeError, match="dry_run"):
+        list(model.input_layers)
     out = run(model, ["stem", "block.relu#1"], images)
+    assert infos["stem"].shape == (None, 2, 8, 8)  # the earlier view reads the real infos now
     ref = reference(net, images)
     np.testing.assert_allclose(out.fields["block.relu#1"], ref["relu1"], rtol=1e-6, atol=1e-6)
     assert model.response_infos["stem"].shape == (None, 2, 8, 8)
@@ -220,7 +225,7 @@ def test_response_without_batch_dimension_is_refused():
 
 def test_module_error_is_wrapped(images):
     model = load_torch_model_from_memory(torch.nn.Linear(4, 2))
-    with pytest.raises(IntroscopeError, match=r"Linear failed on inputs \(input: \(5, 1, 8, 8\)\)"):
+    with pytest.raises(IntroscopeError, match=r"Linear failed on inputs \(input: \(5, 1, 8, 8\) float32\)"):
         run(model, ["output"], images)
 
 

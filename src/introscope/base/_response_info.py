@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ResponseInfo", "SPATIAL_KINDS"]
+__all__ = ["ResponseInfo", "SPATIAL_KINDS", "FEATURES_LAST_KINDS", "channels_first_axis"]
 
 
 class _LayerKind(enum.Enum):
@@ -100,3 +100,39 @@ SPATIAL_KINDS = frozenset(
         _LayerKind.DROPOUT_3D,
     }
 )
+
+#: Layer kinds that act on the last axis: with positions (a sequence), their features are last.
+FEATURES_LAST_KINDS = frozenset(
+    {
+        _LayerKind.DENSE,
+        _LayerKind.RNN,
+        _LayerKind.LSTM,
+        _LayerKind.GRU,
+        _LayerKind.ATTENTION,
+        _LayerKind.LAYER_NORM,
+    }
+)
+
+#: ``inherited`` value of :func:`channels_first_axis` when nothing upstream is known.
+UNKNOWN_UPSTREAM = object()
+
+
+def channels_first_axis(
+    kind: _LayerKind, rank: int, inherited: int | None | object = UNKNOWN_UPSTREAM
+) -> int | None:
+    """The channel axis of a response in a channels-first framework (PyTorch, ONNX).
+
+    ``rank`` counts the batch axis. Convolution-like layers give axis 1; layers that act on the
+    last axis (dense, recurrent, attention, layer norm) give -1; any other response (activations,
+    element-wise sums, normalisations) takes ``inherited``, the layout of the tensor it was
+    computed from, when the adapter knows it, and otherwise NCL / NCHW / NCDHW by rank.
+    """
+    if rank < 3:
+        return None
+    if kind in SPATIAL_KINDS:
+        return 1
+    if kind in FEATURES_LAST_KINDS:
+        return -1
+    if inherited is not UNKNOWN_UPSTREAM:
+        return inherited  # type: ignore[return-value]
+    return 1

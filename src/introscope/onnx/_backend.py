@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from introscope.base import Model, ResponseInfo
-from introscope.base._response_info import SPATIAL_KINDS
+from introscope.base._response_info import UNKNOWN_UPSTREAM, channels_first_axis
 from introscope.exceptions import IntroscopeError, require
 from introscope.typing import PathOrStr
 
@@ -57,6 +57,17 @@ class _Constants(Mapping[str, np.ndarray]):
 
     def __len__(self) -> int:
         return len(self._protos)
+
+
+_UNKNOWN_KIND = ResponseInfo.LayerKind.UNKNOWN
+
+# Operators whose output has the layout of their (same-rank) data input.
+_LAYOUT_PRESERVING = frozenset(
+    """Abs Add BatchNormalization Cast Celu Clip Concat Div Dropout Elu Erf Exp Gelu HardSigmoid
+    HardSwish Identity InstanceNormalization LeakyRelu Log Max Mean Min Mish Mul Neg Pad Pow PRelu
+    QuantizeLinear DequantizeLinear Reciprocal Relu Resize Selu Sigmoid Sign Softplus Softsign
+    Sqrt Sub Sum Tanh ThresholdedRelu Upsample Where""".split()
+)
 
 
 def _tensor_type(value_info: Any) -> tuple[np.dtype, tuple[int | str | None, ...] | None] | None:
@@ -155,6 +166,12 @@ class OnnxBackend:
             for name, (dtype, shape) in self._inputs.items()
         ]
         data_dependent = set(self._inputs)
+        # tensor name -> (rank, channel axis); graph inputs are NCL / NCHW / NCDHW by rank
+        axes: dict[str, tuple[int | None, int | None]] = {
+            name: (len(shape), channels_first_axis(_UNKNOWN_KIND, len(shape)))
+            for name, (_, shape) in self._inputs.items()
+            if shape is not None
+        }
         for index, node in enumerate(graph.node):
             if node.op_type in _SHAPE_OPS or not any(i in data_dependent for i in node.input):
                 continue
@@ -177,13 +194,26 @@ class OnnxBackend:
                 dtype, shape = typed
                 if shape is not None and not self._is_per_sample(shape):
                     continue
-                # ONNX convolution-like operators are channels-first (NCHW).
-                axis = (
-                    1 if kind in SPATIAL_KINDS and shape is not None and len(shape) >= 3 else None
-                )
+                axis = None
+                if shape is not None:
+                    axis = channels_first_axis(kind, len(shape), self._upstream(node, shape, axes))
+                axes[out] = (len(shape) if shape is not None else None, axis)
                 infos.append(ResponseInfo(out, dtype, _public_shape(shape), layer, axis))
         self._infos = infos
         self._sessions: OrderedDict[frozenset[str], Any] = OrderedDict()
+
+    @staticmethod
+    def _upstream(
+        node: Any, shape: tuple, axes: Mapping[str, tuple[int | None, int | None]]
+    ) -> int | None | object:
+        """The layout a node's output takes from its inputs (ONNX graphs say it explicitly)."""
+        if node.op_type not in _LAYOUT_PRESERVING:
+            return None  # Transpose, Reshape, Flatten, MatMul, ...: no channel layout follows
+        for name in node.input:
+            rank, axis = axes.get(name, (None, None))
+            if rank == len(shape):
+                return axis
+        return UNKNOWN_UPSTREAM
 
     def _is_per_sample(self, shape: tuple[int | str | None, ...]) -> bool:
         """Whether a tensor of this inferred shape starts with the batch dimension."""

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from introscope.base import ResponseInfo
-from introscope.base._response_info import SPATIAL_KINDS
+from introscope.base._response_info import FEATURES_LAST_KINDS, SPATIAL_KINDS
 from introscope.exceptions import IntroscopeError
 
 from ._keras import import_keras, layer_kind
@@ -83,6 +83,7 @@ class KerasBackend:
             )
             tensors[name] = tensor
         node_ids = self._model_node_ids(model)
+        nearest_format: str | None = None
         for layer in model.layers:
             if type(layer).__name__ == "InputLayer":
                 continue
@@ -96,7 +97,8 @@ class KerasBackend:
                         raise IntroscopeError(f"two Keras responses are both named {name!r}")
                     tensors[name] = tensor
                     info = self._info(name, tensor, layer.name, kind, typename)
-                    infos.append(_with_channel_axis(info, layer))
+                    infos.append(_with_channel_axis(info, layer, nearest_format))
+            nearest_format = getattr(layer, "data_format", None) or nearest_format
         self._infos = infos
         self._tensors = tensors
         self._submodels: OrderedDict[tuple[str, ...], Any] = OrderedDict()
@@ -232,10 +234,19 @@ class KerasBackend:
         return f"KerasBackend({self._model.name!r}, {len(self._infos)} responses)"
 
 
-def _with_channel_axis(info: ResponseInfo, layer: Any) -> ResponseInfo:
-    """Record the channel axis of a convolution-like response from the layer's data format."""
-    fmt = getattr(layer, "data_format", None)
-    if info.layer.kind not in SPATIAL_KINDS or len(info.shape) < 3 or fmt is None:
+def _with_channel_axis(info: ResponseInfo, layer: Any, nearest_format: str | None) -> ResponseInfo:
+    """Record the channel axis of a response with positions from its layer's data format.
+
+    Layers without one (activations, Add, BatchNormalization) take the format of the nearest
+    earlier layer that has one; dense and recurrent layers act on the last axis.
+    """
+    if len(info.shape) < 3:
         return info
-    axis = {"channels_first": 1, "channels_last": -1}.get(fmt)
+    fmt = getattr(layer, "data_format", None) or nearest_format
+    if info.layer.kind in FEATURES_LAST_KINDS or (
+        info.layer.kind not in SPATIAL_KINDS and fmt is None
+    ):
+        axis = -1 if info.layer.kind in FEATURES_LAST_KINDS else None
+    else:
+        axis = {"channels_first": 1, "channels_last": -1}.get(fmt or "channels_last")
     return dataclasses.replace(info, channel_axis=axis)

@@ -25,7 +25,7 @@ import numpy as np
 
 from introscope.base import ResponseInfo
 from introscope.base._model import unknown_name_error
-from introscope.base._response_info import SPATIAL_KINDS
+from introscope.base._response_info import UNKNOWN_UPSTREAM, channels_first_axis
 from introscope.exceptions import IntroscopeError
 
 from ._capture import (
@@ -71,8 +71,10 @@ class TorchBackend:
         *,
         optional_names: Sequence[str] = (),
         keyword_names: frozenset[str] = frozenset(),
+        cast_inputs: bool = True,
     ) -> None:
         torch = torch_module()
+        self._cast_inputs = cast_inputs
         self._torch = torch
         self._module = module
         self._device = device
@@ -123,9 +125,27 @@ class TorchBackend:
         return ResponseInfo.Layer(name=path or self._root_name, kind=kind, typename=typename)
 
     def _param_dtype(self) -> np.dtype:
-        for p in self._module.parameters():
-            return numpy_dtype(p.dtype)
+        """The dtype of the module's first floating parameter or buffer (float32 without any)."""
+        for tensors in (self._module.parameters(), self._module.buffers()):
+            for p in tensors:
+                if p.is_floating_point():
+                    return numpy_dtype(p.dtype)
         return np.dtype(np.float32)
+
+    def _input_dtype(self, name: str, dtype: np.dtype) -> np.dtype:
+        """What a floating input is fed as: the parameters' dtype (float64 data, float32 net)."""
+        if not self._cast_inputs or not np.issubdtype(dtype, np.floating):
+            return dtype
+        target = self._param_dtype()
+        if target != dtype:
+            _LOG.debug(
+                "model input %r: %s arrays are fed as %s, the dtype of the module's parameters "
+                "(cast_inputs=False to feed them unchanged)",
+                name,
+                dtype,
+                target,
+            )
+        return target
 
     def _preliminary_infos(self) -> None:
         # Before a dry run only names and layers are known; shape () means "not known yet".
@@ -164,7 +184,7 @@ class TorchBackend:
         self._input_infos = [
             ResponseInfo(
                 name,
-                np.dtype(a.dtype),
+                self._input_dtype(name, np.dtype(a.dtype)),
                 (None, *a.shape[1:]),
                 ResponseInfo.Layer(name, _PLACEHOLDER, "Tensor"),
             )
@@ -192,6 +212,7 @@ class TorchBackend:
         batch_size = arrays[0].shape[0] if arrays else None
         specs: dict[str, _Spec] = {}
         not_batched = []
+        layouts: dict[tuple, int | None] = {}
         for path, calls in records.items():  # dict order = order in which modules finished
             name_base = path or self._root_name
             layer = self._layer(path)
@@ -202,8 +223,12 @@ class TorchBackend:
                         # e.g. an LSTM's (layers, batch, hidden) state: not one row per element
                         not_batched.append(f"{name} {shape}")
                         continue
-                    # torch convolution-like modules are channels-first (N, C, ...).
-                    axis = 1 if layer.kind in SPATIAL_KINDS and len(shape) >= 3 else None
+                    # torch is channels-first (N, C, ...); an activation or sum keeps the layout
+                    # of the latest response of its shape (a ReLU after a Linear on (N, L, D)
+                    # has features last), else NCL / NCHW / NCDHW by rank.
+                    upstream = layouts.get(shape[1:], UNKNOWN_UPSTREAM)
+                    axis = channels_first_axis(layer.kind, len(shape), upstream)
+                    layouts[shape[1:]] = axis
                     info = ResponseInfo(name, numpy_dtype(tdtype), (None, *shape[1:]), layer, axis)
                     specs[name] = _Spec(name, path, call, key, info)
         if not_batched:
@@ -229,10 +254,25 @@ class TorchBackend:
         except (_StopForward, IntroscopeError):
             raise
         except Exception as exc:
-            shapes = ", ".join(f"{n}: {tuple(t.shape)}" for n, t in zip(self._input_names, tensors))
+            shapes = ", ".join(
+                f"{n}: {tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}"
+                for n, t in zip(self._input_names, tensors)
+            )
+            ints = [
+                n
+                for n, t in zip(self._input_names, tensors)
+                if not (t.is_floating_point() or t.is_complex())
+            ]
+            hint = ""
+            if ints and any(w in str(exc).lower() for w in ("type", "dtype", "long", "int")):
+                hint = (
+                    f"; integer inputs ({', '.join(ints)}) are fed unchanged (embeddings need "
+                    f"them): if the module expects floats, cast the data first, e.g. "
+                    f"pipeline(data, Processor(lambda x: x.astype(np.float32)), model(...))"
+                )
             raise IntroscopeError(
                 f"the torch module {type(self._module).__name__} failed on inputs ({shapes}): "
-                f"{type(exc).__name__}: {exc}"
+                f"{type(exc).__name__}: {exc}{hint}"
             ) from exc
 
     def _to_tensors(self, inputs: Mapping[str, np.ndarray], *, check: bool = True) -> list[Any]:
@@ -254,6 +294,8 @@ class TorchBackend:
                     f"model input {info.name!r} must be numeric, got dtype {arr.dtype}"
                 )
             dtype = arr.dtype
+            if not check and np.issubdtype(dtype, np.floating):
+                dtype = info.dtype  # the dry run: floating inputs as the parameters' dtype
             if check:
                 expected = info.shape[1:]
                 if arr.shape[1:] != expected:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from introscope.base import Batch, Model, PipelineStage, Producer
+from introscope.base import Batch, Model, PipelineStage, Producer, ResponseInfo
 from introscope.base._model import ResponseInfoMapping
 from introscope.base._producer import checked_batches
 from introscope.exceptions import IntroscopeError
@@ -41,6 +41,45 @@ class TorchModel(Model):
         """The ``torch.device`` inference runs on."""
         return self._backend._device
 
+    @property
+    def response_infos(self) -> ResponseInfoMapping:
+        """Mapping of response name to :class:`ResponseInfo`, known once the module has run.
+
+        Before the first forward pass (no ``example_input`` and no batch yet) reading it raises an
+        error that says how to run one: the names depend on how often each submodule runs.
+        """
+        return self._response_infos if self._backend.ready else _BeforeDryRun(self, "responses")
+
+    @property
+    def input_layers(self) -> ResponseInfoMapping:
+        """Mapping of input name to :class:`ResponseInfo`, known once the module has run."""
+        return self._input_layers if self._backend.ready else _BeforeDryRun(self, "inputs")
+
+    def dry_run(self, example: Any) -> TorchModel:
+        """Run one example batch to learn every response's name, shape, dtype and layout.
+
+        ``example`` is what ``example_input`` takes (an array or tensor, a tuple of them, a
+        mapping of forward argument names to them), a :class:`Batch`, or a producer, whose
+        first batch (of 2 elements) is used. Returns the model.
+        """
+        from introscope.base import peek_first_batch
+
+        backend = self._backend
+        if isinstance(example, Batch):
+            arrays = _pick_inputs(self, example)
+        elif callable(example):  # a producer
+            arrays = _pick_inputs(self, peek_first_batch(example, batch_size=2))
+        else:
+            names, var = backend.input_names, False
+            arrays, names = _example_arrays(example, names, var, backend.optional_names)
+            extra = [n for n in names if n not in backend.input_names]
+            if extra:
+                backend.add_optional_inputs(extra)
+        backend.ready = False
+        backend.dry_run(arrays)
+        self._refresh()
+        return self
+
     def _refresh(self) -> None:
         backend = self._backend
         self._response_infos = ResponseInfoMapping(
@@ -55,6 +94,37 @@ class TorchModel(Model):
         if self._backend.ready:
             return super().__call__(requested_responses)
         return _FirstBatchDryRun(self, requested_responses)
+
+
+class _BeforeDryRun(ResponseInfoMapping):
+    """What ``response_infos`` is before the module has run: reading it says what to do.
+
+    It stays valid: once a pipeline's first batch has run the module, it reads the real infos
+    (so ``IUA.introspect(..., response_infos=model.response_infos)`` works either way).
+    """
+
+    def __init__(self, model: TorchModel, what: str) -> None:
+        self._model = model
+        self._what = what
+
+    @property
+    def _infos(self) -> dict[str, ResponseInfo]:  # type: ignore[override]
+        model = self._model
+        if model._backend.ready:
+            source = model._response_infos if self._what == "responses" else model._input_layers
+            return source._infos
+        name = type(model.module).__name__
+        raise IntroscopeError(
+            f"the {self._what} of the torch module {name} are known only after it has run once "
+            f"(a submodule that runs twice gives two responses, name#0 and name#1, and shapes "
+            f"depend on the input): load it with example_input= (one batch of your data, e.g. "
+            f"x[:2]), or call model.dry_run(x) or model.dry_run(producer) first"
+        )
+
+    def __repr__(self) -> str:
+        if self._model._backend.ready:
+            return repr(self._model.response_infos)
+        return f"ResponseInfoMapping(<{self._what} not known before the first forward pass>)"
 
 
 class _FirstBatchDryRun(PipelineStage):
@@ -140,7 +210,7 @@ def _example_arrays(
 
 
 def load_torch_model_from_memory(
-    module: Any, *, example_input: Any = None, device: Any = None
+    module: Any, *, example_input: Any = None, device: Any = None, cast_inputs: bool = True
 ) -> TorchModel:
     """Wrap a ``torch.nn.Module`` as an introscope :class:`Model`.
 
@@ -155,6 +225,10 @@ def load_torch_model_from_memory(
             optional ones (``mask=None``) are inputs when the mapping or first batch names them.
         device: where to run (``"cpu"``, ``"cuda"``, ``"cuda:1"``...); the module is moved there.
             ``None`` keeps the module where it is (CPU for a new module).
+        cast_inputs: feed floating inputs (float64 from numpy or scikit-learn, float16) as the
+            dtype of the module's floating parameters, so a float32 module takes float64 data.
+            Integer and boolean inputs are always fed unchanged (embedding indices). ``False``
+            feeds every input as it comes.
     """
     torch = torch_module()
     if not isinstance(module, torch.nn.Module):
@@ -173,7 +247,14 @@ def load_torch_model_from_memory(
         if not var:
             raise IntroscopeError(f"{type(module).__name__}.forward takes no input tensor")
         names = ["input_0"]
-    backend = TorchBackend(module, dev, names, optional_names=optional, keyword_names=keyword)
+    backend = TorchBackend(
+        module,
+        dev,
+        names,
+        optional_names=optional,
+        keyword_names=keyword,
+        cast_inputs=cast_inputs,
+    )
     if arrays is not None:
         backend.dry_run(arrays)
     return TorchModel(backend)
@@ -219,6 +300,7 @@ def load_torch_model_from_path(
     example_input: Any = None,
     device: Any = None,
     strict: bool = True,
+    cast_inputs: bool = True,
 ) -> TorchModel:
     """Load a TorchScript file, or a state dict into ``model_constructor()``, as a :class:`Model`.
 
@@ -229,7 +311,7 @@ def load_torch_model_from_path(
             a ``{"state_dict": ...}`` checkpoint works too) or an ``.npz`` of parameter arrays.
         model_constructor: builds the module the state dict belongs to.
         strict: passed to ``load_state_dict``.
-        example_input, device: as for :func:`load_torch_model_from_memory`.
+        example_input, device, cast_inputs: as for :func:`load_torch_model_from_memory`.
     """
     torch = torch_module()
     p = resolve_path_or_str(path)
@@ -258,4 +340,6 @@ def load_torch_model_from_path(
             raise IntroscopeError(
                 f"the state dict in {str(p)!r} does not fit {type(module).__name__}: {exc}"
             ) from exc
-    return load_torch_model_from_memory(module, example_input=example_input, device=device)
+    return load_torch_model_from_memory(
+        module, example_input=example_input, device=device, cast_inputs=cast_inputs
+    )
