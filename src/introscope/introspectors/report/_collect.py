@@ -18,7 +18,8 @@ _SCALARS = (str, int, float, bool, np.str_, np.integer, np.floating, np.bool_, t
 
 
 class _GrowingArray:
-    """Rows appended batch by batch into one array whose capacity doubles when full."""
+    """Rows appended batch by batch into one array whose capacity doubles when full (the first
+    batch only sets the width and dtype)."""
 
     def __init__(self, first: np.ndarray) -> None:
         self.width = first.shape[1:]
@@ -130,7 +131,7 @@ def collect(producer: Producer, batch_size: int, *, keep_responses: bool) -> Col
             _check_response(name, array, index)
             if name not in buffers:
                 buffers[name] = _GrowingArray(array)
-            elif array.shape[1:] != buffers[name].width:
+            if array.shape[1:] != buffers[name].width:
                 raise IntroscopeValueError(
                     f"DatasetReport: response {name!r} has {array.shape[1]} dimensions in batch "
                     f"{index} but {buffers[name].width[0]} in batch 0; every batch needs the "
