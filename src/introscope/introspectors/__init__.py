@@ -1,5 +1,6 @@
 """Introspectors: algorithms that consume a producer of model responses or data."""
 
+from .duplicates import Duplicates, DuplicatesThresholdStrategyType
 from .familiarity import (
     Familiarity,
     FamiliarityDistribution,
@@ -36,3 +37,4 @@ __all__ += [
     "PFAStrategyType",
     "PFAUnitSelectionStrategyType",
 ]
+__all__ += ["Duplicates", "DuplicatesThresholdStrategyType"]
