@@ -1,10 +1,17 @@
 """Keras 3 models and datasets (DNIKit's ``dnikit_tensorflow``, under DNIKit's module name).
 
 Keras is imported only when a model is loaded (``pip install 'introscope[keras]'``). Keras 3 picks
-its backend from the ``KERAS_BACKEND`` environment variable at its first import; if Keras is not
-imported yet, introscope sets it to ``torch`` unless it is already set, so TensorFlow is not
-needed. Set ``KERAS_BACKEND=tensorflow`` (or ``jax``) before importing to use another backend.
+its backend from the ``KERAS_BACKEND`` environment variable at its first import. Importing this
+module sets it to ``torch`` when it is unset and Keras is not imported yet, so TensorFlow is not
+needed whichever comes first afterwards, ``import keras`` or a model load. Set
+``KERAS_BACKEND=tensorflow`` (or ``jax``) before importing to use another backend.
 """
+
+import os as _os
+import sys as _sys
+
+if "keras" not in _sys.modules:
+    _os.environ.setdefault("KERAS_BACKEND", "torch")
 
 from ._backend import KerasBackend
 from ._datasets import TFDatasetExamples
