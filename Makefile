@@ -6,8 +6,9 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
 DNIKIT_VENV := .venv-dnikit
+SYMPHONY_VENV := .venv-symphony
 
-.PHONY: demo test lint format bench clean venv dnikit-venv browser
+.PHONY: demo test lint format bench clean venv dnikit-venv symphony-venv browser
 
 venv: $(STAMP)
 
@@ -33,6 +34,18 @@ $(DNIKIT_VENV)/.installed:
 	@$(DNIKIT_VENV)/bin/python -m pip install -q pandas matplotlib 2>/dev/null \
 	  || echo "warning: no pandas in $(DNIKIT_VENV); show() differential tests will be skipped"
 
+# Apple's Symphony UI for the DatasetReport browser test, in its own venv: symphony-ui 1.0.1 needs
+# jupyterlab 3 (never in .venv) and pandas<3 (its Arrow reader cannot read the large_string
+# columns pandas 3 writes). Optional: when it cannot be built the Symphony test skips and says so.
+symphony-venv: $(SYMPHONY_VENV)/.installed
+
+$(SYMPHONY_VENV)/.installed:
+	@( $(PYTHON) -m venv $(SYMPHONY_VENV) \
+	  && $(SYMPHONY_VENV)/bin/python -m pip install -q "symphony-ui==1.0.1" "symphony-summary==1.0.2" \
+	     "symphony-list==1.0.2" "pandas<3" pyarrow \
+	  && $(SYMPHONY_VENV)/bin/python -m pip install -q -e . && touch $@ ) \
+	  || echo "warning: could not build $(SYMPHONY_VENV) (symphony-ui==1.0.1); the Symphony test will be skipped"
+
 # Headless Chromium renders the HTML views in tests (skipped when absent). Idempotent; a failed
 # install only warns.
 browser:
@@ -50,7 +63,7 @@ format: $(STAMP)
 	$(PY) -m ruff format src tests benchmarks
 	$(PY) -m ruff check --fix src tests benchmarks
 
-test: lint dnikit-venv browser
+test: lint dnikit-venv symphony-venv browser
 	$(PY) -m pytest -q
 
 bench: $(STAMP) dnikit-venv
