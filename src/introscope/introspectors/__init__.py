@@ -1,5 +1,10 @@
 """Introspectors: algorithms that consume a producer of model responses or data."""
 
+from .dimension_reduction import (
+    DimensionReduction,
+    DimensionReductionStrategyType,
+    OneOrManyDimStrategies,
+)
 from .duplicates import Duplicates, DuplicatesThresholdStrategyType
 from .familiarity import (
     Familiarity,
@@ -18,6 +23,7 @@ from .pfa import (
     PFAStrategyType,
     PFAUnitSelectionStrategyType,
 )
+from .report import DatasetReport, ReportConfig
 
 __all__: list[str] = []
 __all__ += ["IUA"]
@@ -38,3 +44,5 @@ __all__ += [
     "PFAUnitSelectionStrategyType",
 ]
 __all__ += ["Duplicates", "DuplicatesThresholdStrategyType"]
+__all__ += ["DimensionReduction", "DimensionReductionStrategyType", "OneOrManyDimStrategies"]
+__all__ += ["DatasetReport", "ReportConfig"]
