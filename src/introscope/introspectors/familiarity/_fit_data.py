@@ -100,6 +100,9 @@ class FitData:
         self.seed = int(seed)
         self.offset = int(offset)
         self.n_seen = 0
+        # Global row ranges [start, stop) folded in (more than one after merging shards).
+        self._ranges: list[list[int]] = []
+        self._next = self.offset
         self._n = 0
         self._buf: np.ndarray | None = None
         self._keys = np.empty(0, dtype=_U64)  # sampled rows only
@@ -129,10 +132,15 @@ class FitData:
         """Fold in one batch of rows (shape ``(rows, features)``, finite)."""
         data = check_responses("Familiarity", self.name, array, where)
         self._check_like(data.shape[1], data.dtype, where)
-        start = self.offset + self.n_seen
-        self.n_seen += len(data)
+        start = self._next
         if len(data) == 0:
             return
+        self.n_seen += len(data)
+        self._next += len(data)
+        if self._ranges and self._ranges[-1][1] == start:
+            self._ranges[-1][1] = self._next
+        else:
+            self._ranges.append([start, self._next])
         if self._exported and self._buf is not None:
             # data() handed out a view of the buffer: copy on write, leave that view unchanged.
             self._buf = self._buf[: self._n].copy()
@@ -246,15 +254,24 @@ class FitData:
                 f"{other.max_samples}/{other.seed})"
             )
         first, second = (self, other) if self.offset <= other.offset else (other, self)
-        if self.max_samples is not None and first.offset + first.n_seen > second.offset:
-            raise IntroscopeValueError(
-                f"FitData.merged: field {self.name!r}: the two sampled states cover overlapping "
-                f"rows [{first.offset}, {first.offset + first.n_seen}) and "
-                f"[{second.offset}, {second.offset + second.n_seen}); give each shard's state "
-                f"its starting row as offset="
-            )
+        ranges = sorted(r[:] for r in [*self._ranges, *other._ranges])
+        for (_, stop), (start, _) in zip(ranges, ranges[1:]):
+            if self.max_samples is not None and start < stop:
+                raise IntroscopeValueError(
+                    f"FitData.merged: field {self.name!r}: the two sampled states cover "
+                    f"overlapping rows (both hold row {start}); give each shard's state its "
+                    f"starting row as offset="
+                )
         out = FitData(self.name, max_samples=self.max_samples, seed=self.seed, offset=first.offset)
         out.n_seen = first.n_seen + second.n_seen
+        joined: list[list[int]] = []
+        for start, stop in ranges:
+            if joined and joined[-1][1] == start:
+                joined[-1][1] = stop
+            else:
+                joined.append([start, stop])
+        out._ranges = joined
+        out._next = max([self._next, other._next])
         for part in (first, second):
             if part._buf is None:
                 continue
@@ -283,6 +300,8 @@ class FitData:
             "seed": self.seed,
             "offset": self.offset,
             "n_seen": self.n_seen,
+            "ranges": [r[:] for r in self._ranges],
+            "next": self._next,
             "empty": self._buf is None,
             "rows": rows,
             "keys": self._keys.copy(),
@@ -298,6 +317,8 @@ class FitData:
             offset=int(state["offset"]),
         )
         out.n_seen = int(state["n_seen"])
+        out._ranges = [[int(a), int(b)] for a, b in state["ranges"]]
+        out._next = int(state["next"])
         if not state["empty"]:
             rows = np.asarray(state["rows"])
             out._append(rows)
