@@ -138,6 +138,9 @@ def split_label_values(labels: Mapping[str, Sequence[str]], minimum: int) -> dic
 
 
 def _scores(fam: Any, source: ArrayProducer, batch_size: int) -> dict[str, np.ndarray]:
+    if callable(getattr(fam, "score", None)):
+        # Familiarity.score: float64 scores of a whole array, no per-element result objects.
+        return {name: fam.score(name, array) for name, array in source.fields.items()}
     out = {name: np.empty(source.size, dtype=np.float64) for name in source.fields}
     start = 0
     for batch in pipeline(source, fam)(batch_size):
