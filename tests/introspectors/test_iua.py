@@ -177,7 +177,7 @@ def test_state_is_small_integers_per_sample_and_counters_per_unit() -> None:
     acc = IUA()
     for _ in range(8):
         acc.update("x", np.zeros((128, 300)))
-    state = acc._fields["x"]
+    state = acc.states["x"]
     assert state.units.per_sample.view().dtype == np.uint16  # 300 units fit in 16 bits
     assert state.units.counts.shape == (300,)
     # 1,024 samples: counters (2,400 B) + at most 2x the per-sample array (2 B each).

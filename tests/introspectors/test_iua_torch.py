@@ -112,7 +112,7 @@ def test_accelerator_path_counts_like_the_host_path() -> None:
     model = SmallCNN().eval()
     host = IUA.monitor(model, ["relu1", "relu2", "fc"])
     device = IUA.monitor(model, ["relu1", "relu2", "fc"], nonfinite="warn")
-    device._force_device_path = True
+    device.accumulator._force_device_path = True
     with host, device, torch.no_grad():
         for size in (3, 8, 1):
             x = torch.randn(size, 3, 8, 8)
@@ -149,7 +149,7 @@ def test_monitor_shared_module_gives_one_response_per_call(device_path: bool) ->
     net = SharedReLU()
     x = torch.randn(7, 1, 8, 8)
     monitor = IUA.monitor(net)
-    monitor._force_device_path = device_path
+    monitor.accumulator._force_device_path = device_path
     with monitor, torch.no_grad():
         net(x[:4])
         net(x[4:])

@@ -29,6 +29,7 @@ from introscope.base._response_info import UNKNOWN_UPSTREAM, channels_first_axis
 from introscope.exceptions import IntroscopeError
 
 from ._capture import (
+    call_name,
     eval_mode,
     flatten_output,
     get_output,
@@ -218,7 +219,7 @@ class TorchBackend:
             layer = self._layer(path)
             for call, outputs in enumerate(calls):
                 for key, (shape, tdtype) in outputs:
-                    name = name_base + (f"#{call}" if len(calls) > 1 else "") + key_suffix(key)
+                    name = call_name(name_base, call, len(calls) > 1) + key_suffix(key)
                     if not shape or (batch_size is not None and shape[0] != batch_size):
                         # e.g. an LSTM's (layers, batch, hidden) state: not one row per element
                         not_batched.append(f"{name} {shape}")

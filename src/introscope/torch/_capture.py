@@ -102,6 +102,15 @@ def get_output(value: Any, key: tuple) -> Any:
     return value
 
 
+def call_name(base: str, call: int, repeated: bool) -> str:
+    """Response name of the ``call``-th call (from 0) of a module within one forward pass.
+
+    ``base`` for a module that runs once per pass, ``base#k`` for one that runs several times
+    (shared by the adapter and the forward-hook monitor).
+    """
+    return f"{base}#{call}" if repeated else base
+
+
 def key_suffix(key: tuple) -> str:
     """``(1, "logits")`` -> ``"[1][logits]"``."""
     return "".join(f"[{k}]" for k in key)

@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import math
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import numpy as np
 
-from introscope._progress import progress
+from introscope._validation import check_choice, check_tolerance, unknown_name_error
 from introscope.base import Producer, ResponseInfo
-from introscope.base._model import unknown_name_error
-from introscope.base._producer import checked_batches
 from introscope.exceptions import IntroscopeError
 
+from .._accumulator import Accumulator, StateError, accumulate
 from ._channels import ChannelAxisArg, resolve_channel_axis
-from ._kernel import count_batch, work_dtype
 from ._result import IUAResult
-from ._state import FieldState
+from ._state import IUAState
 
 if TYPE_CHECKING:
-    from ._torch_monitor import IUAMonitor
+    from introscope.torch._monitor import Monitor
 
 __all__ = ["IUA"]
 
@@ -37,16 +33,7 @@ class _VisType:
     """A pandas DataFrame, one row per response."""
 
 
-def _check_tolerance(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise IntroscopeError(f"{name} must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise IntroscopeError(f"{name} must be finite and >= 0, got {value!r}")
-    return value
-
-
-class IUA:
+class IUA(Accumulator):
     """Inactive Unit Analysis: per response, how many units are inactive (close to 0) and how often.
 
     ``IUA.introspect(producer)`` returns an ``IUA``; its :attr:`results` map each response name to
@@ -72,6 +59,12 @@ class IUA:
     Result = IUAResult
     VisType = _VisType
 
+    owner = "IUA"
+    state_type = IUAState
+    nonfinite_policies = ("raise", "warn")
+    nonfinite_note = "counted as active"
+    nonfinite_report = "IUA.Result.nonfinite"
+
     def __init__(
         self,
         *,
@@ -81,62 +74,42 @@ class IUA:
         response_infos: Mapping[str, ResponseInfo] | None = None,
         nonfinite: NonFinite = "raise",
     ) -> None:
-        self.rtol = _check_tolerance("rtol", rtol)
-        self.atol = _check_tolerance("atol", atol)
-        if nonfinite not in ("raise", "warn"):
-            raise IntroscopeError(f'nonfinite must be "raise" or "warn", got {nonfinite!r}')
-        self.nonfinite_policy: NonFinite = nonfinite
+        self.rtol = check_tolerance(rtol, "rtol", owner="IUA")
+        self.atol = check_tolerance(atol, "atol", owner="IUA")
+        check_choice(nonfinite, "nonfinite", self.nonfinite_policies, owner="IUA")
+        super().__init__(nonfinite=nonfinite)
         self._channel_axis = channel_axis
         self._response_infos = response_infos
-        self._fields: dict[str, FieldState] = {}
         self._cache: dict[str, Any] = {}
-        self._warn_each = True
+        self._force_device_path = False  # tests run the accelerator path on CPU tensors
 
     # ------------------------------------------------------------------ accumulator
-    def update(self, field: str, array: np.ndarray, *, _where: str = "") -> None:
-        """Fold one batch of responses of ``field`` (shape (batch, ...)) into the state."""
-        where = _where or "update()"
-        arr = np.asarray(array)
-        wdt = work_dtype(arr.dtype)
-        if wdt is None:
-            raise IntroscopeError(
-                f"IUA: response {field!r} ({where}) has dtype {arr.dtype}; "
-                f"IUA needs numeric responses (float, complex, int or bool)"
-            )
-        if arr.ndim < 1:
-            raise IntroscopeError(f"IUA: response {field!r} ({where}) has no batch dimension")
-        unit_shape = tuple(int(d) for d in arr.shape[1:])
-        state = self._fields.get(field)
-        if state is None:
-            axis = resolve_channel_axis(
-                field, tuple(arr.shape), self._channel_axis, self._response_infos
-            )
-            state = FieldState(field, unit_shape, arr.dtype.kind, axis)
-        elif state.unit_shape != unit_shape:
-            raise IntroscopeError(
-                f"IUA: response {field!r} ({where}) has units of shape {unit_shape}, but earlier "
-                f"batches had {state.unit_shape}; every batch must have the same shape after dim 0"
-            )
-        flat = arr.reshape(arr.shape[0], -1)
-        counts = count_batch(flat, self.atol, state.channel_split())
-        if counts.nonfinite:
-            msg = (
-                f"IUA: response {field!r} ({where}) has {counts.nonfinite} NaN or Inf values "
-                f"out of {flat.size}"
-            )
-            if self.nonfinite_policy == "raise":
-                raise IntroscopeError(
-                    msg + '; fix the model or data, or pass nonfinite="warn" to count them '
-                    "as active and report how many"
-                )
-            if self._warn_each and state.nonfinite == 0:
-                warnings.warn(
-                    msg + "; counted as active (see IUA.Result.nonfinite)",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-        state.add(counts)
-        self._fields[field] = state
+    def new_state(self, field: str, array: Any) -> IUAState:
+        shape = tuple(int(d) for d in getattr(array, "shape", np.shape(array)))
+        if len(shape) < 1:
+            raise StateError("has no batch dimension")
+        axis = resolve_channel_axis(field, shape, self._channel_axis, self._response_infos)
+        return IUAState(shape[1:], axis, self.atol, force_device_path=self._force_device_path)
+
+    def config(self) -> dict[str, Any]:
+        axis = self._channel_axis
+        return {
+            "rtol": self.rtol,
+            "atol": self.atol,
+            "channel_axis": dict(axis) if isinstance(axis, Mapping) else axis,
+            "nonfinite": self.nonfinite_policy,
+        }
+
+    def spawn(self) -> IUA:
+        out = super().spawn()
+        out._response_infos = self._response_infos
+        out._force_device_path = self._force_device_path
+        return out
+
+    def _merge_key(self) -> dict[str, Any]:
+        return {"rtol": self.rtol, "atol": self.atol}
+
+    def _changed(self) -> None:
         self._cache.clear()
 
     def merge(self, other: IUA) -> IUA:
@@ -145,41 +118,30 @@ class IUA:
             raise TypeError(f"can only merge an IUA with an IUA, got {type(other).__name__}")
         if (self.rtol, self.atol) != (other.rtol, other.atol):
             raise IntroscopeError(
-                f"cannot merge IUA analyses with different tolerances: "
+                f"IUA: cannot merge analyses with different tolerances: "
                 f"(rtol, atol) = {(self.rtol, self.atol)} and {(other.rtol, other.atol)}"
             )
-        out = IUA(
-            rtol=self.rtol,
-            atol=self.atol,
-            channel_axis=self._channel_axis,
-            response_infos=self._response_infos,
-            nonfinite=self.nonfinite_policy,
-        )
-        for name in dict.fromkeys([*self._fields, *other._fields]):
-            mine, theirs = self._fields.get(name), other._fields.get(name)
-            if mine is not None and theirs is not None:
-                out._fields[name] = mine.merged(theirs)
-            else:
-                # A copy: later updates of either input must not reach the merged analysis.
-                out._fields[name] = (mine if mine is not None else theirs).copy()  # type: ignore[union-attr]
-        return out
+        return super().merge(other)
+
+    merged = merge
+
+    def finalize(self) -> IUA:
+        """The analysis itself (an ``IUA`` is its own result, as in DNIKit)."""
+        self.sync()
+        return self
 
     @property
     def state_nbytes(self) -> int:
         """Bytes of state held (counters plus the per-sample integer arrays)."""
-        return sum(s.nbytes for s in self._fields.values())
+        return self.nbytes
 
     # ------------------------------------------------------------------ results
     @property
     def results(self) -> Mapping[str, IUAResult]:
         """Per response: :class:`IUA.Result` over its units."""
+        self.sync()
         if "units" not in self._cache:
-            self._cache["units"] = {
-                name: IUAResult.from_counts(
-                    s.units.per_sample.view(), s.units.counts, s.unit_shape, s.nonfinite
-                )
-                for name, s in self._fields.items()
-            }
+            self._cache["units"] = {name: s.result() for name, s in self._states.items()}
         return self._cache["units"]
 
     @property
@@ -189,19 +151,18 @@ class IUA:
         A channel is inactive for a sample when all its positions are; unit arrays have shape
         (channels,).
         """
+        self.sync()
         if "channels" not in self._cache:
             self._cache["channels"] = {
-                name: IUAResult.from_counts(
-                    s.channels.per_sample.view(), s.channels.counts, s.channels.shape, s.nonfinite
-                )
-                for name, s in self._fields.items()
+                name: s.result(view="channels")
+                for name, s in self._states.items()
                 if s.channels is not None
             }
         return self._cache["channels"]
 
     def channel_axis(self, response: str) -> int | None:
         """Channel axis of ``response`` in its unit shape (batch axis dropped), or None."""
-        return self._fields[response].channel_axis
+        return self._states[response].channel_axis  # type: ignore[attr-defined]
 
     def summary(self, dead_fraction: float = 0.99) -> list[dict[str, Any]]:
         """One dict per response (sorted): sizes, mean/std inactive, dead and mostly-dead counts."""
@@ -212,7 +173,7 @@ class IUA:
         for name, res in sorted(self.results.items()):
             row: dict[str, Any] = {
                 "response": name,
-                "shape": self._fields[name].unit_shape,
+                "shape": self._states[name].unit_shape,  # type: ignore[attr-defined]
                 "samples": res.num_samples,
                 "units": res.num_units,
                 "mean inactive": res.mean_inactive,
@@ -253,34 +214,7 @@ class IUA:
             response_infos=response_infos,
             nonfinite=nonfinite,
         )
-        iua._warn_each = False
-        names: list[str] | None = None
-        batches = checked_batches(producer, batch_size, what="IUA producer")
-        for index, batch in enumerate(progress(batches, "IUA")):
-            current = list(batch.fields)
-            if not current:
-                raise IntroscopeError(
-                    f"IUA: batch {index} has no fields; IUA needs model responses "
-                    f"(pipeline the producer through a model first)"
-                )
-            if names is None:
-                names = current
-            elif set(current) != set(names):
-                raise IntroscopeError(
-                    f"IUA: batch {index} has fields {sorted(current)}, earlier batches had "
-                    f"{sorted(names)}; every batch must carry the same responses"
-                )
-            for name, arr in batch.fields.items():
-                iua.update(name, arr, _where=f"batch {index}")
-        iua._warn_each = True
-        bad = {n: s.nonfinite for n, s in iua._fields.items() if s.nonfinite}
-        if bad:
-            detail = ", ".join(f"{n!r}: {c}" for n, c in bad.items())
-            warnings.warn(
-                f"IUA: NaN or Inf values counted as active (see IUA.Result.nonfinite): {detail}",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+        accumulate(producer, iua, batch_size=batch_size, desc="IUA")
         return iua
 
     @staticmethod
@@ -290,22 +224,31 @@ class IUA:
         *,
         rtol: float = 1e-05,
         atol: float = 1e-08,
-        channel_axis: int | None = 1,
+        channel_axis: ChannelAxisArg = None,
         nonfinite: NonFinite = "raise",
-    ) -> IUAMonitor:
+    ) -> Monitor:
         """Watch modules of a ``torch.nn.Module`` with forward hooks; use as a context manager.
 
         ``layers``: module names (as in ``model.named_modules()``) or modules; None means every
-        ReLU-like activation module. Counting runs on the model's device, in evaluation and in
-        training; ``monitor.result`` is an :class:`IUA` of everything seen so far.
-        ``channel_axis=1`` (PyTorch's NCHW) gives outputs with 3+ dimensions a channel view; pass
-        None for models whose outputs are not channels-first (e.g. (batch, tokens, features)).
+        ReLU/ReLU6 module. Counting runs on the model's device, in evaluation and in training;
+        ``monitor.result`` is an :class:`IUA` of everything seen so far and ``monitor.reset()``
+        starts afresh (e.g. once per epoch). The defaults are those of :meth:`introspect`; with
+        ``channel_axis=None`` the layout comes from each module as :mod:`introscope.torch`
+        describes it (channels-first outputs with positions get a channel view), the way
+        ``introspect`` takes it from ``response_infos``. Pass an axis (or a mapping) to
+        override. A module called several times per forward pass gives ``name#0``,
+        ``name#1``, ... as :mod:`introscope.torch` names them.
         """
-        from ._torch_monitor import IUAMonitor
+        from introscope.torch._monitor import Monitor
 
-        return IUAMonitor(
-            model, layers, rtol=rtol, atol=atol, channel_axis=channel_axis, nonfinite=nonfinite
-        )
+        iua = IUA(rtol=rtol, atol=atol, channel_axis=channel_axis, nonfinite=nonfinite)
+        return Monitor(model, iua, layers, owner="IUA.monitor", default_types=("ReLU", "ReLU6"))
+
+    def add_response_info(self, info: ResponseInfo) -> None:
+        """Record the ``ResponseInfo`` of a response (its layout gives its channel axis)."""
+        infos = dict(self._response_infos or {})
+        infos[info.name] = info
+        self._response_infos = infos
 
     @staticmethod
     def _resolve_names(iua: IUA, response_names: str | Sequence[str] | None) -> list[str]:
@@ -368,7 +311,7 @@ class IUA:
         return iua_text(self.summary())
 
     def __repr__(self) -> str:
-        parts = ", ".join(f"{n}: {s.n_samples} samples" for n, s in self._fields.items())
+        parts = ", ".join(f"{n}: {s.n_samples} samples" for n, s in self._states.items())  # type: ignore[attr-defined]
         return f"IUA({parts or 'empty'}; atol={self.atol:g})"
 
     def _repr_html_(self) -> str:

@@ -1,16 +1,23 @@
-"""The mergeable state of IUA for one response: O(units) counters plus one integer per sample."""
+"""The mergeable state of IUA for one response: O(units) counters plus one integer per sample.
+
+numpy batches (and torch tensors on the CPU, through a zero-copy view) are counted by
+:func:`._kernel.count_batch`; torch tensors on an accelerator are counted with torch ops into
+counters on their own device, never synchronised per batch, and brought to the host when the
+state is read (:meth:`IUAState.sync`).
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
-from introscope.exceptions import IntroscopeError
+from .._accumulator import Capabilities, NonFiniteValues, State, StateError
+from ._kernel import BatchCounts, count_batch, work_dtype
 
-from ._kernel import BatchCounts
-
-__all__ = ["Tally", "FieldState"]
+__all__ = ["Tally", "IUAState"]
 
 
 class _Growable:
@@ -49,12 +56,12 @@ class Tally:
 
     __slots__ = ("shape", "counts", "per_sample")
 
-    def __init__(self, shape: tuple[int, ...]) -> None:
+    def __init__(self, shape: tuple[int, ...], capacity: int = 256) -> None:
         self.shape = shape
         size = math.prod(shape)
         self.counts = np.zeros(size, dtype=np.int64)
         # A per-sample count never exceeds the number of units: store it in the smallest uint.
-        self.per_sample = _Growable(np.min_scalar_type(size))
+        self.per_sample = _Growable(np.min_scalar_type(size), capacity)
 
     @property
     def n_samples(self) -> int:
@@ -64,52 +71,83 @@ class Tally:
         self.counts += counts
         self.per_sample.extend(per_sample)
 
-    def copy(self) -> Tally:
-        out = Tally(self.shape)
-        out.counts = self.counts.copy()
-        out.per_sample = _Growable(self.per_sample.view().dtype, len(self))
-        out.per_sample.extend(self.per_sample.view())
-        return out
-
     def merged(self, other: Tally) -> Tally:
-        out = Tally(self.shape)
+        out = Tally(self.shape, len(self) + len(other))
         out.counts = self.counts + other.counts
-        out.per_sample = _Growable(self.per_sample.view().dtype, len(self) + len(other))
         out.per_sample.extend(self.per_sample.view())
         out.per_sample.extend(other.per_sample.view())
+        return out
+
+    @classmethod
+    def of(cls, shape: tuple[int, ...], counts: np.ndarray, per_sample: np.ndarray) -> Tally:
+        out = cls(shape, len(per_sample))
+        out.add(np.asarray(counts, dtype=np.int64).reshape(-1), np.asarray(per_sample))
         return out
 
     def __len__(self) -> int:
         return self.n_samples
 
 
-class FieldState:
-    """State of one response: its unit tally, optional channel tally, and non-finite count."""
+class _DeviceTally:
+    """Counters of one response on a torch device (CUDA, MPS, ...)."""
 
-    __slots__ = (
-        "name",
-        "unit_shape",
-        "dtype_kind",
-        "channel_axis",
-        "units",
-        "channels",
-        "nonfinite",
+    def __init__(self, torch: Any, size: int, nch: int | None, device: Any) -> None:
+        self.counts = torch.zeros(size, dtype=torch.int64, device=device)
+        self.per_sample = torch.empty(256, dtype=torch.int64, device=device)
+        self.ch_counts = None if nch is None else torch.zeros(nch, dtype=torch.int64, device=device)
+        self.ch_per_sample = None if nch is None else torch.empty_like(self.per_sample)
+        self.n = 0
+        # A device scalar, so the device never synchronises per batch.
+        self.nonfinite = torch.zeros((), dtype=torch.int64, device=device)
+
+    @staticmethod
+    def append(torch: Any, buf: Any, n: int, values: Any) -> Any:
+        need = n + values.shape[0]
+        if need > buf.shape[0]:
+            grown = torch.empty(max(need, 2 * buf.shape[0]), dtype=buf.dtype, device=buf.device)
+            grown[:n] = buf[:n]
+            buf = grown
+        buf[n:need] = values
+        return buf
+
+
+def _is_torch(x: Any) -> bool:
+    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+
+
+class IUAState(State):
+    """IUA counters of one response: a unit tally, an optional channel tally, non-finite count.
+
+    A channel (along ``channel_axis`` of the unit shape) is inactive for a sample when all its
+    positions are. Grows by one small unsigned integer per sample (two with a channel view).
+    """
+
+    capabilities = Capabilities(
+        mergeable=True, exact=True, passes=1, grows_with=("units", "samples")
     )
+    checks_finite = True
 
     def __init__(
-        self, name: str, unit_shape: tuple[int, ...], dtype_kind: str, channel_axis: int | None
+        self,
+        unit_shape: tuple[int, ...],
+        channel_axis: int | None,
+        atol: float,
+        *,
+        force_device_path: bool = False,
     ) -> None:
-        self.name = name
         self.unit_shape = unit_shape
-        self.dtype_kind = dtype_kind
         self.channel_axis = channel_axis  # an axis of unit_shape (batch axis excluded), or None
+        self.atol = atol
         self.units = Tally(unit_shape)
         self.channels = Tally((unit_shape[channel_axis],)) if channel_axis is not None else None
         self.nonfinite = 0
+        self.force_device_path = force_device_path  # tests run the accelerator path on CPU
+        self._device: _DeviceTally | None = None
 
+    # ------------------------------------------------------------------ shape
     @property
     def n_samples(self) -> int:
-        return self.units.n_samples
+        return self.units.n_samples + (self._device.n if self._device is not None else 0)
 
     def channel_split(self) -> tuple[int, int, int] | None:
         """(units before, channels, units after) the channel axis, for reshaping a flat row."""
@@ -122,36 +160,160 @@ class FieldState:
             math.prod(self.unit_shape[ax + 1 :]),
         )
 
-    def add(self, counts: BatchCounts) -> None:
+    def _check_shape(self, shape: tuple[int, ...]) -> None:
+        if len(shape) < 1:
+            raise StateError("has no batch dimension")
+        unit_shape = tuple(int(d) for d in shape[1:])
+        if unit_shape != self.unit_shape:
+            raise StateError(
+                f"has units of shape {unit_shape}, but earlier batches had {self.unit_shape}; "
+                f"every batch must have the same shape after dim 0"
+            )
+
+    # ------------------------------------------------------------------ update
+    def update(self, array: Any, *, allow_nonfinite: bool = False) -> int:
+        if _is_torch(array):
+            x = array.detach()
+            if x.device.type != "cpu" or self.force_device_path:
+                self._check_shape(tuple(x.shape))
+                self._update_device(x)
+                return 0
+            try:
+                array = x.numpy()
+            except TypeError:  # bfloat16 and other dtypes numpy lacks
+                import torch
+
+                array = x.to(torch.float32).numpy()
+        arr = np.asarray(array)
+        if work_dtype(arr.dtype) is None:
+            raise StateError(
+                f"has dtype {arr.dtype}; IUA needs numeric responses (float, complex, int or bool)"
+            )
+        self._check_shape(arr.shape)
+        flat = arr.reshape(arr.shape[0], -1)
+        counts = count_batch(flat, self.atol, self.channel_split())
+        if counts.nonfinite and not allow_nonfinite:
+            raise NonFiniteValues(counts.nonfinite, flat.size)
+        if self._device is not None:
+            self._flush_device()  # keep the samples in the order they were seen
+        self._add(counts)
+        return counts.nonfinite
+
+    def _add(self, counts: BatchCounts) -> None:
         self.units.add(counts.unit_counts, counts.per_sample)
         if self.channels is not None:
             assert counts.channel_counts is not None and counts.channel_per_sample is not None
             self.channels.add(counts.channel_counts, counts.channel_per_sample)
         self.nonfinite += counts.nonfinite
 
-    def copy(self) -> FieldState:
-        out = FieldState(self.name, self.unit_shape, self.dtype_kind, self.channel_axis)
-        out.units = self.units.copy()
-        out.channels = self.channels.copy() if self.channels is not None else None
-        out.nonfinite = self.nonfinite
-        return out
+    def _update_device(self, x: Any) -> None:
+        import torch
 
-    def merged(self, other: FieldState) -> FieldState:
+        with torch.no_grad():
+            split = self.channel_split()
+            dev = self._device
+            if dev is None:
+                nch = None if split is None else split[1]
+                dev = self._device = _DeviceTally(torch, math.prod(self.unit_shape), nch, x.device)
+            batch = x.shape[0]
+            flat = x.reshape(batch, -1)
+            if not (flat.is_floating_point() or flat.is_complex()):
+                flat = flat.to(torch.float64)
+            a = flat.abs()
+            # Counted on the device; the policy is applied when the state is read (sync).
+            dev.nonfinite += (~torch.isfinite(a)).sum()
+            mask = a <= self.atol
+            dev.counts += mask.sum(0)
+            dev.per_sample = dev.append(torch, dev.per_sample, dev.n, mask.sum(1))
+            if split is not None:
+                pre, nch, post = split
+                dead = mask.view(batch, pre, nch, post).all(dim=3).all(dim=1)
+                dev.ch_counts += dead.sum(0)
+                dev.ch_per_sample = dev.append(torch, dev.ch_per_sample, dev.n, dead.sum(1))
+            dev.n += batch
+
+    def _flush_device(self) -> int:
+        """Move the device counters into the host tallies; return their non-finite count."""
+        dev = self._device
+        if dev is None:
+            return 0
+        self._device = None
+        self.units.add(dev.counts.cpu().numpy(), dev.per_sample[: dev.n].cpu().numpy())
+        if self.channels is not None:
+            self.channels.add(dev.ch_counts.cpu().numpy(), dev.ch_per_sample[: dev.n].cpu().numpy())
+        found = int(dev.nonfinite)
+        self.nonfinite += found
+        return found
+
+    def sync(self) -> int:
+        return self._flush_device()
+
+    # ------------------------------------------------------------------ combining
+    def merged(self, other: IUAState) -> IUAState:
         if other.unit_shape != self.unit_shape:
-            raise IntroscopeError(
-                f"cannot merge IUA states: response {self.name!r} has units of shape "
-                f"{self.unit_shape} in one and {other.unit_shape} in the other"
+            raise StateError(
+                f"has units of shape {self.unit_shape} in one and {other.unit_shape} in the other"
             )
         if other.channel_axis != self.channel_axis:
-            raise IntroscopeError(
-                f"cannot merge IUA states: response {self.name!r} has channel axis "
-                f"{self.channel_axis} in one and {other.channel_axis} in the other"
+            raise StateError(
+                f"has channel axis {self.channel_axis} in one and {other.channel_axis} in the other"
             )
-        out = FieldState(self.name, self.unit_shape, self.dtype_kind, self.channel_axis)
+        self.sync()
+        other.sync()
+        out = IUAState(self.unit_shape, self.channel_axis, self.atol)
         out.units = self.units.merged(other.units)
         if self.channels is not None and other.channels is not None:
             out.channels = self.channels.merged(other.channels)
         out.nonfinite = self.nonfinite + other.nonfinite
+        return out
+
+    def copy(self) -> IUAState:
+        self.sync()
+        empty = IUAState(self.unit_shape, self.channel_axis, self.atol)
+        return empty.merged(self)
+
+    # ------------------------------------------------------------------ reading
+    def result(self, *, view: str = "units") -> Any:
+        """:class:`IUA.Result` over the units (``view="units"``) or channels (``"channels"``)."""
+        from ._result import IUAResult
+
+        self.sync()
+        tally = self.units if view == "units" else self.channels
+        if tally is None:
+            return None
+        return IUAResult.from_counts(
+            tally.per_sample.view(), tally.counts, tally.shape, self.nonfinite
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        self.sync()
+        out: dict[str, Any] = {
+            "unit_shape": list(self.unit_shape),
+            "channel_axis": self.channel_axis,
+            "atol": self.atol,
+            "nonfinite": self.nonfinite,
+            "unit_counts": self.units.counts,
+            "per_sample": self.units.per_sample.view(),
+        }
+        if self.channels is not None:
+            out["channel_counts"] = self.channels.counts
+            out["channel_per_sample"] = self.channels.per_sample.view()
+        return out
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Any]) -> IUAState:
+        axis = state["channel_axis"]
+        out = cls(
+            tuple(int(d) for d in state["unit_shape"]),
+            None if axis is None else int(axis),
+            float(state["atol"]),
+        )
+        out.units = Tally.of(out.unit_shape, state["unit_counts"], state["per_sample"])
+        if out.channels is not None:
+            out.channels = Tally.of(
+                out.channels.shape, state["channel_counts"], state["channel_per_sample"]
+            )
+        out.nonfinite = int(state["nonfinite"])
         return out
 
     @property

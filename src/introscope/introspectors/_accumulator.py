@@ -1,0 +1,630 @@
+"""The accumulator contract behind every one-pass introspector: states, accumulators, one driver.
+
+Three pieces (the pattern of torchmetrics' ``Metric`` and scikit-learn's ``partial_fit``):
+
+- a :class:`State` holds what one response (field) contributes: ``update(array)`` folds in one
+  batch, ``merged(other)`` combines two states of disjoint data (pure, associative),
+  ``result(...)`` computes the answer, ``state_dict()`` / ``from_state_dict()`` hold numpy
+  arrays and JSON-able scalars (never pickle), ``nbytes`` is its size; the class declares its
+  :class:`Capabilities`;
+- an :class:`Accumulator` owns one state per field and does, once for everybody: the same field
+  set from batch to batch, errors that start with the introspector and name field and batch, the
+  NaN/Inf policy, ``reset()``, ``merge``, ``state_dict`` / ``save`` / ``load`` and
+  ``finalize() -> result``;
+- :func:`accumulate` is the one driver: ``accumulate(producer, *accumulators, batch_size=...)``
+  pulls the producer once and feeds every batch to every accumulator. ``introspect`` methods are
+  thin calls of it; ``multi_introspect`` uses it when all participants are accumulators; the
+  PyTorch monitor (``introscope.torch._monitor``) and Ray workers feed the same accumulators.
+
+Writing a state (e.g. a buffer of samples, streaming PCA sums)::
+
+    class MySums(State):
+        capabilities = Capabilities(mergeable=True, exact=False, passes=1, grows_with=("units",))
+
+        def __init__(self, units: int) -> None:
+            self.n, self.total = 0, np.zeros(units)
+
+        def update(self, array, *, allow_nonfinite=False):
+            x = np.asarray(array)
+            if x.ndim != 2 or x.shape[1] != self.total.shape[0]:
+                # No field or batch in the message: the accumulator adds them.
+                raise StateError(f"has shape {x.shape}; expected (samples, {self.total.size})")
+            self.total += x.sum(axis=0, dtype=np.float64)
+            self.n += len(x)
+            return 0  # non-finite values seen and kept (only when checks_finite is True)
+
+        def merged(self, other):
+            out = MySums(self.total.size)
+            out.n, out.total = self.n + other.n, self.total + other.total
+            return out
+
+        def result(self):
+            return self.total / self.n
+
+        def state_dict(self):
+            return {"n": self.n, "total": self.total}  # arrays and JSON scalars only
+
+        @classmethod
+        def from_state_dict(cls, state):
+            out = cls(len(state["total"]))
+            out.n, out.total = int(state["n"]), np.array(state["total"], dtype=np.float64)
+            return out
+
+        @property
+        def nbytes(self):
+            return self.total.nbytes
+
+    class MyAccumulator(Accumulator):
+        owner = "MyIntrospector"      # starts every error message
+        state_type = MySums
+
+        def new_state(self, field, array):   # called with the field's first batch
+            return MySums(np.shape(array)[1])
+
+        def config(self):                    # JSON-able __init__ keywords (saved, compared)
+            return {}
+
+        def finalize(self):
+            return {name: s.result() for name, s in self.states.items()}
+
+Rules a state follows:
+
+- ``update`` leaves the state unchanged when it raises (a rejected batch counts nothing).
+- ``update`` raises :class:`StateError` for bad input, with a message that reads after
+  ``"Owner: response 'name' (batch 3) "`` (e.g. ``"has shape (2, 3); expected ..."``).
+- NaN/Inf: with ``checks_finite = False`` (the default) the accumulator checks numpy batches
+  before ``update`` and applies the policy itself. A state that finds non-finite values more
+  cheaply on its own sets ``checks_finite = True``; its ``update(array, allow_nonfinite=False)``
+  then raises :class:`NonFiniteValues` (before changing anything) or, when ``allow_nonfinite``
+  is True, folds them in as its algorithm defines and returns how many it saw. Counts found on
+  an accelerator without synchronising are returned later by :meth:`State.sync`.
+- ``merged`` never changes either input; ``merged`` of states of disjoint data equals the state
+  of their union (exactly for counts, up to float64 rounding for sums: ``Capabilities.exact``).
+- A state whose size is O(samples x units) (a fit buffer) says so with
+  ``grows_with=("samples", "units")`` and in its docstring, and streams into one preallocated or
+  memory-mapped array, never a list of batches.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import os
+import types
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from introscope._progress import progress
+from introscope._validation import check_batch_size, check_choice, count_nonfinite
+from introscope.base._producer import Producer, checked_batches
+from introscope.exceptions import IntroscopeError, IntroscopeValueError
+
+from ._npz import HEADER_KEY, load_npz, save_npz
+
+__all__ = [
+    "Accumulator",
+    "Capabilities",
+    "NonFiniteValues",
+    "State",
+    "StateError",
+    "accumulate",
+    "is_accumulator",
+]
+
+_S = TypeVar("_S", bound="State")
+_A = TypeVar("_A", bound="Accumulator")
+
+#: Version of the layout written by :meth:`Accumulator.state_dict`.
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a state is: how it merges, how many passes it needs, what its size grows with."""
+
+    mergeable: bool = True
+    """``merged`` combines states of disjoint data (for Ray workers, shards, epochs)."""
+    exact: bool = True
+    """A merge equals one pass exactly (integer counts); False: up to float64 rounding."""
+    passes: int = 1
+    """Passes over the data the introspector needs (only one-pass ones use :func:`accumulate`)."""
+    grows_with: tuple[str, ...] = ("units",)
+    """What the state's size is proportional to: ``"units"`` and/or ``"samples"``."""
+
+
+class StateError(IntroscopeValueError):
+    """Bad input found by a state; the accumulator re-raises it with owner, field and batch."""
+
+
+class NonFiniteValues(StateError):
+    """A state met NaN or Inf values while they were not allowed (raised before any change)."""
+
+    def __init__(self, count: int | None = None, size: int | None = None) -> None:
+        self.count = count
+        self.size = size
+        if count is None:
+            what = "contains NaN or Inf"
+        else:
+            what = f"has {count} NaN or Inf values" + (f" out of {size}" if size else "")
+        super().__init__(what)
+
+
+class State(abc.ABC):
+    """The mergeable state of one response; see the module docstring for the rules."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    checks_finite: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def update(self, array: Any, *, allow_nonfinite: bool = False) -> int:
+        """Fold in one batch (shape (samples, ...)); return the non-finite values kept."""
+
+    @abc.abstractmethod
+    def merged(self: _S, other: _S) -> _S:
+        """A new state: this one's data followed by ``other``'s (inputs unchanged)."""
+
+    @abc.abstractmethod
+    def result(self, **options: Any) -> Any:
+        """The answer for this response."""
+
+    @abc.abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """numpy arrays and JSON-able scalars (int, float, str, bool, None, lists of them)."""
+
+    @classmethod
+    @abc.abstractmethod
+    def from_state_dict(cls: type[_S], state: Mapping[str, Any]) -> _S:
+        """Rebuild a state written by :meth:`state_dict`."""
+
+    @property
+    @abc.abstractmethod
+    def nbytes(self) -> int:
+        """Bytes held."""
+
+    def copy(self: _S) -> _S:
+        """An independent copy (by default through :meth:`state_dict`)."""
+        return type(self).from_state_dict(self.state_dict())
+
+    def sync(self) -> int:
+        """Bring device-side counters to the host; return non-finite values found since last."""
+        return 0
+
+
+def _json_scalar(value: Any) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_json_scalar(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _json_scalar(v) for k, v in value.items())
+    return False
+
+
+class Accumulator(abc.ABC):
+    """Per-field states of one introspector, with the checks every introspector shares.
+
+    Subclasses set :attr:`owner` and :attr:`state_type` and implement :meth:`new_state`,
+    :meth:`config` and :meth:`finalize`. ``nonfinite``: ``"raise"`` (default) or one of the
+    other :attr:`nonfinite_policies` the subclass allows (``"warn"``: keep the values as the
+    state defines, warn once per field, and report counts in :attr:`nonfinite_counts`).
+    """
+
+    owner: ClassVar[str] = "accumulator"
+    """Starts every error message (``"IUA"``, ``"PFA"``)."""
+    field_kind: ClassVar[str] = "response"
+    state_type: ClassVar[type[State]]
+    nonfinite_policies: ClassVar[tuple[str, ...]] = ("raise",)
+    nonfinite_note: ClassVar[str] = "kept"
+    """How a kept non-finite value is treated, for warnings (``"counted as active"``)."""
+    nonfinite_report: ClassVar[str] = ""
+    """Where the counts are reported (``"IUA.Result.nonfinite"``), for warnings."""
+
+    def __init__(self, *, nonfinite: str = "raise") -> None:
+        check_choice(nonfinite, "nonfinite", self.nonfinite_policies, owner=self.owner)
+        self.nonfinite_policy = nonfinite
+        self._states: dict[str, State] = {}
+        self._field_set: tuple[str, ...] | None = None
+        self._batches = 0
+        self._nonfinite: dict[str, int] = {}
+        self._defer_warnings = False
+        self._warned: set[str] = set()
+
+    # ------------------------------------------------------------------ to implement
+    @abc.abstractmethod
+    def new_state(self, field: str, array: Any) -> State:
+        """An empty state for ``field``, given its first batch (read its shape, not its data)."""
+
+    @abc.abstractmethod
+    def config(self) -> dict[str, Any]:
+        """The JSON-able keyword arguments of ``__init__`` (saved with the state, compared by
+        :meth:`merge`)."""
+
+    @abc.abstractmethod
+    def finalize(self, **options: Any) -> Any:
+        """The result object ``introspect`` returns."""
+
+    def _changed(self) -> None:  # noqa: B027 - an optional hook
+        """Called after every change of the states (subclasses drop cached results here)."""
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_config(cls: type[_A], config: Mapping[str, Any]) -> _A:
+        """A new, empty accumulator with these settings."""
+        return cls(**config)
+
+    def spawn(self: _A) -> _A:
+        """A new, empty accumulator with this one's settings (for a worker or a shard)."""
+        return self.from_config(self.config())
+
+    # ------------------------------------------------------------------ inspection
+    @property
+    def states(self) -> Mapping[str, State]:
+        """Read-only view of the per-field states, in first-seen order."""
+        return types.MappingProxyType(self._states)
+
+    @property
+    def fields(self) -> list[str]:
+        """Names of the fields seen so far, in first-seen order."""
+        return list(self._states)
+
+    @property
+    def batches_seen(self) -> int:
+        """Batches folded in through :meth:`update_batch` (and merged in)."""
+        return self._batches
+
+    @property
+    def nonfinite_counts(self) -> Mapping[str, int]:
+        """NaN/Inf values kept per field (``nonfinite="warn"``)."""
+        self.sync()
+        return dict(self._nonfinite)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by every state."""
+        return sum(s.nbytes for s in self._states.values())
+
+    # ------------------------------------------------------------------ feeding
+    def _where(self, field: str, where: str) -> str:
+        return f"{self.owner}: {self.field_kind} {field!r} ({where})"
+
+    def _kept(self) -> str:
+        see = f" (see {self.nonfinite_report})" if self.nonfinite_report else ""
+        return f"{self.nonfinite_note}{see}"
+
+    def _keep_hint(self) -> str:
+        if len(self.nonfinite_policies) < 2:
+            return "; fix the model or data"
+        return (
+            f'; fix the model or data, or pass nonfinite="{self.nonfinite_policies[1]}" to keep '
+            f"them ({self.nonfinite_note}) and report how many"
+        )
+
+    def update(self, field: str, array: Any, *, where: str = "update()") -> None:
+        """Fold one batch of ``field`` (shape (samples, ...)) into its state.
+
+        ``where`` (e.g. ``"batch 3"``) names the batch in error messages.
+        """
+        state = self._states.get(field)
+        fresh = state is None
+        allow = self.nonfinite_policy != "raise"
+        try:
+            if state is None:
+                state = self.new_state(field, array)
+            if not state.checks_finite and isinstance(array, np.ndarray):
+                bad = count_nonfinite(array)
+                if bad and not allow:
+                    raise NonFiniteValues(bad, array.size)
+                kept = state.update(array, allow_nonfinite=allow) + bad
+            else:
+                kept = state.update(array, allow_nonfinite=allow)
+        except NonFiniteValues as exc:
+            raise IntroscopeValueError(
+                f"{self._where(field, where)} {exc}{self._keep_hint()}"
+            ) from None
+        except StateError as exc:
+            raise type(exc)(f"{self._where(field, where)} {exc}") from None
+        if fresh:
+            self._states[field] = state
+        if kept:
+            self._note_nonfinite(field, kept, where, getattr(array, "size", None))
+        self._changed()
+
+    def _note_nonfinite(self, field: str, count: int, where: str, size: int | None) -> None:
+        first = field not in self._nonfinite
+        self._nonfinite[field] = self._nonfinite.get(field, 0) + count
+        if first and not self._defer_warnings and field not in self._warned:
+            self._warned.add(field)
+            out_of = f" out of {size}" if size else ""
+            warnings.warn(
+                f"{self._where(field, where)} has {count} NaN or Inf values{out_of}; "
+                f"{self._kept()}",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+
+    def update_batch(self, batch: Any, index: int | None = None) -> None:
+        """Fold in every field of a :class:`~introscope.base.Batch` (the same fields each time)."""
+        index = self._batches if index is None else index
+        names = list(batch.fields)
+        if not names:
+            raise IntroscopeValueError(
+                f"{self.owner}: batch {index} has no fields; {self.owner} needs model responses "
+                f"(pipeline the producer through a model first)"
+            )
+        if self._field_set is None:
+            self._field_set = tuple(names)
+        elif set(names) != set(self._field_set):
+            raise IntroscopeValueError(
+                f"{self.owner}: batch {index} has fields {sorted(names)}, earlier batches had "
+                f"{sorted(self._field_set)}; every batch must carry the same responses"
+            )
+        where = f"batch {index}"
+        for name in names:
+            self.update(name, batch.fields[name], where=where)
+        self._batches += 1
+
+    def sync(self) -> None:
+        """Collect non-finite counts found on a device and apply the policy to them."""
+        found = {}
+        for name, state in self._states.items():
+            count = state.sync()
+            if count:
+                found[name] = count
+        if not found:
+            return
+        detail = ", ".join(f"{n!r}: {c}" for n, c in found.items())
+        if self.nonfinite_policy == "raise":
+            raise IntroscopeValueError(
+                f"{self.owner}: NaN or Inf values in {self.field_kind}s {detail}{self._keep_hint()}"
+            )
+        for name, count in found.items():
+            self._nonfinite[name] = self._nonfinite.get(name, 0) + count
+        new = [n for n in found if n not in self._warned]
+        self._warned.update(found)
+        if new:
+            warnings.warn(
+                f"{self.owner}: NaN or Inf values {self._kept()}: {detail}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+    def _warn_summary(self, stacklevel: int = 3) -> None:
+        """One warning for every field with non-finite values not warned about yet."""
+        new = {n: c for n, c in self._nonfinite.items() if n not in self._warned}
+        if new:
+            self._warned.update(new)
+            detail = ", ".join(f"{n!r}: {c}" for n, c in new.items())
+            warnings.warn(
+                f"{self.owner}: NaN or Inf values {self._kept()}: {detail}",
+                RuntimeWarning,
+                stacklevel=stacklevel,
+            )
+
+    # ------------------------------------------------------------------ combining
+    def reset(self) -> None:
+        """Forget every batch seen (settings stay)."""
+        self._states.clear()
+        self._field_set = None
+        self._batches = 0
+        self._nonfinite.clear()
+        self._warned.clear()
+        self._changed()
+
+    def rename_field(self, old: str, new: str) -> None:
+        """File the state of ``old`` under ``new``, keeping the order (no-op if ``old`` is absent)."""
+        if old not in self._states:
+            return
+        if new in self._states:
+            raise IntroscopeValueError(f"{self.owner}: cannot rename {old!r}: {new!r} exists")
+
+        def renamed(mapping: dict) -> dict:
+            return {(new if k == old else k): v for k, v in mapping.items()}
+
+        self._states = renamed(self._states)
+        self._nonfinite = renamed(self._nonfinite)
+        if old in self._warned:
+            self._warned.discard(old)
+            self._warned.add(new)
+        if self._field_set is not None:
+            self._field_set = tuple(new if n == old else n for n in self._field_set)
+        self._changed()
+
+    def _merge_key(self) -> dict[str, Any]:
+        """Settings two accumulators must share to be merged (by default :meth:`config`)."""
+        return self.config()
+
+    def merge(self: _A, other: _A) -> _A:
+        """A new accumulator equal to this one's data followed by ``other``'s (inputs unchanged).
+
+        Pure and associative; fields present in only one side are copied.
+        """
+        if type(other) is not type(self):
+            raise TypeError(
+                f"{self.owner}: can only merge with another {type(self).__name__}, "
+                f"got {type(other).__name__}"
+            )
+        mine, theirs = self._merge_key(), other._merge_key()
+        if mine != theirs:
+            diff = {k: (mine.get(k), theirs.get(k)) for k in {*mine, *theirs}}
+            diff = {k: v for k, v in diff.items() if v[0] != v[1]}
+            raise IntroscopeValueError(
+                f"{self.owner}: cannot merge analyses with different settings {diff}; "
+                f"merge only analyses made with the same arguments"
+            )
+        self.sync()
+        other.sync()
+        out = self.spawn()
+        for name in dict.fromkeys([*self._states, *other._states]):
+            a, b = self._states.get(name), other._states.get(name)
+            try:
+                if a is not None and b is not None:
+                    out._states[name] = a.merged(b)
+                else:
+                    out._states[name] = (a if a is not None else b).copy()  # type: ignore[union-attr]
+            except StateError as exc:
+                raise type(exc)(
+                    f"{self.owner}: cannot merge {self.field_kind} {name!r}: {exc}"
+                ) from None
+        for name in dict.fromkeys([*self._nonfinite, *other._nonfinite]):
+            out._nonfinite[name] = self._nonfinite.get(name, 0) + other._nonfinite.get(name, 0)
+        out._warned = self._warned | other._warned
+        if self._field_set is None or self._field_set == other._field_set:
+            out._field_set = other._field_set
+        elif other._field_set is None:
+            out._field_set = self._field_set
+        out._batches = self._batches + other._batches
+        out._changed()
+        return out
+
+    merged = merge
+
+    # ------------------------------------------------------------------ persistence
+    def _export(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        self.sync()
+        arrays: dict[str, np.ndarray] = {}
+        scalars: list[dict[str, Any]] = []
+        for i, state in enumerate(self._states.values()):
+            plain: dict[str, Any] = {}
+            for key, value in state.state_dict().items():
+                if isinstance(value, np.ndarray):
+                    arrays[f"{i}.{key}"] = value
+                elif isinstance(value, np.generic):
+                    plain[key] = value.item()
+                elif _json_scalar(value):
+                    plain[key] = value
+                else:
+                    raise IntroscopeError(
+                        f"{self.owner}: state_dict entry {key!r} is a {type(value).__name__}; "
+                        f"states hold numpy arrays and JSON scalars only"
+                    )
+            scalars.append(plain)
+        header = {
+            "type": self.owner,
+            "format": FORMAT,
+            "config": self.config(),
+            "fields": list(self._states),
+            "field_set": None if self._field_set is None else list(self._field_set),
+            "batches": self._batches,
+            "nonfinite": self._nonfinite,
+            "states": scalars,
+        }
+        return arrays, header
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Everything as flat numpy arrays (``np.savez(path, **acc.state_dict())``, no pickle).
+
+        ``"__introscope__"`` holds a JSON header (settings, field names, scalars); the arrays
+        of the i-th field's state are under ``"i.<name>"``.
+        """
+        arrays, header = self._export()
+        return {HEADER_KEY: np.array(json.dumps(header, allow_nan=False)), **arrays}
+
+    @classmethod
+    def _import(cls: type[_A], arrays: Mapping[str, np.ndarray], header: Mapping[str, Any]) -> _A:
+        if header.get("type") != cls.owner:
+            raise IntroscopeValueError(
+                f"{cls.owner}: the state is a {header.get('type')!r} state, not {cls.owner!r}"
+            )
+        if header.get("format") != FORMAT:
+            raise IntroscopeValueError(
+                f"{cls.owner}: state format {header.get('format')!r} is not supported "
+                f"(this version reads format {FORMAT})"
+            )
+        acc = cls.from_config(header["config"])
+        for i, (name, plain) in enumerate(zip(header["fields"], header["states"])):
+            prefix = f"{i}."
+            parts = dict(plain)
+            parts.update({k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)})
+            acc._states[name] = cls.state_type.from_state_dict(parts)
+        acc._field_set = None if header["field_set"] is None else tuple(header["field_set"])
+        acc._batches = int(header["batches"])
+        acc._nonfinite = {str(k): int(v) for k, v in header["nonfinite"].items()}
+        acc._warned = set(acc._nonfinite)
+        acc._changed()
+        return acc
+
+    @classmethod
+    def from_state_dict(cls: type[_A], state: Mapping[str, Any]) -> _A:
+        """Rebuild an accumulator from :meth:`state_dict` (or ``np.load`` of a saved one)."""
+        if HEADER_KEY not in state:
+            raise IntroscopeValueError(
+                f"{cls.owner}: not an accumulator state_dict (no {HEADER_KEY!r} entry)"
+            )
+        header = json.loads(str(np.asarray(state[HEADER_KEY])))
+        arrays = {k: np.asarray(v) for k, v in state.items() if k != HEADER_KEY}
+        return cls._import(arrays, header)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the state to ``path`` (one ``.npz``: arrays + JSON header; atomic, no pickle)."""
+        arrays, header = self._export()
+        save_npz(path, arrays, header)
+
+    @classmethod
+    def load(cls: type[_A], path: str | os.PathLike[str]) -> _A:
+        """Read a state written by :meth:`save`."""
+        arrays, header = load_npz(path, expect=cls.owner)
+        return cls._import(arrays, header)
+
+
+def is_accumulator(obj: object) -> bool:
+    """Whether ``obj`` is an :class:`Accumulator` instance."""
+    return isinstance(obj, Accumulator)
+
+
+def accumulate(
+    producer: Producer,
+    *accumulators: Accumulator,
+    batch_size: int,
+    desc: str | None = None,
+    finalize: bool = True,
+) -> tuple[Any, ...]:
+    """Pull ``producer(batch_size)`` once and feed every batch to every accumulator.
+
+    Returns each accumulator's :meth:`~Accumulator.finalize` result, in order (the
+    accumulators themselves with ``finalize=False``). Non-finite values kept under
+    ``nonfinite="warn"`` give one warning per accumulator at the end.
+    """
+    if not accumulators:
+        raise IntroscopeValueError("accumulate needs at least one accumulator")
+    for i, acc in enumerate(accumulators):
+        if not isinstance(acc, Accumulator):
+            raise IntroscopeValueError(
+                f"accumulate: argument {i} is a {type(acc).__name__}, not an Accumulator"
+            )
+    check_batch_size(batch_size)
+    owners = "+".join(dict.fromkeys(a.owner for a in accumulators))
+    for acc in accumulators:
+        acc._defer_warnings = True
+    try:
+        batches = checked_batches(producer, batch_size, what=f"{owners} producer")
+        for index, batch in enumerate(progress(batches, desc or owners)):
+            for acc in accumulators:
+                acc.update_batch(batch, index)
+    finally:
+        for acc in accumulators:
+            acc._defer_warnings = False
+    for acc in accumulators:
+        acc._warn_summary(stacklevel=4)
+    if not finalize:
+        return accumulators
+    return tuple(acc.finalize() for acc in accumulators)
+
+
+def merge_all(accumulators: Iterable[_A]) -> _A:
+    """Merge many accumulators in a balanced tree (fewer large intermediate copies)."""
+    level = list(accumulators)
+    if not level:
+        raise IntroscopeValueError("merge_all needs at least one accumulator")
+    while len(level) > 1:
+        nxt = [level[i].merge(level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0]
+
+
+__all__ += ["merge_all"]

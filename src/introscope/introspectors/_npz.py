@@ -1,0 +1,74 @@
+"""Save and load analysis state as one ``.npz`` file: numpy arrays plus a JSON header, no pickle.
+
+Files are written to a temporary name beside the target and renamed into place, created with
+the permissions the user's umask gives (``0o666 & ~umask``), so an interrupted write leaves no
+file that a later load reads as complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from introscope.exceptions import IntroscopeError, IntroscopeValueError
+
+__all__ = ["HEADER_KEY", "load_npz", "save_npz"]
+
+#: The entry of the archive that holds the JSON header (a 0-d unicode array).
+HEADER_KEY = "__introscope__"
+
+
+def save_npz(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray], header: dict) -> None:
+    """Write ``arrays`` and the JSON-able ``header`` to ``path`` atomically (no pickle)."""
+    target = pathlib.Path(path)
+    if HEADER_KEY in arrays:
+        raise IntroscopeValueError(f"save: {HEADER_KEY!r} is reserved for the header")
+    payload = {k: np.asarray(v) for k, v in arrays.items()}
+    for key, value in payload.items():
+        if value.dtype.hasobject:
+            raise IntroscopeValueError(
+                f"save: array {key!r} has dtype object, which cannot be stored without pickle"
+            )
+    payload[HEADER_KEY] = np.array(json.dumps(header, allow_nan=False))
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    # os.open applies the umask to 0o666, as open() does for ordinary files.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, **payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def load_npz(path: str | os.PathLike[str], *, expect: str) -> tuple[dict[str, np.ndarray], dict]:
+    """Read a file written by :func:`save_npz`; ``expect`` is the header's ``"type"``."""
+    target = pathlib.Path(path)
+    if not target.exists():
+        raise IntroscopeValueError(f"{expect}.load: no file at {str(target)!r}")
+    try:
+        with np.load(target, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (ValueError, OSError) as exc:
+        raise IntroscopeError(
+            f"{expect}.load: {str(target)!r} is not an introscope .npz file ({exc})"
+        ) from exc
+    raw = arrays.pop(HEADER_KEY, None)
+    if raw is None:
+        raise IntroscopeError(f"{expect}.load: {str(target)!r} has no introscope header")
+    header: dict[str, Any] = json.loads(str(raw))
+    if header.get("type") != expect:
+        raise IntroscopeError(
+            f"{expect}.load: {str(target)!r} holds a {header.get('type')!r}, not a {expect!r}; "
+            f"load it with {header.get('type')}.load"
+        )
+    return arrays, header

@@ -1,0 +1,266 @@
+"""The forward-hook monitor: feed any introscope accumulator from chosen modules of a live model.
+
+``Monitor(model, accumulator, layers)`` registers forward hooks (a context manager: attached on
+entry, detached on exit); every output of a watched module goes to
+``accumulator.update(name, tensor, where="module output")`` on the model's own device, and
+``monitor.result`` is ``accumulator.finalize()``. ``IUA.monitor`` and ``PFA.monitor`` are thin
+factories of it.
+
+Response names are the adapter's (:func:`._capture.call_name`): a module's dotted path, or
+``path#k`` for the k-th call (from 0) of a module that runs several times in one forward pass.
+The adapter learns the call counts from a dry run; a monitor learns them as the model runs: once
+a module is seen to run twice in one pass, what was filed under the plain name is renamed
+``path#0`` (``accumulator.rename_field``). A call outside a forward pass of the model counts as
+the first call. The first output of each response also gives the accumulator a
+``ResponseInfo`` as the adapter builds it (layer kind, channels-first layout), when the
+accumulator takes one (``add_response_info``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import numpy as np
+
+from introscope._validation import unknown_name_error
+from introscope.base import ResponseInfo
+from introscope.base._response_info import channels_first_axis
+from introscope.exceptions import IntroscopeError, require
+
+from ._capture import call_name, numpy_dtype
+from ._layer_kinds import layer_kind
+
+__all__ = ["Monitor", "resolve_modules"]
+
+_M = TypeVar("_M", bound="Monitor")
+
+
+def resolve_modules(
+    model: Any,
+    layers: str | Iterable[Any] | None,
+    *,
+    owner: str,
+    default_types: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """``{dotted name: module}`` of the modules of ``model`` that ``layers`` names.
+
+    ``layers``: names as in ``model.named_modules()`` and/or the modules themselves; None picks
+    every module whose class name is in ``default_types`` (an error when there are none).
+    Unknown names raise an error listing close matches; ``owner`` (e.g. "IUA.monitor") starts
+    every message.
+    """
+    torch = require("torch", "torch", owner)
+    named = dict(model.named_modules())
+    if layers is None:
+        chosen = {n: m for n, m in named.items() if type(m).__name__ in default_types}
+        if not chosen:
+            what = "/".join(default_types) + " module" if default_types else "default module"
+            raise IntroscopeError(
+                f"{owner}: the model has no {what} to watch; pass layers= (module names such "
+                f"as {list(named)[1:4]}) to choose modules"
+            )
+    else:
+        items = [layers] if isinstance(layers, str) else list(layers)
+        if not items:
+            raise IntroscopeError(f"{owner}: layers is empty; name at least one module")
+        by_id = {id(m): n for n, m in named.items()}
+        chosen = {}
+        unknown = []
+        for item in items:
+            if isinstance(item, str):
+                if item in named:
+                    chosen[item] = named[item]
+                else:
+                    unknown.append(item)
+            elif not isinstance(item, torch.nn.Module):
+                raise IntroscopeError(
+                    f"{owner}: layers must hold module names (str) or torch modules, got "
+                    f"{type(item).__name__}"
+                )
+            elif id(item) in by_id:
+                chosen[by_id[id(item)] or type(item).__name__] = item
+            else:
+                raise IntroscopeError(
+                    f"{owner}: {type(item).__name__} module is not part of the model"
+                )
+        if unknown:
+            err = unknown_name_error("module", unknown, [n for n in named if n])
+            raise IntroscopeError(f"{owner}: {err}")
+    _check_not_scripted(torch, named, chosen, owner)
+    return chosen
+
+
+def _check_not_scripted(
+    torch: Any, named: dict[str, Any], chosen: dict[str, Any], owner: str
+) -> None:
+    # TorchScript runs compiled code: the root refuses hooks, and hooks registered on the
+    # submodules of a scripted module are accepted but never called (a silent empty result).
+    script = torch.jit.ScriptModule
+    if isinstance(named[""], script):
+        raise IntroscopeError(
+            f"{owner}: the model is a TorchScript module, which runs no Python hooks; "
+            f"monitor the original (unscripted) module"
+        )
+    scripted = [n for n, m in named.items() if n and isinstance(m, script)]
+    for name in chosen:
+        outer = [s for s in scripted if name == s or name.startswith(s + ".")]
+        if outer:
+            raise IntroscopeError(
+                f"{owner}: module {name!r} is (inside) the TorchScript module {outer[0]!r}, "
+                f"which runs no Python hooks; watch a module outside it"
+            )
+
+
+class Monitor:
+    """Forward hooks on chosen modules of a ``torch.nn.Module`` feeding an accumulator.
+
+    Args:
+        model: the ``torch.nn.Module`` whose forward passes delimit the calls.
+        accumulator: an introscope accumulator (``IUA()``, ``PFA`` covariance state, ...).
+        layers: module names (as in ``model.named_modules()``) or modules; None picks every
+            module whose class name is in ``default_types``.
+        owner: starts every error message (``"IUA.monitor"``).
+        transform: applied to each output tensor before it is folded (e.g. spatial pooling);
+            gets ``(response name, tensor)``.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        accumulator: Any,
+        layers: str | Iterable[Any] | None = None,
+        *,
+        owner: str = "monitor",
+        default_types: tuple[str, ...] = (),
+        transform: Callable[[str, Any], Any] | None = None,
+    ) -> None:
+        self._torch = torch = require("torch", "torch", owner)
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"{owner} needs a torch.nn.Module, got {type(model).__name__}")
+        for verb in ("update", "finalize", "reset", "rename_field"):
+            if not callable(getattr(accumulator, verb, None)):
+                raise TypeError(
+                    f"{owner}: the accumulator must have {verb}(); got {type(accumulator).__name__}"
+                )
+        self._owner = owner
+        self._model = model
+        self.accumulator = accumulator
+        self._transform = transform
+        self._modules = resolve_modules(model, layers, owner=owner, default_types=default_types)
+        self._calls: dict[str, int] = {}  # calls of each watched module in the current pass
+        self._depth = 0  # nesting of the model's own forward (0: outside a pass)
+        self._repeated: set[str] = set()  # modules seen running several times in one pass
+        self._described: set[str] = set()
+        self._describe = getattr(accumulator, "add_response_info", None)
+        self._handles: list[Any] = []
+
+    @property
+    def state(self) -> Any:
+        """The accumulator fed by the hooks (the same object as :attr:`accumulator`)."""
+        return self.accumulator
+
+    @property
+    def result(self) -> Any:
+        """``accumulator.finalize()``: the result of everything seen since the last reset."""
+        return self.accumulator.finalize()
+
+    def reset(self) -> None:
+        """Forget everything seen so far (hooks stay attached), e.g. once per epoch."""
+        self.accumulator.reset()
+        self._described.clear()
+
+    # ------------------------------------------------------------------ hooks
+    def attach(self: _M) -> _M:
+        """Register the forward hooks (idempotent)."""
+        if not self._handles:
+            model = self._model
+            self._handles.append(model.register_forward_pre_hook(self._begin_pass))
+            # always_call: a forward pass that raises still ends (the next one starts afresh).
+            self._handles.append(model.register_forward_hook(self._end_pass, always_call=True))
+            for name, module in self._modules.items():
+                self._handles.append(module.register_forward_hook(self._make_hook(name, module)))
+        return self
+
+    def detach(self) -> None:
+        """Remove every hook this monitor registered."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    @property
+    def attached(self) -> bool:
+        """Whether the hooks are registered."""
+        return bool(self._handles)
+
+    def __enter__(self: _M) -> _M:
+        return self.attach()
+
+    def __exit__(self, *exc: object) -> None:
+        self.detach()
+
+    def _begin_pass(self, *_: Any) -> None:
+        if self._depth == 0:
+            self._calls.clear()
+        self._depth += 1
+
+    def _end_pass(self, *_: Any) -> None:
+        self._depth = max(0, self._depth - 1)
+
+    def _make_hook(self, name: str, module: Any):  # noqa: ANN202
+        accumulator = self.accumulator
+        tensor_type = self._torch.Tensor
+
+        def hook(_module: Any, _inputs: Any, output: Any) -> None:
+            call = 0
+            if self._depth:
+                call = self._calls.get(name, 0)
+                self._calls[name] = call + 1
+                if call and name not in self._repeated:
+                    self._repeated.add(name)
+                    accumulator.rename_field(name, call_name(name, 0, True))
+                    if name in self._described:
+                        self._described.discard(name)
+                        self._described.add(call_name(name, 0, True))
+            response = call_name(name, call, name in self._repeated)
+            if type(output) is not tensor_type and not isinstance(output, tensor_type):
+                self._not_a_tensor(response, output)
+            if output.dim() < 1:
+                raise IntroscopeError(
+                    f"{self._owner}: module {response!r} returned a 0-d tensor; its outputs need "
+                    f"a batch dimension"
+                )
+            x = output.detach()
+            if response not in self._described and self._describe is not None:
+                self._described.add(response)
+                self._describe(self._info(response, module, x))
+            if self._transform is not None:
+                x = self._transform(response, x)
+            accumulator.update(response, x, where="module output")
+
+        return hook
+
+    def _not_a_tensor(self, name: str, output: Any) -> None:
+        raise IntroscopeError(
+            f"{self._owner}: module {name!r} returned a {type(output).__name__}, not a "
+            f"single tensor; watch a submodule that returns one tensor (for several "
+            f"outputs, run the model through introscope.torch, which names each tensor "
+            f"'{name}[0]', '{name}[1]', ...)"
+        )
+
+    @staticmethod
+    def _info(name: str, module: Any, x: Any) -> ResponseInfo:
+        """The response's ``ResponseInfo`` as the adapter describes it (channels-first)."""
+        kind = layer_kind(module)
+        layer = ResponseInfo.Layer(name, kind, type(module).__name__)
+        try:
+            dtype = numpy_dtype(x.dtype)
+        except Exception:  # noqa: BLE001 - a dtype numpy lacks (bfloat16): described as float32
+            dtype = np.dtype(np.float32)
+        return ResponseInfo(
+            name, dtype, (None, *x.shape[1:]), layer, channels_first_axis(kind, x.dim())
+        )
+
+    def __repr__(self) -> str:
+        state = "attached" if self.attached else "detached"
+        return f"{self._owner}({list(self._modules)}, {state})"
