@@ -79,21 +79,70 @@ def _pil_image_module() -> Any:
     return require("PIL.Image", "image", "loading images")
 
 
-def load_image(path: pathlib.Path) -> np.ndarray:
-    """Read one image as ``HWC``: C=1 grayscale, 3 RGB, 4 RGBA; 16-bit grayscale stays uint16."""
+# Pillow modes -> (channels, dtype) of the array load_image returns for them.
+_MODE_LAYOUT: dict[str, tuple[int, str]] = {
+    "1": (1, "uint8"),
+    "L": (1, "uint8"),
+    "LA": (4, "uint8"),
+    "PA": (4, "uint8"),
+    "RGBA": (4, "uint8"),
+    "I": (1, "int32"),
+    "F": (1, "float32"),
+}
+
+#: ``mode=`` values of :class:`ImageProducer`: Pillow modes every image can be converted to.
+IMAGE_MODES = ("L", "RGB", "RGBA")
+
+
+def _layout(mode: str, info: dict) -> tuple[int, str]:
+    """Channels and dtype of the array :func:`load_image` gives for an image of this mode."""
+    if mode in _MODE_LAYOUT:
+        return _MODE_LAYOUT[mode]
+    if mode.startswith("I;16"):
+        return 1, "uint16"
+    if mode == "P":
+        return (4 if "transparency" in info else 3), "uint8"
+    return 3, "uint8"
+
+
+def read_header(path: pathlib.Path) -> tuple[tuple[int, int], int, str]:
+    """``((width, height), channels, dtype)`` of an image file, from its header alone."""
     image_module = _pil_image_module()
     try:
         with image_module.open(path) as im:
-            mode = im.mode
-            if mode == "1":
+            return im.size, *_layout(im.mode, im.info)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise IntroscopeError(f"cannot read image {path}: {exc}") from exc
+
+
+def load_image(
+    path: pathlib.Path, size: tuple[int, int] | None = None, mode: str | None = None
+) -> np.ndarray:
+    """Read one image as ``HWC``: C=1 grayscale, 3 RGB, 4 RGBA; 16-bit grayscale stays uint16.
+
+    ``mode`` ("L", "RGB", "RGBA") converts every image to that many channels; ``size``
+    (width, height) resizes with Pillow's bilinear filter (with antialiasing when shrinking).
+    """
+    image_module = _pil_image_module()
+    try:
+        with image_module.open(path) as im:
+            current = im.mode
+            if mode is not None:
+                if current != mode:
+                    im = im.convert(mode)
+            elif current == "1":
                 im = im.convert("L")
-            elif mode in ("P", "PA"):
-                has_alpha = mode == "PA" or "transparency" in im.info
+            elif current in ("P", "PA"):
+                has_alpha = current == "PA" or "transparency" in im.info
                 im = im.convert("RGBA" if has_alpha else "RGB")
-            elif mode == "LA":
+            elif current == "LA":
                 im = im.convert("RGBA")
-            elif mode not in ("L", "RGB", "RGBA", "I", "F") and not mode.startswith("I;16"):
+            elif current not in ("L", "RGB", "RGBA", "I", "F") and not current.startswith("I;16"):
                 im = im.convert("RGB")
+            if size is not None and im.size != tuple(size):
+                if im.mode.startswith("I;16"):
+                    im = im.convert("I")  # Pillow resizes 32-bit integer images, not 16-bit
+                im = im.resize(tuple(size), image_module.Resampling.BILINEAR)
             array = np.array(im)
     except (OSError, SyntaxError, ValueError) as exc:
         raise IntroscopeError(f"cannot read image {path}: {exc}") from exc
@@ -109,17 +158,31 @@ def _gather(
     return sorted(p for p in candidates if p.suffix[1:].lower() in extensions and p.is_file())
 
 
+def _list_files(paths: Sequence[pathlib.Path], limit: int = 10) -> str:
+    shown = ", ".join(str(p) for p in paths[:limit])
+    return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
+
+
 class ImageProducer:
     """Producer of the images in a folder, as ``NHWC`` arrays in field ``field``.
 
-    Images load lazily, per batch; every image must have the same shape and dtype. Each batch
-    carries the files' absolute paths as ``Batch.StdKeys.PATH`` and ``Batch.StdKeys.IDENTIFIER``.
+    Before the first image is loaded, every file's header is read, so images that do not fit
+    together (sizes, channel counts, bit depths) are reported at once, all of them, before any
+    work (:meth:`check` does it up front). Images load lazily, per batch. Each batch carries the files' absolute paths as
+    ``Batch.StdKeys.PATH`` and ``Batch.StdKeys.IDENTIFIER``.
 
     Args:
         directory: folder to search.
         extensions: file extensions to accept (default png, jpeg, jpg, tiff, bmp; any case).
         recursive: search sub-folders too.
         field: name of the field that holds the images.
+        size: ``(width, height)`` to resize every image to on load (Pillow, bilinear), for
+            folders of mixed sizes.
+        mode: ``"RGB"``, ``"RGBA"`` or ``"L"`` (grayscale) to convert every image to, so
+            grayscale and RGBA files can feed an RGB model.
+        labels: read each image's label from the name of its sub-folder of ``directory`` (the
+            layout of torchvision's ``ImageFolder``) into ``Batch.StdKeys.LABELS``; ``True``
+            names the label dimension ``"label"``, a string names it.
     """
 
     def __init__(
@@ -129,6 +192,9 @@ class ImageProducer:
         extensions: OneManyOrNone[str] = None,
         recursive: bool = True,
         field: str = "images",
+        size: tuple[int, int] | None = None,
+        mode: str | None = None,
+        labels: bool | str = False,
     ) -> None:
         directory = pathlib.Path(directory)
         if not directory.is_dir():
@@ -136,9 +202,22 @@ class ImageProducer:
             raise NotADirectoryError(f"ImageProducer: {directory} {what}")
         if not isinstance(field, str) or not field:
             raise IntroscopeError(f"ImageProducer: field must be a non-empty str, got {field!r}")
+        self._size = _check_size(size)
+        if mode is not None and mode not in IMAGE_MODES:
+            raise IntroscopeError(
+                f"ImageProducer: mode must be one of {list(IMAGE_MODES)} or None, got {mode!r}"
+            )
+        self._mode = mode
+        if not isinstance(labels, (bool, str)) or labels == "":
+            raise IntroscopeError(
+                f"ImageProducer: labels must be True, False or a label-dimension name, "
+                f"got {labels!r}"
+            )
+        self._label_key = "label" if labels is True else (labels or None)
         exts = resolve_one_many_or_none(extensions, str) or _DEFAULT_EXTENSIONS
         exts = frozenset(e.lstrip(".").lower() for e in exts)
-        paths = _gather(directory.resolve(), exts, recursive)
+        root = directory.resolve()
+        paths = _gather(root, exts, recursive)
         if not paths:
             where = "or its sub-folders " if recursive else ""
             raise IntroscopeError(
@@ -148,11 +227,68 @@ class ImageProducer:
         _log.debug("found %d images in %s", len(paths), directory)
         self._paths = tuple(paths)
         self._field = field
+        self._labels: tuple[str, ...] | None = None
+        if self._label_key is not None:
+            loose = [p for p in paths if p.parent == root]
+            if loose:
+                raise IntroscopeError(
+                    f"ImageProducer: labels= reads labels from sub-folder names, but "
+                    f"{len(loose)} image(s) lie directly in {directory}: {_list_files(loose)}; "
+                    f"move them into a folder named after their label"
+                )
+            self._labels = tuple(p.relative_to(root).parts[0] for p in paths)
+        self._checked = False
+
+    def check(self) -> None:
+        """Read every file's header and raise, listing them all, if the images do not fit together.
+
+        Runs by itself before the first batch is loaded; call it to check a folder up front.
+        """
+        if self._checked:
+            return
+        groups: dict[tuple, list[pathlib.Path]] = {}
+        for path in self._paths:
+            (width, height), channels, dtype = read_header(path)
+            if self._mode is not None:
+                channels, dtype = len(self._mode), "uint8"
+            elif self._size is not None and dtype == "uint16":
+                dtype = "int32"  # resized as 32-bit integers
+            key = ((height, width) if self._size is None else None, channels, dtype)
+            groups.setdefault(key, []).append(path)
+        if len(groups) == 1:
+            self._checked = True
+            return
+        common = max(groups, key=lambda k: len(groups[k]))
+        odd = sorted(p for k, ps in groups.items() if k != common for p in ps)
+
+        def describe(key: tuple) -> str:
+            hw, channels, dtype = key
+            size = f"{hw[1]}x{hw[0]} pixels, " if hw is not None else ""
+            return f"{size}{channels} channel(s) of {dtype}"
+
+        kinds = "; ".join(
+            f"{describe(k)}: {_list_files(ps, 3)}" for k, ps in groups.items() if k != common
+        )
+        fixes = []
+        if len({k[0] for k in groups}) > 1:
+            fixes.append("size=(width, height) to resize them on load")
+        if len({k[1:] for k in groups}) > 1:
+            fixes.append("mode='RGB' (or 'L', 'RGBA') to convert them")
+        raise IntroscopeError(
+            f"ImageProducer: {len(odd)} of {len(self._paths)} images do not match the others "
+            f"({describe(common)}, {len(groups[common])} files): {kinds}. Pass "
+            + " and ".join(fixes)
+        )
 
     @property
     def image_paths(self) -> Sequence[pathlib.Path]:
         """The image files found, sorted; batches follow this order."""
         return self._paths
+
+    @property
+    def labels(self) -> Sequence[str] | None:
+        """Each image's label (its sub-folder's name) when made with ``labels=``, else None."""
+        return self._labels
 
     @property
     def field(self) -> str:
@@ -161,25 +297,41 @@ class ImageProducer:
 
     def __call__(self, batch_size: int) -> Iterator[Batch]:
         check_batch_size(batch_size)
-        first: tuple[pathlib.Path, tuple[int, ...], np.dtype] | None = None
+        self.check()
         workers = min(4, os.cpu_count() or 1)
+
+        def load(path: pathlib.Path) -> np.ndarray:
+            return load_image(path, self._size, self._mode)
+
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for start in range(0, len(self._paths), batch_size):
                 paths = list(self._paths[start : start + batch_size])
-                images = list(pool.map(load_image, paths))
-                if first is None:
-                    first = (paths[0], images[0].shape, images[0].dtype)
-                for path, image in zip(paths, images):
-                    if image.shape != first[1] or image.dtype != first[2]:
-                        raise IntroscopeError(
-                            f"ImageProducer: image {path} has shape {image.shape} and dtype "
-                            f"{image.dtype}, but the first image {first[0]} has shape {first[1]} "
-                            f"and dtype {first[2]}; all images must match (resize them first)"
-                        )
+                images = list(pool.map(load, paths))
                 builder = Batch.Builder({self._field: np.stack(images)})
                 builder.metadata[Batch.StdKeys.IDENTIFIER] = paths
                 builder.metadata[Batch.StdKeys.PATH] = paths
+                if self._labels is not None:
+                    builder.metadata[Batch.StdKeys.LABELS] = {
+                        self._label_key: list(self._labels[start : start + batch_size])
+                    }
                 yield builder.make_batch()
 
     def __repr__(self) -> str:
         return f"ImageProducer({len(self._paths)} images, field={self._field!r})"
+
+
+def _check_size(size: Any) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    ok = (
+        isinstance(size, (tuple, list))
+        and len(size) == 2
+        and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in size
+        )
+    )
+    if not ok:
+        raise IntroscopeError(
+            f"ImageProducer: size must be (width, height), two positive ints, got {size!r}"
+        )
+    return int(size[0]), int(size[1])

@@ -271,6 +271,11 @@ class TorchBackend:
                     f"them): if the module expects floats, cast the data first, e.g. "
                     f"pipeline(data, Processor(lambda x: x.astype(np.float32)), model(...))"
                 )
+            if "channels" in str(exc) and any(t.ndim >= 3 and t.shape[1] == 1 for t in tensors):
+                hint = (
+                    "; the images have 1 channel (grayscale): load them with "
+                    "ImageProducer(..., mode='RGB') for an RGB model, or repeat the channel"
+                )
             raise IntroscopeError(
                 f"the torch module {type(self._module).__name__} failed on inputs ({shapes}): "
                 f"{type(exc).__name__}: {exc}{hint}"
