@@ -15,6 +15,7 @@ import pathlib
 import shutil
 import tempfile
 import uuid
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -343,8 +344,11 @@ class Cacher(PipelineStage):
     leaves no cache that can be read: the next pass caches again.
 
     Args:
-        storage_path: folder for the cache; a new temporary folder by default. It must not
-            already hold a cache.
+        storage_path: folder for the cache, kept until you delete it (``Cacher.clear(path)``).
+            By default a new folder in the system's temporary folder, removed once this Cacher
+            (with its pipelines and producers) is garbage-collected or the interpreter exits;
+            keep such a cache with ``cacher.as_producer().copy_to(path)``. It must not already
+            hold a cache.
         drop_unsupported_metadata: leave out (with a warning) metadata keys whose values the cache
             cannot store without pickle, instead of raising. Nothing is ever pickled.
     """
@@ -387,6 +391,11 @@ class Cacher(PipelineStage):
             root = pathlib.Path(storage_path)
         self._storage_path = root.resolve()
         _check_folder(self._storage_path)
+        self._anonymous = storage_path is None
+        if self._anonymous:
+            # An anonymous cache lives as long as this Cacher (its pipelines and the producers
+            # that read it keep it alive), and at the latest until the interpreter exits.
+            weakref.finalize(self, _remove_anonymous_cache, self._storage_path)
         self._drop_unsupported = bool(drop_unsupported_metadata)
         self._pipelined = False
 
@@ -411,7 +420,10 @@ class Cacher(PipelineStage):
                 "Cacher.as_producer() needs the cache to be complete: run the pipeline to the end "
                 "first (e.g. list(producer(batch_size)) or an introspector)"
             )
-        return CachedProducer(self._storage_path)
+        producer = CachedProducer(self._storage_path)
+        if self._anonymous:
+            producer._owner = self  # the temporary folder is removed when the Cacher is
+        return producer
 
     def _get_batch_processor(self):  # noqa: ANN202 - never used, _pipeline is overridden
         raise IntroscopeError("Cacher works on whole passes; it has no per-batch processor")
@@ -446,6 +458,14 @@ class Cacher(PipelineStage):
 
     def __repr__(self) -> str:
         return f"Cacher({str(self._storage_path)!r}, cached={self.cached})"
+
+
+def _remove_anonymous_cache(root: pathlib.Path) -> None:
+    """Delete an anonymous Cacher's temporary folder (only the files a Cacher wrote in it)."""
+    try:
+        Cacher.clear(root)
+    except Exception as exc:  # at interpreter exit or in a finalizer: never raise
+        _logger.debug("could not remove the temporary cache %s: %s", root, exc)
 
 
 class _CachingProducer:
