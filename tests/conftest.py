@@ -15,7 +15,7 @@ import pytest  # noqa: E402
 # tests/ is on sys.path, so tests/tensorflow (tests/torch, tests/onnx) would import as an empty
 # namespace package when the framework is not installed: Keras would then believe TensorFlow is
 # there, and importorskip would not skip. Make such imports fail as they do outside the tests.
-for _name in ("tensorflow", "torch", "onnx", "onnxruntime", "keras"):
+for _name in ("tensorflow", "torch", "onnx", "onnxruntime", "keras", "ray"):
     _spec = importlib.util.find_spec(_name)
     if _spec is not None and _spec.origin in (None, "namespace"):
         sys.modules[_name] = None  # type: ignore[assignment]

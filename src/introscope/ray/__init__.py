@@ -1,0 +1,19 @@
+"""Introspection on Ray Data: partial states per block on Ray workers, merged on the driver.
+
+Needs the ``ray`` extra (``pip install 'introscope[ray]'``); Ray is imported on first use, and
+a missing Ray raises :class:`~introscope.exceptions.MissingDependencyError` naming the extra.
+"""
+
+from ._cluster import init_local
+from ._entries import AccumulatorEntry, Entry, PFAEntry
+from ._introspect import RayRunStats, actor_resources, introspect
+
+__all__ = [
+    "AccumulatorEntry",
+    "Entry",
+    "PFAEntry",
+    "RayRunStats",
+    "actor_resources",
+    "init_local",
+    "introspect",
+]

@@ -1,0 +1,181 @@
+"""What ``introscope.ray.introspect`` accepts as an introspector, as one uniform state interface.
+
+An entry knows how to start an empty state, fold a batch of one response into it, turn it into
+a state dict (numpy arrays + JSON-able scalars) and back, merge two states of disjoint data, and
+finish the merged state into the object that the introspector's own ``introspect`` returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from introscope.base import Batch
+from introscope.exceptions import IntroscopeValueError
+from introscope.introspectors import PFA
+from introscope.introspectors.pfa._covariance import PFACovarianceState
+
+try:
+    from introscope.introspectors._accumulator import Accumulator
+except ImportError:  # the contract has not landed in this checkout
+    Accumulator = None  # type: ignore[assignment,misc]
+
+__all__ = ["AccumulatorEntry", "Entry", "PFAEntry", "resolve_entries"]
+
+
+class Entry:
+    """The state interface the Ray workers and the driver use, one per introspector."""
+
+    label = "introspector"
+
+    def new(self) -> Any:
+        raise NotImplementedError
+
+    def update_batch(self, state: Any, batch: Batch, index: int) -> None:
+        raise NotImplementedError
+
+    def state_dict(self, state: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def from_state_dict(self, data: Mapping[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def merged(self, left: Any, right: Any) -> Any:
+        raise NotImplementedError
+
+    def finalize(self, state: Any) -> Any:
+        raise NotImplementedError
+
+
+class AccumulatorEntry(Entry):
+    """Any accumulator of the contract (``introspectors._accumulator.Accumulator``)."""
+
+    def __init__(self, template: Any) -> None:
+        self.template = template
+        self.label = template.owner
+
+    def new(self) -> Any:
+        acc = self.template.spawn()
+        acc._defer_warnings = True  # one summary warning on the driver, as introspect gives
+        return acc
+
+    def update_batch(self, state: Any, batch: Batch, index: int) -> None:
+        state.update_batch(batch, index)
+
+    def state_dict(self, state: Any) -> dict[str, Any]:
+        return state.state_dict()
+
+    def from_state_dict(self, data: Mapping[str, Any]) -> Any:
+        acc = type(self.template).from_state_dict(data)
+        acc._defer_warnings = True
+        return acc
+
+    def merged(self, left: Any, right: Any) -> Any:
+        out = left.merge(right)
+        out._defer_warnings = True
+        return out
+
+    def finalize(self, state: Any) -> Any:
+        state._defer_warnings = False
+        state._warn_summary(stacklevel=4)
+        return state.finalize()
+
+
+class PFAEntry(Entry):
+    """PFA: its state is a ``PFACovarianceState`` (count, shift and float64 sums per field)."""
+
+    label = "PFA"
+
+    def __init__(self, *, precision: str = "auto", epsilon_inactive: float = 1e-8) -> None:
+        PFACovarianceState(precision=precision)  # validates precision
+        self.precision = precision
+        self.epsilon_inactive = float(epsilon_inactive)
+
+    def new(self) -> PFACovarianceState:
+        return PFACovarianceState(precision=self.precision)
+
+    def update_batch(self, state: PFACovarianceState, batch: Batch, index: int) -> None:
+        for field, array in batch.fields.items():
+            state.update(field, array, where=f"batch {index}")
+
+    def state_dict(self, state: PFACovarianceState) -> dict[str, Any]:
+        out = dict(state.state_dict())
+        # The outer sums are upper-triangular: ship the upper triangle only (half the bytes).
+        for key in [k for k in out if k.startswith("outer_")]:
+            outer = out.pop(key)
+            out["triu_" + key[len("outer_") :]] = outer[np.triu_indices(outer.shape[0])]
+        return out
+
+    def from_state_dict(self, data: Mapping[str, Any]) -> PFACovarianceState:
+        full = dict(data)
+        for key in [k for k in full if k.startswith("triu_")]:
+            packed = full.pop(key)
+            units = int(np.asarray(full["sum_" + key[len("triu_") :]]).shape[0])
+            outer = np.zeros((units, units))
+            outer[np.triu_indices(units)] = packed
+            full["outer_" + key[len("triu_") :]] = outer
+        return PFACovarianceState.from_state_dict(full)
+
+    def merged(self, left: PFACovarianceState, right: PFACovarianceState) -> PFACovarianceState:
+        return left.merge(right)  # in place: the driver owns both decoded states
+
+    def finalize(self, state: PFACovarianceState) -> PFA:
+        return PFA.from_state(state, epsilon_inactive=self.epsilon_inactive)
+
+
+def _is_accumulator(item: Any) -> bool:
+    return Accumulator is not None and isinstance(item, Accumulator)
+
+
+def _is_accumulator_class(item: Any) -> bool:
+    return Accumulator is not None and isinstance(item, type) and issubclass(item, Accumulator)
+
+
+def resolve_entries(introspectors: Any) -> list[Entry]:
+    """One :class:`Entry` per item of ``introspectors`` (classes or configured instances)."""
+    single = isinstance(introspectors, (type, Entry, PFACovarianceState)) or _is_accumulator(
+        introspectors
+    )
+    if single:
+        items = [introspectors]
+    else:
+        try:
+            items = list(introspectors)
+        except TypeError:
+            items = [introspectors]
+    if not items:
+        raise IntroscopeValueError(
+            "introscope.ray.introspect: introspectors is empty; pass e.g. [IUA, PFA]"
+        )
+    return [_resolve(item, i) for i, item in enumerate(items)]
+
+
+def _resolve(item: Any, index: int) -> Entry:
+    if isinstance(item, Entry):
+        return item
+    if _is_accumulator_class(item):
+        return AccumulatorEntry(item())
+    if _is_accumulator(item):
+        if item.fields:
+            raise IntroscopeValueError(
+                f"introscope.ray.introspect: introspectors[{index}] is a {item.owner} that "
+                f"already holds data; pass an unused one for its settings and merge earlier "
+                f"results with .merge"
+            )
+        return AccumulatorEntry(item)
+    if item is PFA:
+        return PFAEntry()
+    if isinstance(item, PFACovarianceState):
+        if item.fields:
+            raise IntroscopeValueError(
+                f"introscope.ray.introspect: introspectors[{index}] is a PFACovarianceState that "
+                f"already holds data; pass an empty one for its settings"
+            )
+        return PFAEntry(precision=item.precision)
+    raise IntroscopeValueError(
+        f"introscope.ray.introspect: introspectors[{index}] is {item!r}; expected IUA, PFA, a "
+        f"configured IUA(...), a PFACovarianceState(precision=...) or "
+        f"introscope.ray.PFAEntry(precision=..., epsilon_inactive=...)"
+    )

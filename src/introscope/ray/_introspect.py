@@ -1,0 +1,246 @@
+"""``introscope.ray.introspect``: partial states per block on Ray workers, merged on the driver."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from introscope.base import Model, PipelineStage
+from introscope.base._producer import check_batch_size
+from introscope.exceptions import IntroscopeError, IntroscopeValueError, require
+
+from ._codec import decode_state
+from ._entries import Entry, resolve_entries
+from ._worker import BlockAccumulator, ModelBlockAccumulator
+
+__all__ = ["introspect", "RayRunStats", "actor_resources"]
+
+_LOG = logging.getLogger("introscope.ray")
+
+
+@dataclass
+class RayRunStats:
+    """What a run shipped and merged: per introspector, the encoded partial states' sizes."""
+
+    blocks: int = 0
+    rows: int = 0
+    state_bytes: list[list[int]] = field(default_factory=list)
+    """For each introspector entry, the byte size of every partial state (one per block)."""
+    merges: list[int] = field(default_factory=list)
+    """For each introspector entry, the number of pairwise merges done on the driver."""
+
+    def bytes_per_merge(self, entry: int) -> float:
+        """Mean bytes shipped per partial state of entry ``entry``."""
+        sizes = self.state_bytes[entry]
+        return sum(sizes) / len(sizes) if sizes else 0.0
+
+
+def actor_resources(
+    cluster_cpus: float, concurrency: int | tuple[int, int] | None, num_gpus: float
+) -> tuple[int | tuple[int, int], float]:
+    """(pool size, CPUs per actor) that leave one CPU for the dataset's read tasks.
+
+    On a 2-CPU cluster, actors asking 1 CPU each would take both and the read tasks that feed
+    them could never run; here the actors share ``cluster_cpus - 1`` CPUs (at most 1 each).
+    """
+    if concurrency is None:
+        if num_gpus > 0:
+            pool: int | tuple[int, int] = 1
+        else:
+            pool = max(1, int(cluster_cpus) - 1)
+    else:
+        pool = concurrency
+    largest = pool[1] if isinstance(pool, tuple) else pool
+    spare = max(cluster_cpus - 1.0, 0.0)
+    per_actor = min(1.0, spare / largest)
+    # Round down to 1/100 CPU, Ray's resource granularity is 1e-4; keep a tidy number.
+    return pool, math.floor(per_actor * 100) / 100
+
+
+def _check_concurrency(concurrency: Any) -> int | tuple[int, int] | None:
+    if concurrency is None:
+        return None
+    if isinstance(concurrency, int) and not isinstance(concurrency, bool) and concurrency > 0:
+        return concurrency
+    if (
+        isinstance(concurrency, tuple)
+        and len(concurrency) == 2
+        and all(isinstance(c, int) and not isinstance(c, bool) for c in concurrency)
+        and 0 < concurrency[0] <= concurrency[1]
+    ):
+        return concurrency
+    raise IntroscopeValueError(
+        f"introscope.ray.introspect: concurrency must be None, a positive int (a fixed pool of "
+        f"workers) or a (min, max) tuple of ints with 0 < min <= max, got {concurrency!r}"
+    )
+
+
+@contextlib.contextmanager
+def _preserved_order(ctx: Any) -> Iterator[None]:
+    # Blocks come back in dataset order, so per-sample arrays (IUA's) are in the order a
+    # single-process run sees the rows; retried blocks take their own place again. A dataset
+    # copies the global DataContext when it is created and shares it with the datasets derived
+    # from it, so the option is set on that context for the run only, then restored.
+    before = ctx.execution_options.preserve_order
+    ctx.execution_options.preserve_order = True
+    try:
+        yield
+    finally:
+        ctx.execution_options.preserve_order = before
+
+
+class _TreeMerger:
+    """Merges states pairwise as they arrive, in order, as a balanced tree (O(log n) held)."""
+
+    def __init__(self, entry: Entry) -> None:
+        self.entry = entry
+        self.stack: list[tuple[int, Any]] = []
+        self.merges = 0
+
+    def push(self, state: Any) -> None:
+        level = 0
+        while self.stack and self.stack[-1][0] == level:
+            _, left = self.stack.pop()
+            state = self.entry.merged(left, state)
+            self.merges += 1
+            level += 1
+        self.stack.append((level, state))
+
+    def result(self) -> Any:
+        if not self.stack:
+            return self.entry.new()
+        _, state = self.stack.pop()
+        while self.stack:
+            _, left = self.stack.pop()
+            state = self.entry.merged(left, state)
+            self.merges += 1
+        return state
+
+
+def introspect(
+    dataset: Any,
+    introspectors: Any,
+    *,
+    model: Callable[[], Model] | None = None,
+    responses: str | Sequence[str] | None = None,
+    batch_size: int = 256,
+    concurrency: int | tuple[int, int] | None = None,
+    num_gpus: float = 0,
+    stages: Sequence[PipelineStage] = (),
+    return_stats: bool = False,
+) -> Any:
+    """Run introspectors over a ``ray.data.Dataset`` on Ray workers; one result per introspector.
+
+    Args:
+        dataset: a ``ray.data.Dataset`` whose columns are the model's inputs, or the responses
+            themselves when ``model`` is None (one row per sample, one shape per column).
+        introspectors: ``IUA``, ``PFA``, configured ``IUA(...)``, ``PFACovarianceState(
+            precision=...)`` or :class:`PFAEntry` (for ``epsilon_inactive``), or a list of them.
+        model: a zero-argument function returning an introscope ``Model``; it is called once
+            per worker (an actor of the pool given to ``map_batches``), not on the driver.
+        responses: the model responses to compute (all when None) or, without a model, the
+            dataset columns to introspect (all when None).
+        batch_size: rows per model call and per state update; each block of the dataset yields
+            one partial state per introspector, whatever its number of batches.
+        concurrency: workers: a fixed number or a (min, max) autoscaling range. Default: the
+            cluster's CPUs minus one (at least 1), or 1 with ``num_gpus``. The actors share the
+            CPUs but one, so the read tasks always have a CPU (no deadlock on small machines).
+        num_gpus: GPUs per worker (for a model on GPU).
+        stages: pipeline stages run on each batch after the model (e.g. a ``Pooler`` so that
+            PFA gets 2-D responses).
+        return_stats: also return a :class:`RayRunStats` (bytes shipped, merges).
+
+    Returns:
+        A list: for each introspector, what its ``introspect`` returns (an ``IUA``, a ``PFA``),
+        with the numbers of a single-process run over the same rows in the same order. With
+        ``return_stats``, the pair ``(results, stats)``.
+    """
+    ray = require("ray", "ray", "introscope.ray")
+    ray_data = require("ray.data", "ray", "introscope.ray")
+    if not isinstance(dataset, ray_data.Dataset):
+        raise IntroscopeValueError(
+            f"introscope.ray.introspect: dataset must be a ray.data.Dataset, got "
+            f"{type(dataset).__name__}; build one with ray.data.from_numpy(...) or "
+            f"ray.data.read_parquet(...)"
+        )
+    entries = resolve_entries(introspectors)
+    batch_size = check_batch_size(batch_size)
+    concurrency = _check_concurrency(concurrency)
+    if isinstance(num_gpus, bool) or not isinstance(num_gpus, (int, float)) or num_gpus < 0:
+        raise IntroscopeValueError(
+            f"introscope.ray.introspect: num_gpus must be a number >= 0, got {num_gpus!r}"
+        )
+    names = [responses] if isinstance(responses, str) else responses
+    if names is not None and not names:
+        raise IntroscopeValueError(
+            "introscope.ray.introspect: responses is empty; pass None for every response"
+        )
+    if model is not None and (isinstance(model, Model) or not callable(model)):
+        raise IntroscopeValueError(
+            f"introscope.ray.introspect: model must be a zero-argument function returning an "
+            f"introscope Model (so each worker loads its own copy), got {type(model).__name__}; "
+            f"e.g. model=lambda: load_torch_model_from_path(path)"
+        )
+    if not ray.is_initialized():
+        ray.init()  # a local cluster, as ray.data would start
+    stages = list(stages)
+
+    if model is None:
+        fn: Any = BlockAccumulator(entries, batch_size=batch_size, responses=names, stages=stages)
+        mapped = dataset.map_batches(
+            fn,
+            batch_size=None,
+            batch_format="numpy",
+            concurrency=concurrency,
+            num_gpus=num_gpus or None,
+        )
+    else:
+        cpus = float(ray.cluster_resources().get("CPU", 1.0))
+        pool, per_actor = actor_resources(cpus, concurrency, num_gpus)
+        size = (
+            {"min_size": pool[0], "max_size": pool[1]}
+            if isinstance(pool, tuple)
+            else {"size": pool}
+        )
+        _LOG.info("introscope.ray: %s actors with %.2f CPUs each", pool, per_actor)
+        mapped = dataset.map_batches(
+            ModelBlockAccumulator,
+            fn_constructor_args=(model, entries),
+            fn_constructor_kwargs={"batch_size": batch_size, "responses": names, "stages": stages},
+            batch_size=None,
+            batch_format="numpy",
+            compute=ray_data.ActorPoolStrategy(**size),
+            num_cpus=per_actor,
+            num_gpus=num_gpus or None,
+        )
+
+    mergers = [_TreeMerger(e) for e in entries]
+    stats = RayRunStats(state_bytes=[[] for _ in entries])
+    with _preserved_order(mapped.context):
+        for part in mapped.iter_batches(batch_size=None, batch_format="numpy"):
+            for index, rows, blob in zip(part["entry"], part["rows"], part["state"], strict=True):
+                i = int(index)
+                data = bytes(blob)
+                stats.state_bytes[i].append(len(data))
+                if i == 0:
+                    stats.blocks += 1
+                    stats.rows += int(rows)
+                mergers[i].push(entries[i].from_state_dict(decode_state(data)))
+    if stats.rows == 0:
+        raise IntroscopeError("introscope.ray.introspect: the dataset has no rows to introspect")
+    results = []
+    for merger in mergers:
+        state = merger.result()
+        stats.merges.append(merger.merges)
+        results.append(merger.entry.finalize(state))
+    _LOG.info(
+        "introscope.ray: %d blocks, %d rows, state bytes per entry %s",
+        stats.blocks,
+        stats.rows,
+        [sum(s) for s in stats.state_bytes],
+    )
+    return (results, stats) if return_stats else results

@@ -1,0 +1,132 @@
+"""What runs on the Ray workers: one block in, one encoded partial state per introspector out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from introscope.base import Batch, Model, PipelineStage, pipeline
+from introscope.exceptions import IntroscopeError
+
+from ._codec import encode_state
+from ._entries import Entry
+
+__all__ = ["BlockAccumulator", "ModelBlockAccumulator", "STATE_COLUMNS"]
+
+_LOG = logging.getLogger("introscope.ray")
+
+#: Columns of the dataset of partial states: entry index, rows folded in, the encoded state.
+STATE_COLUMNS = ("entry", "rows", "state")
+
+
+class _BlockProducer:
+    """A producer over one block's columns, cut into batches of the requested size."""
+
+    def __init__(self, columns: Mapping[str, np.ndarray]) -> None:
+        self._columns = columns
+        self._rows = len(next(iter(columns.values()))) if columns else 0
+
+    def __call__(self, batch_size: int) -> Iterator[Batch]:
+        for start in range(0, self._rows, batch_size):
+            yield Batch({k: v[start : start + batch_size] for k, v in self._columns.items()})
+
+
+class BlockAccumulator:
+    """Folds every batch of a block into fresh states and returns them encoded (Ray map fn).
+
+    ``responses`` selects the block's columns (all when None); ``stages`` run on each batch
+    first. Used directly as a Ray task function when no model is given.
+    """
+
+    def __init__(
+        self,
+        entries: Sequence[Entry],
+        *,
+        batch_size: int,
+        responses: Sequence[str] | None = None,
+        stages: Sequence[PipelineStage] = (),
+    ) -> None:
+        self.entries = list(entries)
+        self.batch_size = batch_size
+        self.responses = None if responses is None else list(responses)
+        self.stages = list(stages)
+
+    def _columns(self, block: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.responses is None:
+            return dict(block)
+        missing = [r for r in self.responses if r not in block]
+        if missing:
+            raise IntroscopeError(
+                f"introscope.ray: the dataset has no column {missing} (columns: {sorted(block)}); "
+                f"pass responses= naming existing columns, or a model"
+            )
+        return {r: block[r] for r in self.responses}
+
+    def _source_stages(self) -> list[PipelineStage]:
+        return self.stages
+
+    def __call__(self, block: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        columns = self._columns(block)
+        for name, col in columns.items():
+            if col.dtype.hasobject:
+                raise IntroscopeError(
+                    f"introscope.ray: column {name!r} holds Python objects (dtype object), "
+                    f"e.g. tensors of varying shape; every row of a column must have one shape "
+                    f"and a numeric dtype"
+                )
+        states = [e.new() for e in self.entries]
+        producer = pipeline(_BlockProducer(columns), *self._source_stages())
+        rows = 0
+        fields: list[str] | None = None
+        for index, batch in enumerate(producer(self.batch_size)):
+            current = list(batch.fields)
+            if fields is None:
+                fields = current
+            elif set(current) != set(fields):
+                raise IntroscopeError(
+                    f"introscope.ray: batch {index} of a block has fields {sorted(current)}, "
+                    f"earlier batches had {sorted(fields)}; every batch must carry the same "
+                    f"responses"
+                )
+            for entry, state in zip(self.entries, states, strict=True):
+                entry.update_batch(state, batch, index)
+            rows += batch.batch_size
+        encoded = [encode_state(e.state_dict(s)) for e, s in zip(self.entries, states, strict=True)]
+        _LOG.debug("block of %d rows -> %s state bytes", rows, [len(b) for b in encoded])
+        return {
+            "entry": np.arange(len(encoded), dtype=np.int64),
+            "rows": np.full(len(encoded), rows, dtype=np.int64),
+            "state": np.array(encoded, dtype=object),
+        }
+
+
+class ModelBlockAccumulator(BlockAccumulator):
+    """:class:`BlockAccumulator` that runs a model first; the model loads once per actor."""
+
+    def __init__(
+        self,
+        model_factory: Callable[[], Model],
+        entries: Sequence[Entry],
+        *,
+        batch_size: int,
+        responses: Sequence[str] | None = None,
+        stages: Sequence[PipelineStage] = (),
+    ) -> None:
+        super().__init__(entries, batch_size=batch_size, stages=stages)
+        model = model_factory()
+        if not isinstance(model, Model):
+            raise IntroscopeError(
+                f"introscope.ray: model() returned a {type(model).__name__}; it must return an "
+                f"introscope Model (e.g. from introscope.torch.load_torch_model_from_memory)"
+            )
+        self.model = model
+        self.model_stage = model(None if responses is None else list(responses))
+
+    def _columns(self, block: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(block)
+
+    def _source_stages(self) -> list[PipelineStage]:
+        return [self.model_stage, *self.stages]

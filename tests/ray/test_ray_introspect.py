@@ -1,0 +1,247 @@
+"""introscope.ray on a local 2-CPU Ray cluster: parity with a single-process run, the default
+pool on a small machine, a worker killed mid-run, and the errors."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("ray.data")
+pytest.importorskip("torch")
+
+import introscope.ray as iray  # noqa: E402
+from introscope.base import Batch, PipelineStage, pipeline  # noqa: E402
+from introscope.exceptions import IntroscopeValueError, MissingDependencyError  # noqa: E402
+from introscope.introspectors import IUA, PFA  # noqa: E402
+from introscope.introspectors.pfa._covariance import PFACovarianceState  # noqa: E402
+from introscope.processors import Pooler  # noqa: E402
+from introscope.samples import load_digits_cnn, load_digits_split  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if ray.is_initialized():
+        ray.shutdown()
+    # Stages and factories defined here travel to the workers by value (tests/ is not on
+    # the workers' import path).
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    iray.init_local(num_cpus=2, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+    ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def _producer(columns: dict[str, np.ndarray]):
+    n = len(next(iter(columns.values())))
+
+    def produce(batch_size: int):
+        for s in range(0, n, batch_size):
+            yield Batch({k: v[s : s + batch_size] for k, v in columns.items()})
+
+    return produce
+
+
+def _assert_iua_equal(got: IUA, want: IUA) -> None:
+    assert list(got.results) == list(want.results)
+    for name in want.results:
+        a, b = got.results[name], want.results[name]
+        assert a == b, name  # every array exactly, per-sample counts in row order
+        assert a.num_samples == b.num_samples > 0
+    assert got.channel_results.keys() == want.channel_results.keys()
+    for name in want.channel_results:
+        assert got.channel_results[name] == want.channel_results[name]
+
+
+def _assert_pfa_equal(got: PFA, want: PFA, rtol: float) -> None:
+    assert list(got.failed_responses) == list(want.failed_responses)
+    assert got.covariances.keys() == want.covariances.keys() and got.covariances
+    for name, ref in want.covariances.items():
+        cov = got.covariances[name].covariances
+        err = np.max(np.abs(cov - ref.covariances)) / np.max(np.abs(ref.covariances))
+        assert err <= rtol, (name, err)
+        assert np.array_equal(got.covariances[name].inactive_units, ref.inactive_units)
+    for strategy in (PFA.Strategy.KL(), PFA.Strategy.Energy(0.9)):
+        mine, theirs = got.get_recipe(strategy=strategy), want.get_recipe(strategy=strategy)
+        assert mine.keys() == theirs.keys()
+        for name in theirs:
+            a, b = mine[name], theirs[name]
+            assert a.recommended_output_count == b.recommended_output_count, name
+            assert list(a.maximally_correlated_units) == list(b.maximally_correlated_units)
+            assert a.number_inactive_units == b.number_inactive_units
+            for field in type(b.diagnostics).__dataclass_fields__:
+                assert getattr(a.diagnostics, field) == pytest.approx(
+                    getattr(b.diagnostics, field), rel=max(1e-9, 100 * rtol)
+                )
+
+
+def test_local_cluster_listens_on_loopback(cluster):
+    assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}
+    assert ray.cluster_resources()["CPU"] == 2
+
+
+def test_responses_dataset_matches_single_process(cluster):
+    rng = np.random.default_rng(0)
+    n = 1000
+    relu = np.maximum(rng.normal(size=(n, 24)), 0).astype(np.float32)
+    relu[:, 5] = 0  # a dead unit
+    relu[rng.random(n) < 0.3, 7] = 0
+    shifted = (rng.normal(size=(n, 9)) * 3 + 1e3).astype(np.float64)  # large mean, float64
+    columns = {"relu": relu, "shifted": shifted, "ignored": rng.normal(size=(n, 3))}
+    ds = cluster.data.range(n, override_num_blocks=7).map_batches(
+        lambda b: {k: v[b["id"]] for k, v in columns.items()}, batch_size=None
+    )
+    (iua, pfa64, pfa), stats = iray.introspect(
+        ds,
+        [IUA, PFACovarianceState(precision="float64"), PFA],
+        responses=["relu", "shifted"],
+        batch_size=64,
+        return_stats=True,
+    )
+    ref = _producer({"relu": relu, "shifted": shifted})
+    _assert_iua_equal(iua, IUA.introspect(ref, batch_size=100))
+    _assert_pfa_equal(pfa64, PFA.introspect(ref, batch_size=100, precision="float64"), 1e-12)
+    # float32 Gram blocks about per-block shifts: covariances within float32 rounding
+    _assert_pfa_equal(pfa, PFA.introspect(ref, batch_size=100), 1e-6)
+    assert stats.rows == n and stats.blocks >= 7  # Ray may split a block, never drop rows
+    assert [len(s) for s in stats.state_bytes] == [stats.blocks] * 3
+    assert stats.merges == [stats.blocks - 1] * 3  # one partial state per block, merged pairwise
+    # a PFA state ships one float64 upper triangle per field: 24 and 9 units
+    floats = 24 * 25 // 2 + 9 * 10 // 2
+    assert all(b > 8 * floats for b in stats.state_bytes[1])
+    assert all(b < 8 * floats + 4000 for b in stats.state_bytes[1])
+
+
+class _ExitOnce(PipelineStage):
+    """Kills the worker process the first time it sees a batch (marker file: only once)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def _get_batch_processor(self):
+        def process(batch: Batch) -> Batch:
+            if not os.path.exists(self.marker):
+                pathlib.Path(self.marker).write_text(str(os.getpid()))
+                os._exit(1)
+            return batch
+
+        return process
+
+
+def _digits_model():
+    return load_digits_cnn(seed=0)
+
+
+def _digits_inputs(cluster, x: np.ndarray, blocks: int):
+    # Read tasks (ray.data.range) feed the actors, as in the stall seen with 1-CPU actors.
+    ds = cluster.data.range(len(x), override_num_blocks=blocks)
+    return ds.map_batches(lambda b: {"x": x[b["id"]]}, batch_size=None)
+
+
+def _digits_reference(x: np.ndarray, responses, stages, batch_size: int):
+    model = _digits_model()
+    producer = pipeline(_producer({"x": x}), model(responses), *stages)
+    return (
+        IUA.introspect(producer, batch_size=batch_size),
+        PFA.introspect(producer, batch_size=batch_size, precision="float64"),
+    )
+
+
+def test_model_default_pool_does_not_deadlock_on_two_cpus(cluster):
+    (_, _), (x, _) = load_digits_split()
+    x = x[:300]
+    responses = ["fc1", "relu3"]
+    got = iray.introspect(
+        _digits_inputs(cluster, x, 5),
+        [IUA, PFACovarianceState(precision="float64")],
+        model=_digits_model,
+        responses=responses,
+        batch_size=32,
+    )
+    want = _digits_reference(x, responses, [], 32)
+    _assert_iua_equal(got[0], want[0])
+    _assert_pfa_equal(got[1], want[1], 1e-12)
+    assert got[0].results["relu3"].dead_units() == want[0].results["relu3"].dead_units()
+
+
+@pytest.mark.parametrize("with_model", [True, False], ids=["actor", "task"])
+def test_worker_killed_mid_run_is_retried_without_loss(cluster, tmp_path, with_model):
+    (_, _), (x, _) = load_digits_split()
+    x = x[:240]
+    marker = str(tmp_path / "killed")
+    pooled = [Pooler(dim=(2, 3), method=Pooler.Method.MAX)]
+    want = _digits_reference(x, ["relu2"], pooled, 16)
+    if with_model:
+        got = iray.introspect(
+            _digits_inputs(cluster, x, 6),
+            [IUA(), PFACovarianceState(precision="float64")],
+            model=_digits_model,
+            responses="relu2",
+            batch_size=16,
+            concurrency=2,  # two actors on two CPUs: sized to leave the read tasks a CPU
+            stages=[*pooled, _ExitOnce(marker)],
+        )
+    else:
+        # the responses themselves as the dataset; the killed worker is a task
+        reference = pipeline(_producer({"x": x}), _digits_model()(["relu2"]))
+        relu2 = np.concatenate([b.fields["relu2"] for b in reference(64)])
+        ds = cluster.data.from_numpy(relu2).rename_columns({"data": "relu2"}).repartition(6)
+        got = iray.introspect(
+            ds,
+            [IUA(), PFACovarianceState(precision="float64")],
+            batch_size=16,
+            stages=[*pooled, _ExitOnce(marker)],
+        )
+    assert os.path.exists(marker)  # a worker did die
+    _assert_iua_equal(got[0], want[0])
+    _assert_pfa_equal(got[1], want[1], 1e-12)
+    assert got[0].results["relu2"].num_samples == len(x)  # none lost, none counted twice
+
+
+def test_application_errors_are_not_retried(cluster):
+    ds = cluster.data.from_numpy(np.ones((20, 3, 4), np.float32)).rename_columns({"data": "r"})
+    with pytest.raises(Exception, match="PFA needs 2-D responses"):
+        iray.introspect(ds, [PFA], batch_size=8)
+
+
+def test_bad_arguments(cluster):
+    ds = cluster.data.from_numpy(np.ones((4, 3), np.float32))
+    with pytest.raises(IntroscopeValueError, match="must be a ray.data.Dataset"):
+        iray.introspect(np.ones((4, 3)), [IUA])
+    with pytest.raises(IntroscopeValueError, match="introspectors is empty"):
+        iray.introspect(ds, [])
+    with pytest.raises(IntroscopeValueError, match=r"introspectors\[1\]"):
+        iray.introspect(ds, [IUA, "PFA"])
+    with pytest.raises(IntroscopeValueError, match="concurrency"):
+        iray.introspect(ds, [IUA], concurrency=(3, 1))
+    with pytest.raises(IntroscopeValueError, match="batch_size"):
+        iray.introspect(ds, [IUA], batch_size=0)
+    with pytest.raises(IntroscopeValueError, match="model must be a zero-argument function"):
+        iray.introspect(ds, [IUA], model=_digits_model())
+
+
+@pytest.mark.parametrize(
+    ("cpus", "concurrency", "gpus", "pool", "per_actor"),
+    [
+        (2, None, 0, 1, 1.0),  # default on this machine: one actor, one CPU left for reads
+        (2, 2, 0, 2, 0.5),  # concurrency=2 on 2 CPUs: would stall with 1 CPU per actor
+        (2, (1, 4), 0, (1, 4), 0.25),
+        (1, None, 0, 1, 0.0),
+        (64, None, 0, 63, 1.0),
+        (16, None, 1, 1, 1.0),
+    ],
+)
+def test_actor_resources_leave_a_cpu_for_reads(cpus, concurrency, gpus, pool, per_actor):
+    assert iray.actor_resources(cpus, concurrency, gpus) == (pool, per_actor)
+
+
+def test_missing_ray_names_the_extra(monkeypatch):
+    for name in [m for m in sys.modules if m == "ray" or m.startswith("ray.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(MissingDependencyError, match=r"introscope\[ray\]"):
+        iray.introspect(None, [IUA])
