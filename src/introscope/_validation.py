@@ -24,6 +24,8 @@ __all__ = [
     "check_tolerance",
     "count_nonfinite",
     "numeric_dtype_kind",
+    "pooling_hint",
+    "user_stacklevel",
     "unknown_name_error",
     "unknown_names",
 ]
@@ -50,8 +52,10 @@ def check_choice(
 ) -> Any:
     """``value`` if it is one of ``choices``, else an error listing them."""
     if value not in choices:
-        listed = " or ".join(repr(c) for c in choices)
-        raise IntroscopeValueError(f"{_prefix(owner)}{argument} must be {listed}, got {value!r}")
+        listed = ", ".join(repr(c) for c in choices)
+        raise IntroscopeValueError(
+            f"{_prefix(owner)}{argument} must be one of {listed}; got {value!r}"
+        )
     return value
 
 
@@ -93,3 +97,51 @@ def count_nonfinite(array: Any) -> int:
     if arr.dtype.kind == "f" and np.isfinite(arr.max()) and np.isfinite(arr.min()):
         return 0
     return int(arr.size - np.count_nonzero(np.isfinite(arr)))
+
+
+def pooling_hint(shape: Sequence[int], channel_axis: int | None = None) -> str:
+    """How to make a response of ``shape`` (batch first) 2-D, in the layout it has.
+
+    With ``channel_axis`` known (``ResponseInfo.channel_axis``) the hint names the exact
+    ``Pooler`` dimensions; otherwise it gives both the channels-first (PyTorch, ONNX) and the
+    channels-last (Keras) spelling, since following the wrong one pools the channels away.
+    """
+    rank = len(shape)
+    if rank <= 2:
+        return ""
+    spatial = rank - 2
+    first = tuple(range(2, rank))
+    last = tuple(range(1, rank - 1))
+
+    def dims(d: tuple[int, ...]) -> str:
+        return str(d[0]) if len(d) == 1 else str(d)
+
+    flat = "or Flattener() to keep every value as a unit"
+    if channel_axis is not None and channel_axis % rank in (1, rank - 1):
+        d = first if channel_axis % rank == 1 else last
+        return f"pool its positions first, e.g. Pooler(dim={dims(d)}, method=Pooler.Method.MAX), {flat}"
+    names = {1: ("NCL", "NLC"), 2: ("NCHW", "NHWC"), 3: ("NCDHW", "NDHWC")}.get(
+        spatial, ("channels first", "channels last")
+    )
+    return (
+        f"pool its positions first: Pooler(dim={dims(first)}, method=Pooler.Method.MAX) for "
+        f"channels-first responses (PyTorch, ONNX: {names[0]}), Pooler(dim={dims(last)}, ...) for "
+        f"channels-last ones (Keras: {names[1]}); {flat}"
+    )
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` for ``warnings.warn`` that points at the first caller outside introscope.
+
+    Call it right where you warn: ``warnings.warn(msg, stacklevel=user_stacklevel())``.
+    """
+    import os
+    import sys
+
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame = sys._getframe(1)  # the function that warns
+    level = 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame = frame.f_back
+        level += 1
+    return level

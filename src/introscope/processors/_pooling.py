@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection
+import warnings
+from collections.abc import Collection, Mapping
 
 import numpy as np
 
+from introscope._validation import user_stacklevel
+from introscope.base import ResponseInfo
 from introscope.exceptions import IntroscopeError
 from introscope.typing import OneManyOrNone, OneOrMany
 
@@ -28,11 +31,16 @@ _REDUCERS = {_Method.MAX: np.max, _Method.SUM: np.sum, _Method.AVERAGE: np.mean}
 
 class Pooler(Processor):
     """Pools fields over dimension(s) ``dim`` with ``method`` (``Pooler.Method.MAX``, ``SUM`` or
-    ``AVERAGE``); spatial pooling of ``NHWC`` responses is ``dim=(1, 2)``.
+    ``AVERAGE``); spatial pooling is ``dim=(2, 3)`` for ``NCHW`` responses (PyTorch, ONNX) and
+    ``dim=(1, 2)`` for ``NHWC`` ones (Keras).
 
     Args:
         dim: dimension(s) to pool; never 0 (the batch). Negative values count from the end.
+            PyTorch and ONNX responses are channels-first: their positions are ``dim=(2, 3)``.
         method: a ``Pooler.Method`` (or its name, e.g. ``"max"``).
+        fields: the fields to pool (all by default).
+        response_infos: the model's ``response_infos``; then pooling a field's channel axis
+            (``ResponseInfo.channel_axis``) warns, once per field.
     """
 
     Method = _Method
@@ -44,6 +52,7 @@ class Pooler(Processor):
         method: _Method | str,
         *,
         fields: OneManyOrNone[str] = None,
+        response_infos: Mapping[str, ResponseInfo] | None = None,
     ) -> None:
         items = [dim] if isinstance(dim, (int, np.integer)) else dim
         if not isinstance(items, Collection) or not all(
@@ -66,6 +75,8 @@ class Pooler(Processor):
             raise TypeError(f"Pooler: method must be a Pooler.Method, got {method!r}")
         self.dim = dims
         self.method = method
+        self._infos = response_infos
+        self._warned: set[str] = set()
         super().__init__(_REDUCERS[method], fields=fields)
 
     def _apply(self, name: str, array: np.ndarray) -> np.ndarray:
@@ -83,4 +94,21 @@ class Pooler(Processor):
                 f"Pooler: dim={self.dim} would pool dimension 0 (the batch) of field {name!r} "
                 f"of shape {array.shape}"
             )
+        self._check_channels(name, ndim, axes)
         return self._func(array, axis=tuple(sorted(axes)))
+
+    def _check_channels(self, name: str, ndim: int, axes: set[int]) -> None:
+        info = self._infos.get(name) if self._infos is not None else None
+        axis = getattr(info, "channel_axis", None)
+        if axis is None or name in self._warned or axis % ndim not in axes:
+            return
+        self._warned.add(name)
+        positions = tuple(d for d in range(1, ndim) if d != axis % ndim)
+        warnings.warn(
+            f"Pooler: dim={self.dim} pools dimension {axis % ndim} of field {name!r}, which its "
+            f"ResponseInfo marks as the channels (channel_axis={axis}), so the channels are "
+            f"reduced away; to pool the positions and keep one value per channel use "
+            f"dim={positions}",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )

@@ -36,21 +36,16 @@ import logging
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from introscope.exceptions import IntroscopeError
+from introscope._validation import check_tolerance, pooling_hint
+from introscope.exceptions import IntroscopeError, IntroscopeValueError
 
-from ._field_sums import (
-    PRECISIONS,
-    FieldSums,
-    choose_shift,
-    is_torch_tensor,
-    product_dtype,
-    reexpress,
-    to_like,
-)
+from .._accumulator import Accumulator, StateError
+from .._npz import HEADER_KEY
+from ._field_sums import PRECISIONS, FieldSums, is_torch_tensor
 
 __all__ = ["PFACovariancesResult", "PFACovarianceState"]
 
@@ -105,163 +100,103 @@ class PFACovariancesResult:
         )
 
 
-class PFACovarianceState:
-    """Accumulator of per-field response covariances: ``update``, ``merge``, ``finalize``.
+class PFACovarianceState(Accumulator):
+    """Accumulator of per-field response covariances (PFA's state): ``update``, ``merge``,
+    ``finalize() -> PFA``.
 
     Feed it numpy arrays or torch tensors of shape (samples, units); torch tensors are summed on
     their own device in float64 (for example from a forward hook) and moved to the host only at
-    ``finalize``.
+    ``finalize``. Each field's state is a :class:`~._field_sums.FieldSums`.
 
     Args:
         precision: ``"auto"`` (default) forms the products of float32, float16, bool and
             8/16-bit integer batches in float32 about a per-unit shift and accumulates them in
             float64; ``"float64"`` forms every product in float64 (twice the arithmetic).
             float64 and 32/64-bit integer batches, and torch state, always use float64.
+        epsilon_inactive: the default of :meth:`finalize`: a unit is inactive when its
+            variance is below this times the largest variance of its layer.
     """
 
-    def __init__(self, *, precision: str = "auto") -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        self.precision = precision
-        self._fields: dict[str, FieldSums] = {}
+    owner = "PFA"
+    state_type = FieldSums
+    #: The result class :meth:`finalize` builds (``PFA``; set by ``pfa/_pfa.py``, which depends
+    #: on this module, so that this module need not import it).
+    result_type: ClassVar[Any] = None
 
-    @property
-    def fields(self) -> list[str]:
-        """Names of the fields seen so far, in first-seen order."""
-        return list(self._fields)
+    def __init__(self, *, precision: str = "auto", epsilon_inactive: float = 1e-8) -> None:
+        if precision not in PRECISIONS:
+            raise IntroscopeValueError(
+                f"PFA: precision must be one of {PRECISIONS}, got {precision!r}"
+            )
+        self.precision = precision
+        self.epsilon_inactive = check_tolerance(epsilon_inactive, "epsilon_inactive", owner="PFA")
+        super().__init__()
+
+    # ------------------------------------------------------------------ contract
+    def new_state(self, field: str, array: Any) -> FieldSums:
+        shape = tuple(array.shape)
+        if len(shape) != 2:
+            raise StateError(
+                f"has shape {shape}; PFA needs 2-D responses (samples, units): "
+                + pooling_hint(shape)
+            )
+        like = array if is_torch_tensor(array) else None
+        return FieldSums(shape[1], like=like, precision=self.precision)
+
+    def config(self) -> dict[str, Any]:
+        return {"precision": self.precision, "epsilon_inactive": self.epsilon_inactive}
+
+    def _merge_key(self) -> dict[str, Any]:
+        # Sums merge whatever precision formed their products or the finishing threshold.
+        return {}
 
     def count(self, field: str) -> int:
         """Number of samples accumulated for ``field``."""
-        return self._fields[field].count
+        return self._states[field].count  # type: ignore[attr-defined]
 
-    def update(self, field: str, array: Any, *, where: str = "") -> None:
-        """Fold a (samples, units) batch of ``field`` into the state.
-
-        ``where`` (e.g. "batch 3") is added to error messages.
-        """
-        at = f" ({where})" if where else ""
-        torch_input = is_torch_tensor(array)
-        shape = tuple(array.shape)
-        if len(shape) != 2:
-            raise IntroscopeError(
-                f"PFA needs 2-D responses (samples, units) but field {field!r} has shape "
-                f"{shape}{at}; pool or flatten it first, e.g. Pooler(dim=(1, 2), "
-                f"method=Pooler.Method.MAX) for NHWC convolution responses"
-            )
-        sums = self._fields.get(field)
-        if sums is None:
-            sums = FieldSums(shape[1], like=array if torch_input else None)
-            self._fields[field] = sums
-        elif sums.units != shape[1]:
-            raise IntroscopeError(
-                f"field {field!r} had {sums.units} units but now has {shape[1]}{at}"
-            )
-        if shape[0] == 0:
-            return
-        if torch_input:
-            self._update_torch(field, sums, array, at)
-        else:
-            self._update_numpy(field, sums, array, at)
-        sums.count += shape[0]
-
-    def _update_numpy(self, field: str, sums: FieldSums, array: Any, at: str) -> None:
-        x = np.asarray(array)
-        if x.dtype.kind not in "biuf":
-            raise IntroscopeError(f"field {field!r} has non-numeric dtype {x.dtype}{at}")
-        if sums.shift is None:
-            means = x.mean(axis=0, dtype=np.float64)
-            if not np.all(np.isfinite(means)):
-                raise IntroscopeError(f"field {field!r} contains NaN or Inf{at}")
-            sums.set_shift(choose_shift(means, x.std(axis=0, dtype=np.float64)))
-        if sums.upper_only:
-            column_sums = sums.add_numpy(x, product_dtype(x.dtype, self.precision))
-            if not np.all(np.isfinite(column_sums)):
-                raise IntroscopeError(f"field {field!r} contains NaN or Inf{at}")
-            sums.total += column_sums
-            return
-        # numpy batch into a torch state: float64 on the state's device.
-        import torch
-
-        t = torch.from_numpy(np.asarray(x, dtype=np.float64)).to(sums.outer.device)
-        self._add_torch(field, sums, t, at)
-
-    def _update_torch(self, field: str, sums: FieldSums, tensor: Any, at: str) -> None:
-        import torch
-
-        x = tensor.detach()
-        if x.is_complex() or not (x.is_floating_point() or x.dtype in _torch_int_types()):
-            raise IntroscopeError(f"field {field!r} has non-numeric dtype {x.dtype}{at}")
-        if sums.upper_only:
-            # The state lives on the host already: bring the batch there.
-            self._update_numpy(field, sums, x.cpu().numpy(), at)
-            return
-        x = x.to(device=sums.outer.device, dtype=torch.float64)
-        if sums.shift is None:
-            means = x.mean(dim=0)
-            if not bool(torch.isfinite(means).all()):
-                raise IntroscopeError(f"field {field!r} contains NaN or Inf{at}")
-            stds = x.std(dim=0, correction=0)
-            sums.set_shift(choose_shift(means.cpu().numpy(), stds.cpu().numpy()))
-        self._add_torch(field, sums, x, at)
-
-    @staticmethod
-    def _add_torch(field: str, sums: FieldSums, x: Any, at: str) -> None:
-        import torch
-
-        x = x - sums.shift
-        column_sums = x.sum(dim=0)
-        if not bool(torch.isfinite(column_sums).all()):
-            raise IntroscopeError(f"field {field!r} contains NaN or Inf{at}")
-        sums.outer.addmm_(x.T, x)
-        sums.total += column_sums
-
-    def merge(self, other: PFACovarianceState) -> PFACovarianceState:
+    def merge(self, other: PFACovarianceState) -> PFACovarianceState:  # type: ignore[override]
         """Add ``other``'s sums (computed on disjoint data) into this state; returns ``self``.
 
         ``other``'s sums are re-expressed about this state's shift first (exact up to float64
         rounding), so states started on different data merge to the one-pass covariance.
+        :meth:`merged` is the pure form (a new state, both inputs unchanged).
         """
         if not isinstance(other, PFACovarianceState):
             raise TypeError(f"can only merge a PFACovarianceState, got {type(other).__name__}")
-        for field, theirs in other._fields.items():
-            mine = self._fields.get(field)
-            if mine is not None and mine.units != theirs.units:
-                raise IntroscopeError(
-                    f"cannot merge field {field!r}: {mine.units} units here, {theirs.units} there"
-                )
-            count, shift, total, outer = theirs.numpy()
-            if mine is None:
-                mine = FieldSums(theirs.units)
-                self._fields[field] = mine
-            if count == 0:
-                continue
-            if mine.count == 0:
-                mine.set_shift(shift)
-            else:
-                d = shift - mine.shift_numpy()
-                if np.any(d):
-                    total, outer = reexpress(count, total, outer, d)
-            if mine.upper_only:
-                mine.outer += np.triu(outer)
-                mine.total += total
-            else:
-                mine.outer += to_like(outer, mine.outer)
-                mine.total += to_like(total, mine.total)
-            mine.count += count
+        for field, theirs in other._states.items():
+            mine = self._states.get(field)
+            try:
+                if mine is None:
+                    self._states[field] = theirs.copy()
+                else:
+                    mine.absorb(theirs)  # type: ignore[attr-defined]
+            except StateError as exc:
+                raise type(exc)(f"PFA: cannot merge response {field!r}: {exc}") from None
+        self._batches += other._batches
+        self._changed()
         return self
 
+    def merged(self, other: PFACovarianceState) -> PFACovarianceState:  # type: ignore[override]
+        """A new state: this one's data followed by ``other``'s (inputs unchanged)."""
+        out = self.spawn()
+        out._field_set = self._field_set
+        return out.merge(self).merge(other)
+
+    # ------------------------------------------------------------------ flat state dict
     def state_dict(self) -> dict[str, np.ndarray]:
         """The state as flat arrays (for ``np.savez``; no pickle needed).
 
-        Per field ``i``: ``count_i``, ``shift_i`` and the sums about the shift ``sum_i`` and
-        ``outer_i`` (float64).
+        ``fields``, ``precision``, ``epsilon_inactive``, and per field ``i``: ``count_i``,
+        ``shift_i`` and the float64 sums about the shift ``sum_i`` and ``outer_i`` (full
+        symmetric matrix).
         """
         out: dict[str, np.ndarray] = {
             "fields": np.array(self.fields, dtype=np.str_),
             "precision": np.array(self.precision, dtype=np.str_),
+            "epsilon_inactive": np.array(self.epsilon_inactive),
         }
-        for i, sums in enumerate(self._fields.values()):
-            count, shift, total, outer = sums.numpy()
+        for i, sums in enumerate(self._states.values()):
+            count, shift, total, outer = sums.numpy()  # type: ignore[attr-defined]
             out[f"count_{i}"] = np.array(count, dtype=np.int64)
             out[f"shift_{i}"] = shift
             out[f"sum_{i}"] = total
@@ -269,72 +204,69 @@ class PFACovarianceState:
         return out
 
     @classmethod
-    def from_state_dict(cls, state: Mapping[str, np.ndarray]) -> PFACovarianceState:
-        """Rebuild a state written by :meth:`state_dict` (no ``shift_i``: sums about zero)."""
-        precision = str(state["precision"]) if "precision" in state else "auto"
-        new = cls(precision=precision)
-        for i, name in enumerate(np.asarray(state["fields"]).tolist()):
-            total = np.asarray(state[f"sum_{i}"], dtype=np.float64)
-            sums = FieldSums(total.shape[0])
-            count = int(state[f"count_{i}"])
-            if count:
-                shift = state.get(f"shift_{i}")
-                sums.set_shift(np.zeros_like(total) if shift is None else np.asarray(shift, float))
-            sums.count = count
-            sums.total = total.copy()
-            sums.outer = np.asfortranarray(np.triu(np.asarray(state[f"outer_{i}"], np.float64)))
-            new._fields[str(name)] = sums
+    def from_state_dict(cls, state: Mapping[str, Any]) -> PFACovarianceState:
+        """Rebuild a state written by :meth:`state_dict` (no ``shift_i``: sums about zero).
+
+        Also reads the generic layout of :meth:`Accumulator.state_dict`.
+        """
+        if HEADER_KEY in state:
+            return super().from_state_dict(state)
+        precision = str(np.asarray(state["precision"])) if "precision" in state else "auto"
+        eps = float(np.asarray(state["epsilon_inactive"])) if "epsilon_inactive" in state else 1e-8
+        new = cls(precision=precision, epsilon_inactive=eps)
+        for i, name in enumerate(np.asarray(state["fields"]).reshape(-1).tolist()):
+            part = {
+                "count": state[f"count_{i}"],
+                "sum": state[f"sum_{i}"],
+                "outer": state[f"outer_{i}"],
+                "precision": precision,
+            }
+            if f"shift_{i}" in state:
+                part["shift"] = state[f"shift_{i}"]
+            new._states[str(name)] = FieldSums.from_state_dict(part)
         return new
 
+    # ------------------------------------------------------------------ finishing
     def covariance(self, field: str) -> np.ndarray:
         """The (units, units) covariance of ``field``, normalised by ``count - 1``."""
-        # The shift cancels: (S - T T^T / n) / (n - 1) with T, S the sums about it.
-        count, _, total, outer = self._fields[field].numpy()
-        if count == 0:
-            raise IntroscopeError(f"field {field!r} has no samples")
-        mean = total / count
-        # In place: outer is a fresh array, and these matrices are the memory peak of a pass.
-        if count <= 1:
-            outer /= count
-            outer -= np.outer(mean, mean)
-        else:
-            outer /= count - 1
-            outer -= np.outer(mean, total / (count - 1))
-        return outer
+        try:
+            return self._states[field].result()
+        except StateError as exc:
+            raise IntroscopeValueError(f"PFA: response {field!r} {exc}") from None
 
-    def finalize(
-        self, *, epsilon_inactive: float = 1e-8, fields: Iterable[str] | None = None
+    def covariance_results(
+        self, *, epsilon_inactive: float | None = None, fields: Iterable[str] | None = None
     ) -> tuple[dict[str, PFACovariancesResult], list[str]]:
         """Covariance results per field, and the fields with fewer samples than units.
 
         A failed field is reported with a warning (not an exception), as DNIKit does.
         """
+        eps = self.epsilon_inactive if epsilon_inactive is None else epsilon_inactive
         results: dict[str, PFACovariancesResult] = {}
         failed: list[str] = []
         for field in self.fields if fields is None else fields:
-            sums = self._fields[field]
-            if sums.count < sums.units:
+            sums = self._states[field]
+            if sums.count < sums.units:  # type: ignore[attr-defined]
                 warnings.warn(
                     f"PFA: field {field!r} has fewer samples than units (samples, units) = "
-                    f"({sums.count}, {sums.units}); its covariance is not computed and it is "
+                    f"({sums.count}, {sums.units}); its covariance is not computed and it is "  # type: ignore[attr-defined]
                     f"listed in failed_responses",
-                    stacklevel=3,
+                    stacklevel=4,
                 )
                 failed.append(field)
                 continue
             results[field] = PFACovariancesResult.make_covariance_result(
-                covariances=self.covariance(field), epsilon_inactive=epsilon_inactive
+                covariances=self.covariance(field), epsilon_inactive=eps
             )
             _logger.debug(
                 "PFA field %r: %d units, %d inactive",
                 field,
-                sums.units,
+                sums.units,  # type: ignore[attr-defined]
                 results[field].inactive_units.size,
             )
         return results, failed
 
-
-def _torch_int_types() -> tuple[Any, ...]:
-    import torch
-
-    return (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool)
+    def finalize(self, *, epsilon_inactive: float | None = None) -> Any:
+        """The :class:`PFA` of everything accumulated (``epsilon_inactive``: see the class)."""
+        results, failed = self.covariance_results(epsilon_inactive=epsilon_inactive)
+        return self.result_type(failed, results)

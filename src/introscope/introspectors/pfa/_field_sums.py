@@ -11,9 +11,14 @@ without the cancellation of ``E[xx^T] - mu mu^T``, then added to the float64 ``S
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+from introscope._validation import pooling_hint
+
+from .._accumulator import Capabilities, NonFiniteValues, State, StateError
 
 PRECISIONS = ("auto", "float64")
 
@@ -81,17 +86,31 @@ def to_like(array: np.ndarray, like: Any) -> Any:
     return torch.as_tensor(array, dtype=torch.float64, device=like.device)
 
 
-class FieldSums:
-    """Count, shift, shifted sum and shifted outer-product sum of one field.
+class FieldSums(State):
+    """Count, shift, shifted sum and shifted outer-product sum of one field (a PFA state).
 
     numpy state: the upper triangle of ``outer`` only, fed by staged blocks (float32 or float64
     products, see :func:`product_dtype`). torch state (``like`` given): full float64 tensors on
-    ``like``'s device, updated with ``addmm_``.
+    ``like``'s device, updated with ``addmm_``. O(units**2) float64, whatever the samples.
     """
 
-    __slots__ = ("count", "shift", "total", "outer", "upper_only", "_stage", "_staged", "_gram32")
+    capabilities = Capabilities(mergeable=True, exact=False, passes=1, grows_with=("units",))
+    checks_finite = True
 
-    def __init__(self, units: int, like: Any = None) -> None:
+    __slots__ = (
+        "count",
+        "shift",
+        "total",
+        "outer",
+        "upper_only",
+        "precision",
+        "_stage",
+        "_staged",
+        "_gram32",
+    )
+
+    def __init__(self, units: int, like: Any = None, precision: str = "auto") -> None:
+        self.precision = precision
         self.count = 0
         self.shift: Any = None  # set from the first non-empty batch (or by a merge)
         self._stage: np.ndarray | None = None
@@ -199,3 +218,160 @@ class FieldSums:
         full = np.add(self.outer, self.outer.T, order="C")
         np.fill_diagonal(full, np.diagonal(self.outer))
         return self.count, self.shift_numpy(), self.total.copy(), full
+
+    # ------------------------------------------------------------------ the State contract
+    def update(self, array: Any, *, allow_nonfinite: bool = False) -> int:
+        """Fold a (samples, units) numpy array or torch tensor in; NaN/Inf always raise."""
+        shape = tuple(array.shape)
+        if len(shape) != 2:
+            raise StateError(
+                f"has shape {shape}; PFA needs 2-D responses (samples, units): "
+                + pooling_hint(shape)
+            )
+        if shape[1] != self.units:
+            raise StateError(f"has {shape[1]} units, but earlier batches had {self.units}")
+        if shape[0] == 0:
+            return 0
+        if is_torch_tensor(array):
+            self._update_torch(array)
+        else:
+            self._update_numpy(array)
+        self.count += shape[0]
+        return 0
+
+    def _update_numpy(self, array: Any) -> None:
+        x = np.asarray(array)
+        if x.dtype.kind not in "biuf":
+            raise StateError(f"has non-numeric dtype {x.dtype}; PFA needs real numbers")
+        if self.shift is None:
+            means = x.mean(axis=0, dtype=np.float64)
+            if not np.all(np.isfinite(means)):
+                raise NonFiniteValues()
+            self.set_shift(choose_shift(means, x.std(axis=0, dtype=np.float64)))
+        if self.upper_only:
+            column_sums = self.add_numpy(x, product_dtype(x.dtype, self.precision))
+            if not np.all(np.isfinite(column_sums)):
+                raise NonFiniteValues()
+            self.total += column_sums
+            return
+        # numpy batch into a torch state: float64 on the state's device.
+        import torch
+
+        self._add_torch(torch.from_numpy(np.asarray(x, dtype=np.float64)).to(self.outer.device))
+
+    def _update_torch(self, tensor: Any) -> None:
+        import torch
+
+        x = tensor.detach()
+        if x.is_complex() or not (x.is_floating_point() or x.dtype in _torch_int_types()):
+            raise StateError(f"has non-numeric dtype {x.dtype}; PFA needs real numbers")
+        if self.upper_only:
+            # The state lives on the host already: bring the batch there.
+            self._update_numpy(x.cpu().numpy())
+            return
+        x = x.to(device=self.outer.device, dtype=torch.float64)
+        if self.shift is None:
+            means = x.mean(dim=0)
+            if not bool(torch.isfinite(means).all()):
+                raise NonFiniteValues()
+            stds = x.std(dim=0, correction=0)
+            self.set_shift(choose_shift(means.cpu().numpy(), stds.cpu().numpy()))
+        self._add_torch(x)
+
+    def _add_torch(self, x: Any) -> None:
+        import torch
+
+        x = x - self.shift
+        column_sums = x.sum(dim=0)
+        if not bool(torch.isfinite(column_sums).all()):
+            raise NonFiniteValues()
+        self.outer.addmm_(x.T, x)
+        self.total += column_sums
+
+    def absorb(self, other: FieldSums) -> None:
+        """Add ``other``'s sums (of disjoint data), re-expressed about this state's shift."""
+        if other.units != self.units:
+            raise StateError(f"has {self.units} units in one state and {other.units} in the other")
+        count, shift, total, outer = other.numpy()
+        if count == 0:
+            return
+        if self.count == 0:
+            self.set_shift(shift)
+        else:
+            d = shift - self.shift_numpy()
+            if np.any(d):
+                total, outer = reexpress(count, total, outer, d)
+        if self.upper_only:
+            self.outer += np.triu(outer)
+            self.total += total
+        else:
+            self.outer += to_like(outer, self.outer)
+            self.total += to_like(total, self.total)
+        self.count += count
+
+    def merged(self, other: FieldSums) -> FieldSums:
+        out = self.copy()
+        out.absorb(other)
+        return out
+
+    def copy(self) -> FieldSums:
+        """A host copy (numpy sums)."""
+        return FieldSums.from_state_dict(self.state_dict())
+
+    def result(self, **options: Any) -> np.ndarray:
+        """The (units, units) covariance, normalised by ``count - 1``."""
+        return covariance_of(*self.numpy())
+
+    def state_dict(self) -> dict[str, Any]:
+        count, shift, total, outer = self.numpy()
+        out: dict[str, Any] = {"count": count, "precision": self.precision, "sum": total}
+        out["outer"] = outer
+        if self.shift is not None:
+            out["shift"] = shift
+        return out
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Any]) -> FieldSums:
+        """Rebuild sums from :meth:`state_dict` (no ``shift``: sums about zero)."""
+        total = np.asarray(state["sum"], dtype=np.float64)
+        precision = str(np.asarray(state.get("precision", "auto")))
+        sums = cls(total.shape[0], precision=precision)
+        count = int(np.asarray(state["count"]))
+        if count:
+            shift = state.get("shift")
+            sums.set_shift(np.zeros_like(total) if shift is None else np.asarray(shift, float))
+        sums.count = count
+        sums.total = total.copy()
+        sums.outer = np.asfortranarray(np.triu(np.asarray(state["outer"], np.float64)))
+        return sums
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the sums and of the staging buffers."""
+        total = self.units * (self.units + 2) * 8  # outer, sum and shift, float64
+        for buf in (self._stage, self._gram32):
+            total += 0 if buf is None else buf.nbytes
+        return total
+
+
+def covariance_of(count: int, _shift: Any, total: np.ndarray, outer: np.ndarray) -> np.ndarray:
+    """The covariance from the sums about a shift (which cancels): (S - T T^T / n) / (n - 1).
+
+    ``outer`` is a fresh array and is changed in place (these matrices are a pass's memory peak).
+    """
+    if count == 0:
+        raise StateError("has no samples")
+    mean = total / count
+    if count <= 1:
+        outer /= count
+        outer -= np.outer(mean, mean)
+    else:
+        outer /= count - 1
+        outer -= np.outer(mean, total / (count - 1))
+    return outer
+
+
+def _torch_int_types() -> tuple[Any, ...]:
+    import torch
+
+    return (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool)
