@@ -182,23 +182,27 @@ def test_iua_agrees_across_the_three_adapters(setup: dict) -> None:
     nontrivial = 0
     for t_name, k_name, o_name in zip(torch_names, keras_names, onnx_names):
         rt, ro, rk = by_torch.results[t_name], by_onnx.results[o_name], by_keras.results[k_name]
-        keras_units = rk.unit_inactive_count
+        keras_units = rk.unit_inactive_count_array
         if keras_units.ndim == 3:  # (H, W, C) -> (C, H, W)
             keras_units = keras_units.transpose(2, 0, 1)
-        np.testing.assert_array_equal(ro.unit_inactive_count, rt.unit_inactive_count)
-        np.testing.assert_array_equal(keras_units, rt.unit_inactive_count)
+        np.testing.assert_array_equal(ro.unit_inactive_count_array, rt.unit_inactive_count_array)
+        np.testing.assert_array_equal(keras_units, rt.unit_inactive_count_array)
         for r in (ro, rk):
-            np.testing.assert_array_equal(r.inactive, rt.inactive)
+            np.testing.assert_array_equal(r.inactive_array, rt.inactive_array)
             assert r.mean_inactive == pytest.approx(rt.mean_inactive)
             assert r.std_inactive == pytest.approx(rt.std_inactive)
         if t_name in by_torch.channel_results:
-            ct = by_torch.channel_results[t_name].unit_inactive_count
-            np.testing.assert_array_equal(by_onnx.channel_results[o_name].unit_inactive_count, ct)
-            np.testing.assert_array_equal(by_keras.channel_results[k_name].unit_inactive_count, ct)
-        counts = rt.unit_inactive_count
+            ct = by_torch.channel_results[t_name].unit_inactive_count_array
+            np.testing.assert_array_equal(
+                by_onnx.channel_results[o_name].unit_inactive_count_array, ct
+            )
+            np.testing.assert_array_equal(
+                by_keras.channel_results[k_name].unit_inactive_count_array, ct
+            )
+        counts = rt.unit_inactive_count_array
         nontrivial += int(0 < counts.sum() < counts.size * N_SAMPLES)
     # The dead channels planted by the -50 biases are seen through every adapter.
-    assert by_torch.results["1"].unit_inactive_count[0].min() == N_SAMPLES
-    assert by_keras.results["relu1"].unit_inactive_count[..., 0].min() == N_SAMPLES
-    assert by_onnx.results[onnx_names[3]].unit_inactive_count[2].min() == N_SAMPLES
+    assert by_torch.results["1"].unit_inactive_count_array[0].min() == N_SAMPLES
+    assert by_keras.results["relu1"].unit_inactive_count_array[..., 0].min() == N_SAMPLES
+    assert by_onnx.results[onnx_names[3]].unit_inactive_count_array[2].min() == N_SAMPLES
     assert nontrivial >= 3

@@ -41,19 +41,19 @@ def test_hand_placed_zeros_give_dnikit_statistics() -> None:
     iua = IUA.introspect(producer_of(hand_placed()), batch_size=3)
     dense = iua.results["dense"]
     # Per sample inactive units: [2, 1, 3, 2] (1e-9 <= atol counts as zero).
-    np.testing.assert_array_equal(dense.inactive, [2, 1, 3, 2])
-    assert dense.inactive.dtype == np.int64
+    np.testing.assert_array_equal(dense.inactive_array, [2, 1, 3, 2])
+    assert dense.inactive_array.dtype == np.int64
     assert dense.mean_inactive == 2.0
     assert dense.std_inactive == pytest.approx(np.std([2, 1, 3, 2]), abs=0)
-    np.testing.assert_array_equal(dense.unit_inactive_count, [4, 1, 3])
-    np.testing.assert_array_equal(dense.unit_inactive_proportion, [1.0, 0.25, 0.75])
+    np.testing.assert_array_equal(dense.unit_inactive_count_array, [4, 1, 3])
+    np.testing.assert_array_equal(dense.unit_inactive_proportion_array, [1.0, 0.25, 0.75])
     assert dense.num_samples == 4 and dense.num_units == 3
     assert dense.dead_units() == 1 and dense.dead_units(0.75) == 2 and dense.dead_units(0.2) == 3
 
     conv = iua.results["conv"]
-    np.testing.assert_array_equal(conv.inactive, [2, 1, 4, 1])
-    np.testing.assert_array_equal(conv.unit_inactive_count, [[3, 2], [1, 2]])
-    assert conv.unit_inactive_count.shape == (2, 2)
+    np.testing.assert_array_equal(conv.inactive_array, [2, 1, 4, 1])
+    np.testing.assert_array_equal(conv.unit_inactive_count_array, [[3, 2], [1, 2]])
+    assert conv.unit_inactive_count_array.shape == (2, 2)
 
 
 def test_tolerances_follow_numpy_isclose(rng: np.random.Generator) -> None:
@@ -62,8 +62,8 @@ def test_tolerances_follow_numpy_isclose(rng: np.random.Generator) -> None:
     for atol in (0.0, 1e-8, 1e-4, 1e-3):
         iua = IUA.introspect(producer_of({"x": x}), batch_size=7, atol=atol, rtol=0.3)
         expected = np.isclose(x, np.zeros_like(x), rtol=0.3, atol=atol)
-        np.testing.assert_array_equal(iua.results["x"].unit_inactive_count, expected.sum(0))
-        np.testing.assert_array_equal(iua.results["x"].inactive, expected.sum(1))
+        np.testing.assert_array_equal(iua.results["x"].unit_inactive_count_array, expected.sum(0))
+        np.testing.assert_array_equal(iua.results["x"].inactive_array, expected.sum(1))
 
 
 @pytest.mark.parametrize(
@@ -76,17 +76,17 @@ def test_every_numeric_dtype_matches_isclose(rng: np.random.Generator, dtype) ->
         x = x + 1j * (rng.random(x.shape) < 0.3)
     iua = IUA.introspect(producer_of({"x": x}), batch_size=8)
     expected = np.isclose(x, np.zeros_like(x))
-    np.testing.assert_array_equal(iua.results["x"].unit_inactive_count, expected.sum(0))
-    np.testing.assert_array_equal(iua.results["x"].inactive, expected.reshape(30, -1).sum(1))
+    np.testing.assert_array_equal(iua.results["x"].unit_inactive_count_array, expected.sum(0))
+    np.testing.assert_array_equal(iua.results["x"].inactive_array, expected.reshape(30, -1).sum(1))
 
 
 def test_large_batches_do_not_overflow_the_uint8_fast_path() -> None:
     x = np.zeros((1000, 3000), dtype=np.float32)  # 1000 rows > 255 per uint8 flush
     x[:, 0] = 1.0
     iua = IUA.introspect(producer_of({"x": x}), batch_size=1000)
-    counts = iua.results["x"].unit_inactive_count
+    counts = iua.results["x"].unit_inactive_count_array
     assert counts[0] == 0 and np.all(counts[1:] == 1000)
-    assert np.all(iua.results["x"].inactive == 2999)
+    assert np.all(iua.results["x"].inactive_array == 2999)
 
 
 def test_seed_snippets_run_as_written(rng: np.random.Generator) -> None:
@@ -106,7 +106,7 @@ def test_table_columns_and_dead_unit_percentages() -> None:
     data["m"][:, 0] = 0.0
     data["m"][1:, 1] = 0.0  # inactive for 90% of samples
     iua = IUA.introspect(producer_of(data), batch_size=4)
-    df = IUA.show(iua, vis_type=IUA.VisType.TABLE, dead_fraction=0.9)
+    df = IUA.show(iua, vis_type=IUA.VisType.TABLE, dead_fraction=0.9, details=True)
     assert list(df["response"]) == ["a", "m", "z"]
     m = df.set_index("response").loc["m"]
     assert m["mean inactive"] == pytest.approx(1.9) and m["units"] == 5
@@ -204,9 +204,9 @@ def test_nonfinite_warn_counts_them_as_active_and_reports_per_layer() -> None:
     with pytest.warns(RuntimeWarning, match="'x': 4"):
         iua = IUA.introspect(producer_of({"x": x, "y": y}), batch_size=4, nonfinite="warn")
     assert iua.results["x"].nonfinite == 4 and iua.results["y"].nonfinite == 0
-    np.testing.assert_array_equal(iua.results["x"].inactive, [2, 3, 3, 3, 3, 0])
+    np.testing.assert_array_equal(iua.results["x"].inactive_array, [2, 3, 3, 3, 3, 0])
     assert "NON-FINITE 4" in str(iua)
-    assert IUA.show(iua).set_index("response").loc["x", "non-finite values"] == 4
+    assert IUA.show(iua, details=True).set_index("response").loc["x", "non-finite values"] == 4
 
 
 def test_finite_data_never_warns(rng: np.random.Generator) -> None:
@@ -215,7 +215,7 @@ def test_finite_data_never_warns(rng: np.random.Generator) -> None:
         warnings.simplefilter("error")
         iua = IUA.introspect(producer_of({"x": x}), batch_size=8, nonfinite="warn")
     assert iua.results["x"].nonfinite == 0 and iua.results["x"].num_samples == 20
-    np.testing.assert_array_equal(iua.results["x"].inactive, np.zeros(20))
+    np.testing.assert_array_equal(iua.results["x"].inactive_array, np.zeros(20))
 
 
 def test_bad_inputs_raise_clear_errors() -> None:
@@ -250,8 +250,8 @@ def test_channel_view_channels_first_and_last() -> None:
     first = IUA.introspect(producer_of({"c": conv}), batch_size=3, channel_axis=1)
     ch = first.channel_results["c"]
     # channel 0 fully inactive in samples 0, 2; channel 1 in sample 2 only.
-    np.testing.assert_array_equal(ch.unit_inactive_count, [2, 1])
-    np.testing.assert_array_equal(ch.inactive, [1, 0, 2, 0])
+    np.testing.assert_array_equal(ch.unit_inactive_count_array, [2, 1])
+    np.testing.assert_array_equal(ch.inactive_array, [1, 0, 2, 0])
     last = IUA.introspect(
         producer_of({"c": np.moveaxis(conv, 1, -1).copy()}), batch_size=3, channel_axis=-1
     )
@@ -260,7 +260,7 @@ def test_channel_view_channels_first_and_last() -> None:
     # dense responses have no channel view
     both = IUA.introspect(producer_of(data), batch_size=3, channel_axis=1)
     assert set(both.channel_results) == {"conv"}
-    df = IUA.show(both).set_index("response")
+    df = IUA.show(both, details=True).set_index("response")
     assert df.loc["conv", "dead channels"] == 0 and df.loc["conv", "channels"] == 2
 
 
@@ -306,3 +306,45 @@ def test_importing_introspectors_does_not_import_torch() -> None:
     code = "import sys, introscope.introspectors; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_result_keeps_dnikit_types_on_dnikit_names() -> None:
+    # DNIKit users compare these with lists: ``result.inactive == [...]`` is one bool
+    iua = IUA.introspect(producer_of(hand_placed()), batch_size=3)
+    dense, conv = iua.results["dense"], iua.results["conv"]
+    assert dense.inactive == [2, 1, 3, 2]
+    assert type(dense.inactive) is list
+    assert dense.unit_inactive_count == [4, 1, 3]
+    assert dense.unit_inactive_proportion == [1.0, 0.25, 0.75]
+    assert conv.unit_inactive_count == [[3, 2], [1, 2]]
+    assert type(conv.unit_inactive_count[0]) is list
+    # the same numbers as read-only arrays under the *_array names
+    assert dense.inactive_array.dtype == np.int64
+    assert conv.unit_inactive_count_array.shape == (2, 2)
+    assert not conv.unit_inactive_proportion_array.flags.writeable
+    # DNIKit's constructor, from lists
+    again = IUA.Result(
+        mean_inactive=dense.mean_inactive,
+        std_inactive=dense.std_inactive,
+        inactive=dense.inactive,
+        unit_inactive_count=dense.unit_inactive_count,
+        unit_inactive_proportion=dense.unit_inactive_proportion,
+    )
+    assert again == dense
+    with pytest.raises(AttributeError, match="immutable"):
+        dense.mean_inactive = 0.0  # type: ignore[misc]
+
+
+def test_show_has_dnikit_columns_by_default_and_details_on_request() -> None:
+    pytest.importorskip("pandas")
+    x = np.zeros((4, 3), dtype=np.float32)
+    iua = IUA.introspect(producer_of({"relu_10": x, "relu": x + 1, "relu_2": x}), batch_size=4)
+    table = IUA.show(iua)
+    assert list(table.columns) == ["response", "mean inactive", "std inactive"]
+    assert list(table["response"]) == ["relu", "relu_2", "relu_10"]
+    assert list(table["mean inactive"]) == [0.0, 3.0, 3.0]
+    wide = IUA.show(iua, details=True)
+    assert list(wide.columns[:3]) == ["response", "mean inactive", "std inactive"]
+    assert {"units", "dead units", "dead units (%)"} <= set(wide.columns)
+    assert list(wide["response"]) == ["relu", "relu_2", "relu_10"]
+    assert list(wide["dead units"]) == [0, 3, 3]

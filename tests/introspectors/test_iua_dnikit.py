@@ -81,4 +81,4 @@ def test_iua_equals_dnikit(tmp_path: pathlib.Path, rtol: float, atol: float) -> 
             np.testing.assert_array_equal(r.inactive, ref["inactive"])
             np.testing.assert_array_equal(r.unit_inactive_count, np.array(ref["count"]))
             np.testing.assert_array_equal(r.unit_inactive_proportion, np.array(ref["proportion"]))
-            assert r.unit_inactive_count.shape == arrays[name].shape[1:]
+            assert r.unit_inactive_count_array.shape == arrays[name].shape[1:]

@@ -158,8 +158,8 @@ def test_monitor_shared_module_gives_one_response_per_call(device_path: bool) ->
         )  # a call outside the model's forward pass counts as the first call
     result = monitor.result
     assert list(result.results) == ["relu#0", "relu#1"]
-    assert result.results["relu#0"].unit_inactive_count.shape == (4, 6, 6)
-    assert result.results["relu#1"].unit_inactive_count.shape == (8, 4, 4)
+    assert result.results["relu#0"].unit_inactive_count_array.shape == (4, 6, 6)
+    assert result.results["relu#1"].unit_inactive_count_array.shape == (8, 4, 4)
     assert result.results["relu#0"].num_samples == 9 and result.results["relu#1"].num_samples == 7
 
     # The same numbers (and names) as IUA.introspect over the torch adapter, which names a
@@ -175,4 +175,4 @@ def test_monitor_shared_module_gives_one_response_per_call(device_path: bool) ->
     assert result.results["relu#1"] == ref.results["relu#1"]
     assert result.channel_results["relu#1"] == ref.channel_results["relu#1"]
     first = result.results["relu#0"]
-    np.testing.assert_array_equal(first.inactive[:7], ref.results["relu#0"].inactive)
+    np.testing.assert_array_equal(first.inactive_array[:7], ref.results["relu#0"].inactive_array)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pathlib
 from collections.abc import Hashable, Iterator, Mapping, Sequence
-from types import MappingProxyType
 from typing import Any, TypeVar, overload
 
 import numpy as np
@@ -33,6 +32,55 @@ def _frozen(name: str, value: Any, where: str = "") -> np.ndarray:
     # (Writes through a writable base array of a view cannot be prevented without a copy.)
     value.flags.writeable = False
     return value
+
+
+class _FrozenMapping(Mapping):
+    """Read-only mapping of a batch's fields or snapshots.
+
+    ``==`` compares values as DNIKit does for these mappings: arrays by shape and contents, and
+    batches with ``Batch.__eq__``, so ``batch.fields == other.fields`` is one bool.
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return self.keys() == other.keys() and all(
+            _same(self._data[k], other[k]) for k in self._data
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(dict(self._data))
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (
+            isinstance(a, np.ndarray)
+            and isinstance(b, np.ndarray)
+            and a.shape == b.shape
+            and a.dtype == b.dtype
+            and bool(np.array_equal(a, b))
+        )
+    return _meta.values_equal(a, b)
 
 
 class _Storage:
@@ -93,15 +141,29 @@ class _Element:
 
     @property
     def fields(self) -> Mapping[str, Any]:
-        return MappingProxyType({n: a[self._i] for n, a in self._s.fields.items()})
+        return _FrozenMapping({n: a[self._i] for n, a in self._s.fields.items()})
 
     @property
     def snapshots(self) -> Mapping[str, _Element]:
-        return MappingProxyType({n: _Element(s._s, self._i) for n, s in self._s.snapshots.items()})
+        return _FrozenMapping({n: _Element(s._s, self._i) for n, s in self._s.snapshots.items()})
 
     @property
     def metadata(self) -> _meta.ElementMetadataView:
         return _meta.ElementMetadataView(self._s.metadata, self._i)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal fields (by contents), snapshots and metadata, wherever the elements came from."""
+        if not isinstance(other, _Element):
+            return NotImplemented
+        if self._s is other._s and self._i == other._i:
+            return True
+        return (
+            self.fields == other.fields
+            and self.snapshots == other.snapshots
+            and self.metadata == other.metadata
+        )
+
+    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{n}: shape={a.shape[1:]}" for n, a in self._s.fields.items())
@@ -242,12 +304,12 @@ class Batch:
     @property
     def fields(self) -> Mapping[str, np.ndarray]:
         """Read-only mapping of field name to array (dimension 0 is the batch dimension)."""
-        return MappingProxyType(self._s.fields)
+        return _FrozenMapping(self._s.fields)
 
     @property
     def snapshots(self) -> Mapping[str, Batch]:
         """Earlier states of this batch saved by :class:`SnapshotSaver`."""
-        return MappingProxyType(self._s.snapshots)
+        return _FrozenMapping(self._s.snapshots)
 
     @property
     def metadata(self) -> _meta.MetadataView:
@@ -277,15 +339,9 @@ class Batch:
             return NotImplemented
         a, b = self._s, other._s
         return (
-            a.fields.keys() == b.fields.keys()
-            and all(
-                a.fields[n].shape == b.fields[n].shape
-                and a.fields[n].dtype == b.fields[n].dtype
-                and np.array_equal(a.fields[n], b.fields[n])
-                for n in a.fields
-            )
-            and a.snapshots.keys() == b.snapshots.keys()
-            and all(a.snapshots[n] == b.snapshots[n] for n in a.snapshots)
+            a is b
+            or self.fields == other.fields
+            and self.snapshots == other.snapshots
             and _meta.storages_equal(a.metadata, b.metadata)
         )
 

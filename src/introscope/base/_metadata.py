@@ -152,7 +152,8 @@ def concat_storages(storages: Sequence[Storage]) -> Storage:
     return out
 
 
-def _values_equal(a: Any, b: Any) -> bool:
+def values_equal(a: Any, b: Any) -> bool:
+    """``a == b`` as one bool; numpy arrays compare by shape and contents."""
     try:
         import numpy as np
 
@@ -178,7 +179,7 @@ def storages_equal(a: Storage, b: Storage) -> bool:
             if len(va) != len(vb):
                 return False
             pairs = list(zip(va, vb))
-        if not all(_values_equal(x, y) for x, y in pairs):
+        if not all(values_equal(x, y) for x, y in pairs):
             return False
     return True
 
@@ -188,8 +189,9 @@ class MetadataView:
 
     __slots__ = ("_storage",)
 
-    def __init__(self, storage: Storage) -> None:
-        self._storage = storage
+    def __init__(self, storage: Storage | None = None) -> None:
+        # ``Batch.MetadataType()`` is an empty view, as in DNIKit
+        self._storage = storage if storage is not None else {}
 
     def __getitem__(self, key: AnyKey) -> Any:
         check_key(key)
@@ -225,6 +227,8 @@ class MetadataView:
             return storages_equal(self._storage, other._storage)
         return NotImplemented
 
+    __hash__ = None  # type: ignore[assignment]
+
     def __repr__(self) -> str:
         return f"Metadata({', '.join(repr(k) for k in self._storage)})"
 
@@ -255,6 +259,15 @@ class ElementMetadataView:
 
     def keys(self):  # noqa: ANN201
         return self._storage.keys()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ElementMetadataView):
+            return NotImplemented
+        return self.keys() == other.keys() and all(
+            values_equal(self[key], other[key]) for key in self._storage
+        )
+
+    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return "{" + ", ".join(f"{k!r}: {self[k]!r}" for k in self._storage) + "}"

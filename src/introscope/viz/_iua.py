@@ -24,9 +24,15 @@ def _frac_label(fraction: float) -> str:
     return f"{100 * fraction:g}%"
 
 
-def iua_table(rows: Sequence[Row]) -> Any:
-    """DataFrame: DNIKit's three columns first, then unit (and channel) dead counts."""
+def iua_table(rows: Sequence[Row], *, details: bool = False) -> Any:
+    """DataFrame of ``rows`` in their order: DNIKit's three columns; with ``details`` also unit
+    (and channel) counts, dead and mostly-dead units."""
     pd = require("pandas", "report", "IUA.show(vis_type=TABLE)")
+    if not details:
+        columns = ["response", "mean inactive", "std inactive"]
+        return pd.DataFrame.from_records(
+            [{c: r[c] for c in columns} for r in rows], columns=columns
+        )
     records = []
     any_channels = any(r["channels"] is not None for r in rows)
     any_nonfinite = any(r["nonfinite"] for r in rows)
@@ -59,8 +65,6 @@ def iua_table(rows: Sequence[Row]) -> Any:
     for col in ("channels", "dead channels", f"channels inactive >= {p}"):
         if col in df:
             df[col] = df[col].astype("Int64")  # counts stay integers beside dense rows' <NA>
-    if len(df):
-        df = df.sort_values("response").reset_index(drop=True)
     return df
 
 

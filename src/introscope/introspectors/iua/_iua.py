@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import numpy as np
 
+from introscope._order import natural_key, natural_sorted
 from introscope._validation import check_choice, check_tolerance, unknown_name_error
 from introscope.base import Producer, ResponseInfo
 from introscope.exceptions import IntroscopeError
@@ -165,12 +166,12 @@ class IUA(Accumulator):
         return self._states[response].channel_axis  # type: ignore[attr-defined]
 
     def summary(self, dead_fraction: float = 0.99) -> list[dict[str, Any]]:
-        """One dict per response (sorted): sizes, mean/std inactive, dead and mostly-dead counts."""
+        """One dict per response (natural order: relu, relu_2, relu_10): sizes, mean/std inactive, dead and mostly-dead counts."""
         if not 0.0 < dead_fraction <= 1.0:
             raise ValueError(f"dead_fraction must be in (0, 1], got {dead_fraction!r}")
         rows = []
         channel_results = self.channel_results
-        for name, res in sorted(self.results.items()):
+        for name, res in sorted(self.results.items(), key=lambda item: natural_key(item[0])):
             row: dict[str, Any] = {
                 "response": name,
                 "shape": self._states[name].unit_shape,  # type: ignore[attr-defined]
@@ -264,7 +265,7 @@ class IUA(Accumulator):
             raise ValueError(
                 "no response to show: response_names is empty (pass None to show every response)"
             )
-        return sorted(dict.fromkeys(names))
+        return natural_sorted(names)
 
     @staticmethod
     def show(
@@ -273,14 +274,16 @@ class IUA(Accumulator):
         vis_type: str = VisType.TABLE,
         response_names: str | Sequence[str] | None = None,
         dead_fraction: float = 0.99,
+        details: bool = False,
     ) -> Any:
         """A pandas DataFrame (``VisType.TABLE``) or matplotlib heatmap axes (``VisType.CHART``).
 
-        The table has DNIKit's columns ``response``, ``mean inactive``, ``std inactive`` (sorted
-        by response) followed by unit counts, dead units (inactive for every sample) and units
-        inactive for at least ``dead_fraction`` of the samples, as counts and percentages, and the
-        same for channels where there is a channel view. The chart has one labelled panel per
-        response (an array of axes for several).
+        The table has DNIKit's columns ``response``, ``mean inactive``, ``std inactive``, one row
+        per response in natural order (``relu``, ``relu_2``, ``relu_10``). ``details=True`` adds
+        unit counts, dead units (inactive for every sample) and units inactive for at least
+        ``dead_fraction`` of the samples, as counts and percentages, and the same for channels
+        where there is a channel view. The chart has one labelled panel per response (an array
+        of axes for several; ``introscope.viz.save_figure(axes, path)`` saves it).
         """
         if not isinstance(iua, IUA):
             raise TypeError(f"IUA.show expects the IUA returned by IUA.introspect, got {iua!r}")
@@ -288,7 +291,8 @@ class IUA(Accumulator):
         if vis_type == IUA.VisType.TABLE:
             from introscope.viz._iua import iua_table
 
-            return iua_table([r for r in iua.summary(dead_fraction) if r["response"] in names])
+            rows = [r for r in iua.summary(dead_fraction) if r["response"] in names]
+            return iua_table(rows, details=details)
         if vis_type == IUA.VisType.CHART:
             from introscope.viz._iua import iua_chart
 
@@ -296,7 +300,7 @@ class IUA(Accumulator):
             for row in iua.summary(dead_fraction):
                 if row["response"] in names:
                     name = row["response"]
-                    prop = iua.results[name].unit_inactive_proportion
+                    prop = iua.results[name].unit_inactive_proportion_array
                     panels.append((row, prop, iua.channel_axis(name)))
             return iua_chart(panels)
         raise ValueError(
@@ -318,6 +322,7 @@ class IUA(Accumulator):
         from introscope.viz._iua import iua_html
 
         panels = [
-            (row, self.results[row["response"]].unit_inactive_proportion) for row in self.summary()
+            (row, self.results[row["response"]].unit_inactive_proportion_array)
+            for row in self.summary()
         ]
         return iua_html(panels)
