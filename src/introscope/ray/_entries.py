@@ -83,26 +83,23 @@ class AccumulatorEntry(Entry):
         return state.finalize()
 
 
-class PFAEntry(Entry):
-    """PFA: its state is a ``PFACovarianceState`` (count, shift and float64 sums per field)."""
+class PFAEntry(AccumulatorEntry):
+    """PFA's accumulator, shipping each outer-product sum as its upper triangle only."""
 
-    label = "PFA"
-
-    def __init__(self, *, precision: str = "auto", epsilon_inactive: float = 1e-8) -> None:
-        PFACovarianceState(precision=precision)  # validates precision
-        self.precision = precision
-        self.epsilon_inactive = float(epsilon_inactive)
-
-    def new(self) -> PFACovarianceState:
-        return PFACovarianceState(precision=self.precision)
-
-    def update_batch(self, state: PFACovarianceState, batch: Batch, index: int) -> None:
-        for field, array in batch.fields.items():
-            state.update(field, array, where=f"batch {index}")
+    def __init__(
+        self,
+        template: PFACovarianceState | None = None,
+        *,
+        precision: str = "auto",
+        epsilon_inactive: float = 1e-8,
+    ) -> None:
+        if template is None:
+            template = PFACovarianceState(precision=precision, epsilon_inactive=epsilon_inactive)
+        super().__init__(template)
 
     def state_dict(self, state: PFACovarianceState) -> dict[str, Any]:
         out = dict(state.state_dict())
-        # The outer sums are upper-triangular: ship the upper triangle only (half the bytes).
+        # The outer sums are symmetric: ship the upper triangle (half the bytes).
         for key in [k for k in out if k.startswith("outer_")]:
             outer = out.pop(key)
             out["triu_" + key[len("outer_") :]] = outer[np.triu_indices(outer.shape[0])]
@@ -115,14 +112,11 @@ class PFAEntry(Entry):
             units = int(np.asarray(full["sum_" + key[len("triu_") :]]).shape[0])
             outer = np.zeros((units, units))
             outer[np.triu_indices(units)] = packed
+            outer = outer + np.triu(outer, 1).T
             full["outer_" + key[len("triu_") :]] = outer
-        return PFACovarianceState.from_state_dict(full)
-
-    def merged(self, left: PFACovarianceState, right: PFACovarianceState) -> PFACovarianceState:
-        return left.merge(right)  # in place: the driver owns both decoded states
-
-    def finalize(self, state: PFACovarianceState) -> PFA:
-        return PFA.from_state(state, epsilon_inactive=self.epsilon_inactive)
+        acc = PFACovarianceState.from_state_dict(full)
+        acc._defer_warnings = True
+        return acc
 
 
 def _is_accumulator(item: Any) -> bool:
@@ -135,9 +129,7 @@ def _is_accumulator_class(item: Any) -> bool:
 
 def resolve_entries(introspectors: Any) -> list[Entry]:
     """One :class:`Entry` per item of ``introspectors`` (classes or configured instances)."""
-    single = isinstance(introspectors, (type, Entry, PFACovarianceState)) or _is_accumulator(
-        introspectors
-    )
+    single = isinstance(introspectors, (type, Entry)) or _is_accumulator(introspectors)
     if single:
         items = [introspectors]
     else:
@@ -155,27 +147,19 @@ def resolve_entries(introspectors: Any) -> list[Entry]:
 def _resolve(item: Any, index: int) -> Entry:
     if isinstance(item, Entry):
         return item
+    if item is PFA:
+        return PFAEntry()
     if _is_accumulator_class(item):
-        return AccumulatorEntry(item())
+        return PFAEntry() if issubclass(item, PFACovarianceState) else AccumulatorEntry(item())
     if _is_accumulator(item):
         if item.fields:
             raise IntroscopeValueError(
-                f"introscope.ray.introspect: introspectors[{index}] is a {item.owner} that "
-                f"already holds data; pass an unused one for its settings and merge earlier "
-                f"results with .merge"
+                f"introscope.ray.introspect: introspectors[{index}] is a {item.owner} "
+                f"accumulator that already holds data; pass an unused one for its settings "
+                f"and merge earlier results with .merge"
             )
-        return AccumulatorEntry(item)
-    if item is PFA:
-        return PFAEntry()
-    if isinstance(item, PFACovarianceState):
-        if item.fields:
-            raise IntroscopeValueError(
-                f"introscope.ray.introspect: introspectors[{index}] is a PFACovarianceState that "
-                f"already holds data; pass an empty one for its settings"
-            )
-        return PFAEntry(precision=item.precision)
+        return PFAEntry(item) if isinstance(item, PFACovarianceState) else AccumulatorEntry(item)
     raise IntroscopeValueError(
-        f"introscope.ray.introspect: introspectors[{index}] is {item!r}; expected IUA, PFA, a "
-        f"configured IUA(...), a PFACovarianceState(precision=...) or "
-        f"introscope.ray.PFAEntry(precision=..., epsilon_inactive=...)"
+        f"introscope.ray.introspect: introspectors[{index}] is {item!r}; expected IUA, PFA, "
+        f"a configured IUA(...) or PFA.accumulator(...), or another introspector accumulator"
     )

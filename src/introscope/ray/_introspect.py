@@ -138,8 +138,9 @@ def introspect(
     Args:
         dataset: a ``ray.data.Dataset`` whose columns are the model's inputs, or the responses
             themselves when ``model`` is None (one row per sample, one shape per column).
-        introspectors: ``IUA``, ``PFA``, configured ``IUA(...)``, ``PFACovarianceState(
-            precision=...)`` or :class:`PFAEntry` (for ``epsilon_inactive``), or a list of them.
+        introspectors: ``IUA``, ``PFA``, a configured ``IUA(atol=...)`` or
+            ``PFA.accumulator(precision=...)``, any other introspector accumulator (class or
+            unused instance), or a list of them.
         model: a zero-argument function returning an introscope ``Model``; it is called once
             per worker (an actor of the pool given to ``map_batches``), not on the driver.
         responses: the model responses to compute (all when None) or, without a model, the
