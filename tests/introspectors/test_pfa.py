@@ -189,8 +189,12 @@ def test_state_matches_numpy_cov_and_merges(rng) -> None:
     np.testing.assert_allclose(merged.covariance("f"), whole.covariance("f"), rtol=1e-9)
     restored = PFACovarianceState.from_state_dict(dict(merged.state_dict()))
     np.testing.assert_array_equal(restored.covariance("f"), merged.covariance("f"))
-    results, failed = restored.finalize()
+    results, failed = restored.covariance_results()
     assert failed == [] and list(results) == ["f", "g"]
+    pfa = restored.finalize()
+    assert (
+        isinstance(pfa, PFA) and pfa.failed_responses == [] and list(pfa.covariances) == ["f", "g"]
+    )
 
 
 def test_state_from_torch_tensors_equals_numpy(rng) -> None:
@@ -201,7 +205,7 @@ def test_state_from_torch_tensors_equals_numpy(rng) -> None:
     ours.update("f", torch.from_numpy(x[:40]))
     ours.update("f", x[40:])  # numpy into a torch-backed state
     ref.update("f", x)
-    assert isinstance(ours._fields["f"].outer, torch.Tensor)
+    assert isinstance(ours.states["f"].outer, torch.Tensor)
     np.testing.assert_allclose(ours.covariance("f"), ref.covariance("f"), rtol=1e-12)
     np.testing.assert_allclose(ours.covariance("f"), ref.covariance("f"), rtol=1e-12)  # again
     twice = np.cov(np.concatenate([x, x]).astype(np.float64), rowvar=False)
@@ -210,14 +214,19 @@ def test_state_from_torch_tensors_equals_numpy(rng) -> None:
 
 def test_state_errors_name_field_and_batch() -> None:
     state = PFACovarianceState()
-    with pytest.raises(IntroscopeError, match=r"'conv'.*\(2, 3, 3, 4\).*batch 0.*Pooler"):
+    with pytest.raises(
+        IntroscopeError, match=r"PFA: response 'conv' \(batch 0\) has shape \(2, 3, 3, 4\).*Pooler"
+    ):
         state.update("conv", np.zeros((2, 3, 3, 4)), where="batch 0")
     state.update("f", np.zeros((2, 3)))
-    with pytest.raises(IntroscopeError, match="'f' had 3 units but now has 4"):
+    with pytest.raises(
+        IntroscopeError,
+        match=r"PFA: response 'f' \(update\(\)\) has 4 units, but earlier batches had 3",
+    ):
         state.update("f", np.zeros((2, 4)))
     bad = np.zeros((2, 3))
     bad[1, 2] = np.nan
-    with pytest.raises(IntroscopeError, match="'f' contains NaN or Inf \\(batch 5\\)"):
+    with pytest.raises(IntroscopeError, match=r"PFA: response 'f' \(batch 5\) contains NaN or Inf"):
         state.update("f", bad, where="batch 5")
 
 

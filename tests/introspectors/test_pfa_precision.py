@@ -36,7 +36,7 @@ def _correlated(rng, n: int, units: int, mean: float, std: float) -> np.ndarray:
 def test_float32_path_close_to_float64_cov_with_large_mean(rng) -> None:
     x = _correlated(rng, 20_000, 8, mean=1e3, std=1.0)
     state = _stream(PFACovarianceState(), x)
-    sums = state._fields["f"]
+    sums = state.states["f"]
     assert sums._stage is not None and sums._stage.dtype == np.float32  # float32 products
     ref = np.cov(x.astype(np.float64), rowvar=False)
     err = np.abs(state.covariance("f") - ref)
@@ -63,7 +63,7 @@ def test_precision_float64_and_dtype_routing(rng) -> None:
     x = _correlated(rng, 3000, 6, mean=-40.0, std=3.0)
     ref = np.cov(x.astype(np.float64), rowvar=False)
     exact = _stream(PFACovarianceState(precision="float64"), x)
-    assert exact._fields["f"]._stage.dtype == np.float64
+    assert exact.states["f"]._stage.dtype == np.float64
     np.testing.assert_allclose(exact.covariance("f"), ref, rtol=1e-10, atol=1e-12)
     for dtype, staged in [
         (np.float16, np.float32),
@@ -72,9 +72,9 @@ def test_precision_float64_and_dtype_routing(rng) -> None:
         (np.float64, np.float64),
     ]:
         state = _stream(PFACovarianceState(), x.astype(dtype))
-        assert state._fields["f"]._stage.dtype == staged, dtype
+        assert state.states["f"]._stage.dtype == staged, dtype
         want = np.cov(x.astype(dtype).astype(np.float64), rowvar=False)
-        assert np.all(np.abs(state.covariance("f") - want) <= _bound(x, state._fields["f"].shift))
+        assert np.all(np.abs(state.covariance("f") - want) <= _bound(x, state.states["f"].shift))
     with pytest.raises(ValueError, match="precision must be one of"):
         PFACovarianceState(precision="float16")
 
@@ -118,11 +118,11 @@ def test_merge_of_differently_shifted_states_equals_one_pass(rng) -> None:
         whole = _stream(PFACovarianceState(precision=precision), x)
         a = _stream(PFACovarianceState(precision=precision), x[:3000])
         b = _stream(PFACovarianceState(precision=precision), x[3000:])
-        shift_a, shift_b = a._fields["f"].shift_numpy(), b._fields["f"].shift_numpy()
+        shift_a, shift_b = a.states["f"].shift_numpy(), b.states["f"].shift_numpy()
         assert np.all(np.abs(shift_b - shift_a) > 400)
         merged = a.merge(b)
         assert merged.count("f") == 6000
-        np.testing.assert_array_equal(merged._fields["f"].shift_numpy(), shift_a)
+        np.testing.assert_array_equal(merged.states["f"].shift_numpy(), shift_a)
         ref = np.cov(x.astype(np.float64), rowvar=False)
         if rtol is not None:
             np.testing.assert_allclose(merged.covariance("f"), whole.covariance("f"), rtol=rtol)
@@ -132,7 +132,7 @@ def test_merge_of_differently_shifted_states_equals_one_pass(rng) -> None:
             assert np.all(np.abs(whole.covariance("f") - ref) <= _bound(x, shift_a))
         # Merging into an empty state adopts the other's shift.
         empty = PFACovarianceState().merge(b)
-        np.testing.assert_array_equal(empty._fields["f"].shift_numpy(), shift_b)
+        np.testing.assert_array_equal(empty.states["f"].shift_numpy(), shift_b)
         np.testing.assert_array_equal(empty.covariance("f"), b.covariance("f"))
 
 
@@ -141,7 +141,7 @@ def test_state_dict_carries_shift_and_keeps_accumulating(rng) -> None:
     first = _stream(PFACovarianceState(), x[:2500])
     saved = first.state_dict()
     assert saved["precision"] == "auto"
-    np.testing.assert_array_equal(saved["shift_0"], first._fields["f"].shift_numpy())
+    np.testing.assert_array_equal(saved["shift_0"], first.states["f"].shift_numpy())
     restored = PFACovarianceState.from_state_dict(dict(saved))
     np.testing.assert_array_equal(restored.covariance("f"), first.covariance("f"))
     _stream(restored, x[2500:])
@@ -197,6 +197,6 @@ def test_float32_path_on_relu_responses_is_as_accurate_as_float32_allows(rng) ->
     ref = np.cov(x.astype(np.float64), rowvar=False)
     scale = np.sqrt(np.outer(np.diag(ref), np.diag(ref)))
     state = _stream(PFACovarianceState(), x)
-    shift = state._fields["f"].shift_numpy()
+    shift = state.states["f"].shift_numpy()
     assert np.all(np.exp2(np.round(np.log2(shift))) == shift)
     assert np.max(np.abs(state.covariance("f") - ref) / scale) < 3e-7

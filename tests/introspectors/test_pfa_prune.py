@@ -128,7 +128,7 @@ def test_monitor_feeds_state_on_device_and_plan_prunes() -> None:
         for b in batches:
             ref.update("2", model[:3](b).amax(dim=(2, 3)).numpy())
     np.testing.assert_allclose(monitor.state.covariance("2"), ref.covariance("2"), rtol=1e-6)
-    pfa = monitor.result()
+    pfa = monitor.result
     recipes = pfa.get_recipe(strategy=PFA.Strategy.Energy(0.95))
     plan = PFA.pruning_plan(recipes)
     pruned = prune_sequential(model, plan, example_input=batches[0])

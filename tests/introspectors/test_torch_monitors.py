@@ -68,7 +68,7 @@ def test_pfa_monitor_shared_module_gives_one_response_per_call(pool: str) -> Non
     # Before the fix the two calls went into one field (and failed on the width change).
     assert monitor.state.fields == ["relu#0", "relu#1"]
     assert monitor.state.count("relu#0") == 40 and monitor.state.count("relu#1") == 40
-    got = monitor.result()
+    got = monitor.result
 
     # The same names and numbers as PFA.introspect on the torch adapter's responses, pooled the
     # same way with a Pooler.

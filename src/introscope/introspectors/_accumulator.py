@@ -504,6 +504,7 @@ class Accumulator(abc.ABC):
             scalars.append(plain)
         header = {
             "type": self.owner,
+            "kind": "state",
             "format": FORMAT,
             "config": self.config(),
             "fields": list(self._states),
@@ -528,6 +529,11 @@ class Accumulator(abc.ABC):
         if header.get("type") != cls.owner:
             raise IntroscopeValueError(
                 f"{cls.owner}: the state is a {header.get('type')!r} state, not {cls.owner!r}"
+            )
+        if header.get("kind", "state") != "state":
+            raise IntroscopeValueError(
+                f"{cls.owner}: the file holds a {cls.owner} {header.get('kind')}, not a state; "
+                f"load it with {cls.owner}.load"
             )
         if header.get("format") != FORMAT:
             raise IntroscopeValueError(

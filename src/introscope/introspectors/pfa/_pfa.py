@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from introscope._progress import progress
-from introscope.base._producer import Producer, check_batch_size, checked_batches
+import numpy as np
+
+from introscope._validation import check_batch_size, check_choice
+from introscope.base._producer import Producer
 from introscope.exceptions import IntroscopeError
 
+from .._accumulator import accumulate
+from .._npz import load_npz, save_npz
 from . import _strategies, _units
 from ._covariance import PFACovariancesResult, PFACovarianceState
 from ._plan import PFAPruningPlan
@@ -17,7 +22,29 @@ from ._recipe import PFARecipe
 from ._strategies import PFAStrategyType
 from ._units import PFAUnitSelectionStrategyType
 
+if TYPE_CHECKING:
+    from introscope.torch._monitor import Monitor
+
 __all__ = ["PFA"]
+
+_POOLS = ("max", "mean", None)
+
+
+def _pooling(pool: str | None):  # noqa: ANN202
+    """The monitor's transform: (N, C, ...) outputs pooled over every axis after the channels."""
+
+    def transform(name: str, x: Any) -> Any:
+        if x.dim() <= 2:
+            return x
+        if pool is None:
+            raise IntroscopeError(
+                f"PFA.monitor: module {name!r} output has shape {tuple(x.shape)}; "
+                f"pass pool='max' or 'mean' to reduce it to (samples, channels)"
+            )
+        flat = x.flatten(2)
+        return flat.amax(dim=2) if pool == "max" else flat.mean(dim=2)
+
+    return transform
 
 
 @dataclass(frozen=True)
@@ -83,28 +110,83 @@ class PFA:
                 :class:`PFACovarianceState`.
         """
         check_batch_size(batch_size)
-        state = PFACovarianceState(precision=precision)
-        batches = checked_batches(producer, batch_size, what="PFA producer")
-        for index, batch in enumerate(progress(batches, "PFA")):
-            for field, array in batch.fields.items():
-                state.update(field, array, where=f"batch {index}")
-        return PFA.from_state(state, epsilon_inactive=epsilon_inactive)
+        state = PFA.accumulator(epsilon_inactive=epsilon_inactive, precision=precision)
+        (pfa,) = accumulate(producer, state, batch_size=batch_size, desc="PFA")
+        return pfa
 
     @staticmethod
-    def from_state(state: PFACovarianceState, *, epsilon_inactive: float = 1e-8) -> PFA:
+    def accumulator(
+        *, epsilon_inactive: float = 1e-8, precision: str = "auto"
+    ) -> PFACovarianceState:
+        """An empty PFA accumulator (``finalize()`` gives what :meth:`introspect` returns)."""
+        return PFACovarianceState(precision=precision, epsilon_inactive=epsilon_inactive)
+
+    @staticmethod
+    def from_state(state: PFACovarianceState, *, epsilon_inactive: float | None = None) -> PFA:
         """Finish a :class:`PFACovarianceState` fed elsewhere (hooks, shards, workers)."""
-        results, failed = state.finalize(epsilon_inactive=epsilon_inactive)
+        results, failed = state.covariance_results(epsilon_inactive=epsilon_inactive)
         return PFA(failed, results)
 
     @staticmethod
-    def monitor(model: Any, layers: str | Sequence[str], *, pool: str | None = "max") -> Any:
+    def monitor(
+        model: Any,
+        layers: str | Iterable[Any],
+        *,
+        pool: str | None = "max",
+        epsilon_inactive: float = 1e-8,
+        precision: str = "auto",
+    ) -> Monitor:
         """Watch modules of a ``torch.nn.Module`` with forward hooks (a context manager).
 
-        ``monitor.result()`` is a :class:`PFA` of every output seen; see :class:`PFAMonitor`.
+        Outputs of shape (N, C, ...) are pooled over every axis after the channel axis 1
+        (``pool`` "max", as DNIKit users do with ``Pooler(method=MAX)``, or "mean"); (N, C)
+        outputs are used as they are. Sums stay on the model's device in float64.
+        ``monitor.result`` is a :class:`PFA` of every output seen, ``monitor.state`` the
+        :class:`PFACovarianceState`; other defaults are those of :meth:`introspect`.
         """
-        from ._torch_monitor import PFAMonitor
+        from introscope.torch._monitor import Monitor
 
-        return PFAMonitor(model, layers, pool=pool)
+        check_choice(pool, "pool", _POOLS, owner="PFA.monitor")
+        state = PFA.accumulator(epsilon_inactive=epsilon_inactive, precision=precision)
+        return Monitor(model, state, layers, owner="PFA.monitor", transform=_pooling(pool))
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write this result to one ``.npz`` (arrays + JSON header; atomic, no pickle)."""
+        arrays: dict[str, np.ndarray] = {}
+        names = list(self._covariance_result_by_response)
+        for i, name in enumerate(names):
+            res = self._covariance_result_by_response[name]
+            arrays[f"{i}.covariances"] = res.covariances
+            arrays[f"{i}.eigenvalues"] = res.eigenvalues
+            arrays[f"{i}.eigenvectors"] = res.eigenvectors
+            arrays[f"{i}.inactive_units"] = np.asarray(res.inactive_units, dtype=np.int64)
+        header = {
+            "type": "PFA",
+            "kind": "result",
+            "format": 1,
+            "fields": names,
+            "failed_responses": list(self.failed_responses),
+        }
+        save_npz(path, arrays, header)
+
+    @staticmethod
+    def load(path: str | os.PathLike[str]) -> PFA:
+        """Read a result written by :meth:`save` (or a saved :class:`PFACovarianceState`)."""
+        arrays, header = load_npz(path, expect="PFA")
+        if header.get("kind") != "result":
+            return PFACovarianceState._import(arrays, header).finalize()
+        results = {}
+        for i, name in enumerate(header["fields"]):
+            cov = arrays[f"{i}.covariances"]
+            results[name] = PFACovariancesResult(
+                covariances=cov,
+                eigenvalues=arrays[f"{i}.eigenvalues"],
+                eigenvectors=arrays[f"{i}.eigenvectors"],
+                original_output_count=int(cov.shape[0]),
+                inactive_units=arrays[f"{i}.inactive_units"].astype(int),
+            )
+        return PFA(list(header["failed_responses"]), results)
 
     @property
     def covariances(self) -> Mapping[str, PFACovariancesResult]:
@@ -188,3 +270,7 @@ class PFA:
         raise ValueError(
             f"unexpected vis_type {vis_type!r}; expected PFA.VisType.CHART or PFA.VisType.TABLE"
         )
+
+
+# The accumulator builds this result class (see PFACovarianceState.result_type).
+PFACovarianceState.result_type = PFA
