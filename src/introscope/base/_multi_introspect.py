@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
+
+import numpy as np
 
 from introscope.exceptions import IntroscopeError
 
@@ -158,6 +163,151 @@ def _describe(introspector: Callable[..., Any]) -> str:
     return name
 
 
+def _owner_class(func: Any) -> Any:
+    owner = getattr(func, "__self__", None)  # a classmethod bound to its class
+    if isinstance(owner, type):
+        return owner
+    qualname = getattr(func, "__qualname__", "")
+    module = sys.modules.get(getattr(func, "__module__", None) or "")
+    if module is None or "<" in qualname or "." not in qualname:
+        return None
+    target: Any = module
+    for part in qualname.split(".")[:-1]:
+        target = getattr(target, part, None)
+    return target if isinstance(target, type) else None
+
+
+def one_pass_accumulator(introspector: Any) -> tuple[Any, int | None] | None:
+    """``(accumulator, batch size asked for)`` when ``introspector`` works in one pass, else None.
+
+    An accumulator (anything with ``update_batch`` and ``finalize``) is one already; so is
+    ``Cls.introspect`` or a ``functools.partial`` of it (keywords only) for a class that offers
+    ``Cls.accumulator(**options)`` taking the options of ``introspect`` but ``batch_size``
+    (IUA, PFA). Known by these names only, so base imports nothing from introspectors.
+    """
+    if callable(getattr(introspector, "update_batch", None)) and callable(
+        getattr(introspector, "finalize", None)
+    ):
+        return introspector, None
+    func, keywords = introspector, {}
+    if isinstance(func, functools.partial):
+        if func.args:
+            return None
+        func, keywords = func.func, dict(func.keywords)
+    cls = _owner_class(func)
+    factory = getattr(cls, "accumulator", None)
+    if cls is None or not callable(factory) or getattr(func, "__name__", "") != "introspect":
+        return None
+    if getattr(cls.introspect, "__func__", cls.introspect) is not getattr(func, "__func__", func):
+        return None
+    batch_size = keywords.pop("batch_size", None)
+    if batch_size is None:
+        param = inspect.signature(func).parameters.get("batch_size")
+        if param is None or param.default is inspect.Parameter.empty:
+            return None
+        batch_size = param.default
+    return factory(**keywords), check_batch_size(batch_size)
+
+
+class _Recut:
+    """Re-cut pushed batches into batches of exactly ``size`` rows (fields only; the last short)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.parts: list[dict[str, np.ndarray]] = []
+        self.rows = 0
+
+    def push(self, batch: Batch) -> Iterator[Batch]:
+        fields = dict(batch.fields)
+        n, start = batch.batch_size, 0
+        while start < n:
+            take = min(self.size - self.rows, n - start)
+            self.parts.append({k: v[start : start + take] for k, v in fields.items()})
+            self.rows += take
+            start += take
+            if self.rows == self.size:
+                yield self._emit()
+
+    def flush(self) -> Iterator[Batch]:
+        if self.rows:
+            yield self._emit()
+
+    def _emit(self) -> Batch:
+        parts, self.parts, self.rows = self.parts, [], 0
+        if len(parts) == 1:
+            return Batch(parts[0])
+        keys = list(parts[0])
+        for part in parts[1:]:
+            if set(part) != set(keys):
+                raise IntroscopeError(
+                    f"the producer's batches have fields {sorted(keys)} and {sorted(part)}; "
+                    f"every batch must carry the same fields"
+                )
+        return Batch({k: np.concatenate([p[k] for p in parts]) for k in keys})
+
+
+def _single_pass(
+    introspectors: tuple[Any, ...],
+    plans: list[tuple[Any, int | None]],
+    producer: Producer,
+    batch_size: int | None,
+) -> tuple[Any, ...]:
+    """Every participant is an accumulator: one loop over the producer, no threads."""
+    asked = [size for _, size in plans if size is not None]
+    pull = batch_size or (max(asked) if asked else 32)
+    accs = [acc for acc, _ in plans]
+    recuts = [None if size in (None, pull) else _Recut(size) for _, size in plans]
+    counts = [0] * len(accs)
+    _logger.debug("one loop for %d accumulators at batch size %d", len(accs), pull)
+
+    def feed(i: int, batch: Batch) -> None:
+        try:
+            accs[i].update_batch(batch, counts[i])
+        except Exception as exc:
+            raise IntroscopeError(
+                f"introspector {i} ({_describe(introspectors[i])}) failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        counts[i] += 1
+
+    for acc in accs:
+        acc._defer_warnings = True
+    try:
+        batches = checked_batches(producer, pull, allow_empty=True)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            except Exception as exc:
+                raise IntroscopeError(
+                    f"the producer failed while feeding multi_introspect: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            for i, recut in enumerate(recuts):
+                for piece in [batch] if recut is None else recut.push(batch):
+                    feed(i, piece)
+        for i, recut in enumerate(recuts):
+            for piece in [] if recut is None else recut.flush():
+                feed(i, piece)
+    finally:
+        for acc in accs:
+            acc._defer_warnings = False
+    for i, count in enumerate(counts):
+        if count == 0:
+            raise IntroscopeError(
+                f"introspector {i} ({_describe(introspectors[i])}) failed: the producer yielded "
+                f"no batch; there is no data to process"
+            )
+    results = []
+    for acc in accs:
+        warn = getattr(acc, "_warn_summary", None)
+        if warn is not None:
+            warn(stacklevel=4)
+        results.append(acc.finalize())
+    return tuple(results)
+
+
 def multi_introspect(
     *introspectors: Callable[[Producer], Any],
     producer: Producer,
@@ -166,9 +316,12 @@ def multi_introspect(
     """Run several introspectors on a single pass over ``producer``; return their results in order.
 
     Each introspector is a callable taking a producer, e.g. ``IUA.introspect`` or
-    ``functools.partial(PFA.introspect, batch_size=64)``. ``producer`` is called exactly once;
-    each batch is handed to every introspector, which run in their own threads (concurrently,
-    unlike DNIKit, which ran them in turn), with at most two batches queued per introspector.
+    ``functools.partial(PFA.introspect, batch_size=64)``, or an accumulator (``IUA()``,
+    ``PFA.accumulator()``). ``producer`` is called exactly once. When every introspector works
+    in one pass (accumulators, and the ``introspect`` of IUA, PFA and other accumulator-based
+    introspectors), one loop feeds each batch to each of them, re-cut to the batch size each
+    asks for. Otherwise each runs in its own thread (concurrently, unlike DNIKit, which ran
+    them in turn), with at most two batches queued per introspector.
 
     An introspector that stops reading early is simply no longer fed; one that calls its producer
     a second time after peeking at the first batch gets that batch again.
@@ -185,8 +338,9 @@ def multi_introspect(
     """
     if not introspectors:
         raise IntroscopeError("multi_introspect needs at least one introspector")
+    plans = [one_pass_accumulator(introspector) for introspector in introspectors]
     for i, introspector in enumerate(introspectors):
-        if not callable(introspector):
+        if not callable(introspector) and plans[i] is None:
             raise IntroscopeError(
                 f"introspector {i} must be callable with a producer, "
                 f"got {type(introspector).__name__}"
@@ -197,6 +351,14 @@ def multi_introspect(
         )
     if batch_size is not None:
         check_batch_size(batch_size)
+    if all(plan is not None for plan in plans):
+        return _single_pass(introspectors, plans, producer, batch_size)  # type: ignore[arg-type]
+    for i, introspector in enumerate(introspectors):
+        if not callable(introspector):
+            raise IntroscopeError(
+                f"introspector {i} is an accumulator; multi_introspect can mix accumulators only "
+                f"with other one-pass introspectors. Pass its introspect function instead"
+            )
 
     hub = _Hub(len(introspectors))
     threads = [

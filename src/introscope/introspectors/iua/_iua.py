@@ -218,6 +218,25 @@ class IUA(Accumulator):
         accumulate(producer, iua, batch_size=batch_size, desc="IUA")
         return iua
 
+    @classmethod
+    def accumulator(
+        cls,
+        *,
+        rtol: float = 1e-05,
+        atol: float = 1e-08,
+        channel_axis: ChannelAxisArg = None,
+        response_infos: Mapping[str, ResponseInfo] | None = None,
+        nonfinite: NonFinite = "raise",
+    ) -> IUA:
+        """An empty IUA to feed (``finalize()`` gives what :meth:`introspect` returns: itself)."""
+        return cls(
+            rtol=rtol,
+            atol=atol,
+            channel_axis=channel_axis,
+            response_infos=response_infos,
+            nonfinite=nonfinite,
+        )
+
     @staticmethod
     def monitor(
         model: Any,
