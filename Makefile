@@ -53,7 +53,7 @@ browser:
 	  || echo "warning: could not install chromium; browser rendering tests will be skipped"
 
 demo: $(STAMP)
-	$(PY) -m introscope.cli demo
+	$(PY) -m introscope demo
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks

@@ -20,13 +20,23 @@ def test_demo_prints_tables_and_saves_heatmaps(tmp_path, shared_cache, capsys):
     pytest.importorskip("pandas")
     pytest.importorskip("matplotlib")
     out = tmp_path / "figures"
-    assert main(["demo", "--out", str(out)]) == 0
+    assert main(["demo", "--out", str(out), "--no-data", "--quiet"]) == 0
     text = capsys.readouterr().out
     assert "healthy" in text and "dying ReLU" in text
     for response in ("relu1", "relu2", "relu3", "conv1", "conv2"):
         assert response in text
-    pngs = sorted(p.name for p in out.iterdir())
-    assert pngs == ["iua_dying_relu.png", "iua_healthy.png"]
+    assert f"Report: {out / 'report.html'}" in text
+    files = sorted(p.name for p in out.iterdir())
+    assert files == [
+        "iua_dying_relu.json",
+        "iua_dying_relu.png",
+        "iua_healthy.json",
+        "iua_healthy.png",
+        "pfa_dying_relu.json",
+        "pfa_healthy.json",
+        "report.html",
+    ]
+    pngs = [name for name in files if name.endswith(".png")]
     for name in pngs:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert str(out / name) in text
@@ -42,7 +52,7 @@ def test_demo_iua_table_shows_dead_units(tmp_path, shared_cache):
     from introscope.cli import run_demo
 
     stream = io.StringIO()
-    run_demo(tmp_path, pfa=False, stream=stream)
+    run_demo(tmp_path, pfa=False, data=False, stream=stream, quiet=True)
     text = stream.getvalue()
     assert "Principal Filter Analysis" not in text
     row = next(line for line in text.splitlines() if line.startswith("relu2"))
@@ -73,19 +83,21 @@ def test_responses_of_a_state_dict(tmp_path, shared_cache, capsys):
     )
     assert code == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:2] == ["input", "x"]
+    assert lines[0].split() == ["name", "kind", "type", "shape", "channel", "axis"]
+    assert lines[1].split()[:2] == ["x", "INPUT"]
     conv1 = next(line for line in lines if line.startswith("conv1 "))
-    assert "CONV_2D" in conv1 and "(None, 16, 8, 8)" in conv1
+    assert conv1.split()[1:5] == ["CONV_2D", "Conv2d", "(N,", "16,"]
+    assert conv1.split()[-1] == "1"  # channel axis
 
 
 def test_errors_exit_nonzero(tmp_path, capsys):
-    assert main(["responses", str(tmp_path / "missing.pt")]) == 1
+    assert main(["responses", str(tmp_path / "missing.pt")]) == 3
     assert "does not exist" in capsys.readouterr().err
-    assert main(["demo", "--batch-size", "0"]) == 1
-    assert main(["responses", str(tmp_path), "--constructor", "nonsense"]) == 1
-    with pytest.raises(SystemExit) as exc:
-        main(["responses", "x.pt", "--input-shape", "8,a"])
-    assert exc.value.code == 2
+    assert main(["demo", "--batch-size", "0"]) == 2
+    assert "positive integer" in capsys.readouterr().err
+    assert main(["responses", str(tmp_path), "--constructor", "nonsense"]) == 2
+    assert "package.module:Class" in capsys.readouterr().err
+    assert main(["responses", "x.pt", "--input-shape", "8,a"]) == 2
 
 
 def test_info(capsys):
@@ -120,7 +132,7 @@ def test_demo_seed_is_the_training_seed_and_images_stay_held_out(
         samples.train_digits_cnn(dying_relu=variant != "healthy", seed=0)
         name = f"digits_cnn-{variant}-seed{{}}-v1.npz"
         shutil.copy(shared_cache / name.format(0), shared_cache / name.format(1))
-    run_demo(tmp_path, seed=1, pfa=False, stream=io.StringIO())
+    run_demo(tmp_path, seed=1, pfa=False, data=False, stream=io.StringIO(), quiet=True)
     (x_train, _), _ = samples.load_digits_split()  # what train_digits_cnn trains on
     images = np.concatenate(
         [b.fields["samples"] for b in seen[0].subset(datasets="test")(512)]

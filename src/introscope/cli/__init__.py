@@ -1,0 +1,274 @@
+"""The ``introscope`` command: ``analyze``, ``demo``, ``layers``, ``info`` (also ``python -m introscope``).
+
+Exit status: 0 success; 1 the analysis failed; 2 bad arguments; 3 a model or data file is missing,
+unreadable or of an unknown kind; 4 an optional dependency is missing (the message names the pip
+extra); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from collections.abc import Sequence
+
+from introscope.exceptions import IntroscopeError, IntroscopeValueError, MissingDependencyError
+
+from ._analysis import COMPONENTS, PROJECTIONS
+from ._demo import run_demo
+from ._models import InputFileError
+
+__all__ = [
+    "main",
+    "run_demo",
+    "EXIT_OK",
+    "EXIT_FAILED",
+    "EXIT_USAGE",
+    "EXIT_INPUT",
+    "EXIT_DEPENDENCY",
+]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INPUT, EXIT_DEPENDENCY, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+_LOG = logging.getLogger("introscope.cli")
+
+_EXIT_TEXT = """exit status: 0 success, 1 the analysis failed, 2 bad arguments, 3 a model or data file
+is missing or unreadable, 4 an optional dependency is missing, 130 interrupted."""
+
+_ANALYZE_EXAMPLES = """examples:
+  introscope analyze --model cnn.onnx --data images/ --out report/
+  introscope analyze --model net.pt --constructor mynet:Net --data x.npy --layer-kind relu
+  introscope analyze --model model.keras --data photos/ --image-size 224 224 \\
+      --scale 0.00392157 --mean 0.485 0.456 0.406 --std 0.229 0.224 0.225
+  introscope analyze --data clip_embeddings.parquet --out clip-report/
+
+data: a folder of images (one sub-folder per label), an .npy/.npz array (.npz keys samples/x,
+labels/y, ids), or with no --model a table of embeddings (.parquet with an embedding list
+column or numeric columns and optional id/label columns, or a 2-D .npy).
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated ints, got {text!r}") from None
+    if not shape or any(d <= 0 for d in shape):
+        raise argparse.ArgumentTypeError(f"expected positive dimensions, got {text!r}")
+    return shape
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    g = common.add_argument_group("output control")
+    g.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="log what each step does")  # fmt: skip
+    g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="debug logging, and a full traceback on errors")  # fmt: skip
+    g.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                   help="no progress lines")  # fmt: skip
+    return common
+
+
+def _sub(
+    sub: argparse._SubParsersAction, name: str, help: str, epilog: str
+) -> argparse.ArgumentParser:
+    return sub.add_parser(
+        name,
+        help=help,
+        description=help,
+        epilog=f"{epilog}\n{_EXIT_TEXT}",
+        parents=[_common()],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="introscope",
+        description="Look inside neural networks and the data flowing through them.",
+        epilog="example: introscope demo   (then open out/report.html)\n" + _EXIT_TEXT,
+        parents=[_common()],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    an = _sub(sub, "analyze", "model health (IUA, PFA) and data health in one HTML report",
+              _ANALYZE_EXAMPLES)  # fmt: skip
+    an.add_argument("--model", help=".onnx, .keras/.h5, TorchScript .pt, or a state dict with "
+                    "--constructor; omit for a table of embeddings")  # fmt: skip
+    an.add_argument("--constructor", metavar="MODULE:CLASS",
+                    help="builds the module a state dict belongs to (importable from here)")  # fmt: skip
+    an.add_argument("--data", required=True, help="image folder, .npy/.npz, or .parquet")
+    an.add_argument(
+        "--out", default="introscope-report", help="output folder (default: %(default)s)"
+    )
+    an.add_argument("--layers", nargs="+", metavar="NAME", help="responses to analyse")
+    an.add_argument("--layer-kind", nargs="+", metavar="KIND",
+                    help="layer kinds to analyse, e.g. relu conv2d dense")  # fmt: skip
+    an.add_argument("--embedding-layer", metavar="NAME",
+                    help="response for familiarity, duplicates and the map "
+                    "(default: the last flat layer before the output)")  # fmt: skip
+    an.add_argument("--introspectors", metavar="LIST",
+                    help=f"comma-separated subset of {','.join(COMPONENTS)} (default: all that apply)")  # fmt: skip
+    an.add_argument("--batch-size", type=_positive_int, default=64)
+    an.add_argument("--device", default=None, help="cpu or cuda (PyTorch and ONNX models)")
+    an.add_argument("--image-size", type=_positive_int, nargs=2, metavar=("W", "H"),
+                    help="resize images to W x H (default: the model's input size, else the "
+                    "first image's)")  # fmt: skip
+    an.add_argument(
+        "--scale", type=float, help="multiply pixels by this (default 1/255 for images)"
+    )
+    an.add_argument("--mean", type=float, nargs="+", help="subtract per channel, after --scale")
+    an.add_argument("--std", type=float, nargs="+", help="divide per channel, after --mean")
+    an.add_argument("--labels", metavar="CSV", help="labels: an id,label CSV, or one label per row")
+    an.add_argument("--projection", choices=PROJECTIONS, default="umap",
+                    help="2-D map method (default: %(default)s)")  # fmt: skip
+    an.add_argument("--max-thumbnails", type=int, default=5000,
+                    help="thumbnails embedded in the report (default: %(default)s)")  # fmt: skip
+    an.add_argument("--seed", type=int, default=0, help="seed of the map and thumbnail sample")
+
+    demo = _sub(sub, "demo", "the bundled digits CNN and its dying-ReLU twin in one report",
+                "example:\n  introscope demo --out out   (then open out/report.html)")  # fmt: skip
+    demo.add_argument("--out", default="out", help="output folder (default: %(default)s)")
+    demo.add_argument("--batch-size", type=_positive_int, default=128)
+    demo.add_argument("--seed", type=int, default=0, help="training seed of the CNNs")
+    demo.add_argument("--no-cache", action="store_true", help="retrain instead of cached weights")
+    demo.add_argument("--no-pfa", action="store_true", help="skip PFA")
+    demo.add_argument("--no-data", action="store_true", help="skip the data sections")
+    demo.add_argument("--projection", choices=PROJECTIONS, default="umap")
+
+    lay = _sub(sub, "layers", "list a model's inputs and responses: kinds, shapes, channel axes",
+               "examples:\n  introscope layers --model cnn.onnx\n"
+               "  introscope layers --model net.pt --constructor mynet:Net --input-shape 3,32,32")  # fmt: skip
+    lay.add_argument("--model", required=True, help="model file (as for analyze)")
+    lay.add_argument("--constructor", metavar="MODULE:CLASS", help="for a PyTorch state dict")
+    lay.add_argument("--input-shape", type=_parse_shape,
+                     help="per-sample input shape of a PyTorch model, e.g. 3,32,32")  # fmt: skip
+
+    resp = _sub(sub, "responses", "list the responses of a PyTorch model file (see layers)",
+                "example:\n  introscope responses net.pt --constructor mynet:Net --input-shape 1,8,8")  # fmt: skip
+    resp.add_argument("path", help="TorchScript file, or state dict with --constructor")
+    resp.add_argument("--constructor", help="'package.module:Class' building the module")
+    resp.add_argument(
+        "--input-shape", type=_parse_shape, help="per-sample input shape, e.g. 3,32,32"
+    )
+
+    _sub(
+        sub,
+        "info",
+        "versions of introscope and its optional dependencies",
+        "example:\n  introscope info",
+    )
+    return parser
+
+
+def _layers(model_path: str, constructor: str | None, input_shape: tuple[int, ...] | None) -> None:
+    from ._models import layer_rows, load_model
+
+    model = load_model(model_path, constructor=constructor, example_shape=input_shape)
+    rows = layer_rows(model)
+    widths = [
+        max(len(r[i]) for r in rows + [("name", "kind", "type", "shape", "axis")]) for i in range(5)
+    ]
+    print(
+        "  ".join(
+            h.ljust(w) for h, w in zip(("name", "kind", "type", "shape", "channel axis"), widths)
+        )
+    )
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def _info() -> None:
+    import importlib
+
+    import numpy as np
+
+    import introscope
+
+    print(f"introscope {introscope.__version__}, numpy {np.__version__}")
+    for module in ("torch", "keras", "onnxruntime", "pandas", "matplotlib", "plotly", "pyarrow",
+                   "umap", "faiss"):  # fmt: skip
+        try:
+            mod = importlib.import_module(module)
+            print(f"  {module:<12} {getattr(mod, '__version__', '?')}")
+        except ImportError:
+            print(f"  {module:<12} not installed")
+
+
+def _configure_logging(verbose: bool, debug: bool) -> None:
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("introscope").setLevel(level)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``introscope`` command; returns the exit status."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
+    debug = getattr(args, "debug", False)
+    args.quiet = getattr(args, "quiet", False)
+    _configure_logging(getattr(args, "verbose", False), debug)
+    try:
+        if args.command == "analyze":
+            from ._analyze import run_analyze
+
+            path = run_analyze(args)
+            print(f"Report: {path}\nOpen it in a browser: file://{path.resolve()}")
+        elif args.command == "demo":
+            run_demo(
+                args.out,
+                batch_size=args.batch_size,
+                seed=args.seed,
+                cache=not args.no_cache,
+                pfa=not args.no_pfa,
+                data=not args.no_data,
+                projection=args.projection,
+                quiet=args.quiet,
+            )
+        elif args.command == "layers":
+            _layers(args.model, args.constructor, args.input_shape)
+        elif args.command == "responses":
+            _layers(args.path, args.constructor, args.input_shape)
+        else:
+            _info()
+    except KeyboardInterrupt:
+        print("introscope: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        code = (
+            EXIT_INPUT
+            if isinstance(exc, InputFileError)
+            else EXIT_DEPENDENCY
+            if isinstance(exc, MissingDependencyError)
+            else EXIT_USAGE
+            if isinstance(exc, IntroscopeValueError)
+            else EXIT_FAILED
+        )
+        if debug:
+            traceback.print_exc()
+        elif not isinstance(exc, IntroscopeError):
+            _LOG.debug("unexpected error", exc_info=True)
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if not isinstance(exc, IntroscopeError):
+            message = f"{type(exc).__name__}: {message}"
+        hint = "" if debug else " (run with --debug for the traceback)"
+        print(f"introscope {args.command}: error: {message}{hint if code == EXIT_FAILED else ''}",
+              file=sys.stderr)  # fmt: skip
+        return code
+    return EXIT_OK

@@ -1,0 +1,304 @@
+"""Run the introspectors for the report and turn their results into plain rows for ``viz``.
+
+This is the one place that knows both the introspector result types and the report's plain
+dataclasses, so ``viz`` stays free of ``introspectors`` imports.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TextIO
+
+import numpy as np
+
+from introscope.exceptions import IntroscopeError
+
+__all__ = [
+    "Stages",
+    "counted",
+    "run_iua",
+    "run_pfa",
+    "iua_rows",
+    "pfa_rows",
+    "iua_heatmap_png",
+    "run_dataset_report",
+    "data_section",
+    "report_table",
+    "projection_strategy",
+    "COMPONENTS",
+    "PROJECTIONS",
+]
+
+#: Names accepted by ``--introspectors``.
+COMPONENTS = ("iua", "pfa", "familiarity", "duplicates", "projection")
+
+
+class Stages:
+    """Numbered progress lines on stderr: ``[2/5] IUA on 3 layers ... done in 0.4 s``."""
+
+    def __init__(self, total: int, stream: TextIO | None = None, quiet: bool = False) -> None:
+        self.total = total
+        self.index = 0
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self._start = 0.0
+
+    def begin(self, text: str) -> None:
+        self.index += 1
+        self._start = time.perf_counter()
+        if not self.quiet:
+            print(f"[{self.index}/{self.total}] {text} ...", file=self.stream, flush=True)
+
+    def end(self, text: str = "") -> None:
+        if not self.quiet:
+            took = time.perf_counter() - self._start
+            extra = f" {text}" if text else ""
+            print(f"      done in {took:.1f} s{extra}", file=self.stream, flush=True)
+
+
+def counted(producer: Callable[[int], Any], total: int, desc: str) -> Callable[[int], Iterator]:
+    """``producer`` with a tqdm bar of samples out of ``total`` (when progress is on)."""
+    from introscope._progress import progress_enabled
+
+    def produce(batch_size: int) -> Iterator:
+        if not progress_enabled():
+            yield from producer(batch_size)
+            return
+        from tqdm.auto import tqdm
+
+        with tqdm(total=total, desc=desc, unit="sample", leave=False) as bar:
+            for batch in producer(batch_size):
+                bar.update(batch.batch_size)
+                yield batch
+
+    return produce
+
+
+def run_iua(data: Any, model: Any, layers: Sequence[str], batch_size: int, total: int) -> Any:
+    """IUA over ``layers`` (per-channel view where the adapter knows the layout)."""
+    from introscope.base import pipeline
+    from introscope.introspectors import IUA
+
+    producer = counted(pipeline(data, model(list(layers))), total, "IUA")
+    return IUA.introspect(producer, batch_size=batch_size, response_infos=model.response_infos)
+
+
+def _pool_dims(info: Any) -> tuple[int, ...] | None:
+    nd = len(info.shape)
+    if nd <= 2:
+        return None
+    channel = info.channel_axis if info.channel_axis is not None else 1
+    channel = channel % nd
+    return tuple(d for d in range(1, nd) if d != channel)
+
+
+def run_pfa(data: Any, model: Any, layers: Sequence[str], batch_size: int, total: int) -> Any:
+    """PFA recipes (KL strategy) of ``layers``; spatial responses max-pooled over positions."""
+    from introscope.base import pipeline
+    from introscope.introspectors import PFA
+    from introscope.processors import Pooler
+
+    infos = model.response_infos
+    groups: dict[tuple[int, ...], list[str]] = {}
+    for name in layers:
+        dims = _pool_dims(infos[name])
+        if dims is not None:
+            groups.setdefault(dims, []).append(name)
+    stages = [Pooler(dim=d, method=Pooler.Method.MAX, fields=f) for d, f in groups.items()]
+    producer = counted(pipeline(data, model(list(layers)), *stages), total, "PFA")
+    return PFA.introspect(producer, batch_size=batch_size).get_recipe()
+
+
+def iua_rows(iua: Any, model: Any | None, order: Sequence[str]) -> list[Any]:
+    """One :class:`IUARow` per response, in model order."""
+    from introscope.viz._report_page import IUARow
+
+    summary = {r["response"]: r for r in iua.summary()}
+    rows = []
+    for name in order:
+        r = summary.get(name)
+        if r is None:
+            continue
+        kind = model.response_infos[name].layer.kind.name if model is not None else ""
+        rows.append(
+            IUARow(
+                name=name,
+                kind=kind,
+                shape=tuple(int(d) for d in r["shape"]),
+                samples=int(r["samples"]),
+                units=int(r["units"]),
+                mean_inactive=float(r["mean inactive"]),
+                dead_units=int(r["dead units"]),
+                mostly_dead_units=int(r["mostly dead units"]),
+                channels=None if r["channels"] is None else int(r["channels"]),
+                dead_channels=None if r["channels"] is None else int(r["dead channels"]),
+            )
+        )
+    return rows
+
+
+def pfa_rows(recipes: Any, order: Sequence[str]) -> list[Any]:
+    """One :class:`PFARow` per layer, in model order."""
+    from introscope.viz._report_page import PFARow
+
+    return [
+        PFARow(
+            name=name,
+            original=int(recipes[name].original_output_count),
+            recommended=int(recipes[name].recommended_output_count),
+            units_to_keep=[int(u) for u in recipes[name].units_to_keep],
+            strategy="KL",
+        )
+        for name in order
+        if name in recipes
+    ]
+
+
+def iua_heatmap_png(iua: Any, title: str) -> bytes:
+    """The IUA heatmap figure (one panel per response) as PNG bytes."""
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    import matplotlib.pyplot as plt
+
+    from introscope.introspectors import IUA
+
+    axes = IUA.show(iua, vis_type=IUA.VisType.CHART)
+    fig = np.asarray(axes, dtype=object).flat[0].figure
+    fig.suptitle(title, fontsize=10)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def run_dataset_report(
+    producer: Any,
+    components: Sequence[str],
+    batch_size: int,
+    *,
+    projection: str = "umap",
+    seed: int = 0,
+) -> Any:
+    """DatasetReport with only the chosen data components (familiarity, duplicates, projection)."""
+    try:
+        from introscope.introspectors.report import DatasetReport, ReportConfig
+    except ImportError as exc:
+        raise IntroscopeError(
+            "the data sections need DatasetReport, which this installation does not have"
+        ) from exc
+    kwargs: dict[str, Any] = {n: None for n in ("familiarity", "duplicates") if n not in components}
+    kwargs["projection"] = (
+        projection_strategy(projection, seed) if "projection" in components else None
+    )
+    return DatasetReport.introspect(producer, config=ReportConfig(**kwargs), batch_size=batch_size)
+
+
+#: ``--projection`` methods: the 2-D map of the data section.
+PROJECTIONS = ("umap", "tsne", "pacmap", "pca")
+
+
+def projection_strategy(method: str, seed: int = 0) -> Any:
+    """A seeded 2-D DimensionReduction strategy for ``--projection``."""
+    from introscope.introspectors.dimension_reduction import DimensionReduction
+
+    strategy = DimensionReduction.Strategy
+    if method == "umap":
+        return strategy.UMAP(2, random_state=seed, n_jobs=1)
+    if method == "tsne":
+        return strategy.TSNE(2, random_state=seed, init="pca")
+    if method == "pacmap":
+        return strategy.PaCMAP(2, random_state=seed)
+    if method == "pca":
+        return strategy.PCA(2)
+    raise IntroscopeError(f"--projection must be one of {PROJECTIONS}, got {method!r}")
+
+
+def _column(frame: Any, prefix: str, suffix: str = "") -> str | None:
+    for c in frame.columns:
+        if c.startswith(prefix) and c.endswith(suffix):
+            return c
+    return None
+
+
+def report_table(frame: Any) -> Any:
+    """The DatasetReport table plus ``projection_x``/``projection_y`` (Embedding Atlas' names)."""
+    out = frame.copy()
+    px = _column(frame, "projection_", "_x")
+    py = _column(frame, "projection_", "_y")
+    if px and py and "projection_x" not in out:
+        out["projection_x"] = out[px].astype("float32")
+        out["projection_y"] = out[py].astype("float32")
+    return out
+
+
+def data_section(
+    frame: Any,
+    source: Any,
+    response: str,
+    *,
+    max_thumbnails: int,
+    seed: int = 0,
+    projection_name: str = "UMAP",
+) -> Any:
+    """Turn the DatasetReport table into a :class:`DataSection` with bounded thumbnails."""
+    from introscope.viz._report_page import DataSection
+    from introscope.viz._thumbs import THUMBNAIL_MAX_PX, thumbnail_uri
+
+    n = len(frame)
+    px, py = _column(frame, "projection_", "_x"), _column(frame, "projection_", "_y")
+    fam_col = _column(frame, "familiarity_")
+    dup_col = _column(frame, "duplicates_")
+    x = frame[px].to_numpy(np.float32) if px else None
+    y = frame[py].to_numpy(np.float32) if py else None
+    fam = frame[fam_col].to_numpy(np.float32) if fam_col else None
+    groups: list[list[int]] | None = None
+    if dup_col:
+        codes = frame[dup_col].to_numpy()
+        groups = [list(np.flatnonzero(codes == g)) for g in np.unique(codes[codes >= 0])]
+    label_col = "label" if "label" in frame.columns else None
+    labels = frame[label_col].astype(str).tolist() if label_col else ["(no label)"] * n
+    ids = frame["id"].astype(str).tolist() if "id" in frame.columns else [str(i) for i in range(n)]
+    section = DataSection(
+        response=response,
+        ids=ids,
+        labels=labels,
+        x=x,
+        y=y,
+        familiarity=fam,
+        duplicate_groups=groups,
+        projection_name=projection_name,
+    )
+    # Thumbnails: the galleries and duplicate groups first, then a seeded sample of the rest.
+    wanted: list[int] = []
+    if fam is not None:
+        order = np.argsort(fam, kind="stable")
+        k = section.gallery_size
+        wanted += [int(i) for i in order[:k]] + [int(i) for i in order[::-1][:k]]
+    if groups:
+        for g in sorted(groups, key=lambda g: (-len(g), min(g)))[: section.max_groups]:
+            wanted += [int(i) for i in g[: section.group_size]]
+    wanted = list(dict.fromkeys(wanted))
+    budget = max(0, max_thumbnails - len(wanted))
+    rest = np.setdiff1d(np.arange(n), np.asarray(wanted, dtype=np.int64), assume_unique=False)
+    if len(rest) > budget:
+        rest = np.sort(np.random.default_rng(seed).choice(rest, size=budget, replace=False))
+    thumbs: dict[int, str] = {}
+    for i in [*wanted, *(int(r) for r in rest)]:
+        image = source.raw_image(i) if source is not None else None
+        uri = thumbnail_uri(image) if image is not None else None
+        if uri is not None:
+            thumbs[i] = uri
+    section.thumbnails = thumbs
+    if thumbs:
+        section.thumbnail_note = (
+            f"Thumbnails: {len(thumbs)} of {n} samples embedded, at most {THUMBNAIL_MAX_PX} px on "
+            f"the longest side (PNG for small or grey images, JPEG otherwise); gallery and "
+            f"duplicate samples first, then a seeded sample, up to --max-thumbnails "
+            f"({max_thumbnails})."
+        )
+    else:
+        section.thumbnail_note = "The samples are vectors, not images: there are no thumbnails."
+    return section

@@ -1,0 +1,163 @@
+"""``introscope analyze``: a model (optional) and data in, ``report.html`` and results out."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import pathlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from introscope.exceptions import IntroscopeValueError
+
+from . import _analysis as A
+from ._data import Preprocess, load_data
+from ._models import embedding_layer, input_spec, load_model, select_layers
+from ._report_files import RunOutput, data_health, model_health, write_report
+
+__all__ = ["run_analyze", "parse_components", "embedding_stage"]
+
+_DATA_PARTS = ("familiarity", "duplicates", "projection")
+
+
+def parse_components(text: str | None, with_model: bool) -> list[str]:
+    """``--introspectors iua,pfa,...`` as a list (all that apply when not given)."""
+    if text is None:
+        return list(A.COMPONENTS if with_model else _DATA_PARTS)
+    parts = [p.strip().lower() for p in text.split(",") if p.strip()]
+    unknown = [p for p in parts if p not in A.COMPONENTS]
+    if unknown or not parts:
+        raise IntroscopeValueError(
+            f"--introspectors {text!r}: unknown {unknown or 'empty list'}; choose from "
+            f"{','.join(A.COMPONENTS)}"
+        )
+    if not with_model and any(p in ("iua", "pfa") for p in parts):
+        raise IntroscopeValueError(
+            "--introspectors iua/pfa need a model: pass --model PATH, or drop them for "
+            "embeddings (familiarity,duplicates,projection)"
+        )
+    return list(dict.fromkeys(parts))
+
+
+def embedding_stage(info_shape: Sequence[int | None], channel_axis: int | None) -> Any:
+    """A stage making one vector per sample: spatial responses averaged over positions, other
+    multi-dimensional ones flattened; None when the response is already 2-D."""
+    from introscope.processors import Flattener, Pooler
+
+    nd = len(info_shape)
+    if nd <= 2:
+        return None
+    if channel_axis is not None:
+        axis = channel_axis % nd
+        return Pooler(dim=tuple(d for d in range(1, nd) if d != axis), method=Pooler.Method.AVERAGE)
+    return Flattener()
+
+
+def run_analyze(args: argparse.Namespace) -> pathlib.Path:
+    """Run every requested introspector and write the report; return its path."""
+    from introscope.base import pipeline
+    from introscope.viz._report_page import Report
+
+    started = time.perf_counter()
+    with_model = args.model is not None
+    components = parse_components(args.introspectors, with_model)
+    data_parts = [c for c in components if c in _DATA_PARTS]
+    n_stages = (1 if with_model else 0) + 1 + (components.count("iua") + components.count("pfa"))
+    n_stages += 2 if data_parts else 0
+    stages = A.Stages(n_stages + 1, quiet=args.quiet)
+    model = spec = None
+    if with_model:
+        stages.begin(f"loading the model {args.model}")
+        model = load_model(args.model, constructor=args.constructor, device=args.device)
+        spec = input_spec(model)
+        stages.end(f"({len(model.response_infos)} responses)")
+    stages.begin(f"opening the data {args.data}")
+    source = load_data(
+        args.data,
+        spec=spec,
+        with_model=with_model,
+        image_size=tuple(args.image_size) if args.image_size else None,
+        preprocess=Preprocess(args.scale, _tuple(args.mean), _tuple(args.std)),
+        labels_csv=args.labels,
+    )
+    n = len(source)
+    stages.end(f"({'; '.join(source.notes)})")
+    output = RunOutput()
+    facts: list[tuple[str, str]] = []
+    models = []
+    if model is not None:
+        iua_layers, pfa_layers = select_layers(model, args.layers, args.layer_kind)
+        section, _, _ = model_health(
+            name=pathlib.Path(args.model).name,
+            tag="model",
+            source=str(args.model),
+            model=model,
+            data=source.producer,
+            total=n,
+            iua_layers=iua_layers,
+            pfa_layers=pfa_layers,
+            components=components,
+            batch_size=args.batch_size,
+            stages=stages,
+            output=output,
+            notes=source.notes,
+        )
+        models.append(section)
+        facts += [("model", str(args.model)), ("IUA layers", ", ".join(iua_layers) or "none")]
+        facts.append(("PFA layers", ", ".join(pfa_layers) or "none"))
+    data_section = None
+    data_skipped = None
+    if data_parts:
+        if model is not None:
+            response = embedding_layer(model, args.embedding_layer)
+            info = model.response_infos[response]
+            stage = embedding_stage(info.shape, info.channel_axis)
+            producer = pipeline(source.producer, model([response]), *([stage] if stage else []))
+        else:
+            response = source.field
+            shape = (None, *source.sample_shape)
+            stage = embedding_stage(shape, None)
+            producer = pipeline(source.producer, stage) if stage else source.producer
+        data_section = data_health(
+            producer=producer,
+            source=source,
+            response=response,
+            components=data_parts,
+            batch_size=args.batch_size,
+            projection=args.projection,
+            max_thumbnails=args.max_thumbnails,
+            seed=args.seed,
+            stages=stages,
+            output=output,
+            total=n,
+        )
+        facts.append(("embedding", response))
+    else:
+        data_skipped = (
+            "Not requested (--introspectors has none of familiarity, duplicates, projection)."
+        )
+    facts = [
+        ("data", f"{args.data} ({source.kind}, {n} samples, {len(set(source.labels))} labels)"),
+        *facts,
+        ("introspectors", ", ".join(components)),
+        ("created", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
+    ]
+    stages.begin(f"writing {args.out}")
+    report = Report(
+        title="introscope report",
+        subtitle=(f"{args.model} on " if with_model else "") + str(args.data),
+        facts=facts,
+        models=models,
+        model_skipped=None if with_model else "No model was given: data health only.",
+        data=data_section,
+        data_skipped=data_skipped,
+    )
+    facts.append(("run time", f"{time.perf_counter() - started:.1f} s"))
+    path = write_report(pathlib.Path(args.out), report, output)
+    stages.end()
+    return path
+
+
+def _tuple(values: Sequence[float] | None) -> tuple[float, ...] | None:
+    return None if values is None else tuple(float(v) for v in values)

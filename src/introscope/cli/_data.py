@@ -1,0 +1,339 @@
+"""Data sources of ``introscope analyze``: an image folder, an ``.npy``/``.npz`` array, or a table
+of embeddings (``.parquet``/``.npy``), each as a producer with ids and labels in the metadata."""
+
+from __future__ import annotations
+
+import csv
+import pathlib
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from introscope.exceptions import IntroscopeValueError, require
+
+from ._models import InputFileError, InputSpec
+
+__all__ = ["DataSource", "Preprocess", "load_data", "IMAGE_SUFFIXES"]
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+_SAMPLE_KEYS = ("samples", "x", "images", "data", "embeddings", "inputs", "arr_0")
+_LABEL_KEYS = ("labels", "label", "y", "targets", "classes")
+_ID_KEYS = ("ids", "id", "paths", "path", "filenames", "names")
+_ID_COLUMNS = ("id", "path", "file", "filename", "name")
+_LABEL_COLUMNS = ("label", "labels", "class", "category", "y")
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Pixel normalisation: ``(pixel * scale - mean) / std`` per channel."""
+
+    scale: float | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def apply(self, x: np.ndarray, default_scale: float, channel_axis: int | None) -> np.ndarray:
+        scale = default_scale if self.scale is None else self.scale
+        x = x.astype(np.float32) * np.float32(scale)
+        for values, op in ((self.mean, np.subtract), (self.std, np.divide)):
+            if values is None:
+                continue
+            v = np.asarray(values, dtype=np.float32)
+            if v.size > 1:
+                if channel_axis is None or x.shape[channel_axis] != v.size:
+                    raise IntroscopeValueError(
+                        f"--mean/--std: {v.size} values given but the samples have "
+                        f"{'no channel axis' if channel_axis is None else x.shape[channel_axis]} "
+                        "channels; give one value, or one per channel"
+                    )
+                shape = [1] * x.ndim
+                shape[channel_axis] = v.size
+                v = v.reshape(shape)
+            x = op(x, v)
+        return x
+
+
+@dataclass
+class DataSource:
+    """Samples, ids and labels from one path; ``producer(batch_size)`` yields batches."""
+
+    kind: str  # "images", "arrays" or "embeddings"
+    path: pathlib.Path
+    ids: list[str]
+    labels: list[str]
+    field: str
+    notes: list[str] = field(default_factory=list)
+    array: Any = None
+    files: list[pathlib.Path] | None = None
+    spec: InputSpec | None = None
+    preprocess: Preprocess = field(default_factory=Preprocess)
+    image_size: tuple[int, int] | None = None
+    channels: int = 3
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        if self.array is not None:
+            return tuple(self.array.shape[1:])
+        w, h = self.image_size or (0, 0)
+        layout = self.spec.layout if self.spec else "HWC"
+        if layout == "HW":
+            return (h, w)
+        return (self.channels, h, w) if layout == "CHW" else (h, w, self.channels)
+
+    def _load(self, start: int, stop: int, pool: ThreadPoolExecutor | None) -> np.ndarray:
+        if self.array is not None:
+            x = np.asarray(self.array[start:stop])
+            if self.kind == "embeddings" or not np.issubdtype(x.dtype, np.number):
+                return np.ascontiguousarray(x, dtype=np.float32)
+            axis = _channel_axis(x.shape[1:])
+            return self.preprocess.apply(x, 1.0, axis)
+        assert self.files is not None
+        paths = self.files[start:stop]
+        images = list(pool.map(self._read_image, paths)) if pool else map(self._read_image, paths)
+        x = np.stack(list(images))  # (n, h, w) or (n, h, w, c)
+        layout = self.spec.layout if self.spec else "HWC"
+        axis = None if x.ndim == 3 else x.ndim - 1
+        x = self.preprocess.apply(x, 1.0 / 255.0, axis)
+        if layout == "CHW":
+            x = np.moveaxis(x, -1, 1)
+        return np.ascontiguousarray(x)
+
+    def _read_image(self, path: pathlib.Path) -> np.ndarray:
+        pil = require("PIL.Image", "image", "reading an image folder")
+        try:
+            with pil.open(path) as img:
+                img = img.convert("L" if self.channels == 1 else "RGB")
+                if self.image_size is not None and img.size != self.image_size:
+                    img = img.resize(self.image_size, pil.Resampling.BILINEAR)
+                arr = np.asarray(img, dtype=np.uint8)
+        except (OSError, ValueError) as exc:
+            raise InputFileError(f"--data: cannot read the image {str(path)!r}: {exc}") from exc
+        layout = self.spec.layout if self.spec else "HWC"
+        if arr.ndim == 2 and layout != "HW":
+            arr = arr[..., None]
+        return arr
+
+    def producer(self, batch_size: int) -> Iterator[Any]:
+        """Batches of ``{field: samples}`` with identifiers and ``label`` metadata."""
+        from introscope.base import Batch
+
+        pool = ThreadPoolExecutor(max_workers=4) if self.files is not None else None
+        try:
+            for start in range(0, len(self), batch_size):
+                stop = min(len(self), start + batch_size)
+                builder = Batch.Builder(fields={self.field: self._load(start, stop, pool)})
+                builder.metadata[Batch.StdKeys.IDENTIFIER] = self.ids[start:stop]
+                builder.metadata[Batch.StdKeys.LABELS] = {"label": self.labels[start:stop]}
+                yield builder.make_batch()
+        finally:
+            if pool is not None:
+                pool.shutdown()
+
+    def raw_image(self, index: int) -> np.ndarray | None:
+        """The sample as it should look to a person (for thumbnails), or None for vectors."""
+        if self.files is not None:
+            pil = require("PIL.Image", "image", "report thumbnails")
+            try:
+                with pil.open(self.files[index]) as img:
+                    img.draft("RGB", (64, 64))  # JPEG: decode at reduced size
+                    img.thumbnail((64, 64))
+                    return np.asarray(img.convert("L" if img.mode in ("L", "1") else "RGB"))
+            except OSError:
+                return None
+        if self.kind == "arrays" and self.array is not None:
+            sample = np.asarray(self.array[index])
+            return sample if sample.ndim in (2, 3) else None
+        return None
+
+
+def _channel_axis(shape: Sequence[int]) -> int | None:
+    if len(shape) == 3:
+        return 1 if shape[0] in (1, 3, 4) and shape[-1] not in (1, 3, 4) else 3
+    return None
+
+
+def _image_folder(root: pathlib.Path) -> tuple[list[pathlib.Path], list[str], list[str]]:
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    files: list[pathlib.Path] = []
+    labels: list[str] = []
+    for d in subdirs:
+        found = sorted(
+            p for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        )
+        files += found
+        labels += [d.name] * len(found)
+    loose = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files += loose
+    labels += ["(no label)"] * len(loose)
+    ids = [p.relative_to(root).as_posix() for p in files]
+    return files, labels, ids
+
+
+def _first_size(files: Sequence[pathlib.Path]) -> tuple[tuple[int, int], int]:
+    pil = require("PIL.Image", "image", "reading an image folder")
+    try:
+        with pil.open(files[0]) as img:
+            return img.size, 1 if img.mode in ("L", "1", "I", "I;16", "F") else 3
+    except OSError as exc:
+        raise InputFileError(f"--data: cannot read the image {str(files[0])!r}: {exc}") from exc
+
+
+def _npz_pick(data: Any, keys: Sequence[str]) -> np.ndarray | None:
+    for k in keys:
+        if k in data.files:
+            return data[k]
+    return None
+
+
+def _load_array_file(path: pathlib.Path) -> tuple[np.ndarray, Any, Any]:
+    try:
+        if path.suffix.lower() == ".npy":
+            return np.load(path, mmap_mode="r", allow_pickle=False), None, None
+        with np.load(path, allow_pickle=False) as data:
+            x = _npz_pick(data, _SAMPLE_KEYS)
+            if x is None:
+                if len(data.files) != 1:
+                    raise InputFileError(
+                        f"--data {str(path)!r}: no samples array; name it one of "
+                        f"{list(_SAMPLE_KEYS)} (found {data.files})"
+                    )
+                x = data[data.files[0]]
+            return x, _npz_pick(data, _LABEL_KEYS), _npz_pick(data, _ID_KEYS)
+    except ValueError as exc:  # object arrays need pickle, which is refused
+        raise InputFileError(f"--data {str(path)!r} cannot be read without pickle: {exc}") from exc
+    except OSError as exc:
+        raise InputFileError(f"--data {str(path)!r} is not a readable numpy file: {exc}") from exc
+
+
+def _load_parquet(path: pathlib.Path) -> tuple[np.ndarray, Any, Any]:
+    pq = require("pyarrow.parquet", "report", "reading a Parquet table of embeddings")
+    try:
+        frame = pq.read_table(path).to_pandas()
+    except Exception as exc:
+        raise InputFileError(f"--data {str(path)!r} is not a readable Parquet file: {exc}") from exc
+    lower = {c.lower(): c for c in frame.columns}
+    id_col = next((lower[c] for c in _ID_COLUMNS if c in lower), None)
+    label_col = next((lower[c] for c in _LABEL_COLUMNS if c in lower), None)
+    rest = [c for c in frame.columns if c not in (id_col, label_col)]
+    vector_cols = [
+        c
+        for c in rest
+        if frame[c].dtype == object and len(frame) and hasattr(frame[c].iloc[0], "__len__")
+    ]
+    if vector_cols:
+        x = np.stack([np.asarray(v, dtype=np.float32) for v in frame[vector_cols[0]]])
+    else:
+        numeric = [c for c in rest if np.issubdtype(frame[c].dtype, np.number)]
+        if not numeric:
+            raise InputFileError(
+                f"--data {str(path)!r}: no embedding column (a list column, or numeric columns)"
+            )
+        x = frame[numeric].to_numpy(dtype=np.float32)
+    labels = frame[label_col].astype(str).tolist() if label_col else None
+    ids = frame[id_col].astype(str).tolist() if id_col else None
+    return x, labels, ids
+
+
+def _labels_csv(path: pathlib.Path, ids: Sequence[str]) -> list[str]:
+    if not path.is_file():
+        raise InputFileError(f"--labels {str(path)!r} does not exist")
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.reader(f) if r]
+    if not rows:
+        raise InputFileError(f"--labels {str(path)!r} is empty")
+    head = [h.strip().lower() for h in rows[0]]
+    has_header = "label" in head
+    body = rows[1:] if has_header else rows
+    if has_header and len(head) >= 2 and any(c in head for c in _ID_COLUMNS):
+        id_i = next(head.index(c) for c in _ID_COLUMNS if c in head)
+        label_i = head.index("label")
+        mapping = {r[id_i]: r[label_i] for r in body}
+        missing = [i for i in ids if i not in mapping]
+        if missing:
+            raise IntroscopeValueError(
+                f"--labels {str(path)!r} has no label for {len(missing)} samples, e.g. "
+                f"{missing[:3]}; ids are {'paths relative to the folder' if ids else 'row numbers'}"
+            )
+        return [mapping[i] for i in ids]
+    label_i = head.index("label") if has_header else len(rows[0]) - 1
+    labels = [r[label_i] for r in body]
+    if len(labels) != len(ids):
+        raise IntroscopeValueError(
+            f"--labels {str(path)!r} has {len(labels)} labels for {len(ids)} samples; give one "
+            "per sample in order, or an id,label header"
+        )
+    return labels
+
+
+def load_data(
+    path: str | pathlib.Path,
+    *,
+    spec: InputSpec | None,
+    with_model: bool,
+    image_size: tuple[int, int] | None = None,
+    preprocess: Preprocess | None = None,
+    labels_csv: str | None = None,
+) -> DataSource:
+    """Open ``--data`` as a :class:`DataSource` (reading nothing but headers yet for images)."""
+    p = pathlib.Path(path)
+    if not p.exists():
+        raise InputFileError(f"--data {str(p)!r} does not exist")
+    preprocess = preprocess or Preprocess()
+    if p.is_dir():
+        files, labels, ids = _image_folder(p)
+        if not files:
+            raise InputFileError(
+                f"--data {str(p)!r} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); put "
+                "them in one sub-folder per label"
+            )
+        first_size, first_channels = _first_size(files)
+        size = image_size or (spec.size if spec else None) or first_size
+        channels = (spec.channels if spec and spec.channels else None) or first_channels
+        src = DataSource(
+            "images", p, ids, labels, "samples", files=files, spec=spec,
+            preprocess=preprocess, image_size=tuple(size), channels=channels,
+        )  # fmt: skip
+        src.notes.append(
+            f"{len(files)} images in {len({*labels})} label folders, resized to "
+            f"{size[0]}x{size[1]}, {channels} channel(s), layout {spec.layout if spec else 'HWC'}"
+        )
+    else:
+        suffix = p.suffix.lower()
+        if suffix in (".npy", ".npz"):
+            x, labels_arr, ids_arr = _load_array_file(p)
+        elif suffix == ".parquet":
+            x, labels_arr, ids_arr = _load_parquet(p)
+        else:
+            raise InputFileError(
+                f"--data {str(p)!r}: expected a folder of images, .npy/.npz or .parquet, "
+                f"got {suffix or 'no suffix'!r}"
+            )
+        if x.ndim < 2 or len(x) == 0:
+            raise InputFileError(
+                f"--data {str(p)!r}: expected an array of samples (n, ...), got shape {x.shape}"
+            )
+        kind = "arrays" if with_model else "embeddings"
+        if kind == "embeddings" and x.ndim > 2:
+            raise IntroscopeValueError(
+                f"--data {str(p)!r} has samples of shape {x.shape[1:]} and no --model was given; "
+                "without a model the data must be embeddings of shape (n, d)"
+            )
+        n = len(x)
+        ids = [str(i) for i in ids_arr] if ids_arr is not None else [str(i) for i in range(n)]
+        labels = [str(v) for v in labels_arr] if labels_arr is not None else ["(no label)"] * n
+        if len(ids) != n or len(labels) != n:
+            raise InputFileError(
+                f"--data {str(p)!r}: {n} samples but {len(ids)} ids and {len(labels)} labels"
+            )
+        field_name = "samples" if with_model else "embeddings"
+        src = DataSource(kind, p, ids, labels, field_name, array=x, spec=spec,
+                         preprocess=preprocess)  # fmt: skip
+        src.notes.append(f"{n} samples of shape {tuple(x.shape[1:])} from {p.name}")
+    if labels_csv:
+        src.labels = _labels_csv(pathlib.Path(labels_csv), src.ids)
+    return src

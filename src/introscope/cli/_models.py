@@ -1,0 +1,239 @@
+"""Loading a model file for the command line and choosing its layers."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pathlib
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from introscope.exceptions import IntroscopeError, IntroscopeValueError
+
+__all__ = [
+    "InputFileError",
+    "InputSpec",
+    "load_model",
+    "input_spec",
+    "layer_rows",
+    "select_layers",
+    "embedding_layer",
+    "KIND_ALIASES",
+]
+
+_TORCH = (".pt", ".pth", ".ts", ".torchscript")
+_KERAS = (".keras", ".h5", ".hdf5")
+
+
+class InputFileError(IntroscopeError):
+    """A model or data file is missing, unreadable or of an unknown kind (exit status 3)."""
+
+
+def load_constructor(spec: str) -> Any:
+    """Import ``module:Class`` (the current folder is importable, as a user expects)."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise IntroscopeValueError(
+            f"--constructor must look like 'package.module:Class', got {spec!r}"
+        )
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        obj = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise IntroscopeValueError(
+            f"--constructor {spec!r}: cannot import it ({type(exc).__name__}: {exc}); run from the "
+            f"folder that holds {module_name.split('.')[0]!r} or install it"
+        ) from exc
+    if not callable(obj):
+        raise IntroscopeValueError(f"--constructor {spec!r} is not callable")
+    return obj
+
+
+def load_model(
+    path: str | os.PathLike,
+    *,
+    constructor: str | None = None,
+    device: str | None = None,
+    example_shape: Sequence[int] | None = None,
+) -> Any:
+    """An introscope ``Model`` from ``.onnx``, ``.keras``/``.h5``, TorchScript or a state dict."""
+    p = pathlib.Path(path)
+    if not p.exists():
+        raise InputFileError(f"--model {str(p)!r} does not exist")
+    suffix = p.suffix.lower()
+    if suffix == ".onnx":
+        from introscope.onnx import load_onnx_model
+
+        providers = ["CPUExecutionProvider"] if device in (None, "cpu") else None
+        return load_onnx_model(p, providers=providers)
+    if suffix in _TORCH or constructor:
+        from introscope.torch import load_torch_model_from_path
+
+        ctor = load_constructor(constructor) if constructor else None
+        if not p.is_file():
+            raise InputFileError(f"--model {str(p)!r} is not a file")
+        example = None
+        if example_shape is not None:
+            example = np.zeros((2, *example_shape), dtype=np.float32)
+        return load_torch_model_from_path(p, ctor, example_input=example, device=device)
+    if suffix in _KERAS or p.is_dir():
+        from introscope.tensorflow import load_tf_model_from_path
+
+        return load_tf_model_from_path(p)
+    raise InputFileError(
+        f"--model {str(p)!r}: unknown model type {suffix or '(no suffix)'!r}; expected .onnx, "
+        f".keras/.h5, a TorchScript .pt, or a state dict with --constructor module:Class"
+    )
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the model's single input declares: layout, channels and size (None when unknown)."""
+
+    name: str | None
+    layout: str  # "HWC", "CHW" or "HW"
+    channels: int | None
+    size: tuple[int, int] | None  # (width, height)
+    dtype: Any = np.float32
+
+
+def input_spec(model: Any, channels_last: bool | None = None) -> InputSpec:
+    """Read the image layout from the model's declared input (one 2-D or 3-D image input)."""
+    inputs = list(model.input_layers.values()) if model is not None else []
+    if len(inputs) != 1:
+        return InputSpec(None, "HWC", None, None)
+    info = inputs[0]
+    shape = tuple(info.shape[1:])
+    dtype = info.dtype if np.issubdtype(np.dtype(info.dtype), np.floating) else np.float32
+    if len(shape) == 2:
+        h, w = shape
+        size = (w, h) if h is not None and w is not None else None
+        return InputSpec(info.name, "HW", 1, size, dtype)
+    if len(shape) != 3:
+        return InputSpec(info.name, "HWC", None, None, dtype)
+    a, b, c = shape
+    if channels_last is None:
+        first = a in (1, 3, 4) and c not in (1, 3, 4)
+        last = c in (1, 3, 4) and a not in (1, 3, 4)
+        keras = type(getattr(model, "backend", None)).__name__ == "KerasBackend"
+        channels_last = last or (not first and keras)
+    if channels_last:
+        size = (b, a) if a is not None and b is not None else None
+        return InputSpec(info.name, "HWC", c, size, dtype)
+    size = (c, b) if b is not None and c is not None else None
+    return InputSpec(info.name, "CHW", a, size, dtype)
+
+
+def layer_rows(model: Any) -> list[tuple[str, str, str, str, str]]:
+    """(name, kind, framework type, shape, channel axis) of every input and response."""
+    rows = []
+    for name, info in model.input_layers.items():
+        rows.append((name, "INPUT", "-", _shape(info.shape), "-"))
+    for name, info in model.response_infos.items():
+        axis = "-" if info.channel_axis is None else str(info.channel_axis)
+        rows.append((name, info.layer.kind.name, info.layer.typename, _shape(info.shape), axis))
+    return rows
+
+
+def _shape(shape: Sequence[int | None]) -> str:
+    return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ")"
+
+
+#: ``--layer-kind`` spellings: lowercase LayerKind names, plus a few common aliases.
+KIND_ALIASES = {"conv": "CONV_2D", "conv2d": "CONV_2D", "dense": "DENSE", "linear": "DENSE"}
+
+
+def _kind_names(kinds: Sequence[str]) -> set[str]:
+    from introscope.base import ResponseInfo
+
+    known = {k.name for k in ResponseInfo.LayerKind}
+    out = set()
+    for k in kinds:
+        name = KIND_ALIASES.get(k.lower(), k.upper())
+        if name not in known:
+            raise IntroscopeValueError(
+                f"--layer-kind {k!r} is not a layer kind; choose from "
+                f"{sorted(n.lower() for n in known)}"
+            )
+        out.add(name)
+    return out
+
+
+def select_layers(
+    model: Any, names: Sequence[str] | None, kinds: Sequence[str] | None
+) -> tuple[list[str], list[str]]:
+    """(IUA layers, PFA layers) in model order.
+
+    ``--layers`` and ``--layer-kind`` pick both. By default IUA looks at activation outputs (ReLU
+    family), or at conv/dense outputs when the model has none (Keras fuses activations); PFA at
+    conv and dense layers except the final one.
+    """
+    infos = model.response_infos
+    order = list(infos)
+    if names:
+        unknown = [n for n in names if n not in infos]
+        if unknown:
+            raise IntroscopeValueError(
+                f"--layers: the model has no response named {unknown}; "
+                f"`introscope layers --model ...` lists them"
+            )
+        chosen = [n for n in order if n in set(names)]
+        return chosen, chosen
+    if kinds:
+        wanted = _kind_names(kinds)
+        chosen = [n for n in order if infos[n].layer.kind.name in wanted]
+        if not chosen:
+            raise IntroscopeValueError(
+                f"--layer-kind {list(kinds)}: the model has no such layers; "
+                f"`introscope layers --model ...` lists the kinds it has"
+            )
+        return chosen, chosen
+    acts = {"RELU", "RELU6", "LEAKY_RELU", "PRELU", "ELU"}
+    weighted = {"CONV_1D", "CONV_2D", "CONV_3D", "DENSE"}
+    last = order[-1] if order else None
+    iua = [n for n in order if infos[n].layer.kind.name in acts]
+    pfa = [n for n in order if infos[n].layer.kind.name in weighted and n != last]
+    # the final dense layer gives the logits; its size is the number of classes, not a choice
+    final_dense = [n for n in pfa if infos[n].layer.kind.name == "DENSE"]
+    if final_dense and _same_shape(infos[final_dense[-1]], infos[last]):
+        pfa.remove(final_dense[-1])
+    if not iua:
+        iua = [n for n in pfa]
+    return iua, pfa
+
+
+def _same_shape(a: Any, b: Any) -> bool:
+    return tuple(a.shape[1:]) == tuple(b.shape[1:])
+
+
+def embedding_layer(model: Any, requested: str | None) -> str:
+    """The response whose vectors feed familiarity, duplicates and the map.
+
+    ``--embedding-layer`` when given; otherwise the last flat response before the output block
+    (walking back from the final response past those of the same shape: the logits).
+    """
+    infos = model.response_infos
+    if requested:
+        if requested not in infos:
+            raise IntroscopeValueError(
+                f"--embedding-layer: the model has no response named {requested!r}; "
+                f"`introscope layers --model ...` lists them"
+            )
+        return requested
+    order = list(infos)
+    if not order:
+        raise IntroscopeError("the model has no responses")
+    final = infos[order[-1]]
+    for name in reversed(order):
+        info = infos[name]
+        if len(info.shape) == 2 and not _same_shape(info, final):
+            return name
+    return order[-1]

@@ -1,0 +1,175 @@
+"""Model and data sections of a run, and writing ``report.html`` with its results beside it."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import _analysis as A
+from ._output import write_bytes, write_json, write_parquet, write_text
+
+__all__ = ["RunOutput", "model_health", "data_health", "write_report"]
+
+
+@dataclass
+class RunOutput:
+    """Files to write beside the report: name -> (bytes | JSON object | DataFrame, description)."""
+
+    files: dict[str, tuple[Any, str]] = field(default_factory=dict)
+
+    def add(self, name: str, content: Any, description: str) -> None:
+        self.files[name] = (content, description)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def model_health(
+    *,
+    name: str,
+    tag: str,
+    source: str,
+    model: Any,
+    data: Any,
+    total: int,
+    iua_layers: Sequence[str],
+    pfa_layers: Sequence[str],
+    components: Sequence[str],
+    batch_size: int,
+    stages: A.Stages,
+    output: RunOutput,
+    notes: Sequence[str] = (),
+) -> tuple[Any, Any, Any]:
+    """Run IUA and PFA on one model; return (ModelSection, iua, recipes)."""
+    from introscope.introspectors import PFA
+    from introscope.viz._report_page import ModelSection
+
+    order = list(model.response_infos)
+    section = ModelSection(name=name, source=source, notes=list(notes))
+    iua = recipes = None
+    skipped = []
+    if "iua" in components and iua_layers:
+        stages.begin(f"IUA of {name}: {len(iua_layers)} layers x {total} samples")
+        iua = A.run_iua(data, model, iua_layers, batch_size, total)
+        section.iua = A.iua_rows(iua, model, order)
+        section.heatmap_png = A.iua_heatmap_png(
+            iua, f"IUA, {name}: share of samples each unit is inactive"
+        )
+        section.heatmap_file = f"iua_{tag}.png"
+        output.add(section.heatmap_file, section.heatmap_png, f"IUA heatmaps of {name}")
+        summary = []
+        for row in iua.summary():
+            info = model.response_infos[row["response"]]
+            summary.append({**row, "kind": info.layer.kind.name})
+        summary.sort(key=lambda r: order.index(r["response"]))
+        output.add(f"iua_{tag}.json", _jsonable(summary), f"IUA summary per layer of {name}")
+        dead = sum(r.dead_units for r in section.iua)
+        units = sum(r.units for r in section.iua)
+        stages.end(f"({dead} of {units} units dead)")
+    elif "iua" in components:
+        skipped.append("IUA: no layers to analyse (choose some with --layers or --layer-kind).")
+    if "pfa" in components and pfa_layers:
+        stages.begin(f"PFA of {name}: {len(pfa_layers)} layers x {total} samples")
+        try:
+            recipes = A.run_pfa(data, model, pfa_layers, batch_size, total)
+        except (ValueError, RuntimeError) as exc:
+            skipped.append(f"PFA could not run: {exc}")
+            stages.end("(failed, see the report)")
+        else:
+            section.pfa = A.pfa_rows(recipes, order)
+            plan = PFA.pruning_plan(recipes).to_dict()
+            output.add(
+                f"pfa_{tag}.json",
+                _jsonable({"strategy": "KL", "unit_selection": "L1Max", "layers": plan}),
+                f"PFA recommended sizes and units to keep of {name}",
+            )
+            stages.end(
+                f"({sum(r.recommended for r in section.pfa)} of "
+                f"{sum(r.original for r in section.pfa)} units recommended)"
+            )
+    elif "pfa" in components:
+        skipped.append("PFA: no conv or dense layers to analyse.")
+    section.skipped = skipped
+    return section, iua, recipes
+
+
+def data_health(
+    *,
+    producer: Any,
+    source: Any,
+    response: str,
+    components: Sequence[str],
+    batch_size: int,
+    projection: str,
+    max_thumbnails: int,
+    seed: int,
+    stages: A.Stages,
+    output: RunOutput,
+    total: int,
+) -> Any:
+    """DatasetReport on ``producer`` (one 2-D response) as a DataSection; the table is saved."""
+    parts = [c for c in ("familiarity", "duplicates", "projection") if c in components]
+    stages.begin(f"{', '.join(parts)} of {total} samples ({response})")
+    report = A.run_dataset_report(
+        A.counted(producer, total, "data"), parts, batch_size, projection=projection, seed=seed
+    )
+    table = A.report_table(report.data)
+    output.add(
+        "dataset_report.parquet",
+        table,
+        "DatasetReport table (DNIKit's columns, plus projection_x/projection_y)",
+    )
+    stages.end()
+    stages.begin(f"thumbnails (at most {max_thumbnails})")
+    names = {"umap": "UMAP", "tsne": "t-SNE", "pacmap": "PaCMAP", "pca": "PCA"}
+    section = A.data_section(
+        report.data,
+        source,
+        response,
+        max_thumbnails=max_thumbnails,
+        seed=seed,
+        projection_name=names.get(projection, projection),
+    )
+    stages.end(f"({len(section.thumbnails)} embedded)")
+    return section
+
+
+def write_report(out_dir: pathlib.Path, report: Any, output: RunOutput) -> pathlib.Path:
+    """Write every result file, then ``report.html`` (last, so a complete report means a complete
+    run); return the report's path."""
+    from introscope.viz._report_page import render_report
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, (content, _) in output.files.items():
+        path = out_dir / name
+        if isinstance(content, bytes):
+            write_bytes(path, content)
+        elif isinstance(content, (dict, list)):
+            write_json(path, content)
+        elif isinstance(content, str):
+            write_text(path, content)
+        else:
+            write_parquet(path, content)
+    report.files = [(name, desc) for name, (_, desc) in output.files.items()]
+    path = out_dir / "report.html"
+    write_text(path, render_report(report))
+    return path
+
+
+def dumps(obj: Any) -> str:
+    """JSON text of ``obj`` (numpy scalars converted)."""
+    return json.dumps(_jsonable(obj))
