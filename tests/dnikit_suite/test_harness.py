@@ -60,7 +60,7 @@ def test_exception_list_format_and_matching() -> None:
         "# comment\n\n"
         "test_a.py | private | uses x\n"
         "test_b.py::test_f | difference | better error\n"
-        "test_b.py::TestC | todo | y\n"
+        "test_b.py::TestC | difference | y\n"
     )
     a, f, c = entries
     assert a.matches("test_a.py::test_anything[1]") and not a.matches("test_ab.py::t")
@@ -120,7 +120,7 @@ def _run_suite(tmp_path: pathlib.Path, listed: str) -> tuple[int, str]:
 
 
 def test_run_is_strict(tmp_path: pathlib.Path) -> None:
-    good = "test_x.py::test_fail | todo | fails\ntest_broken.py | not-built | absent\n"
+    good = "test_x.py::test_fail | difference | fails\ntest_broken.py | not-built | absent\n"
     rc, out = _run_suite(tmp_path, good)
     assert rc == 0, out
     assert "1 passed" in out and "1 xfailed" in out and "1 skipped" in out
@@ -128,7 +128,7 @@ def test_run_is_strict(tmp_path: pathlib.Path) -> None:
     rc, out = _run_suite(tmp_path, "test_broken.py | not-built | absent\n")
     assert rc == 1 and "FAILED test_x.py::test_fail" in out
     # a listed test that passes fails the run
-    rc, out = _run_suite(tmp_path, good + "test_x.py::test_pass | todo | now passes\n")
+    rc, out = _run_suite(tmp_path, good + "test_x.py::test_pass | difference | now passes\n")
     assert rc == 1 and "XPASS(strict)" in out
     # a line that matches nothing fails the run
     rc, out = _run_suite(tmp_path, good + "test_gone.py::test_old | private | gone\n")
