@@ -171,8 +171,14 @@ def fit_and_score_familiarity(
         fam = Familiarity.introspect(fit_source, strategy=strategy, batch_size=batch_size)
     except (IntroscopeError, ValueError) as exc:
         wrapper = type(exc) if type(exc) in _WRAPPABLE else IntroscopeError
+        hint = (
+            "; label values with fewer elements get no model of their own when "
+            "ReportConfig.split_familiarity_min is raised"
+            if rows is not None
+            else ""
+        )
         raise wrapper(
             f"DatasetReport: fitting the {what} familiarity model on {fit_source.size} "
-            f"elements failed: {exc}"
+            f"elements failed: {exc}{hint}"
         ) from exc
     return _scores(fam, source, batch_size)
