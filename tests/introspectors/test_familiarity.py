@@ -281,5 +281,37 @@ def test_width_change_during_fit_is_an_error() -> None:
         yield Batch({"a": np.zeros((6, 2))})
         yield Batch({"a": np.zeros((6, 3))})
 
-    with pytest.raises(IntroscopeValueError, match=r"'a' in batch 1 has 3 features"):
+    with pytest.raises(IntroscopeValueError, match=r"'a' \(batch 1\) has 3 features"):
         Familiarity.introspect(producer)
+
+
+# -- the accumulator contract ------------------------------------------------------------------------
+def test_accumulator_shards_merge_save_and_finalize(data, tmp_path) -> None:
+    from introscope.introspectors._accumulator import accumulate
+
+    strategy = GMM(gaussian_count=3, random_state=5)
+    whole = Familiarity.introspect(StubProducer(data), strategy=strategy)
+    first = strategy.accumulator()
+    second = first.spawn()
+    accumulate(StubProducer({k: v[:150] for k, v in data.items()}), first, batch_size=64,
+               finalize=False)  # fmt: skip
+    accumulate(StubProducer({k: v[150:] for k, v in data.items()}), second, batch_size=64,
+               finalize=False)  # fmt: skip
+    first.save(tmp_path / "part.npz")
+    restored = type(first).load(tmp_path / "part.npz")
+    restored.strategy = strategy
+    for acc in (first.merge(second), restored.merge(second)):
+        fam = acc.finalize()
+        for field in data:
+            np.testing.assert_array_equal(
+                fam.distributions[field].means, whole.distributions[field].means
+            )
+    assert first.merge(second).nbytes == sum(a.nbytes for a in data.values())
+
+
+def test_accumulator_names_response_and_batch() -> None:
+    acc = GMM().accumulator()
+    with pytest.raises(
+        IntroscopeValueError, match=r"^Familiarity: response 'r' \(batch 2\) has shape"
+    ):
+        acc.update("r", np.zeros((3, 2, 2)), where="batch 2")

@@ -157,9 +157,9 @@ class GMMDistribution(FamiliarityDistribution):
         name = field or self.name
         data = check_responses("Familiarity", name, x, where)
         if data.shape[1] != self.n_features:
-            at = f" in {where}" if where else ""
+            at = f" ({where})" if where else ""
             raise IntroscopeValueError(
-                f"Familiarity: field {name!r}{at} has {data.shape[1]} features per element but "
+                f"Familiarity: response {name!r}{at} has {data.shape[1]} features per element but "
                 f"its distribution was fitted on {self.n_features}; score responses of the "
                 f"layer it was fitted on"
             )

@@ -75,7 +75,7 @@ class Familiarity(PipelineStage):
             return self._distributions[field]
         except KeyError:
             raise IntroscopeValueError(
-                f"Familiarity: field {field!r} ({where}) has no fitted distribution; it was "
+                f"Familiarity: response {field!r} ({where}) has no fitted distribution; it was "
                 f"fitted on {sorted(self._distributions)}. Remove other fields (FieldRemover) "
                 f"or fit on them too"
             ) from None

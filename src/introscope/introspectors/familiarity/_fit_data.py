@@ -15,9 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from introscope._validation import count_nonfinite
 from introscope.exceptions import IntroscopeError, IntroscopeValueError
 
-__all__ = ["FitData", "check_responses"]
+from .._accumulator import Capabilities, State, StateError
+
+__all__ = ["FitData", "check_rows", "check_responses"]
 
 _GROWTH = 1.25  # capacity growth factor; resize zero-fills the new rows, so keep the slack small
 _U64 = np.uint64
@@ -46,34 +49,45 @@ def row_keys(seed: int, start: int, count: int) -> np.ndarray:
         return _splitmix64(base + idx * _GOLDEN)
 
 
-def check_responses(who: str, field: str, array: Any, where: str) -> np.ndarray:
-    """``array`` as a 2-D numeric numpy array with finite values, or a clear error."""
+def check_rows(array: Any) -> np.ndarray:
+    """``array`` as a 2-D numeric array of finite values, else a :class:`StateError`.
+
+    The message reads after ``"Familiarity: response 'name' (batch 3) "``.
+    """
     data = np.asarray(array)
-    at = f" in {where}" if where else ""
     if data.ndim != 2:
-        raise IntroscopeValueError(
-            f"{who}: field {field!r}{at} has responses of shape {data.shape}; familiarity needs "
-            f"2-D responses (samples, features). Add a Pooler (e.g. Pooler(dim=(1, 2), "
-            f"method=Pooler.Method.MAX) for channels-last convolutions) or a Flattener stage "
-            f"before it"
+        raise StateError(
+            f"has shape {data.shape}; familiarity needs one vector per element, shape "
+            f"(samples, features). Reduce the other axes first with "
+            f"introscope.processors.Pooler (e.g. a global max or average over the spatial axes) "
+            f"or Flattener"
         )
     if data.dtype.kind not in "biuf":
-        raise IntroscopeValueError(
-            f"{who}: field {field!r}{at} has responses of dtype {data.dtype}; familiarity needs "
-            f"numeric responses"
-        )
-    if data.dtype.kind == "f" and not np.isfinite(data).all():
-        bad = np.unique(np.nonzero(~np.isfinite(data))[0])
-        raise IntroscopeValueError(
-            f"{who}: field {field!r}{at} holds NaN or Inf in {len(bad)} of its {len(data)} "
-            f"elements (first: element {int(bad[0])}); remove or replace them before fitting or "
-            f"scoring familiarity"
+        raise StateError(f"has dtype {data.dtype}; familiarity needs numeric responses")
+    if count_nonfinite(data):
+        bad = np.flatnonzero(~np.isfinite(data).all(axis=1))
+        raise StateError(
+            f"holds NaN or Inf in {len(bad)} of its {len(data)} elements (first: element "
+            f"{int(bad[0])} of the batch); remove or replace them before fitting or scoring "
+            f"familiarity"
         )
     return data
 
 
-class FitData:
+def check_responses(who: str, field: str, array: Any, where: str) -> np.ndarray:
+    """:func:`check_rows` with the error prefixed by ``who``, the field and ``where``."""
+    try:
+        return check_rows(array)
+    except StateError as exc:
+        at = f" ({where})" if where else ""
+        raise IntroscopeValueError(f"{who}: response {field!r}{at} {exc}") from None
+
+
+class FitData(State):
     """Streaming fit buffer of one response: ``update(array)``, ``merged(other)``, state dicts.
+
+    O(samples x features) (all rows, or ``max_samples`` of them): a mixture needs its fit data
+    at once.
 
     Args:
         name: the response (field) name, used in error messages
@@ -128,13 +142,18 @@ class FitData:
         return 0 if self._buf is None else self._buf.nbytes
 
     # -- updates ------------------------------------------------------------------------------
-    def update(self, array: Any, *, where: str = "") -> None:
-        """Fold in one batch of rows (shape ``(rows, features)``, finite)."""
-        data = check_responses("Familiarity", self.name, array, where)
-        self._check_like(data.shape[1], data.dtype, where)
+    capabilities = Capabilities(
+        mergeable=True, exact=True, passes=1, grows_with=("samples", "units")
+    )
+    checks_finite = True
+
+    def update(self, array: Any, *, allow_nonfinite: bool = False) -> int:
+        """Fold in one batch of rows (shape ``(rows, features)``, finite); returns 0."""
+        data = check_rows(array)
+        self._check_like(data.shape[1], data.dtype)
         start = self._next
         if len(data) == 0:
-            return
+            return 0
         self.n_seen += len(data)
         self._next += len(data)
         if self._ranges and self._ranges[-1][1] == start:
@@ -149,21 +168,20 @@ class FitData:
             self._append(data)
         else:
             self._sample(data, row_keys(self.seed, start, len(data)), start)
+        return 0
 
-    def _check_like(self, features: int, dtype: np.dtype, where: str) -> None:
+    def _check_like(self, features: int, dtype: np.dtype) -> None:
         if self._buf is None:
             return
-        at = f" in {where}" if where else ""
         if features != self._buf.shape[1]:
-            raise IntroscopeValueError(
-                f"Familiarity: field {self.name!r}{at} has {features} features per element but "
-                f"earlier batches had {self._buf.shape[1]}; every batch of a response must have "
-                f"the same width"
+            raise StateError(
+                f"has {features} features per element but earlier batches had "
+                f"{self._buf.shape[1]}; every batch of a response must have the same width"
             )
         if dtype != self._buf.dtype:
-            raise IntroscopeValueError(
-                f"Familiarity: field {self.name!r}{at} has dtype {dtype} but earlier batches had "
-                f"{self._buf.dtype}; cast the responses to one dtype"
+            raise StateError(
+                f"has dtype {dtype} but earlier batches had {self._buf.dtype}; cast the "
+                f"responses to one dtype"
             )
 
     def _reserve(self, rows: int, features: int, dtype: np.dtype) -> np.ndarray:
@@ -223,6 +241,10 @@ class FitData:
         self._index[free] = index[kept_new]
 
     # -- results --------------------------------------------------------------------------------
+    def result(self, **options: Any) -> np.ndarray:
+        """The held rows (see :meth:`data`)."""
+        return self.data()
+
     def data(self) -> np.ndarray:
         """The held rows as one read-only C-contiguous ``(rows, features)`` array.
 
@@ -230,7 +252,7 @@ class FitData:
         does not depend on the batch size.
         """
         if self._buf is None:
-            raise IntroscopeError(f"Familiarity: field {self.name!r} received no rows")
+            raise IntroscopeError(f"Familiarity: response {self.name!r} received no rows")
         if self.max_samples is not None:
             order = np.argsort(self._index, kind="stable")
             if not np.array_equal(order, np.arange(self._n)):
@@ -248,19 +270,17 @@ class FitData:
     def merged(self, other: FitData) -> FitData:
         """A new state holding both states' rows (disjoint data); exact, associative."""
         if (other.max_samples, other.seed) != (self.max_samples, self.seed):
-            raise IntroscopeValueError(
-                f"FitData.merged: field {self.name!r}: cannot merge states with different "
-                f"max_samples/seed ({self.max_samples}/{self.seed} vs "
-                f"{other.max_samples}/{other.seed})"
+            raise StateError(
+                f"cannot merge fit buffers with different max_samples/seed "
+                f"({self.max_samples}/{self.seed} vs {other.max_samples}/{other.seed})"
             )
         first, second = (self, other) if self.offset <= other.offset else (other, self)
         ranges = sorted(r[:] for r in [*self._ranges, *other._ranges])
         for (_, stop), (start, _) in zip(ranges, ranges[1:]):
             if self.max_samples is not None and start < stop:
-                raise IntroscopeValueError(
-                    f"FitData.merged: field {self.name!r}: the two sampled states cover "
-                    f"overlapping rows (both hold row {start}); give each shard's state its "
-                    f"starting row as offset="
+                raise StateError(
+                    f"the two sampled fit buffers cover overlapping rows (both hold row "
+                    f"{start}); give each shard's state its starting row as offset="
                 )
         out = FitData(self.name, max_samples=self.max_samples, seed=self.seed, offset=first.offset)
         out.n_seen = first.n_seen + second.n_seen
@@ -276,7 +296,7 @@ class FitData:
             if part._buf is None:
                 continue
             rows = part._buf[: part._n]
-            out._check_like(rows.shape[1], rows.dtype, "merge")
+            out._check_like(rows.shape[1], rows.dtype)
             if self.max_samples is None:
                 out._append(rows)
             elif out._buf is None:

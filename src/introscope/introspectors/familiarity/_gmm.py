@@ -9,9 +9,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from introscope._progress import progress
 from introscope.base import Batch, Producer
-from introscope.base._producer import check_batch_size, checked_batches
+from introscope.base._producer import check_batch_size
 from introscope.exceptions import IntroscopeValueError
 
 from ._distribution import GMMCovarianceType, GMMDistribution
@@ -121,35 +120,32 @@ class GMM(FamiliarityStrategyType):
             return state
         return np.random.RandomState(DEFAULT_SEED if state is None else int(state))
 
-    def new_fit_data(self, name: str, random_state: np.random.RandomState) -> FitData:
-        """An empty fit buffer for one response, sampled when ``max_fit_samples`` is set."""
-        if self.max_fit_samples is None:
-            return FitData(name)
+    def _sample_seed(self, random_state: np.random.RandomState) -> int:
         state = self._random_state
         if isinstance(state, np.random.RandomState):
-            seed = int(random_state.randint(0, 2**31 - 1))
-        else:
-            seed = DEFAULT_SEED if state is None else int(state)
-        return FitData(name, max_samples=self.max_fit_samples, seed=seed)
+            return int(random_state.randint(0, 2**31 - 1))
+        return DEFAULT_SEED if state is None else int(state)
+
+    def accumulator(self, random_state: np.random.RandomState | None = None) -> Any:
+        """An empty :class:`FamiliarityAccumulator` holding this strategy (and its sampling)."""
+        from ._accumulator import FamiliarityAccumulator
+
+        if self.max_fit_samples is None:
+            return FamiliarityAccumulator(self)
+        rs = self._fresh_random_state() if random_state is None else random_state
+        return FamiliarityAccumulator(
+            self, max_samples=self.max_fit_samples, seed=self._sample_seed(rs)
+        )
 
     def __call__(self, producer: Producer, batch_size: int = 1024) -> Mapping[str, GMMDistribution]:
         """Pull ``producer`` once, buffering each field, then fit one mixture per field."""
+        from .._accumulator import accumulate
+
         check_batch_size(batch_size)
         random_state = self._fresh_random_state()
-        buffers: dict[str, FitData] = {}
-        batches = checked_batches(producer, batch_size, what="Familiarity producer")
-        for index, batch in enumerate(progress(batches, "Familiarity")):
-            fields = batch.fields
-            if index == 0:
-                buffers = {name: self.new_fit_data(name, random_state) for name in fields}
-            elif set(fields) != set(buffers):
-                raise IntroscopeValueError(
-                    f"Familiarity: batch {index} has fields {sorted(fields)} but the first batch "
-                    f"had {sorted(buffers)}; every batch must carry the same responses"
-                )
-            for name, array in fields.items():
-                buffers[name].update(array, where=f"batch {index}")
-        return self.fit(buffers, random_state=random_state)
+        acc = self.accumulator(random_state)
+        accumulate(producer, acc, batch_size=batch_size, desc="Familiarity", finalize=False)
+        return self.fit(acc.states, random_state=random_state)
 
     def fit(
         self,
@@ -177,7 +173,7 @@ class GMM(FamiliarityStrategyType):
             needed = max(2, self.gaussian_count)
             if len(array) < needed:
                 raise IntroscopeValueError(
-                    f"Familiarity: field {name!r} has {len(array)} samples, fewer than the "
+                    f"Familiarity: response {name!r} has {len(array)} samples, fewer than the "
                     f"{needed} a mixture of {self.gaussian_count} Gaussian(s) needs; give "
                     f"the producer more data or lower gaussian_count"
                 )
