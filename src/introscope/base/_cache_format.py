@@ -8,12 +8,20 @@ keeps tuples, dicts with any keys, sets, paths, bytes and numpy scalars round-tr
 from __future__ import annotations
 
 import base64
+import io
 import json
 import logging
+import os
 import pathlib
 import struct
 import zipfile
 import zlib
+from collections import OrderedDict
+
+try:  # the zip format's CRC-32, vectorised; the same values as zlib.crc32
+    from zlib_ng.zlib_ng import crc32 as _crc32
+except ImportError:  # pragma: no cover - zlib-ng is a dependency; a source build may lack it
+    _crc32 = zlib.crc32
 from typing import Any
 
 import numpy as np
@@ -26,6 +34,8 @@ from ._batch import Batch
 _logger = logging.getLogger("introscope.base.cacher")
 
 FORMAT_VERSION = 1
+_ALIGN = 64  # members' data start on 64-byte boundaries of the file (numpy pads .npy headers)
+_PAD_FIELD = 0xD935  # the zip extra-field id zipalign uses for alignment padding
 _TAG = "~"
 _PATH_TYPES = {
     cls.__name__: cls
@@ -88,8 +98,13 @@ def _encode(value: Any, arrays: dict[str, np.ndarray], where: str) -> Any:
     raise UnsupportedMetadata(where, value)
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def _decode(data: Any, arrays: Any) -> Any:
     if isinstance(data, list):
+        if _PLAIN.issuperset(map(type, data)):
+            return data  # a fresh list from json.loads: identifiers, labels, paths as str
         return [_decode(v, arrays) for v in data]
     if not isinstance(data, dict):
         return data
@@ -186,8 +201,12 @@ def _check_field(what: str, array: np.ndarray) -> None:
         )
 
 
-def write_batch(path: pathlib.Path, batch: Batch, policy: MetadataPolicy) -> None:
-    """Write ``batch`` to ``path`` (the caller renames it into place)."""
+def write_batch(path: pathlib.Path, batch: Batch, policy: MetadataPolicy) -> dict[str, list[int]]:
+    """Write ``batch`` to ``path`` (the caller renames it into place); return its member index.
+
+    The index maps each member to ``[offset, length, crc32, 0]`` of its bytes in the file, for
+    :func:`read_batch` to read the file without parsing the zip structure.
+    """
     s = batch._s
     arrays: dict[str, np.ndarray] = {}
     header: dict[str, Any] = {"version": FORMAT_VERSION, "size": s.batch_size, "fields": []}
@@ -207,93 +226,202 @@ def write_batch(path: pathlib.Path, batch: Batch, policy: MetadataPolicy) -> Non
         header["snapshots"].append({"name": snap_name, "fields": names, "metadata": snap_meta})
     header["metadata"] = _encode_metadata(s.metadata, arrays, policy)
     members.update(arrays)
+    # dtype and shape of every member, so a read needs no .npy header parsing (optional: caches
+    # written without it are read through numpy's header parser)
+    header["layout"] = {name: _layout(np.asanyarray(a)) for name, a in members.items()}
     text = json.dumps(header, separators=(",", ":")).encode("utf-8")
     members["header"] = np.frombuffer(text, dtype=np.uint8)
-    # The npz layout numpy itself writes (stored, zip64), without numpy.savez's pickle default.
+    # The npz layout numpy itself writes (stored, zip64), without numpy.savez's pickle default,
+    # with every member's data 64-byte aligned in the file (as Android's zipalign does, with a
+    # padding extra field), so a reader can use the bytes it read in place.
+    index: dict[str, list[int]] = {}
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
         for name, array in members.items():
-            with zf.open(f"{name}.npy", "w", force_zip64=True) as fp:
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_STORED
+            # local header: 30 bytes + name + our padding field (4 + pad) + zip64 field (20)
+            fixed = zf.fp.tell() + 30 + len(info.filename.encode()) + 4 + 20
+            pad = -fixed % _ALIGN
+            info.extra = struct.pack("<HH", _PAD_FIELD, pad) + b"\0" * pad
+            with zf.open(info, "w", force_zip64=True) as fp:
+                begin = zf.fp.tell()  # where the member's bytes (.npy header, data) start
                 np.lib.format.write_array(fp, np.asanyarray(array), allow_pickle=False)
+            index[name] = [begin, 0, 0, 0]
+        for info in zf.infolist():
+            entry = index[info.filename.removesuffix(".npy")]
+            entry[1], entry[2] = info.file_size, info.CRC
+    return index
+
+
+# Files whose every member passed its CRC check in this process (or that this process wrote),
+# with the (inode, size, mtime) they had then: a later read of the unchanged file skips the CRCs.
+_VERIFIED: OrderedDict[str, tuple[int, int, int]] = OrderedDict()
+_VERIFIED_MAX = 200_000
+
+
+def _stamp(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def remember_verified(path: str, stamp: tuple[int, int, int] | None = None) -> None:
+    """Record that ``path`` (as it is now, or as ``stamp`` says) holds intact members."""
+    key = os.path.abspath(path)
+    _VERIFIED[key] = _stamp(os.stat(key)) if stamp is None else stamp
+    _VERIFIED.move_to_end(key)
+    while len(_VERIFIED) > _VERIFIED_MAX:
+        _VERIFIED.popitem(last=False)
+
+
+class _Member:
+    """What :class:`_StoredNpz` needs of a member: its length and CRC (a ZipInfo has both)."""
+
+    __slots__ = ("file_size", "CRC", "compress_type")
+
+    def __init__(self, file_size: int, crc: int) -> None:
+        self.file_size = file_size
+        self.CRC = crc
+        self.compress_type = zipfile.ZIP_STORED
+
+
+def _layout(array: np.ndarray) -> list[Any] | None:
+    if array.dtype.fields is not None or array.dtype.subdtype is not None:
+        return None  # structured dtypes: read through numpy's header parser
+    # numpy.lib.format writes an array in Fortran order exactly when it is F- but not C-contiguous
+    fortran = bool(array.flags.f_contiguous and not array.flags.c_contiguous)
+    return [array.dtype.str, list(array.shape), fortran]
 
 
 class _StoredNpz:
-    """Reads members of an uncompressed ``.npz`` straight into their arrays, one read each.
+    """Reads an uncompressed ``.npz`` with one read; its arrays are read-only views of the bytes.
 
-    ``numpy.load`` copies a zip member through 256 KiB chunks, several times slower for large
-    batches. With ``verify`` each member's CRC-32 is checked, as zipfile does (about 2 GB/s).
+    ``numpy.load`` copies each zip member through 256 KiB chunks, several times slower for large
+    batches. Members written by :func:`write_batch` are 64-byte aligned, so no array is copied
+    (one of an older, unaligned file is). With ``verify`` each member's CRC-32 is checked, as
+    zipfile does, with zlib-ng's vectorised CRC (a dependency; the standard library's is many
+    times slower), once per file and process: a file this process wrote or already checked is
+    not checked again while its inode, size and modification time stay the same. ``index``
+    (from the manifest) saves parsing the zip directory.
     """
 
-    def __init__(self, path: pathlib.Path, verify: bool = True) -> None:
+    def __init__(
+        self, path: pathlib.Path, verify: bool = True, index: dict[str, list[int]] | None = None
+    ) -> None:
         self._path = path
         self._verify = verify
-        self._file = open(path, "rb")  # noqa: SIM115 - closed by __exit__
+        self.layout: dict[str, Any] | None = None
         try:
-            with zipfile.ZipFile(self._file) as zf:
-                self._infos = {i.filename.removesuffix(".npy"): i for i in zf.infolist()}
-        except (zipfile.BadZipFile, OSError) as exc:
-            self._file.close()
+            with open(path, "rb", buffering=0) as f:
+                data = f.read()
+                stamp = _stamp(os.fstat(f.fileno()))
+        except OSError as exc:
             raise IntroscopeError(f"{path} is not a readable cache file: {exc}") from None
+        key = os.path.abspath(path)
+        if verify and _VERIFIED.get(key) == stamp:
+            self._verify = False  # checked (or written) by this process and not changed since
+        self._verified = (key, stamp) if self._verify else None
+        self._raw = np.frombuffer(data, dtype=np.uint8)
+        if index is not None:
+            self._starts = {
+                name: (_Member(length, crc), offset)
+                for name, (offset, length, crc, _) in index.items()
+            }
+        else:
+            self._starts = self._zip_directory()
+
+    def _zip_directory(self) -> dict[str, tuple[Any, int]]:
+        raw = self._raw
+        try:
+            with zipfile.ZipFile(io.BytesIO(raw.tobytes())) as zf:
+                infos = zf.infolist()
+        except zipfile.BadZipFile as exc:
+            raise IntroscopeError(f"{self._path} is not a readable cache file: {exc}") from None
+        starts: dict[str, tuple[Any, int]] = {}
+        for info in infos:
+            name = info.filename.removesuffix(".npy")
+            local = raw[info.header_offset : info.header_offset + 30].tobytes()
+            if len(local) != 30 or local[:4] != b"PK\x03\x04":
+                raise self._corrupt(name, "has no zip header")
+            name_len, extra_len = struct.unpack("<HH", local[26:30])
+            starts[name] = (info, info.header_offset + 30 + name_len + extra_len)
+        return starts
 
     def __enter__(self) -> _StoredNpz:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._file.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None and self._verified is not None:
+            remember_verified(*self._verified)
 
     def _corrupt(self, name: str, why: str) -> IntroscopeError:
         return IntroscopeError(f"{self._path} is corrupt: member {name!r} {why}")
 
     def __getitem__(self, name: str) -> np.ndarray:
-        info = self._infos.get(name)
-        if info is None:
+        entry = self._starts.get(name)
+        if entry is None:
             raise self._corrupt(name, "is missing")
+        info, start = entry
         if info.compress_type != zipfile.ZIP_STORED:
             raise self._corrupt(name, "is compressed; caches store members uncompressed")
-        f = self._file
-        f.seek(info.header_offset)
-        local = f.read(30)
-        if len(local) != 30 or local[:4] != b"PK\x03\x04":
-            raise self._corrupt(name, "has no zip header")
-        name_len, extra_len = struct.unpack("<HH", local[26:30])
-        start = info.header_offset + 30 + name_len + extra_len
-        f.seek(start)
+        raw = self._raw
+        member = raw[start : start + info.file_size]
+        if len(member) != info.file_size:
+            raise self._corrupt(name, "is truncated")
+        if self._verify and _crc32(member) != info.CRC:
+            raise self._corrupt(name, "fails its CRC check")
+        if self.layout is not None:
+            known = self.layout.get(name)
+        elif name == "header":  # the JSON header itself: bytes; its length follows from the size
+            known = ["|u1", [-1], False]
+        else:
+            known = None
+        if known is not None and bytes(member[:6]) == b"\x93NUMPY" and member[6] == 1:
+            header_len = 10 + int(member[8]) + (int(member[9]) << 8)
+            dtype, shape, fortran = np.dtype(known[0]), tuple(known[1]), bool(known[2])
+            if shape == (-1,):
+                shape = ((info.file_size - header_len) // dtype.itemsize,)
+        else:
+            dtype, shape, fortran, header_len = self._parse_header(name, member)
+        if dtype.hasobject:
+            raise self._corrupt(name, "has dtype object, which only pickle can load")
+        count = int(np.prod(shape, dtype=np.int64))
+        if header_len + count * dtype.itemsize != info.file_size:
+            raise self._corrupt(name, "has the wrong size")
+        data = member[header_len:]
+        array = np.frombuffer(data, dtype=dtype, count=count)
+        if dtype.alignment > 1 and not array.flags.aligned:
+            array = array.copy()
+        array = array.reshape(shape[::-1] if fortran else shape)
+        return array.T if fortran else array
+
+    def _parse_header(self, name: str, member: np.ndarray) -> tuple[np.dtype, tuple, bool, int]:
+        stream = io.BytesIO(member[:65536].tobytes())
         try:
-            version = np.lib.format.read_magic(f)
+            version = np.lib.format.read_magic(stream)
             if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
             elif version == (2, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
             else:
                 raise ValueError(f"unsupported .npy version {version}")
         except ValueError as exc:
             raise self._corrupt(name, f"has no valid .npy header ({exc})") from None
-        if dtype.hasobject:
-            raise self._corrupt(name, "has dtype object, which only pickle can load")
-        header_len = f.tell() - start
-        array = np.empty(shape[::-1] if fortran else shape, dtype=dtype)
-        if header_len + array.nbytes != info.file_size:
-            raise self._corrupt(name, "has the wrong size")
-        if self._verify:
-            f.seek(start)
-            crc = zlib.crc32(f.read(header_len))
-        if array.nbytes:
-            buffer = memoryview(array.reshape(-1).view(np.uint8))
-            if f.readinto(buffer) != array.nbytes:
-                raise self._corrupt(name, "is truncated")
-            if self._verify:
-                crc = zlib.crc32(buffer, crc)
-        if self._verify and crc != info.CRC:
-            raise self._corrupt(name, "fails its CRC check")
-        return array.T if fortran else array
+        return dtype, tuple(shape), fortran, stream.tell()
 
 
-def read_batch(path: pathlib.Path, verify: bool = True) -> Batch:
-    """Load one batch written by :func:`write_batch` (checking CRCs with ``verify``)."""
-    with _StoredNpz(path, verify) as z:
+def read_batch(
+    path: pathlib.Path, verify: bool = True, index: dict[str, list[int]] | None = None
+) -> Batch:
+    """Load one batch written by :func:`write_batch` (checking CRCs with ``verify``).
+
+    ``index`` is what :func:`write_batch` returned (kept in the manifest): the file is then read
+    without parsing its zip structure; without it the zip directory is read.
+    """
+    with _StoredNpz(path, verify, index) as z:
         try:
-            header = json.loads(bytes(z["header"]).decode("utf-8"))
+            header = json.loads(z["header"].tobytes().decode("utf-8"))
         except ValueError as exc:
             raise IntroscopeError(f"{path} is corrupt: unreadable header ({exc})") from None
+        z.layout = header.get("layout")
         if header.get("version") != FORMAT_VERSION:
             raise IntroscopeError(
                 f"{path} is in cache format {header.get('version')}, this introscope reads "

@@ -24,7 +24,13 @@ from introscope.typing import PathOrStr
 
 from . import _metadata as _meta
 from ._batch import Batch
-from ._cache_format import FORMAT_VERSION, MetadataPolicy, read_batch, write_batch
+from ._cache_format import (
+    FORMAT_VERSION,
+    MetadataPolicy,
+    read_batch,
+    remember_verified,
+    write_batch,
+)
 from ._pipeline import PipelineStage
 from ._producer import Producer, check_batch_size, checked_batches
 from ._producer_utils import resize_batches
@@ -129,16 +135,20 @@ class _RunWriter:
     def add(self, batch: Batch, policy: MetadataPolicy) -> None:
         name = self._next_name()
         tmp = self.run / f".{name}.tmp"
-        write_batch(tmp, batch, policy)
+        index = write_batch(tmp, batch, policy)
         os.replace(tmp, self.run / name)
-        self.entries.append({"file": name, "size": batch.batch_size})
+        remember_verified(str(self.run / name))  # written and CRC'd by this process just now
+        self.entries.append({"file": name, "size": batch.batch_size, "members": index})
 
-    def add_file(self, source: pathlib.Path, size: int) -> None:
+    def add_file(self, source: pathlib.Path, entry: dict[str, Any]) -> None:
         name = self._next_name()
         tmp = self.run / f".{name}.tmp"
         shutil.copyfile(source, tmp)
         os.replace(tmp, self.run / name)
-        self.entries.append({"file": name, "size": size})
+        copied = {"file": name, "size": entry["size"]}
+        if "members" in entry:
+            copied["members"] = entry["members"]
+        self.entries.append(copied)
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:
@@ -259,7 +269,7 @@ class CachedProducer:
         run = self._storage_path / manifest["run"]
         for entry in manifest["batches"]:
             try:
-                yield read_batch(run / entry["file"], self._verify)
+                yield read_batch(run / entry["file"], self._verify, entry.get("members"))
             except FileNotFoundError:
                 raise IntroscopeError(
                     f"{run / entry['file']} disappeared while it was being read "
@@ -295,7 +305,7 @@ class CachedProducer:
         try:
             run = self._storage_path / manifest["run"]
             for entry in manifest["batches"]:
-                writer.add_file(run / entry["file"], entry["size"])
+                writer.add_file(run / entry["file"], entry)
         except BaseException:
             writer.abort()
             raise
