@@ -97,6 +97,27 @@ def test_fit_and_scores_equal_sklearn(data, cov: GMMCovarianceType, k: int) -> N
         np.testing.assert_allclose([r.percentile for r in results], want, atol=1e-9)
 
 
+@pytest.mark.parametrize("cov", [GMMCovarianceType.DIAG, GMMCovarianceType.FULL])
+def test_float32_fit_scores_in_float64(cov: GMMCovarianceType) -> None:
+    rng = np.random.default_rng(4)
+    x = _blobs(rng, 600, 24, dtype=np.float32)
+    fam = Familiarity.introspect(StubProducer({"x": x}), strategy=GMM(covariance_type=cov))
+    dist = fam.distributions["x"]
+    assert dist.means.dtype == np.float32  # scikit-learn's float32 fit, kept as is
+    xs = x[:50].astype(np.float64)
+    per_component = []
+    for w, mu, cov_k in zip(dist.weights, dist.means, dist.covariances, strict=True):
+        c = np.diag(cov_k) if cov is GMMCovarianceType.DIAG else cov_k
+        c = c.astype(np.float64)
+        c = np.tril(c) + np.tril(c, -1).T  # a float32 fit's matrix is symmetric to rounding only
+        diff = xs - mu.astype(np.float64)
+        maha = np.einsum("ij,ij->i", diff @ np.linalg.inv(c), diff)
+        logdet = np.linalg.slogdet(c)[1]
+        per_component.append(np.log(np.float64(w)) - 0.5 * (24 * np.log(2 * np.pi) + logdet + maha))
+    exact = np.logaddexp.reduce(np.array(per_component), axis=0)
+    np.testing.assert_allclose(fam.score("x", x[:50]), exact, rtol=1e-11)
+
+
 def test_rarest_percent_selects_the_outliers() -> None:
     rng = np.random.default_rng(3)
     fit = _blobs(rng, 2000, 6)

@@ -103,7 +103,11 @@ def _case(fields: dict[str, tuple[np.ndarray, np.ndarray]], seed: int, batch_siz
                 scores[n] += [r.score for r in batch.metadata[fam.meta_key][n]]
         for n in fields:
             assert len(scores[n]) == len(fields[n][1])
-            np.testing.assert_allclose(scores[n], ref["scores"][n], rtol=1e-9, atol=1e-9)
+            # DNIKit takes the log of float32 weights in float32 (a float32 fit keeps float32
+            # parameters); introscope scores in float64 throughout. The gap is at most half a
+            # float32 ulp of log(weight): 2.5e-7 absolute for weights above 1e-3.
+            atol = 2.5e-7 if fields[n][0].dtype == np.float32 else 1e-9
+            np.testing.assert_allclose(scores[n], ref["scores"][n], rtol=1e-9, atol=atol)
 
 
 def _blobs(rng: np.random.Generator, n: int, d: int, centres: int, dtype=np.float64):
