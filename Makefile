@@ -33,6 +33,9 @@ $(DNIKIT_VENV)/.installed:
 	@# pandas + matplotlib (dnikit[notebook]) for comparing IUA.show / PFA.show tables.
 	@$(DNIKIT_VENV)/bin/python -m pip install -q pandas matplotlib 2>/dev/null \
 	  || echo "warning: no pandas in $(DNIKIT_VENV); show() differential tests will be skipped"
+	@# umap-learn (dnikit[dimreduction]) for the UMAP batch-size comparison; that test skips without it.
+	@$(DNIKIT_VENV)/bin/python -m pip install -q umap-learn 2>/dev/null \
+	  || echo "warning: no umap-learn in $(DNIKIT_VENV); the UMAP differential test will be skipped"
 
 # Apple's Symphony UI for the DatasetReport browser test, in its own venv: symphony-ui 1.0.1 needs
 # jupyterlab 3 (never in .venv) and pandas<3 (its Arrow reader cannot read the large_string
