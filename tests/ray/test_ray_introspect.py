@@ -257,3 +257,34 @@ def test_missing_ray_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(MissingDependencyError, match=r"introscope\[ray\]"):
         iray.introspect(None, [IUA])
+
+
+def test_familiarity_fit_sample_and_scores_match_single_process(cluster):
+    from introscope.introspectors import Familiarity
+
+    rng = np.random.default_rng(3)
+    n = 600
+    feats = np.concatenate(
+        [rng.normal(0, 1, size=(n // 2, 4)), rng.normal(4, 0.5, size=(n // 2, 4))]
+    ).astype(np.float32)[rng.permutation(n)]
+    columns = {"feat": feats, "id": np.arange(n)}
+    ds = cluster.data.range(n, override_num_blocks=5).map_batches(
+        lambda b: {k: v[b["id"]] for k, v in columns.items()}, batch_size=None
+    )
+    strategy = Familiarity.Strategy.GMM(gaussian_count=3, max_fit_samples=250, random_state=7)
+    (fam,), stats = iray.introspect(
+        ds, [strategy], responses="feat", batch_size=50, return_stats=True
+    )
+    want = Familiarity.introspect(_producer({"feat": feats}), strategy=strategy, batch_size=64)
+    got_state = fam.distributions["feat"].state_dict()
+    want_state = want.distributions["feat"].state_dict()
+    assert got_state.keys() == want_state.keys()
+    for key, value in want_state.items():
+        assert np.array_equal(np.asarray(got_state[key]), np.asarray(value)), key
+    # every block shipped all its rows (the driver took the seeded sample)
+    assert stats.rows == n and stats.merges == [stats.blocks]
+    scored = iray.score(ds, fam, responses="feat", keep=["id"]).take_all()
+    ids = np.array([r["id"] for r in scored])
+    scores = np.array([r["feat_score"] for r in scored])
+    assert sorted(ids.tolist()) == list(range(n))
+    assert np.array_equal(scores, want.score("feat", feats[ids]))

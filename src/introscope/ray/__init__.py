@@ -5,15 +5,18 @@ a missing Ray raises :class:`~introscope.exceptions.MissingDependencyError` nami
 """
 
 from ._cluster import init_local
-from ._entries import AccumulatorEntry, Entry, PFAEntry
+from ._entries import AccumulatorEntry, Entry, FamiliarityEntry, PFAEntry
 from ._introspect import RayRunStats, actor_resources, introspect
+from ._score import score
 
 __all__ = [
     "AccumulatorEntry",
     "Entry",
+    "FamiliarityEntry",
     "PFAEntry",
     "RayRunStats",
     "actor_resources",
     "init_local",
     "introspect",
+    "score",
 ]

@@ -22,16 +22,25 @@ try:
 except ImportError:  # the contract has not landed in this checkout
     Accumulator = None  # type: ignore[assignment,misc]
 
-__all__ = ["AccumulatorEntry", "Entry", "PFAEntry", "resolve_entries"]
+__all__ = ["AccumulatorEntry", "Entry", "FamiliarityEntry", "PFAEntry", "resolve_entries"]
 
 
 class Entry:
-    """The state interface the Ray workers and the driver use, one per introspector."""
+    """The state interface the Ray workers and the driver use, one per introspector.
+
+    ``new`` makes a block's empty state on a worker. The driver merges block states in a
+    balanced tree, or, for a ``sequential`` entry, folds them in dataset order into
+    ``driver_new()`` with ``merged(driver_state, block_state)``.
+    """
 
     label = "introspector"
+    sequential = False
 
     def new(self) -> Any:
         raise NotImplementedError
+
+    def driver_new(self) -> Any:
+        return self.new()
 
     def update_batch(self, state: Any, batch: Batch, index: int) -> None:
         raise NotImplementedError
@@ -119,12 +128,53 @@ class PFAEntry(AccumulatorEntry):
         return acc
 
 
+class FamiliarityEntry(AccumulatorEntry):
+    """Familiarity: blocks ship all their rows; the driver samples them as one stream would.
+
+    A seeded fit sample keys every row by its global index, which a Ray block does not know.
+    Workers therefore keep every row of their block (``max_samples=None``); the driver feeds
+    the blocks, in dataset order, into the configured accumulator, so the sample and the fitted
+    mixture are those of a single-process run. Bytes shipped: all fit rows
+    (O(samples x features)), as the fit needs them anyway.
+    """
+
+    sequential = True
+
+    def new(self) -> Any:
+        acc = type(self.template)(self.template.strategy, max_samples=None)
+        acc._defer_warnings = True
+        return acc
+
+    def driver_new(self) -> Any:
+        return super().new()
+
+    def from_state_dict(self, data: Mapping[str, Any]) -> Any:
+        acc = type(self.template).from_state_dict(data)
+        acc.strategy = self.template.strategy
+        return acc
+
+    def merged(self, left: Any, right: Any) -> Any:
+        for field, state in right.states.items():
+            if state.n_kept:
+                left.update(field, state.data(), where=f"block {left.batches_seen}")
+        left._batches += 1
+        return left
+
+
 def _is_accumulator(item: Any) -> bool:
     return Accumulator is not None and isinstance(item, Accumulator)
 
 
 def _is_accumulator_class(item: Any) -> bool:
     return Accumulator is not None and isinstance(item, type) and issubclass(item, Accumulator)
+
+
+def _is_familiarity_strategy(item: Any) -> bool:
+    try:
+        from introscope.introspectors.familiarity import GMM  # noqa: PLC0415
+    except ImportError:
+        return False
+    return isinstance(item, GMM)
 
 
 def resolve_entries(introspectors: Any) -> list[Entry]:
@@ -158,8 +208,15 @@ def _resolve(item: Any, index: int) -> Entry:
                 f"accumulator that already holds data; pass an unused one for its settings "
                 f"and merge earlier results with .merge"
             )
-        return PFAEntry(item) if isinstance(item, PFACovarianceState) else AccumulatorEntry(item)
+        if isinstance(item, PFACovarianceState):
+            return PFAEntry(item)
+        if getattr(item, "owner", None) == "Familiarity" and hasattr(item, "strategy"):
+            return FamiliarityEntry(item)
+        return AccumulatorEntry(item)
+    if _is_familiarity_strategy(item):
+        return FamiliarityEntry(item.accumulator())
     raise IntroscopeValueError(
         f"introscope.ray.introspect: introspectors[{index}] is {item!r}; expected IUA, PFA, "
-        f"a configured IUA(...) or PFA.accumulator(...), or another introspector accumulator"
+        f"a configured IUA(...) or PFA.accumulator(...), a Familiarity.Strategy.GMM(...), or "
+        f"another introspector accumulator"
     )

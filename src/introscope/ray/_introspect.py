@@ -102,6 +102,11 @@ class _TreeMerger:
         self.merges = 0
 
     def push(self, state: Any) -> None:
+        if self.entry.sequential:
+            held = self.stack[0][1] if self.stack else self.entry.driver_new()
+            self.stack = [(0, self.entry.merged(held, state))]
+            self.merges += 1
+            return
         level = 0
         while self.stack and self.stack[-1][0] == level:
             _, left = self.stack.pop()
@@ -112,7 +117,7 @@ class _TreeMerger:
 
     def result(self) -> Any:
         if not self.stack:
-            return self.entry.new()
+            return self.entry.driver_new()
         _, state = self.stack.pop()
         while self.stack:
             _, left = self.stack.pop()

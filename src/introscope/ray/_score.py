@@ -1,0 +1,141 @@
+"""``introscope.ray.score``: a fitted Familiarity scores a Ray dataset on the workers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from introscope.base import Model, PipelineStage, pipeline
+from introscope.base._producer import check_batch_size
+from introscope.exceptions import IntroscopeError, IntroscopeValueError, require
+
+from ._introspect import _check_concurrency, actor_resources
+from ._worker import _BlockProducer
+
+__all__ = ["score"]
+
+
+class _Scorer:
+    """Scores every row of a block under each fitted response (Ray map function / actor)."""
+
+    def __init__(
+        self,
+        familiarity: Any,
+        model_factory: Callable[[], Model] | None,
+        *,
+        batch_size: int,
+        responses: Sequence[str] | None,
+        stages: Sequence[PipelineStage],
+        keep: Sequence[str],
+    ) -> None:
+        self.familiarity = familiarity
+        self.batch_size = batch_size
+        self.keep = list(keep)
+        self.stages = list(stages)
+        self.responses = None if responses is None else list(responses)
+        self.model_stage = None
+        if model_factory is not None:
+            model = model_factory()
+            if not isinstance(model, Model):
+                raise IntroscopeError(
+                    f"introscope.ray.score: model() returned a {type(model).__name__}; it must "
+                    f"return an introscope Model"
+                )
+            fields = (
+                self.responses if self.responses is not None else list(familiarity.distributions)
+            )
+            self.model_stage = model(fields)
+
+    def __call__(self, block: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = [k for k in self.keep if k not in block]
+        if missing:
+            raise IntroscopeError(
+                f"introscope.ray.score: keep names columns {missing} the dataset does not have "
+                f"(columns: {sorted(block)})"
+            )
+        if self.model_stage is None:
+            names = (
+                self.responses
+                if self.responses is not None
+                else list(self.familiarity.distributions)
+            )
+            absent = [n for n in names if n not in block]
+            if absent:
+                raise IntroscopeError(
+                    f"introscope.ray.score: the dataset has no column {absent} (columns: "
+                    f"{sorted(block)}); pass responses= or a model"
+                )
+            columns = {n: block[n] for n in names}
+            stages = self.stages
+        else:
+            columns = {k: v for k, v in block.items() if k not in self.keep}
+            stages = [self.model_stage, *self.stages]
+        scores: dict[str, list[np.ndarray]] = {}
+        for batch in pipeline(_BlockProducer(columns), *stages)(self.batch_size):
+            for field, array in batch.fields.items():
+                scores.setdefault(field, []).append(self.familiarity.score(field, array))
+        out = {k: block[k] for k in self.keep}
+        for field, parts in scores.items():
+            out[f"{field}_score"] = np.concatenate(parts)
+        return out
+
+
+def score(
+    dataset: Any,
+    familiarity: Any,
+    *,
+    model: Callable[[], Model] | None = None,
+    responses: str | Sequence[str] | None = None,
+    stages: Sequence[PipelineStage] = (),
+    keep: Sequence[str] = (),
+    batch_size: int = 256,
+    concurrency: int | tuple[int, int] | None = None,
+    num_gpus: float = 0,
+) -> Any:
+    """A lazy ``ray.data.Dataset`` of familiarity scores, computed on the workers.
+
+    One column ``<response>_score`` (float64 log-likelihood, higher is more familiar) per fitted
+    response, one row per input row, plus the input columns named in ``keep`` (an id, a path).
+    ``familiarity`` is a fitted ``Familiarity`` (e.g. from :func:`introspect`); the other
+    arguments are those of :func:`introspect`.
+    """
+    ray = require("ray", "ray", "introscope.ray")
+    ray_data = require("ray.data", "ray", "introscope.ray")
+    if not isinstance(dataset, ray_data.Dataset):
+        raise IntroscopeValueError(
+            f"introscope.ray.score: dataset must be a ray.data.Dataset, got "
+            f"{type(dataset).__name__}"
+        )
+    if not hasattr(familiarity, "distributions") or not hasattr(familiarity, "score"):
+        raise IntroscopeValueError(
+            f"introscope.ray.score: familiarity must be a fitted Familiarity (from "
+            f"Familiarity.introspect or introscope.ray.introspect), got "
+            f"{type(familiarity).__name__}"
+        )
+    batch_size = check_batch_size(batch_size)
+    concurrency = _check_concurrency(concurrency)
+    names = [responses] if isinstance(responses, str) else responses
+    kwargs = {
+        "batch_size": batch_size,
+        "responses": names,
+        "stages": list(stages),
+        "keep": list(keep),
+    }
+    if not ray.is_initialized():
+        ray.init()
+    cpus = float(ray.cluster_resources().get("CPU", 1.0))
+    pool, per_actor = actor_resources(cpus, concurrency, num_gpus)
+    size = {"min_size": pool[0], "max_size": pool[1]} if isinstance(pool, tuple) else {"size": pool}
+    # Actors: the fitted mixtures (and the model) are sent to each worker once, not per block.
+    return dataset.map_batches(
+        _Scorer,
+        fn_constructor_args=(familiarity, model),
+        fn_constructor_kwargs=kwargs,
+        batch_size=None,
+        batch_format="numpy",
+        compute=ray_data.ActorPoolStrategy(**size),
+        num_cpus=per_actor,
+        num_gpus=num_gpus or None,
+    )
