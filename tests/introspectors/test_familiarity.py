@@ -336,3 +336,24 @@ def test_accumulator_names_response_and_batch() -> None:
         IntroscopeValueError, match=r"^Familiarity: response 'r' \(batch 2\) has shape"
     ):
         acc.update("r", np.zeros((3, 2, 2)), where="batch 2")
+
+
+def test_multi_introspect_runs_familiarity_in_the_shared_pass(data) -> None:
+    from introscope.base import Introspector, PipelineStage, multi_introspect
+    from introscope.introspectors import IUA
+
+    calls = []
+    source = StubProducer(data)
+
+    def producer(batch_size: int):
+        calls.append(batch_size)
+        return source(batch_size)
+
+    fam, iua = multi_introspect(Familiarity.introspect, IUA.introspect, producer=producer)
+    alone = Familiarity.introspect(source)
+    assert len(calls) == 1 and isinstance(fam, Familiarity) and iua is not None
+    assert isinstance(fam, PipelineStage) and isinstance(fam, Introspector)
+    for field in data:
+        np.testing.assert_array_equal(
+            fam.distributions[field].means, alone.distributions[field].means
+        )

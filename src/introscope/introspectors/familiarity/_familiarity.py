@@ -58,6 +58,20 @@ class Familiarity(PipelineStage):
         distributions = strategy(producer, batch_size=batch_size)
         return Familiarity(strategy.metadata_key, dict(distributions))
 
+    @staticmethod
+    def accumulator(*, strategy: FamiliarityStrategyType | None = None) -> Any:
+        """An empty accumulator for :meth:`introspect`'s pass (for ``multi_introspect``,
+        monitors and shards); its ``finalize()`` returns the ``Familiarity``."""
+        if strategy is None:
+            strategy = GMM()
+        factory = getattr(strategy, "accumulator", None)
+        if factory is None:
+            raise IntroscopeValueError(
+                f"Familiarity.accumulator: the strategy {type(strategy).__name__} has no "
+                f"accumulator() method; call Familiarity.introspect(producer, strategy=...)"
+            )
+        return factory()
+
     @property
     def distributions(self) -> Mapping[str, FamiliarityDistribution]:
         """The fitted distribution of each field, in field order."""
