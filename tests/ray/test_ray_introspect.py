@@ -17,7 +17,7 @@ pytest.importorskip("torch")
 import introscope.ray as iray  # noqa: E402
 from introscope.base import Batch, PipelineStage, pipeline  # noqa: E402
 from introscope.exceptions import IntroscopeValueError, MissingDependencyError  # noqa: E402
-from introscope.introspectors import IUA, PFA  # noqa: E402
+from introscope.introspectors import IUA, PFA, DimensionReduction  # noqa: E402
 from introscope.processors import Pooler  # noqa: E402
 from introscope.ray._codec import decode_state, encode_state  # noqa: E402
 from introscope.samples import load_digits_cnn, load_digits_split  # noqa: E402
@@ -95,9 +95,9 @@ def test_responses_dataset_matches_single_process(cluster):
     ds = cluster.data.range(n, override_num_blocks=7).map_batches(
         lambda b: {k: v[b["id"]] for k, v in columns.items()}, batch_size=None
     )
-    (iua, pfa64, pfa), stats = iray.introspect(
+    (iua, pfa64, pfa, pca), stats = iray.introspect(
         ds,
-        [IUA, PFA.accumulator(precision="float64"), PFA],
+        [IUA, PFA.accumulator(precision="float64"), PFA, DimensionReduction.Strategy.PCA(3)],
         responses=["relu", "shifted"],
         batch_size=64,
         return_stats=True,
@@ -107,9 +107,16 @@ def test_responses_dataset_matches_single_process(cluster):
     _assert_pfa_equal(pfa64, PFA.introspect(ref, batch_size=100, precision="float64"), 1e-12)
     # float32 Gram blocks about per-block shifts: covariances within float32 rounding
     _assert_pfa_equal(pfa, PFA.introspect(ref, batch_size=100), 1e-6)
+    want_pca = DimensionReduction.introspect(ref, strategies=DimensionReduction.Strategy.PCA(3))
+    assert pca.fields == want_pca.fields == ["relu", "shifted"]
+    for name in pca.fields:
+        a, b = pca.strategies[name], want_pca.strategies[name]
+        assert np.allclose(a.explained_variance_, b.explained_variance_, rtol=1e-6, atol=0)
+        signs = np.sign(np.sum(a.components_ * b.components_, axis=1, keepdims=True))
+        assert np.allclose(a.components_ * signs, b.components_, atol=1e-5)
     assert stats.rows == n and stats.blocks >= 7  # Ray may split a block, never drop rows
-    assert [len(s) for s in stats.state_bytes] == [stats.blocks] * 3
-    assert stats.merges == [stats.blocks - 1] * 3  # one partial state per block, merged pairwise
+    assert [len(s) for s in stats.state_bytes] == [stats.blocks] * 4
+    assert stats.merges == [stats.blocks - 1] * 4  # one partial state per block, merged pairwise
     # a PFA state is O(units^2) whatever the block's rows; IUA's grows with them
     assert len(set(stats.state_bytes[1])) == 1
 

@@ -22,7 +22,13 @@ try:
 except ImportError:  # the contract has not landed in this checkout
     Accumulator = None  # type: ignore[assignment,misc]
 
-__all__ = ["AccumulatorEntry", "Entry", "FamiliarityEntry", "PFAEntry", "resolve_entries"]
+__all__ = [
+    "AccumulatorEntry",
+    "Entry",
+    "FamiliarityEntry",
+    "PFAEntry",
+    "resolve_entries",
+]
 
 
 class Entry:
@@ -169,6 +175,14 @@ def _is_accumulator_class(item: Any) -> bool:
     return Accumulator is not None and isinstance(item, type) and issubclass(item, Accumulator)
 
 
+def _is_pca_strategy(item: Any) -> bool:
+    try:
+        from introscope.introspectors.dimension_reduction._strategies import PCA
+    except ImportError:
+        return False
+    return isinstance(item, PCA)
+
+
 def _is_familiarity_strategy(item: Any) -> bool:
     try:
         from introscope.introspectors.familiarity import GMM  # noqa: PLC0415
@@ -215,8 +229,17 @@ def _resolve(item: Any, index: int) -> Entry:
         return AccumulatorEntry(item)
     if _is_familiarity_strategy(item):
         return FamiliarityEntry(item.accumulator())
+    if _is_pca_strategy(item):
+        from introscope.introspectors import DimensionReduction
+
+        return AccumulatorEntry(
+            DimensionReduction.accumulator(
+                target_dimensions=item.target_dimensions, precision=item.precision
+            )
+        )
     raise IntroscopeValueError(
         f"introscope.ray.introspect: introspectors[{index}] is {item!r}; expected IUA, PFA, "
-        f"a configured IUA(...) or PFA.accumulator(...), a Familiarity.Strategy.GMM(...), or "
+        f"a configured IUA(...) or PFA.accumulator(...), a Familiarity.Strategy.GMM(...), a "
+        f"DimensionReduction.Strategy.PCA(k), or "
         f"another introspector accumulator"
     )
