@@ -1,4 +1,8 @@
-"""PFA views: a pandas table of recipes and a chart of original vs recommended unit counts."""
+"""PFA views: a pandas table of recipe rows and a chart of original vs recommended unit counts.
+
+The rows are plain dicts (see ``introscope.introspectors.pfa._rows``); nothing here knows the
+recipe classes.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,9 @@ from typing import Any
 
 from introscope.exceptions import IntroscopeError, require
 
-__all__ = ["pfa_table", "pfa_chart", "PFA_COLUMNS", "PFA_DEFAULT_COLUMNS"]
+__all__ = ["pfa_table", "pfa_chart", "PFA_COLUMNS", "PFA_DEFAULT_COLUMNS", "EXTRA_COLUMNS"]
 
+# DNIKit's columns, in DNIKit's order
 PFA_COLUMNS = (
     "layer name",
     "original count",
@@ -20,76 +25,66 @@ PFA_COLUMNS = (
     "kept energy",
 )
 PFA_DEFAULT_COLUMNS = PFA_COLUMNS[:4]
-
-
-def _row(name: str, recipe: Any) -> dict[str, Any]:
-    from introscope.introspectors.pfa._recipe import PFAEnergyDiagnostics, PFAKLDiagnostics
-
-    row: dict[str, Any] = {
-        "layer name": name,
-        "original count": recipe.original_output_count,
-        "recommended count": recipe.recommended_output_count,
-        "units to keep": set(recipe.units_to_keep),
-        "KL divergence": "N/A",
-        "PFA strategy": "N/A",
-        "units ratio": "N/A",
-        "kept energy": "N/A",
-    }
-    diag = recipe.diagnostics
-    if isinstance(diag, PFAKLDiagnostics):
-        row.update(
-            {
-                "KL divergence": diag.kl_divergence,
-                "PFA strategy": "PFA KL",
-                "units ratio": diag.units_ratio,
-            }
-        )
-    elif isinstance(diag, PFAEnergyDiagnostics):
-        row.update({"PFA strategy": "PFA Energy", "kept energy": diag.total_kept_energy})
-    return row
+# beyond DNIKit: which strategy a row came from, and why a layer has no recipe
+EXTRA_COLUMNS = ("strategy", "note")
 
 
 def _columns(
-    include_columns: Sequence[str] | None, exclude_columns: Sequence[str] | None
+    include_columns: Sequence[str] | None,
+    exclude_columns: Sequence[str] | None,
+    *,
+    strategy_column: bool,
+    note_column: bool,
 ) -> list[str]:
-    if include_columns is None:
-        columns = list(PFA_DEFAULT_COLUMNS)
-    elif len(include_columns) == 0:
-        columns = list(PFA_COLUMNS)
+    known = (*EXTRA_COLUMNS, *PFA_COLUMNS)
+    if include_columns is None or len(include_columns) == 0:
+        columns = list(PFA_DEFAULT_COLUMNS if include_columns is None else PFA_COLUMNS)
+        if strategy_column:
+            columns.insert(0, "strategy")
+        if note_column:
+            columns.append("note")
     else:
-        columns = [c for c in include_columns if c in PFA_COLUMNS]
+        columns = [c for c in include_columns if c in known]
     if exclude_columns is not None:
         columns = [c for c in columns if c not in exclude_columns]
     if not columns:
         raise IntroscopeError(
-            f"no columns selected (include={include_columns!r}, exclude={exclude_columns!r}); "
-            f"choose from {list(PFA_COLUMNS)}"
+            f"PFA.show: no columns selected (include_columns={include_columns!r}, "
+            f"exclude_columns={exclude_columns!r}); choose from {list(known)}"
         )
     return columns
 
 
 def pfa_table(
-    recipes: Sequence[Mapping[str, Any]],
+    rows: Sequence[Mapping[str, Any]],
     *,
     include_columns: Sequence[str] | None = None,
     exclude_columns: Sequence[str] | None = None,
+    strategy_column: bool = False,
 ) -> Any:
-    """One row per layer of every recipe mapping, as a pandas DataFrame."""
+    """The rows as a pandas DataFrame, in their order.
+
+    ``strategy_column`` puts the ``strategy`` column first (rows of several recipes); a
+    ``note`` column appears when a row has one (a layer PFA could not analyse).
+    """
     pd = require("pandas", "report", "PFA.show tables")
-    columns = _columns(include_columns, exclude_columns)
-    rows = [_row(name, r) for mapping in recipes for name, r in mapping.items()]
-    return pd.DataFrame(rows, columns=list(PFA_COLUMNS))[columns].reset_index(drop=True)
+    columns = _columns(
+        include_columns,
+        exclude_columns,
+        strategy_column=strategy_column,
+        note_column=any(r.get("note") for r in rows),
+    )
+    return pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns)
 
 
-def pfa_chart(recipes: Mapping[str, Any]) -> Any:
-    """Original and recommended unit counts per layer, as matplotlib Axes."""
-    require("matplotlib", "report", "PFA.show charts")
-    import matplotlib.pyplot as plt
-
-    names = list(recipes)
+def pfa_chart(rows: Sequence[Mapping[str, Any]]) -> Any:
+    """Original and recommended unit counts per analysed layer, as matplotlib Axes."""
+    plt = require("matplotlib.pyplot", "report", "PFA.show charts")
+    rows = [r for r in rows if not r.get("note")]
+    names = [r["layer name"] for r in rows]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(names) + 3), 5))
-    ax.plot([recipes[n].original_output_count for n in names], "o-", label="original")
-    ax.plot([recipes[n].recommended_output_count for n in names], "o-", label="recommended")
+    ax.plot([r["original count"] for r in rows], "o-", label="original")
+    ax.plot([r["recommended count"] for r in rows], "o-", label="recommended")
     ax.set_xticks(range(len(names)), names, rotation="vertical")
     ax.set_xlabel("layer name")
     ax.set_ylabel("number of units")

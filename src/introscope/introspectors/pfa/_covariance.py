@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from introscope._validation import check_tolerance, pooling_hint
+from introscope._validation import check_tolerance, pooling_hint, user_stacklevel
 from introscope.exceptions import IntroscopeError, IntroscopeValueError
 
 from .._accumulator import Accumulator, StateError
@@ -251,7 +251,7 @@ class PFACovarianceState(Accumulator):
                     f"PFA: field {field!r} has fewer samples than units (samples, units) = "
                     f"({sums.count}, {sums.units}); its covariance is not computed and it is "  # type: ignore[attr-defined]
                     f"listed in failed_responses",
-                    stacklevel=4,
+                    stacklevel=user_stacklevel(),
                 )
                 failed.append(field)
                 continue
@@ -268,5 +268,4 @@ class PFACovarianceState(Accumulator):
 
     def finalize(self, *, epsilon_inactive: float | None = None) -> Any:
         """The :class:`PFA` of everything accumulated (``epsilon_inactive``: see the class)."""
-        results, failed = self.covariance_results(epsilon_inactive=epsilon_inactive)
-        return self.result_type(failed, results)
+        return self.result_type.from_state(self, epsilon_inactive=epsilon_inactive)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
@@ -18,7 +18,7 @@ from .._npz import load_npz, save_npz
 from . import _strategies, _units
 from ._covariance import PFACovariancesResult, PFACovarianceState
 from ._plan import PFAPruningPlan
-from ._recipe import PFARecipe
+from ._recipe import PFARecipe, PFARecipes
 from ._strategies import PFAStrategyType
 from ._units import PFAUnitSelectionStrategyType
 
@@ -86,6 +86,9 @@ class PFA:
 
     _covariance_result_by_response: Mapping[str, PFACovariancesResult]
 
+    _failed_reasons: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    """Why each of ``failed_responses`` has no recipe (beyond DNIKit)."""
+
     @staticmethod
     def introspect(
         producer: Producer,
@@ -125,7 +128,11 @@ class PFA:
     def from_state(state: PFACovarianceState, *, epsilon_inactive: float | None = None) -> PFA:
         """Finish a :class:`PFACovarianceState` fed elsewhere (hooks, shards, workers)."""
         results, failed = state.covariance_results(epsilon_inactive=epsilon_inactive)
-        return PFA(failed, results)
+        reasons = {}
+        for name in failed:
+            sums = state._states[name]
+            reasons[name] = f"not analysed: fewer samples ({sums.count}) than units ({sums.units})"  # type: ignore[attr-defined]
+        return PFA(failed, results, reasons)
 
     @staticmethod
     def monitor(
@@ -205,7 +212,9 @@ class PFA:
     ) -> dict[str, PFARecipe]:
         """A recipe per field: how many units to keep (``strategy``), which to remove (``unit_strategy``).
 
-        Defaults: ``PFA.Strategy.KL()`` and ``PFA.UnitSelectionStrategy.L1Max()``.
+        Defaults: ``PFA.Strategy.KL()`` and ``PFA.UnitSelectionStrategy.L1Max()``. The dict
+        (a :class:`PFARecipes`) also lists, in ``.failed``, the fields PFA could not analyse and
+        why; each recipe's ``strategy`` names the strategies, e.g. ``"KL + L1Max"``.
         """
         if strategy is None:
             strategy = PFA.Strategy.KL()
@@ -214,7 +223,8 @@ class PFA:
         covariances = self._covariance_result_by_response
         # Some strategies (Size) look at all layers at once, so counts come first.
         counts = strategy(covariances)
-        return {
+        label = f"{_strategy_name(strategy)} + {_strategy_name(unit_strategy)}"
+        recipes = {
             name: recipe._with_units(
                 list(
                     unit_strategy(
@@ -222,9 +232,14 @@ class PFA:
                         num_units_to_keep=recipe.recommended_output_count,
                     )
                 )
-            )
+            )._labelled(label)
             for name, recipe in counts.items()
         }
+        failed = {
+            name: self._failed_reasons.get(name, "not analysed: fewer samples than units")
+            for name in self.failed_responses
+        }
+        return PFARecipes(recipes, failed)
 
     @staticmethod
     def pruning_plan(recipes: Mapping[str, PFARecipe]) -> PFAPruningPlan:
@@ -241,11 +256,17 @@ class PFA:
     ) -> Any:
         """A pandas table (``VisType.TABLE``) or a matplotlib chart (``VisType.CHART``) of recipes.
 
-        Several recipe mappings may be passed for a table (rows are concatenated). With
+        Several recipe mappings may be passed for a table (rows are concatenated, and a first
+        column ``strategy`` says which strategy each row came from). With
         ``include_columns=None`` the table has the columns layer name, original count,
         recommended count and units to keep; ``include_columns=[]`` selects every column.
+        Layers PFA could not analyse (fewer samples than units) are rows too, with the reason in
+        a ``note`` column. The chart is matplotlib Axes; ``introscope.viz.save_figure(ax, path)``
+        saves it.
         """
         from introscope.viz._pfa import pfa_chart, pfa_table
+
+        from ._rows import recipe_rows
 
         if isinstance(recipe_result, PFA):
             raise IntroscopeError(
@@ -259,17 +280,27 @@ class PFA:
         if not many or any(len(r) == 0 for r in many):
             raise ValueError("`recipe_result` is empty: there is nothing to show")
         if vis_type == PFA.VisType.TABLE:
-            return pfa_table(many, include_columns=include_columns, exclude_columns=exclude_columns)
+            return pfa_table(
+                recipe_rows(many),
+                include_columns=include_columns,
+                exclude_columns=exclude_columns,
+                strategy_column=len(many) > 1,
+            )
         if vis_type == PFA.VisType.CHART:
             if len(many) > 1:
                 raise IntroscopeError(
                     "PFA.show can chart one recipe at a time; pass a single recipe mapping "
                     "for vis_type=PFA.VisType.CHART"
                 )
-            return pfa_chart(many[0])
+            return pfa_chart(recipe_rows(many))
         raise ValueError(
             f"unexpected vis_type {vis_type!r}; expected PFA.VisType.CHART or PFA.VisType.TABLE"
         )
+
+
+def _strategy_name(strategy: object) -> str:
+    name = getattr(strategy, "__name__", None) or type(strategy).__name__
+    return str(name)
 
 
 # The accumulator builds this result class (see PFACovarianceState.result_type).

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Union
 
-__all__ = ["PFAKLDiagnostics", "PFAEnergyDiagnostics", "PFARecipe"]
+__all__ = ["PFAKLDiagnostics", "PFAEnergyDiagnostics", "PFARecipe", "PFARecipes"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,10 @@ class PFARecipe:
     diagnostics: _Diagnostics
     """Strategy-specific diagnostics (:class:`PFAKLDiagnostics`, :class:`PFAEnergyDiagnostics`)."""
 
+    strategy: str | None = field(default=None, compare=False, repr=False)
+    """Beyond DNIKit: the strategies that made the recipe, e.g. ``"KL + L1Max"`` (set by
+    :meth:`PFA.get_recipe`; not part of equality)."""
+
     @property
     def units_to_remove(self) -> list[int]:
         """Indices of the units to remove, ascending."""
@@ -68,4 +72,26 @@ class PFARecipe:
             maximally_correlated_units=[int(u) for u in units],
             number_inactive_units=self.number_inactive_units,
             diagnostics=self.diagnostics,
+            strategy=self.strategy,
         )
+
+    def _labelled(self, strategy: str) -> PFARecipe:
+        return replace(self, strategy=strategy)
+
+
+class PFARecipes(dict):
+    """What :meth:`PFA.get_recipe` returns: a ``dict`` of layer name to :class:`PFARecipe`
+    (DNIKit's type), which also remembers the layers PFA could not analyse.
+
+    ``failed`` maps each such layer to the reason, e.g. fewer samples than units;
+    :meth:`PFA.show` lists them.
+    """
+
+    failed: Mapping[str, str]
+
+    def __init__(self, recipes: Mapping[str, PFARecipe], failed: Mapping[str, str] | None = None):
+        super().__init__(recipes)
+        self.failed = dict(failed or {})
+
+    def __reduce__(self) -> tuple:
+        return (PFARecipes, (dict(self), dict(self.failed)))

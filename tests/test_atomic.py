@@ -1,0 +1,50 @@
+"""introscope._atomic: whole files or nothing, with the umask's permissions."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from introscope._atomic import atomic_open, atomic_path, new_file_mode, write_bytes, write_text
+
+
+@pytest.fixture
+def umask_027():
+    old = os.umask(0o027)
+    yield
+    os.umask(old)
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_files_get_the_umask_permissions(tmp_path, umask_027) -> None:
+    assert new_file_mode() == 0o640
+    assert _mode(write_text(tmp_path / "a.json", "{}")) == 0o640
+    assert _mode(write_bytes(tmp_path / "b.bin", b"x")) == 0o640
+    with atomic_path(tmp_path / "c.png") as tmp:
+        # a library that writes by name through mkstemp leaves 0600; the rename fixes it
+        tmp.write_bytes(b"png")
+        os.chmod(tmp, 0o600)
+    assert _mode(tmp_path / "c.png") == 0o640
+    os.umask(0o022)
+    assert _mode(write_text(tmp_path / "d.txt", "d")) == 0o644
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path) -> None:
+    target = write_text(tmp_path / "plan.json", "old")
+    with pytest.raises(RuntimeError, match="boom"):
+        with atomic_open(target, "w") as handle:
+            handle.write("new, half written")
+            raise RuntimeError("boom")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["plan.json"]
+    with pytest.raises(FileNotFoundError, match="nothing was written"):
+        with atomic_path(tmp_path / "never.png"):
+            pass
+    with pytest.raises(ValueError, match="mode must be"):
+        with atomic_open(tmp_path / "x", "a"):
+            pass
