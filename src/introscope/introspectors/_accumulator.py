@@ -59,7 +59,7 @@ Writing a state (e.g. a buffer of samples, streaming PCA sums)::
         state_type = MySums
 
         def new_state(self, field, array):   # called with the field's first batch
-            return MySums(np.shape(array)[1])
+            return MySums(np.shape(array)[-1])  # update() checks the shape
 
         def config(self):                    # JSON-able __init__ keywords (saved, compared)
             return {}

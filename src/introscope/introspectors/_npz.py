@@ -55,13 +55,15 @@ def load_npz(path: str | os.PathLike[str], *, expect: str) -> tuple[dict[str, np
     target = pathlib.Path(path)
     if not target.exists():
         raise IntroscopeValueError(f"{expect}.load: no file at {str(target)!r}")
+    not_ours = f"{expect}.load: {str(target)!r} is not an introscope .npz file"
     try:
-        with np.load(target, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
+        data = np.load(target, allow_pickle=False)
     except (ValueError, OSError) as exc:
-        raise IntroscopeError(
-            f"{expect}.load: {str(target)!r} is not an introscope .npz file ({exc})"
-        ) from exc
+        raise IntroscopeError(f"{not_ours} ({exc})") from exc
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise IntroscopeError(f"{not_ours} (it holds a single array)")
+    with data:
+        arrays = {k: data[k] for k in data.files}
     raw = arrays.pop(HEADER_KEY, None)
     if raw is None:
         raise IntroscopeError(f"{expect}.load: {str(target)!r} has no introscope header")

@@ -1,0 +1,92 @@
+"""IUA results saved and loaded without pickle, and IUA on the accumulator contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from introscope.base import Batch, multi_introspect
+from introscope.exceptions import IntroscopeError
+from introscope.introspectors import IUA, PFA
+
+
+def _producer(arrays: dict[str, np.ndarray]):
+    n = len(next(iter(arrays.values())))
+
+    def producer(batch_size: int):
+        for i in range(0, n, batch_size):
+            yield Batch({k: v[i : i + batch_size] for k, v in arrays.items()})
+
+    return producer
+
+
+@pytest.fixture
+def arrays() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(5)
+    conv = np.maximum(rng.standard_normal((60, 4, 3, 3)) - 0.4, 0).astype(np.float32)
+    conv[:, 1] = 0.0  # a dead channel
+    return {"conv": conv, "fc": np.maximum(rng.standard_normal((60, 9)), 0)}
+
+
+def test_save_load_round_trip_is_exact(tmp_path, arrays) -> None:
+    iua = IUA.introspect(_producer(arrays), batch_size=16, channel_axis={"conv": 1})
+    path = tmp_path / "iua.npz"
+    iua.save(path)
+    back = IUA.load(path)
+    assert back.results.keys() == iua.results.keys()
+    for name, res in iua.results.items():
+        assert back.results[name] == res
+        np.testing.assert_array_equal(back.results[name].inactive, res.inactive)
+    assert back.channel_results["conv"] == iua.channel_results["conv"]
+    assert back.channel_results["conv"].dead_units() == 1
+    assert (back.rtol, back.atol) == (iua.rtol, iua.atol)
+    assert back.summary() == iua.summary()
+    # A loaded analysis keeps accumulating, with the same field set and channel axes.
+    more = {k: v[:10] for k, v in arrays.items()}
+    back.update_batch(Batch(more))
+    again = IUA.introspect(
+        _producer({k: np.concatenate([v, v[:10]]) for k, v in arrays.items()}),
+        batch_size=16,
+        channel_axis={"conv": 1},
+    )
+    assert back.results["conv"] == again.results["conv"]
+    assert back.channel_results["conv"] == again.channel_results["conv"]
+    with pytest.raises(IntroscopeError, match="earlier batches had"):
+        back.update_batch(Batch({"fc": arrays["fc"][:2]}))
+    with np.load(path, allow_pickle=False) as raw:  # a plain npz, readable without pickle
+        assert "__introscope__" in raw.files
+
+
+def test_state_dict_of_a_merge_equals_one_pass(arrays) -> None:
+    halves = [IUA.accumulator(), IUA.accumulator()]
+    for i, acc in enumerate(halves):
+        acc.update_batch(Batch({k: v[i * 30 : (i + 1) * 30] for k, v in arrays.items()}))
+    shipped = [IUA.from_state_dict(dict(h.state_dict())) for h in halves]
+    merged = shipped[0].merge(shipped[1]).finalize()
+    whole = IUA.introspect(_producer(arrays), batch_size=30)
+    for name, res in whole.results.items():
+        assert merged.results[name] == res
+    assert merged.nbytes == sum(s.nbytes for s in merged.states.values())
+    assert IUA.state_type.capabilities.exact and "samples" in IUA.state_type.capabilities.grows_with
+
+
+def test_nonfinite_counts_survive_save(tmp_path, arrays) -> None:
+    bad = dict(arrays)
+    bad["fc"] = arrays["fc"].copy()
+    bad["fc"][[2, 40], 3] = np.nan
+    with pytest.warns(
+        RuntimeWarning, match=r"counted as active \(see IUA.Result.nonfinite\): 'fc': 2"
+    ):
+        iua = IUA.introspect(_producer(bad), batch_size=16, nonfinite="warn")
+    iua.save(tmp_path / "x.npz")
+    back = IUA.load(tmp_path / "x.npz")
+    assert back.results["fc"].nonfinite == 2 and back.nonfinite_counts == {"fc": 2}
+
+
+def test_multi_introspect_with_accumulator_instances(arrays) -> None:
+    iua, pfa = multi_introspect(
+        IUA.accumulator(atol=0.1), PFA.accumulator(), producer=_producer({"fc": arrays["fc"]})
+    )
+    alone = IUA.introspect(_producer({"fc": arrays["fc"]}), atol=0.1)
+    assert iua.results["fc"] == alone.results["fc"]
+    assert list(pfa.covariances) == ["fc"]
