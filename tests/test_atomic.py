@@ -48,3 +48,17 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path) -> None:
     with pytest.raises(ValueError, match="mode must be"):
         with atomic_open(tmp_path / "x", "a"):
             pass
+
+
+def test_pruning_plans_get_the_umask_permissions(tmp_path, umask_027) -> None:
+    import numpy as np
+
+    from introscope.base import Batch
+    from introscope.introspectors import PFA
+
+    x = np.random.default_rng(0).standard_normal((20, 3))
+    pfa = PFA.introspect(lambda size: iter([Batch({"d": x})]), batch_size=20)
+    plan = PFA.pruning_plan(pfa.get_recipe())
+    plan.save(tmp_path / "plan.json")
+    assert _mode(tmp_path / "plan.json") == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["plan.json"]

@@ -19,6 +19,7 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
+from introscope._atomic import write_text
 from introscope.exceptions import IntroscopeError
 from introscope.typing import PathOrStr
 
@@ -74,7 +75,7 @@ def _run_is_live(run: pathlib.Path) -> bool:
 def _write_marker(root: pathlib.Path) -> None:
     marker = root / _MARKER
     if not marker.exists():
-        marker.write_text(json.dumps({"format": "introscope-cache"}), encoding="utf-8")
+        write_text(marker, json.dumps({"format": "introscope-cache"}))
 
 
 def _read_manifest(root: pathlib.Path) -> dict[str, Any] | None:
@@ -98,12 +99,7 @@ def _read_manifest(root: pathlib.Path) -> dict[str, Any] | None:
 
 
 def _write_json_atomic(path: pathlib.Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_text(path, json.dumps(data, indent=1))
 
 
 def _remove_stale(root: pathlib.Path, keep: str | None) -> None:

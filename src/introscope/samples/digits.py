@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 import os
 import pathlib
-import tempfile
 from typing import Any
 
 import numpy as np
 
+from introscope._atomic import atomic_open
 from introscope.base import TrainTestSplitProducer
 from introscope.exceptions import IntroscopeError
 from introscope.typing import PathOrStr, TrainTestSplitType
@@ -125,14 +125,8 @@ def _read_cache(path: pathlib.Path) -> Any | None:
 def _write_cache(path: pathlib.Path, arrays: dict[str, np.ndarray]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_open(path, "wb") as f:
+            np.savez(f, **arrays)
     except OSError as exc:
         _LOG.warning("could not cache digits CNN weights in %s: %s", path, exc)
 

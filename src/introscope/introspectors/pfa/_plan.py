@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from introscope._atomic import write_text
 from introscope.exceptions import IntroscopeError
 
 from ._recipe import PFARecipe
@@ -97,16 +97,8 @@ class PFAPruningPlan:
         return PFAPruningPlan.from_dict(json.loads(text))
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the plan as JSON (to a temporary file first, then renamed into place)."""
-        target = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(self.to_json())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        """Write the plan as JSON (atomically, with the permissions of any new file)."""
+        write_text(path, self.to_json())
 
     @staticmethod
     def load(path: str | os.PathLike[str]) -> PFAPruningPlan:
