@@ -85,11 +85,13 @@ def test_prune_chain_is_the_same_function_with_removed_channels() -> None:
     with torch.no_grad():
         torch.testing.assert_close(small(x), expected, rtol=1e-5, atol=1e-6)
     assert model[0].out_channels == 4  # the original is untouched
-    # Parameters and MACs counted by hand.
+    # Parameters counted by hand; MACs by Torch-Pruning's counter, which also counts the
+    # BatchNorm, ReLU and pooling work on top of the convolutions' and linear layers'.
     assert pruned.params_before == count_params_and_macs(model, x)[0] == 413
-    macs_before = 4 * 64 * 9 + 6 * 4 * 36 + 24 * 5 + 5 * 3
-    macs_after = 3 * 64 * 9 + 2 * 4 * 27 + 8 * 3 + 3 * 3
-    assert (pruned.macs_before, pruned.macs_after) == (macs_before, macs_after)
+    conv_linear_before = 4 * 64 * 9 + 6 * 4 * 36 + 24 * 5 + 5 * 3
+    conv_linear_after = 3 * 64 * 9 + 2 * 4 * 27 + 8 * 3 + 3 * 3
+    assert pruned.macs_before == count_params_and_macs(model, x[:1])[1] > conv_linear_before
+    assert conv_linear_after < pruned.macs_after < pruned.macs_before
     params_after = (3 * 9 + 3) + 2 * 3 + (2 * 27 + 2) + (8 * 3 + 3) + (3 * 3 + 3)
     assert pruned.params_after == params_after
     assert "MACs/sample" in pruned.summary()
@@ -104,9 +106,9 @@ def test_prune_errors() -> None:
     with pytest.raises(IntroscopeError, match="5 units but '0' has 4"):
         prune_sequential(model, wrong, example_input=x)
     after_flatten = PFAPruningPlan({"5": PFALayerPlan(24, keep=tuple(range(23)), remove=(23,))})
-    with pytest.raises(IntroscopeError, match="does not follow a Conv2d or Linear"):
+    with pytest.raises(IntroscopeError, match="does not follow a Conv or Linear"):
         prune_sequential(model, after_flatten, example_input=x)
-    with pytest.raises(IntroscopeError, match="not a leaf"):
+    with pytest.raises(IntroscopeError, match="does not have.*layer_names"):
         prune_sequential(model, PFAPruningPlan({"conv": _plan().layers["2"]}), example_input=x)
     renamed = prune_sequential(
         model, PFAPruningPlan({"conv": _plan().layers["2"]}), example_input=x,

@@ -2,10 +2,10 @@
 
 from ._covariance import PFACovariancesResult, PFACovarianceState
 from ._pfa import PFA
-from ._plan import PFALayerPlan, PFAPruningPlan
+from ._plan import PFAGroupPlan, PFALayerPlan, PFAPruningPlan
 from ._recipe import PFAEnergyDiagnostics, PFAKLDiagnostics, PFARecipe
 from ._strategies import PFAStrategyType
-from ._torch_prune import PrunedModel, count_params_and_macs, prune_sequential
+from ._torch_prune import PrunedModel, count_params_and_macs, prune_model, prune_sequential
 from ._units import PFAUnitSelectionStrategyType
 
 __all__ = [
@@ -17,9 +17,11 @@ __all__ = [
     "PFACovarianceState",
     "PFAStrategyType",
     "PFAUnitSelectionStrategyType",
+    "PFAGroupPlan",
     "PFALayerPlan",
     "PFAPruningPlan",
     "PrunedModel",
     "count_params_and_macs",
+    "prune_model",
     "prune_sequential",
 ]

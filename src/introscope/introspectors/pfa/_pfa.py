@@ -20,6 +20,7 @@ from ._covariance import PFACovariancesResult, PFACovarianceState
 from ._plan import PFAPruningPlan
 from ._recipe import PFARecipe, PFARecipes
 from ._strategies import PFAStrategyType
+from ._torch_prune import PrunedModel, prune_model
 from ._units import PFAUnitSelectionStrategyType
 
 if TYPE_CHECKING:
@@ -242,9 +243,50 @@ class PFA:
         return PFARecipes(recipes, failed)
 
     @staticmethod
-    def pruning_plan(recipes: Mapping[str, PFARecipe]) -> PFAPruningPlan:
-        """Units to keep and to remove per layer, exportable as JSON."""
-        return PFAPruningPlan.from_recipes(recipes)
+    def pruning_plan(
+        recipes: Mapping[str, PFARecipe],
+        model: Any = None,
+        *,
+        example_input: Any = None,
+        layer_names: Mapping[str, str] | None = None,
+    ) -> PFAPruningPlan:
+        """Units to keep and to remove per layer, exportable as JSON (``plan.save(path)``).
+
+        With a PyTorch ``model`` (and ``example_input``) the plan also records which layers'
+        channels are coupled, how each group is reconciled, and the parameters and MACs per
+        sample before and after (the model is not changed; see :meth:`prune`).
+        """
+        plan = PFAPruningPlan.from_recipes(recipes)
+        if model is None:
+            return plan
+        return PFA.prune(model, plan, example_input=example_input, layer_names=layer_names).plan
+
+    @staticmethod
+    def prune(
+        model: Any,
+        recipes: Mapping[str, PFARecipe] | PFAPruningPlan,
+        *,
+        example_input: Any,
+        layer_names: Mapping[str, str] | None = None,
+    ) -> PrunedModel:
+        """A pruned copy of a PyTorch model: each recipe's layer keeps its ``units_to_keep``.
+
+        Any ``torch.nn.Module`` works (residual blocks, grouped and depthwise convolutions,
+        custom ``forward``): Torch-Pruning's dependency graph (extra ``prune``) removes what
+        is coupled to the removed channels. Recipes whose channels are coupled keep the union
+        of their units. A recipe may name a convolution or linear layer, or a channel-wise
+        module after one (BatchNorm, activation, pooling); anything else is an error.
+
+        Args:
+            model: the module PFA's responses came from (not modified).
+            recipes: ``pfa.get_recipe(...)`` or a :class:`PFAPruningPlan`.
+            example_input: a batch the model accepts, to trace it and count MACs.
+            layer_names: response name -> module name, where they differ.
+        """
+        plan = (
+            recipes if isinstance(recipes, PFAPruningPlan) else PFAPruningPlan.from_recipes(recipes)
+        )
+        return prune_model(model, plan, example_input=example_input, layer_names=layer_names)
 
     @staticmethod
     def show(

@@ -14,7 +14,7 @@ from introscope.exceptions import IntroscopeError
 
 from ._recipe import PFARecipe
 
-__all__ = ["PFALayerPlan", "PFAPruningPlan"]
+__all__ = ["PFAGroupPlan", "PFALayerPlan", "PFAPruningPlan"]
 
 _FORMAT = "introscope.pfa.pruning_plan/1"
 
@@ -39,10 +39,38 @@ class PFALayerPlan:
 
 
 @dataclass(frozen=True)
+class PFAGroupPlan:
+    """Plan layers whose output channels a model couples (a residual sum, a depthwise conv).
+
+    The group keeps the union of its recipes' units: a channel is removed only when every
+    recipe of the group removes it.
+    """
+
+    responses: tuple[str, ...]
+    """The plan layers (responses) in the group."""
+    layers: tuple[str, ...]
+    """The modules whose output channels those responses are."""
+    coupled: tuple[str, ...]
+    """Every module the dependency graph prunes together with them."""
+    keep: tuple[int, ...]
+    remove: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class PFAPruningPlan:
-    """Per-layer :class:`PFALayerPlan`, keyed by response (field) name."""
+    """Per-layer :class:`PFALayerPlan`, keyed by response (field) name.
+
+    Made from recipes alone, it holds the layers; made against a model (``PFA.pruning_plan(
+    recipes, model, example_input=x)`` or ``PFA.prune``) it also holds the coupled groups and the
+    parameters and MACs per sample before and after.
+    """
 
     layers: Mapping[str, PFALayerPlan] = field(default_factory=dict)
+    groups: tuple[PFAGroupPlan, ...] = ()
+    params_before: int | None = None
+    params_after: int | None = None
+    macs_before: int | None = None
+    macs_after: int | None = None
 
     @staticmethod
     def from_recipes(recipes: Mapping[str, PFARecipe]) -> PFAPruningPlan:
@@ -60,7 +88,7 @@ class PFAPruningPlan:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {
+        out: dict[str, Any] = {
             "format": _FORMAT,
             "layers": {
                 name: {
@@ -71,6 +99,21 @@ class PFAPruningPlan:
                 for name, p in self.layers.items()
             },
         }
+        if self.groups:
+            out["groups"] = [
+                {
+                    "responses": list(g.responses),
+                    "layers": list(g.layers),
+                    "coupled": list(g.coupled),
+                    "keep": list(g.keep),
+                    "remove": list(g.remove),
+                }
+                for g in self.groups
+            ]
+        for key in ("params_before", "params_after", "macs_before", "macs_after"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1)
@@ -81,6 +124,11 @@ class PFAPruningPlan:
             raise IntroscopeError(
                 f"not a PFA pruning plan: format is {data.get('format')!r}, expected {_FORMAT!r}"
             )
+        sizes = {
+            k: int(data[k])
+            for k in ("params_before", "params_after", "macs_before", "macs_after")
+            if data.get(k) is not None
+        }
         return PFAPruningPlan(
             {
                 name: PFALayerPlan(
@@ -89,7 +137,18 @@ class PFAPruningPlan:
                     remove=_ints(p["remove"]),
                 )
                 for name, p in data["layers"].items()
-            }
+            },
+            groups=tuple(
+                PFAGroupPlan(
+                    responses=tuple(str(r) for r in g["responses"]),
+                    layers=tuple(str(m) for m in g["layers"]),
+                    coupled=tuple(str(m) for m in g["coupled"]),
+                    keep=_ints(g["keep"]),
+                    remove=_ints(g["remove"]),
+                )
+                for g in data.get("groups", ())
+            ),
+            **sizes,
         )
 
     @staticmethod

@@ -1,31 +1,36 @@
-"""Apply a PFA pruning plan to a plain PyTorch chain of Conv2d/Linear layers.
+"""Apply PFA recipes to any PyTorch model, with Torch-Pruning's dependency graph.
 
-A *plain chain* is an ``nn.Sequential`` (nested Sequentials allowed) whose leaves run in order:
-Conv2d / Linear, optionally BatchNorm, channel-wise modules (activations, pooling, dropout) and
-at most one Flatten between the convolutions and the linear layers. Removing output channels of
-one layer removes the matching input channels of the next Conv2d/Linear (and, across a Flatten,
-the matching block of flattened features). torch is imported only when these functions run.
+Each plan layer names a response: the output of a convolution or linear layer, or of a module
+that keeps its channels (BatchNorm, an activation, pooling, dropout) after one, which is then
+traced back to the layer that produces those channels. The dependency graph
+(``torch_pruning.DependencyGraph``) removes everything coupled to those output channels: the
+inputs of the next layers, BatchNorm statistics, depthwise convolutions, the other branch of a
+residual sum, the slice of a concatenation. Plan layers whose channels are coupled (two
+convolutions summed by a residual connection, a convolution and the depthwise one after it)
+form one group, and a group keeps the *union* of their units: a channel goes only when every
+recipe of the group removes it. Torch-Pruning is the optional ``prune`` extra, imported here.
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from introscope.exceptions import IntroscopeError, require
+from introscope.exceptions import IntroscopeError, IntroscopeValueError, require
 
-from ._plan import PFAPruningPlan
+from ._plan import PFAGroupPlan, PFAPruningPlan
 
-__all__ = ["PrunedModel", "count_params_and_macs", "prune_sequential"]
+__all__ = ["PrunedModel", "count_params_and_macs", "prune_model", "prune_sequential"]
 
 
 @dataclass(frozen=True)
 class PrunedModel:
-    """The smaller module, and its size before and after (MACs per sample)."""
+    """The smaller module, its size before and after (per sample), and the plan applied."""
 
     module: Any
     params_before: int
@@ -33,7 +38,9 @@ class PrunedModel:
     macs_before: int
     macs_after: int
     channels: Mapping[str, tuple[int, int]] = field(default_factory=dict)
-    """Pruned layer (module name) -> (channels before, channels after)."""
+    """Pruned layer (module name) -> (output channels before, after)."""
+    plan: PFAPruningPlan | None = None
+    """The plan with its groups and sizes filled in (``plan.to_json()`` to keep it)."""
 
     def summary(self) -> str:
         p = self.params_after / max(self.params_before, 1)
@@ -44,112 +51,335 @@ class PrunedModel:
         )
 
 
-def _nn() -> Any:
-    return require("torch.nn", "torch", "pruning PyTorch models")
+def _tp() -> Any:
+    return require("torch_pruning", "prune", "pruning models with PFA recipes")
 
 
-def _channelwise_types(nn: Any) -> tuple[type, ...]:
-    names = [
-        "ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish",
-        "Sigmoid", "Tanh", "Hardtanh", "Hardswish", "Hardsigmoid", "Softplus", "Identity",
-        "Dropout", "Dropout1d", "Dropout2d", "AlphaDropout", "MaxPool2d", "AvgPool2d",
-        "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "ZeroPad2d",
-    ]  # fmt: skip
-    return tuple(getattr(nn, n) for n in names if hasattr(nn, n))
-
-
-def _leaves(model: Any) -> list[tuple[str, Any]]:
-    nn = _nn()
-    if not isinstance(model, nn.Sequential):
-        raise IntroscopeError(
-            f"prune_sequential needs an nn.Sequential chain, got {type(model).__name__}"
-        )
-    out: list[tuple[str, Any]] = []
-
-    def walk(module: Any, prefix: str) -> None:
-        for name, child in module.named_children():
-            qualified = prefix + name
-            if isinstance(child, nn.Sequential):
-                walk(child, qualified + ".")
-            elif next(child.children(), None) is None:
-                out.append((qualified, child))
-            else:
-                raise IntroscopeError(
-                    f"module {qualified!r} ({type(child).__name__}) is a container that is not "
-                    f"nn.Sequential; only plain chains can be pruned"
-                )
-
-    walk(model, "")
-    return out
+def _torch() -> Any:
+    return require("torch", "torch", "pruning PyTorch models")
 
 
 def count_params_and_macs(model: Any, example_input: Any) -> tuple[int, int]:
-    """(parameter count, multiply-accumulates per sample of Conv2d/Linear) on ``example_input``."""
-    torch = require("torch", "torch", "counting MACs")
-    nn = torch.nn
-    macs = 0
+    """(parameter count, multiply-accumulates per sample) of ``model`` on ``example_input``.
 
-    def hook(module: Any, inputs: Any, output: Any) -> None:
-        nonlocal macs
-        n = output.shape[0]
-        if isinstance(module, nn.Conv2d):
-            per_output = module.in_channels // module.groups * int(np.prod(module.kernel_size))
-        else:
-            per_output = module.in_features
-        macs += output.numel() // n * per_output
-
-    handles = [
-        m.register_forward_hook(hook)
-        for m in model.modules()
-        if isinstance(m, (nn.Conv2d, nn.Linear))
-    ]
+    MACs come from Torch-Pruning's counter (convolutions, linear layers, normalisations,
+    activations, pooling), on the batch's first element.
+    """
+    tp, torch = _tp(), _torch()
+    was_training = model.training
+    model.eval()
     try:
         with torch.no_grad():
-            model(example_input)
+            macs, params = tp.utils.count_ops_and_params(model, _first_element(example_input))
+    finally:
+        model.train(was_training)
+    return int(params), int(macs)
+
+
+def _first_element(example_input: Any) -> Any:
+    """The batch cut to its first element (MACs are counted for one sample)."""
+    if isinstance(example_input, tuple):
+        return tuple(_first_element(x) for x in example_input)
+    return example_input[:1] if getattr(example_input, "ndim", 0) else example_input
+
+
+# Modules whose output channels are their input channels, element for element.
+_PASSTHROUGH = (
+    "ReLU ReLU6 LeakyReLU PReLU ELU SELU CELU GELU SiLU Mish Sigmoid Tanh Hardtanh Hardswish "
+    "Hardsigmoid Softplus Identity Dropout Dropout1d Dropout2d Dropout3d AlphaDropout MaxPool1d "
+    "MaxPool2d MaxPool3d AvgPool1d AvgPool2d AvgPool3d AdaptiveAvgPool1d AdaptiveAvgPool2d "
+    "AdaptiveAvgPool3d AdaptiveMaxPool1d AdaptiveMaxPool2d AdaptiveMaxPool3d ZeroPad2d "
+    "BatchNorm1d BatchNorm2d BatchNorm3d SyncBatchNorm InstanceNorm1d InstanceNorm2d "
+    "InstanceNorm3d _ElementWiseOp"
+).split()
+
+
+def _producer_kind(module: Any) -> str | None:
+    nn = _torch().nn
+    if isinstance(module, nn.modules.conv._ConvTransposeNd):
+        return None
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return "conv"
+    if isinstance(module, nn.Linear):
+        return "linear"
+    return None
+
+
+def _out_channels(module: Any) -> int:
+    return int(module.out_channels if hasattr(module, "out_channels") else module.out_features)
+
+
+class _Graph:
+    """The model's dependency graph, and plan layers traced to the modules owning their units."""
+
+    def __init__(self, model: Any, example_input: Any) -> None:
+        tp, torch = _tp(), _torch()
+        self.model = model
+        with torch.enable_grad():  # the graph is traced through autograd
+            self.dg = tp.DependencyGraph().build_dependency(
+                model, example_inputs=example_input, verbose=False
+            )
+        self.names = {m: n for n, m in model.named_modules()}
+        self.modules = dict(model.named_modules())
+        self.sources = _sources(model, example_input)
+
+    def resolve(self, response: str, module_name: str) -> str:
+        """The conv/linear module whose output channels the response ``response`` holds."""
+        if "#" in module_name or "[" in module_name:
+            raise IntroscopeValueError(
+                f"PFA.prune: response {response!r} is one call or one element of a module's "
+                f"output, not a module's output channels; recipes apply only to whole outputs"
+            )
+        module = self.modules.get(module_name)
+        if module is None or not module_name:
+            close = difflib.get_close_matches(module_name, list(self.modules), n=3)
+            hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+            raise IntroscopeValueError(
+                f"PFA.prune: plan layer {response!r} names module {module_name!r}, which the "
+                f"model does not have{hint}; pass layer_names={{response: module}} to map names"
+            )
+        seen = module_name
+        while _producer_kind(self.modules[seen]) is None:
+            source = self.sources.get(seen)
+            if type(self.modules[seen]).__name__ not in _PASSTHROUGH or source is None:
+                raise IntroscopeValueError(
+                    f"PFA.prune: plan layer {response!r} (module {module_name!r}, "
+                    f"{type(module).__name__}) does not follow a Conv or Linear through "
+                    f"channel-wise modules only, so its units are not a module's output "
+                    f"channels; compute PFA on a convolution's or linear layer's output"
+                )
+            seen = source
+        return seen
+
+    def members(self, module_name: str) -> set[str]:
+        """Names of every module the output channels of ``module_name`` are coupled with."""
+        module = self.modules[module_name]
+        group = self.dg.get_pruning_group(module, self._fn(module), idxs=[0])
+        # modules whose *output* channels go with these (not the next layers' inputs)
+        return {
+            self.names[dep.target.module]
+            for dep, _ in group
+            if dep.target.module in self.names
+            and getattr(dep.handler, "__name__", "") == "prune_out_channels"
+        }
+
+    def _fn(self, module: Any) -> Any:
+        tp = _tp()
+        if _producer_kind(module) == "linear":
+            return tp.prune_linear_out_channels
+        if module.groups > 1 and module.groups == module.in_channels == module.out_channels:
+            return tp.prune_depthwise_conv_out_channels
+        return tp.prune_conv_out_channels
+
+    def _check_grouped_input(self, module_name: str, dep: Any, removed: list[int]) -> None:
+        """A grouped (not depthwise) conv's input channels go in equal numbers per group."""
+        target = dep.target.module
+        groups = getattr(target, "groups", 1)
+        if (
+            getattr(dep.handler, "__name__", "") != "prune_in_channels"
+            or _producer_kind(target) != "conv"
+            or groups == 1
+            or groups == target.in_channels == target.out_channels
+        ):
+            return
+        size = target.in_channels // groups
+        counts = np.bincount(np.asarray(removed, dtype=np.int64) // size, minlength=groups)
+        if len(set(counts.tolist())) > 1:
+            raise IntroscopeValueError(
+                f"PFA.prune: removing channels {removed} of {module_name!r} would leave the "
+                f"grouped convolution {self.names.get(target, '?')!r} (groups={groups}, "
+                f"{size} input channels each) with unequal groups ({counts.tolist()} removed "
+                f"per group); keep more units so that each group loses as many"
+            )
+
+    def prune(self, module_name: str, remove: list[int]) -> None:
+        module = self.modules[module_name]
+        group = self.dg.get_pruning_group(module, self._fn(module), idxs=remove)
+        for dep, idxs in group:
+            self._check_grouped_input(module_name, dep, [int(getattr(i, "idx", i)) for i in idxs])
+        if not self.dg.check_pruning_group(group):
+            raise IntroscopeError(
+                f"PFA.prune: Torch-Pruning cannot remove {len(remove)} channels of "
+                f"{module_name!r} (it would leave a coupled layer without channels)"
+            )
+        group.prune()
+
+
+def _sources(model: Any, example_input: Any) -> dict[str, str]:
+    """Leaf module -> the leaf module that produced its input tensor, from one forward pass."""
+    torch = _torch()
+    produced: dict[int, str] = {}
+    consumed: dict[str, int] = {}
+    alive: list[Any] = []  # keeps tensors alive, so their ids are not reused during the pass
+
+    def hook(name: str):  # noqa: ANN202
+        def record(_module: Any, inputs: Any, output: Any) -> None:
+            if inputs and isinstance(inputs[0], torch.Tensor) and name not in consumed:
+                consumed[name] = id(inputs[0])
+                alive.append(inputs[0])
+            if isinstance(output, torch.Tensor):
+                produced.setdefault(id(output), name)
+                alive.append(output)
+
+        return record
+
+    leaves = [(n, m) for n, m in model.named_modules() if n and next(m.children(), None) is None]
+    handles = [m.register_forward_hook(hook(n)) for n, m in leaves]
+    try:
+        with torch.no_grad():
+            _call(model, example_input)
     finally:
         for h in handles:
             h.remove()
-    return sum(p.numel() for p in model.parameters()), macs
+    return {n: produced[i] for n, i in consumed.items() if i in produced and produced[i] != n}
 
 
-def _resolve(plan: PFAPruningPlan, leaves: list[tuple[str, Any]], names: Mapping[str, str]):
-    """Map each plan layer to the Conv2d/Linear whose output channels it describes."""
-    nn = _nn()
-    passthrough = (*_channelwise_types(nn), nn.BatchNorm1d, nn.BatchNorm2d)
-    owner: dict[str, str] = {}
-    current = None
-    for name, module in leaves:
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            current = name
-        elif not isinstance(module, passthrough):
-            current = None  # Flatten or anything else: later responses are not channels
-        owner[name] = current
-    producers = [n for n, m in leaves if isinstance(m, (nn.Conv2d, nn.Linear))]
-    targets: dict[str, tuple[str, Any]] = {}
-    for response, layer_plan in plan.layers.items():
-        module_name = names.get(response, response)
-        if module_name not in owner:
-            raise IntroscopeError(
-                f"plan layer {response!r} names module {module_name!r}, which is not a leaf of "
-                f"the chain; known: {[n for n, _ in leaves]} (pass layer_names to map them)"
+def _call(model: Any, example_input: Any) -> Any:
+    return model(*example_input) if isinstance(example_input, tuple) else model(example_input)
+
+
+def _output_modules(model: Any, graph: _Graph, targets: list[str], example_input: Any) -> set[str]:
+    """Which of ``targets`` produce (a tensor that is) the model's own output."""
+    torch = _torch()
+    outputs: dict[str, Any] = {}
+    hooks = [
+        graph.modules[t].register_forward_hook(lambda _m, _i, o, t=t: outputs.__setitem__(t, o))
+        for t in targets
+    ]
+    try:
+        with torch.no_grad():
+            final = (
+                model(*example_input) if isinstance(example_input, tuple) else model(example_input)
             )
-        target = owner[module_name]
-        if target is None:
-            raise IntroscopeError(
-                f"plan layer {response!r} (module {module_name!r}) does not follow a Conv2d or "
-                f"Linear through channel-wise modules only"
+    finally:
+        for h in hooks:
+            h.remove()
+    finals = [final] if isinstance(final, torch.Tensor) else list(_tensors(final))
+    return {t for t, o in outputs.items() if any(o is f for f in finals)}
+
+
+def _tensors(out: Any) -> Any:
+    torch = _torch()
+    if isinstance(out, torch.Tensor):
+        yield out
+    elif isinstance(out, Mapping):
+        for v in out.values():
+            yield from _tensors(v)
+    elif isinstance(out, (tuple, list)):
+        for v in out:
+            yield from _tensors(v)
+
+
+def prune_model(
+    model: Any,
+    plan: PFAPruningPlan,
+    *,
+    example_input: Any,
+    layer_names: Mapping[str, str] | None = None,
+) -> PrunedModel:
+    """Return a pruned copy of ``model`` (any ``torch.nn.Module``; it is not modified).
+
+    Args:
+        model: the module the plan's responses come from.
+        plan: ``PFA.pruning_plan(recipes)``; each layer names a response by module path.
+        example_input: a batch the model accepts (a tensor, or a tuple of them), used to trace
+            the model and to count MACs.
+        layer_names: response name -> module name, where they differ.
+    """
+    names = dict(layer_names or {})
+    new = copy.deepcopy(model).eval()
+    params_before, macs_before = count_params_and_macs(new, example_input)
+    graph = _Graph(new, example_input)
+    owner: dict[str, str] = {}  # response -> conv/linear module owning its channels
+    for response, layer in plan.layers.items():
+        target = graph.resolve(response, names.get(response, response))
+        out = _out_channels(graph.modules[target])
+        if layer.original_count != out:
+            raise IntroscopeValueError(
+                f"PFA.prune: plan layer {response!r} has {layer.original_count} units but "
+                f"{target!r} has {out} output channels"
             )
-        if target in targets:
-            raise IntroscopeError(
-                f"plan layers {targets[target][0]!r} and {response!r} both prune {target!r}"
+        owner[response] = target
+    for response, target in owner.items():
+        if plan.layers[response].remove and target in _output_modules(
+            new, graph, [target], example_input
+        ):
+            raise IntroscopeValueError(
+                f"PFA.prune: plan layer {response!r} would remove outputs of {target!r}, the "
+                f"last layer; that changes the model's output"
             )
-        if target == producers[-1] and len(layer_plan.remove) > 0:
+    groups = _groups(graph, plan, owner)
+    before = {t: _out_channels(graph.modules[t]) for t in set(owner.values())}
+    for group in groups:
+        if group.remove:
+            graph.prune(group.layers[0], list(group.remove))
+    channels = {
+        t: (n, _out_channels(graph.modules[t]))
+        for t, n in before.items()
+        if _out_channels(graph.modules[t]) != n
+    }
+    try:
+        with _torch().no_grad():
+            _call(new, example_input)
+    except Exception as exc:  # Torch-Pruning left a shape it does not support
+        raise IntroscopeError(
+            f"PFA.prune: the pruned model no longer runs on example_input "
+            f"({type(exc).__name__}: {exc}); a layer the dependency graph does not handle sits "
+            f"between the pruned channels and their consumers"
+        ) from exc
+    params_after, macs_after = count_params_and_macs(new, example_input)
+    applied = PFAPruningPlan(
+        plan.layers,
+        groups=tuple(groups),
+        params_before=params_before,
+        params_after=params_after,
+        macs_before=macs_before,
+        macs_after=macs_after,
+    )
+    return PrunedModel(new, params_before, params_after, macs_before, macs_after, channels, applied)
+
+
+def _groups(graph: _Graph, plan: PFAPruningPlan, owner: Mapping[str, str]) -> list[PFAGroupPlan]:
+    """Plan layers whose channels are coupled, joined; each group keeps the union of units."""
+    targets = list(dict.fromkeys(owner.values()))
+    members = {t: graph.members(t) for t in targets}
+    parent = {t: t for t in targets}
+
+    def find(t: str) -> str:
+        while parent[t] != t:
+            parent[t] = parent[parent[t]]
+            t = parent[t]
+        return t
+
+    for i, a in enumerate(targets):
+        for b in targets[i + 1 :]:
+            if b in members[a] or a in members[b]:
+                parent[find(b)] = find(a)
+    joined: dict[str, list[str]] = {}
+    for t in targets:
+        joined.setdefault(find(t), []).append(t)
+    groups = []
+    for layers in joined.values():
+        responses = [r for r, t in owner.items() if t in layers]
+        counts = {plan.layers[r].original_count for r in responses}
+        if len(counts) > 1:
             raise IntroscopeError(
-                f"plan layer {response!r} would remove outputs of {target!r}, the last layer; "
-                f"that changes the model's output"
+                f"PFA.prune: responses {responses} are coupled but have different unit counts "
+                f"{sorted(counts)}; they cannot be reconciled channel for channel"
             )
-        targets[target] = (response, layer_plan)
-    return targets
+        keep = sorted(set().union(*(plan.layers[r].keep for r in responses)))
+        remove = sorted(set(range(counts.pop())) - set(keep))
+        coupled = sorted(set().union(*(members[t] for t in layers)))
+        groups.append(
+            PFAGroupPlan(
+                responses=tuple(responses),
+                layers=tuple(layers),
+                coupled=tuple(coupled),
+                keep=tuple(keep),
+                remove=tuple(remove),
+            )
+        )
+    return groups
 
 
 def prune_sequential(
@@ -159,122 +389,9 @@ def prune_sequential(
     example_input: Any,
     layer_names: Mapping[str, str] | None = None,
 ) -> PrunedModel:
-    """Return a smaller copy of ``model`` with the plan's units removed.
+    """Return a smaller copy of an ``nn.Sequential`` chain (see :func:`prune_model`).
 
-    Args:
-        model: an ``nn.Sequential`` chain (it is not modified)
-        plan: from ``PFA.pruning_plan(recipes)``; a layer may name the Conv2d/Linear itself or a
-            module after it (BatchNorm, activation, pooling) whose response PFA analysed
-        example_input: a batch the model accepts, used to count MACs
-        layer_names: response name -> module name, where they differ
+    Kept for code written before :meth:`PFA.prune`; it is :func:`prune_model`, which takes any
+    module.
     """
-    torch = require("torch", "torch", "pruning PyTorch models")
-    nn = torch.nn
-    targets = _resolve(plan, _leaves(model), layer_names or {})
-    params_before, macs_before = count_params_and_macs(model, example_input)
-    new = copy.deepcopy(model)
-    keep_in: Any = None  # surviving output channels of the previous Conv2d/Linear
-    prev_channels = 0
-    flattened = False
-    changed: dict[str, tuple[int, int]] = {}
-    for name, module in _leaves(new):
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            is_conv = isinstance(module, nn.Conv2d)
-            weight = module.weight.detach()
-            in_idx = None
-            if keep_in is not None:
-                in_idx = keep_in
-                if not is_conv and flattened:
-                    if module.in_features % prev_channels:
-                        raise IntroscopeError(
-                            f"{name!r}: {module.in_features} input features are not a multiple "
-                            f"of the {prev_channels} channels before the Flatten"
-                        )
-                    spatial = module.in_features // prev_channels
-                    in_idx = (keep_in[:, None] * spatial + np.arange(spatial)).ravel()
-                if is_conv and module.groups != 1:
-                    raise IntroscopeError(f"{name!r}: grouped convolutions cannot be pruned")
-            out_idx = None
-            if name in targets:
-                response, layer_plan = targets[name]
-                out_channels = module.out_channels if is_conv else module.out_features
-                if layer_plan.original_count != out_channels:
-                    raise IntroscopeError(
-                        f"plan layer {response!r} has {layer_plan.original_count} units but "
-                        f"{name!r} has {out_channels} output channels"
-                    )
-                out_idx = np.asarray(layer_plan.keep)
-                if is_conv and module.groups != 1:
-                    raise IntroscopeError(f"{name!r}: grouped convolutions cannot be pruned")
-            if in_idx is not None or out_idx is not None:
-                module = _slice_layer(nn, module, weight, out_idx, in_idx)
-                _replace(new, name, module)
-                if out_idx is not None:
-                    changed[name] = (int(weight.shape[0]), len(out_idx))
-            keep_in = out_idx
-            prev_channels = int(weight.shape[0])
-            flattened = False
-        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            if keep_in is not None:
-                _replace(new, name, _slice_bn(nn, module, keep_in))
-        elif isinstance(module, nn.Flatten):
-            flattened = True
-        elif keep_in is not None and not isinstance(module, _channelwise_types(nn)):
-            raise IntroscopeError(
-                f"cannot carry removed channels through {name!r} ({type(module).__name__})"
-            )
-    params_after, macs_after = count_params_and_macs(new, example_input)
-    return PrunedModel(new, params_before, params_after, macs_before, macs_after, changed)
-
-
-def _slice_layer(nn: Any, module: Any, weight: Any, out_idx: Any, in_idx: Any) -> Any:
-    import torch
-
-    dev = weight.device
-    rows = torch.as_tensor(out_idx, device=dev) if out_idx is not None else None
-    cols = torch.as_tensor(in_idx, device=dev) if in_idx is not None else None
-    w = weight if rows is None else weight[rows]
-    w = w if cols is None else w[:, cols]
-    bias = module.bias
-    kw = {"device": dev, "dtype": weight.dtype}
-    if isinstance(module, nn.Conv2d):
-        new = nn.Conv2d(
-            w.shape[1], w.shape[0], module.kernel_size, stride=module.stride,
-            padding=module.padding, dilation=module.dilation, bias=bias is not None,
-            padding_mode=module.padding_mode, **kw,
-        )  # fmt: skip
-    else:
-        new = nn.Linear(w.shape[1], w.shape[0], bias=bias is not None, **kw)
-    with torch.no_grad():
-        new.weight.copy_(w)
-        if bias is not None:
-            new.bias.copy_(bias.detach() if rows is None else bias.detach()[rows])
-    new.train(module.training)
-    return new
-
-
-def _slice_bn(nn: Any, module: Any, keep: Any) -> Any:
-    import torch
-
-    tensors = [t for t in (module.weight, module.running_mean) if t is not None]
-    if not tensors:
-        return module  # neither affine nor tracking statistics: nothing per channel
-    idx = torch.as_tensor(keep, device=tensors[0].device)
-    new = copy.deepcopy(module)
-    new.num_features = len(keep)
-    with torch.no_grad():
-        if module.affine:
-            new.weight = nn.Parameter(module.weight.detach()[idx].clone())
-            new.bias = nn.Parameter(module.bias.detach()[idx].clone())
-        if module.track_running_stats:
-            new.running_mean = module.running_mean[idx].clone()
-            new.running_var = module.running_var[idx].clone()
-    return new
-
-
-def _replace(root: Any, qualified: str, module: Any) -> None:
-    parent = root
-    *path, last = qualified.split(".")
-    for part in path:
-        parent = getattr(parent, part)
-    setattr(parent, last, module)
+    return prune_model(model, plan, example_input=example_input, layer_names=layer_names)
