@@ -98,7 +98,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from introscope._progress import progress
+from introscope._progress import producer_size, progress
 from introscope._validation import check_batch_size, check_choice, count_nonfinite
 from introscope.base._producer import Producer, checked_batches
 from introscope.exceptions import IntroscopeError, IntroscopeValueError
@@ -607,7 +607,8 @@ def accumulate(
         acc._defer_warnings = True
     try:
         batches = checked_batches(producer, batch_size, what=f"{owners} producer")
-        for index, batch in enumerate(progress(batches, desc or owners)):
+        bar = progress(batches, desc or owners, total=producer_size(producer))
+        for index, batch in enumerate(bar):
             for acc in accumulators:
                 acc.update_batch(batch, index)
     finally:
