@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import logging
 import pathlib
@@ -95,12 +96,29 @@ class DatasetReport:
                 strategies = comp.default_dim_reduction(collected.responses)
             reduced = comp.reduce(collected.responses, strategies, batch_size)
 
-            if config.duplicates:
-                parts["duplicates"] = comp.find_duplicates(reduced, config.duplicates, batch_size)
-            if config.projection:
-                parts["projections"] = comp.project(reduced, config.projection, batch_size)
-            if config.familiarity:
-                parts.update(_familiarity(reduced, collected.labels, config, batch_size))
+            # The projection (UMAP by default, mostly numba code that releases the GIL) runs on
+            # a worker thread while duplicates and the familiarity models run here, as DNIKit
+            # overlaps its components; each part owns its state, so the results do not depend
+            # on the overlap.
+            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+                projection = (
+                    pool.submit(comp.project, reduced, config.projection, batch_size)
+                    if config.projection
+                    else None
+                )
+                try:
+                    if config.duplicates:
+                        parts["duplicates"] = comp.find_duplicates(
+                            reduced, config.duplicates, batch_size
+                        )
+                    if config.familiarity:
+                        parts.update(_familiarity(reduced, collected.labels, config, batch_size))
+                except BaseException:
+                    if projection is not None:
+                        projection.cancel()  # leaving the block still waits for a running one
+                    raise
+                if projection is not None:
+                    parts["projections"] = projection.result()
 
         frame = build_frame(collected.ids, collected.labels, names, **parts)
         return DatasetReport(data=frame)
