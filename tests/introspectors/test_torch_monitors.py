@@ -214,3 +214,92 @@ def test_importing_the_introspectors_does_not_import_torch() -> None:
     code = "import sys, introscope.introspectors; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_monitor_feeds_any_accumulator_and_names_calls_like_the_adapter() -> None:
+    from introscope.introspectors._accumulator import Accumulator, Capabilities, State
+    from introscope.torch._monitor import Monitor
+
+    class Count(State):
+        capabilities = Capabilities(grows_with=())
+
+        def __init__(self) -> None:
+            self.n = 0
+
+        def update(self, array, *, allow_nonfinite=False):  # noqa: ANN001, ANN201
+            assert isinstance(array, torch.Tensor)  # the tensor itself, on its device
+            self.n += int(array.shape[0])
+            return 0
+
+        def merged(self, other):  # noqa: ANN001, ANN201
+            out = Count()
+            out.n = self.n + other.n
+            return out
+
+        def result(self):  # noqa: ANN201
+            return self.n
+
+        def state_dict(self):  # noqa: ANN201
+            return {"n": self.n}
+
+        @classmethod
+        def from_state_dict(cls, state):  # noqa: ANN001, ANN206
+            out = cls()
+            out.n = int(state["n"])
+            return out
+
+        @property
+        def nbytes(self) -> int:
+            return 8
+
+    class Samples(Accumulator):
+        owner = "Samples"
+        state_type = Count
+
+        def new_state(self, field, array):  # noqa: ANN001, ANN201
+            return Count()
+
+        def config(self):  # noqa: ANN201
+            return {}
+
+        def finalize(self):  # noqa: ANN201
+            return {k: s.result() for k, s in self.states.items()}
+
+    net = SharedReLU()
+    mon = Monitor(net, Samples(), ["relu", "c1"], owner="Samples.monitor")
+    with mon, torch.no_grad():
+        net(torch.randn(5, 1, 8, 8))
+        net(torch.randn(2, 1, 8, 8))
+    assert mon.result == {"relu#0": 7, "c1": 7, "relu#1": 7}
+    assert mon.state is mon.accumulator and not mon.attached
+    mon.reset()
+    assert mon.result == {}
+    with pytest.raises(TypeError, match="the accumulator must have update"):
+        Monitor(net, object(), ["c1"])
+
+
+def test_iua_monitor_defaults_are_introspects_with_the_modules_layout() -> None:
+    from introscope.torch import load_torch_model_from_memory
+
+    torch.manual_seed(3)
+    net = SharedReLU()
+    x = torch.randn(12, 1, 8, 8)
+    with IUA.monitor(net) as mon, torch.no_grad():
+        net(x)
+    got = mon.result
+    model = load_torch_model_from_memory(net, example_input=x[:2].numpy())
+    arrays = x.numpy()
+
+    def producer(batch_size: int):
+        for i in range(0, len(arrays), batch_size):
+            yield Batch({"x": arrays[i : i + batch_size]})
+
+    want = IUA.introspect(
+        pipeline(producer, model(["relu#0", "relu#1"])), response_infos=model.response_infos
+    )
+    for name in ("relu#0", "relu#1"):
+        assert got.results[name] == want.results[name]
+        assert got.channel_results[name] == want.channel_results[name]  # both channels-first
+    with IUA.monitor(net, channel_axis={"relu#0": None}) as none, torch.no_grad():
+        net(x)
+    assert list(none.result.channel_results) == ["relu#1"]  # relu#0 named before its rename

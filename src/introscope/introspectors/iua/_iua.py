@@ -89,7 +89,12 @@ class IUA(Accumulator):
         shape = tuple(int(d) for d in getattr(array, "shape", np.shape(array)))
         if len(shape) < 1:
             raise StateError("has no batch dimension")
-        axis = resolve_channel_axis(field, shape, self._channel_axis, self._response_infos)
+        mapping = self._channel_axis
+        if isinstance(mapping, Mapping) and field not in mapping and f"{field}#0" in mapping:
+            # The monitor names a module's first call by its plain path until it sees a second
+            # call in the same pass (then renames it name#0): honour a mapping keyed name#0.
+            mapping = {field: mapping[f"{field}#0"]}
+        axis = resolve_channel_axis(field, shape, mapping, self._response_infos)
         return IUAState(shape[1:], axis, self.atol, force_device_path=self._force_device_path)
 
     def config(self) -> dict[str, Any]:
