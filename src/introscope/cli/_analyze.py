@@ -13,7 +13,7 @@ from introscope.exceptions import IntroscopeValueError
 
 from . import _analysis as A
 from ._data import Preprocess, load_data
-from ._models import embedding_layer, input_spec, load_model, select_layers
+from ._models import InputSpec, embedding_layer, input_spec, is_torch, load_model, select_layers
 from ._report_files import RunOutput, data_health, model_health, write_report
 
 __all__ = ["run_analyze", "parse_components", "embedding_stage"]
@@ -67,22 +67,41 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
     n_stages += 2 if data_parts else 0
     stages = A.Stages(n_stages + 1, quiet=args.quiet)
     model = spec = None
-    if with_model:
+    torch_model = with_model and is_torch(args.model, args.constructor)
+
+    def open_data() -> Any:
+        return load_data(
+            args.data,
+            spec=spec,
+            with_model=with_model,
+            image_size=tuple(args.image_size) if args.image_size else None,
+            preprocess=Preprocess(args.scale, _tuple(args.mean), _tuple(args.std)),
+            labels_csv=args.labels,
+        )
+
+    if torch_model:
+        # PyTorch declares no input: read the data first (images as CHW, PyTorch's layout) and
+        # show the module one batch of it
+        spec = InputSpec(None, "CHW", None, None)
+        stages.begin(f"opening the data {args.data}")
+        source = open_data()
+        stages.end(f"({'; '.join(source.notes)})")
         stages.begin(f"loading the model {args.model}")
-        model = load_model(args.model, constructor=args.constructor, device=args.device)
-        spec = input_spec(model)
+        example = next(iter(source.producer(2))).fields[source.field]
+        model = load_model(
+            args.model, constructor=args.constructor, device=args.device, example=example
+        )
         stages.end(f"({len(model.response_infos)} responses)")
-    stages.begin(f"opening the data {args.data}")
-    source = load_data(
-        args.data,
-        spec=spec,
-        with_model=with_model,
-        image_size=tuple(args.image_size) if args.image_size else None,
-        preprocess=Preprocess(args.scale, _tuple(args.mean), _tuple(args.std)),
-        labels_csv=args.labels,
-    )
+    else:
+        if with_model:
+            stages.begin(f"loading the model {args.model}")
+            model = load_model(args.model, constructor=args.constructor, device=args.device)
+            spec = input_spec(model)
+            stages.end(f"({len(model.response_infos)} responses)")
+        stages.begin(f"opening the data {args.data}")
+        source = open_data()
+        stages.end(f"({'; '.join(source.notes)})")
     n = len(source)
-    stages.end(f"({'; '.join(source.notes)})")
     output = RunOutput()
     facts: list[tuple[str, str]] = []
     models = []

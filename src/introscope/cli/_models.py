@@ -18,6 +18,7 @@ __all__ = [
     "InputFileError",
     "InputSpec",
     "load_model",
+    "is_torch",
     "input_spec",
     "layer_rows",
     "select_layers",
@@ -31,6 +32,11 @@ _KERAS = (".keras", ".h5", ".hdf5")
 
 class InputFileError(IntroscopeError):
     """A model or data file is missing, unreadable or of an unknown kind (exit status 3)."""
+
+
+def is_torch(path: str | os.PathLike, constructor: str | None) -> bool:
+    """Whether ``load_model`` reads ``path`` with the PyTorch adapter."""
+    return constructor is not None or pathlib.Path(path).suffix.lower() in _TORCH
 
 
 def load_constructor(spec: str) -> Any:
@@ -63,8 +69,12 @@ def load_model(
     constructor: str | None = None,
     device: str | None = None,
     example_shape: Sequence[int] | None = None,
+    example: np.ndarray | None = None,
 ) -> Any:
-    """An introscope ``Model`` from ``.onnx``, ``.keras``/``.h5``, TorchScript or a state dict."""
+    """An introscope ``Model`` from ``.onnx``, ``.keras``/``.h5``, TorchScript or a state dict.
+
+    PyTorch modules declare no input: ``example`` (a batch of the data) or ``example_shape``
+    (per sample) lets the adapter run them once to learn their responses."""
     p = pathlib.Path(path)
     if not p.exists():
         raise InputFileError(f"--model {str(p)!r} does not exist")
@@ -80,8 +90,7 @@ def load_model(
         ctor = load_constructor(constructor) if constructor else None
         if not p.is_file():
             raise InputFileError(f"--model {str(p)!r} is not a file")
-        example = None
-        if example_shape is not None:
+        if example is None and example_shape is not None:
             example = np.zeros((2, *example_shape), dtype=np.float32)
         return load_torch_model_from_path(p, ctor, example_input=example, device=device)
     if suffix in _KERAS or p.is_dir():
@@ -151,19 +160,19 @@ def _shape(shape: Sequence[int | None]) -> str:
 KIND_ALIASES = {"conv": "CONV_2D", "conv2d": "CONV_2D", "dense": "DENSE", "linear": "DENSE"}
 
 
-def _kind_names(kinds: Sequence[str]) -> set[str]:
+def _kinds(kinds: Sequence[str]) -> set[Any]:
     from introscope.base import ResponseInfo
 
-    known = {k.name for k in ResponseInfo.LayerKind}
+    members = ResponseInfo.LayerKind.__members__  # aliases too: DENSE is LINEAR
     out = set()
     for k in kinds:
         name = KIND_ALIASES.get(k.lower(), k.upper())
-        if name not in known:
+        if name not in members:
             raise IntroscopeValueError(
                 f"--layer-kind {k!r} is not a layer kind; choose from "
-                f"{sorted(n.lower() for n in known)}"
+                f"{sorted(n.lower() for n in members)}"
             )
-        out.add(name)
+        out.add(members[name])
     return out
 
 
@@ -188,25 +197,26 @@ def select_layers(
         chosen = [n for n in order if n in set(names)]
         return chosen, chosen
     if kinds:
-        wanted = _kind_names(kinds)
-        chosen = [n for n in order if infos[n].layer.kind.name in wanted]
+        wanted = _kinds(kinds)
+        chosen = [n for n in order if infos[n].layer.kind in wanted]
         if not chosen:
             raise IntroscopeValueError(
                 f"--layer-kind {list(kinds)}: the model has no such layers; "
                 f"`introscope layers --model ...` lists the kinds it has"
             )
         return chosen, chosen
-    acts = {"RELU", "RELU6", "LEAKY_RELU", "PRELU", "ELU"}
-    weighted = {"CONV_1D", "CONV_2D", "CONV_3D", "DENSE"}
+    acts = _kinds(["relu", "relu6", "leaky_relu", "prelu", "elu"])
+    weighted = _kinds(["conv_1d", "conv_2d", "conv_3d", "dense"])
+    dense = _kinds(["dense"])
     last = order[-1] if order else None
-    iua = [n for n in order if infos[n].layer.kind.name in acts]
-    pfa = [n for n in order if infos[n].layer.kind.name in weighted and n != last]
+    iua = [n for n in order if infos[n].layer.kind in acts]
+    pfa = [n for n in order if infos[n].layer.kind in weighted and n != last]
     # the final dense layer gives the logits; its size is the number of classes, not a choice
-    final_dense = [n for n in pfa if infos[n].layer.kind.name == "DENSE"]
-    if final_dense and _same_shape(infos[final_dense[-1]], infos[last]):
+    final_dense = [n for n in pfa if infos[n].layer.kind in dense]
+    if final_dense and last is not None and _same_shape(infos[final_dense[-1]], infos[last]):
         pfa.remove(final_dense[-1])
     if not iua:
-        iua = [n for n in pfa]
+        iua = list(pfa)
     return iua, pfa
 
 

@@ -94,7 +94,20 @@ def model_health(
             plan = PFA.pruning_plan(recipes).to_dict()
             output.add(
                 f"pfa_{tag}.json",
-                _jsonable({"strategy": "KL", "unit_selection": "L1Max", "layers": plan}),
+                _jsonable(
+                    {
+                        "strategy": "KL",
+                        "unit_selection": "L1Max",
+                        "layers": {
+                            r.name: {
+                                "original_count": r.original,
+                                "recommended_count": r.recommended,
+                            }
+                            for r in section.pfa
+                        },
+                        "pruning_plan": plan,
+                    }
+                ),
                 f"PFA recommended sizes and units to keep of {name}",
             )
             stages.end(

@@ -90,7 +90,8 @@ REPORT_JS = r"""
                 'with SVG, which is slow for many points.'; }
   }
   window.introscopeMembers = members;
-  Plotly.newPlot(gd, traces, layout, {displaylogo: false, responsive: true}).then(function () {
+  Plotly.newPlot(gd, traces, layout, {displaylogo: false, responsive: true, showLink: false,
+                                   showSendToCloud: false, showEditInChartStudio: false}).then(function () {
     gd.on('plotly_hover', function (ev) {
       var p = ev.points[0];
       show(members[p.curveNumber][p.pointIndex]);

@@ -251,7 +251,7 @@ def _comparison(models: Sequence[ModelSection], note: str) -> str:
             r = next((r for r in m.pfa if r.name == name), None)
             row.append("–" if r is None else f"{r.recommended} / {r.original}")
         pfa_body.append(row)
-    out = '<section id="comparison"><h2>Side by side</h2>'
+    out = '<section id="comparison"><h2>Model health side by side</h2>'
     if note:
         out += f'<p class="note">{esc(note)}</p>'
     out += table(header, body, cls="compare")
@@ -387,8 +387,12 @@ def _files(files: Sequence[tuple[str, str]]) -> str:
 
 def render_report(report: Report) -> str:
     """The report as one self-contained HTML document (Plotly's JavaScript inlined once)."""
-    nav = [("summary", "Summary"), ("model-health", "Model health")]
+    nav = [("summary", "Summary")]
     body = [_facts(report)]
+    if len(report.models) > 1 and any(m.iua for m in report.models):
+        nav.append(("comparison", "Side by side"))
+        body.append(_comparison(report.models, report.comparison_note))
+    nav.append(("model-health", "Model health"))
     model_html = '<section id="model-health"><h2>Model health</h2>'
     if report.models:
         model_html += '<div class="models">'
@@ -396,9 +400,6 @@ def render_report(report: Report) -> str:
     else:
         model_html += f'<p class="note">{esc(report.model_skipped or "No model was given.")}</p>'
     body.append(model_html + "</section>")
-    if len(report.models) > 1 and any(m.iua for m in report.models):
-        nav.append(("comparison", "Side by side"))
-        body.append(_comparison(report.models, report.comparison_note))
     nav += [("data-map", "Data map"), ("familiarity", "Familiarity"), ("duplicates", "Duplicates")]
     head_scripts = ""
     if report.data is not None:
