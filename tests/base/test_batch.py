@@ -230,3 +230,47 @@ def test_concatenate_batches():
         concatenate_batches([Batch({"x": np.zeros((1, 3))}), Batch({"x": np.zeros((1, 2))})])
     with pytest.raises(IntroscopeError, match="lacks metadata"):
         concatenate_batches([a, Batch({"x": a.fields["x"], "y": a.fields["y"]})])
+
+
+def test_fields_and_snapshots_compare_array_wise() -> None:
+    # DNIKit users write ``batch.fields == other.fields``: one bool, arrays compared by contents
+    def make(seed: int) -> Batch:
+        rng = np.random.default_rng(seed)
+        builder = Batch.Builder({"a": rng.standard_normal((4, 3)), "b": np.arange(4)})
+        builder.snapshots = {"origin": Batch({"a": rng.standard_normal((4, 2))})}
+        return builder.make_batch()
+
+    one, same, other = make(0), make(0), make(1)
+    assert one.fields is not same.fields
+    assert one.fields == same.fields and not (one.fields != same.fields)
+    assert one.fields != other.fields
+    assert one.snapshots == same.snapshots and one.snapshots != other.snapshots
+    assert one.snapshots != one.fields  # different keys
+    assert one.fields == {"a": one.fields["a"].copy(), "b": np.arange(4)}
+    # same values, different dtype or shape: not equal (as Batch equality)
+    assert one.fields != {"a": one.fields["a"], "b": np.arange(4, dtype=np.int8)}
+    assert one.fields != {"a": one.fields["a"].reshape(4, 3, 1), "b": np.arange(4)}
+    with pytest.raises(TypeError):
+        one.fields["a"] = np.zeros((4, 3))  # type: ignore[index]
+    assert dict(one.fields).keys() == {"a", "b"}
+
+
+def test_elements_compare_by_contents() -> None:
+    key = Batch.MetaKey("tag")
+    builder = Batch.Builder({"a": np.array([[1.0, 2.0], [3.0, 4.0], [1.0, 2.0]])})
+    builder.metadata[key] = ["x", "y", "x"]
+    batch = builder.make_batch()
+    first, second, third = batch.elements
+    assert first == batch.elements[0]
+    assert first == third  # equal fields and metadata at another index
+    assert first != second
+    relabelled = Batch.Builder(base=batch)
+    relabelled.metadata[key] = ["z", "y", "x"]
+    assert relabelled.make_batch().elements[0] != first  # metadata differs
+
+
+def test_metadata_type_can_be_made_empty() -> None:
+    empty = Batch.MetadataType()
+    assert not empty and len(empty) == 0 and list(empty.keys()) == []
+    with pytest.raises(KeyError):
+        _ = empty[Batch.MetaKey("missing")]
