@@ -3,40 +3,25 @@
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import tempfile
 from collections.abc import Callable
 from typing import IO, Any
 
+from introscope._atomic import atomic_open
+
 __all__ = ["atomic_write", "write_bytes", "write_text", "write_json", "write_parquet"]
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def atomic_write(path: pathlib.Path, write: Callable[[IO[bytes]], Any]) -> pathlib.Path:
     """Call ``write(file)`` on a temporary file beside ``path`` and rename it into place.
 
-    ``mkstemp`` creates owner-only files; the result gets ``0o666 & ~umask`` like any file the
-    user creates. An interrupted write leaves no file under the final name.
+    Through :mod:`introscope._atomic`: the file gets ``0o666 & ~umask`` like any file the user
+    creates, and an interrupted write leaves no file under the final name.
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_open(path, "wb") as f:
+        write(f)
     return path
 
 
