@@ -15,6 +15,7 @@ from introscope.introspectors import (
     DimensionReductionStrategyType,
     OneOrManyDimStrategies,
 )
+from introscope.introspectors._accumulator import NonFiniteValues, StateError, accumulate
 from introscope.introspectors.dimension_reduction import PCAState
 
 S = DimensionReduction.Strategy
@@ -121,13 +122,18 @@ def test_pca_state_merges_shards_and_round_trips_through_npz(rng, tmp_path):
 def test_pca_state_errors(rng):
     state = PCAState(name="conv1")
     state.update(rng.standard_normal((5, 4)))
-    with pytest.raises(IntroscopeValueError, match=r"PCAState\('conv1'\).*3 features.*had 4"):
+    with pytest.raises(StateError, match="has 3 features, but earlier batches had 4"):
         state.update(rng.standard_normal((5, 3)))
+    with pytest.raises(NonFiniteValues):
+        state.update(np.full((2, 4), np.nan))
+    assert state.count == 5  # rejected batches change nothing
+    with pytest.raises(StateError, match=r"has shape \(5, 2, 2\)"):
+        state.update(rng.standard_normal((5, 2, 2)))
     other = PCAState()
     other.update(rng.standard_normal((5, 3)))
-    with pytest.raises(IntroscopeValueError, match="cannot merge a state of 3 features"):
+    with pytest.raises(StateError, match="cannot merge a state of 3 features"):
         state.merged(other)
-    with pytest.raises(IntroscopeValueError, match="exceeds the 4 features"):
+    with pytest.raises(IntroscopeValueError, match=r"PCAState\('conv1'\).*exceeds the 4 features"):
         state.result(5)
     with pytest.raises(IntroscopeValueError, match="exceeds the 5 samples"):
         _five_by(6).result(6)
@@ -141,6 +147,38 @@ def _five_by(d: int) -> PCAState:
     state = PCAState()
     state.update(np.random.default_rng(1).standard_normal((5, d)))
     return state
+
+
+def test_pca_accumulator_equals_introspect_merges_and_saves(rng, tmp_path):
+    x = correlated(rng, 240, 10)
+    fields = {"a": x, "b": x[:, :6] * 2.0}
+    reference = DimensionReduction.introspect(producer_of(fields), strategies=S.PCA(3))
+    (whole,) = accumulate(
+        producer_of(fields), DimensionReduction.accumulator(target_dimensions=3), batch_size=32
+    )
+    shards = []
+    for part in (slice(0, 100), slice(100, 240)):
+        acc = DimensionReduction.accumulator(target_dimensions=3)
+        accumulate(
+            producer_of({k: v[part] for k, v in fields.items()}), acc, batch_size=17, finalize=False
+        )
+        shards.append(acc)
+    merged = shards[1].merge(shards[0])  # any order: the state of the union
+    merged.save(tmp_path / "pca.npz")
+    loaded = type(merged).load(tmp_path / "pca.npz")
+    assert loaded.states["a"].count == 240
+    for dr in (whole, merged.finalize(), loaded.finalize()):
+        assert isinstance(dr, DimensionReduction) and dr.fields == ["a", "b"]
+        for name in fields:
+            np.testing.assert_allclose(
+                collect(pipeline(producer_of(fields), dr), 60, name),
+                collect(pipeline(producer_of(fields), reference), 60, name),
+                atol=1e-9,
+            )
+    dirty = x.copy()
+    dirty[70, 0] = np.nan
+    with pytest.raises(IntroscopeValueError, match=r"DimensionReduction: field 'a' \(batch 2\)"):
+        accumulate(producer_of({"a": dirty}), DimensionReduction.accumulator(), batch_size=32)
 
 
 # --- fields and strategies -------------------------------------------------------------------

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from introscope._validation import pooling_hint
 from introscope.exceptions import IntroscopeValueError
 
 __all__ = ["check_responses", "check_target_dimensions", "at"]
@@ -30,11 +31,10 @@ def check_responses(who: str, field: str, array: Any, where: str = "") -> np.nda
     x = np.asarray(array)
     name = f"field {field!r}" if field else "the data"
     if x.ndim != 2:
+        hint = pooling_hint(x.shape) or "make them (samples, features) first, e.g. Flattener()"
         raise IntroscopeValueError(
             f"{who}: {name} has shape {x.shape}{at(where)}, but dimension reduction needs 2-D "
-            f"responses (samples, features). Flatten them first with "
-            f"introscope.processors.Flattener(), or pool the spatial axes with "
-            f"Pooler(dim=..., method=Pooler.Method.MAX)"
+            f"responses (samples, features): {hint}"
         )
     if x.dtype.kind not in "biuf":
         raise IntroscopeValueError(

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Final, Union
+from typing import TYPE_CHECKING, Final, Union
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from introscope.exceptions import IntroscopeError, IntroscopeValueError
 from . import _strategies
 from ._checks import check_responses
 from ._protocols import DimensionReductionStrategyType
+
+if TYPE_CHECKING:
+    from ._pca_accumulator import PCAAccumulator
 
 __all__ = ["DimensionReduction", "OneOrManyDimStrategies"]
 
@@ -152,6 +155,18 @@ class DimensionReduction(PipelineStage):
                 raise _wrap(name, "fitting", exc) from exc
             _logger.debug("%s: fitted %r on field %r", _WHO, reducer, name)
         return DimensionReduction(_reducers=MappingProxyType(reducers))
+
+    @staticmethod
+    def accumulator(*, target_dimensions: int = 2, precision: str = "auto") -> PCAAccumulator:
+        """An empty streamed-PCA accumulator; its ``finalize()`` gives a DimensionReduction.
+
+        Feed it with ``accumulate(producer, acc, batch_size=...)``, a forward hook or Ray
+        workers, merge partial ones with ``merge``; the result equals :meth:`introspect` with
+        ``Strategy.PCA(target_dimensions)`` (up to float64 rounding).
+        """
+        from ._pca_accumulator import PCAAccumulator
+
+        return PCAAccumulator(target_dimensions=target_dimensions, precision=precision)
 
     @property
     def strategies(self) -> Mapping[str, DimensionReductionStrategyType]:

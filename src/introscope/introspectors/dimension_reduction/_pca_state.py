@@ -13,14 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
+from introscope._validation import check_choice, pooling_hint
 from introscope.exceptions import IntroscopeError, IntroscopeValueError
+from introscope.introspectors._accumulator import Capabilities, State, StateError
 from introscope.introspectors.pfa import PFACovarianceState
 
-from ._checks import at, check_responses, check_target_dimensions
+from ._checks import check_target_dimensions
 
 __all__ = ["PCAFit", "PCAState"]
 
@@ -59,37 +61,36 @@ class PCAFit:
         return out.astype(np.float32) if x.dtype == np.float32 else out
 
 
-class PCAState:
-    """Accumulator-style state of one field for exact streamed PCA.
+# PFA's streamed covariance sums (a State of the accumulator contract), reached through its
+# public accumulator rather than its private module.
+_Sums: Any = PFACovarianceState.state_type
+
+
+class PCAState(State):
+    """Accumulator-contract state of one field for exact streamed PCA.
 
     ``update`` folds in a (samples, features) batch (numpy, or a torch tensor, summed on its own
     device), ``merged`` combines two states of disjoint data without changing either,
     ``state_dict`` / ``from_state_dict`` hold numpy arrays and JSON scalars (no pickle), and
-    ``result(k)`` gives the ``k`` leading principal components.
+    ``result(target_dimensions=k)`` gives the ``k`` leading principal components. Its size is
+    O(features^2), whatever the number of samples.
 
     Args:
         precision: ``"auto"`` (default) forms the products of float32 (and narrower) batches in
             float32 about a shift near the mean and sums them in float64 (covariance entries
             within about 1e-7 relative); ``"float64"`` forms every product in float64.
-        name: the field's name, used in error messages.
+        name: the field's name, used in the messages of :meth:`result`.
     """
 
-    mergeable: ClassVar[bool] = True
-    """Merging two states is exact (up to float64 rounding) and associative."""
-    passes: ClassVar[int] = 1
-    """One pass over the data is enough."""
-    grows_with: ClassVar[str] = "units"
-    """The state is O(features^2): it does not grow with the number of samples."""
+    capabilities = Capabilities(mergeable=True, exact=False, passes=1, grows_with=("units",))
+    # The sums find NaN/Inf in their float64 column sums, without another pass.
+    checks_finite = True
 
     def __init__(self, *, precision: str = "auto", name: str = "") -> None:
-        if precision not in ("auto", "float64"):
-            raise IntroscopeValueError(
-                f"PCAState: precision must be 'auto' or 'float64', got {precision!r}"
-            )
+        check_choice(precision, "precision", ("auto", "float64"), owner="PCAState")
         self.precision = precision
         self.name = name
-        self._sums = PFACovarianceState(precision=precision)
-        self._features: int | None = None
+        self._sums: Any = None
 
     def _who(self) -> str:
         return f"PCAState({self.name!r})" if self.name else "PCAState"
@@ -97,67 +98,64 @@ class PCAState:
     @property
     def count(self) -> int:
         """Number of samples folded in so far."""
-        return self._sums.count(_KEY) if self._sums.fields else 0
+        return 0 if self._sums is None else int(self._sums.count)
 
     @property
     def features(self) -> int | None:
         """Number of features per sample (None before the first batch)."""
-        return self._features
+        return None if self._sums is None else int(self._sums.units)
 
     @property
     def nbytes(self) -> int:
-        """Approximate size of the state in bytes (the float64 sums)."""
-        d = self.features or 0
-        return 8 * (d * d + 2 * d + 1)
+        """Bytes of the sums (and of their staging buffers)."""
+        return 0 if self._sums is None else int(self._sums.nbytes)
 
-    def update(self, array: Any, *, where: str = "", _checked: bool = False) -> None:
-        """Fold a (samples, features) batch into the state.
+    def update(self, array: Any, *, allow_nonfinite: bool = False) -> int:
+        """Fold a (samples, features) batch into the state; NaN/Inf always raise.
 
-        ``where`` (e.g. "batch 3") is added to error messages.
+        Raises :class:`StateError` (bad shape or dtype) or :class:`NonFiniteValues`, leaving
+        the state unchanged.
         """
         torch_input = type(array).__module__.startswith("torch")
-        if not (_checked or torch_input):
-            array = check_responses(self._who(), self.name, array, where)
         shape = tuple(array.shape)
         if len(shape) != 2:
-            raise IntroscopeValueError(
-                f"{self._who()}: batch has shape {shape}{at(where)}; PCA needs 2-D responses "
-                f"(samples, features): flatten or pool them first"
+            hint = pooling_hint(shape) or "make it (samples, features) first"
+            raise StateError(f"has shape {shape}; PCA needs 2-D responses: {hint}")
+        if not torch_input:
+            array = np.asarray(array)
+            if array.dtype.kind not in "biuf":
+                raise StateError(f"has dtype {array.dtype}; PCA needs real numbers")
+        if self._sums is not None and shape[1] != self._sums.units:
+            raise StateError(
+                f"has {shape[1]} features, but earlier batches had {self._sums.units}; every "
+                f"batch of a field must have the same number of features"
             )
-        d = self._features
-        if d is not None and shape[1] != d:
-            raise IntroscopeValueError(
-                f"{self._who()}: batch has {shape[1]} features{at(where)} but earlier batches "
-                f"had {d}; every batch of a field must have the same number of features"
-            )
-        try:
-            self._sums.update(_KEY, array, where=where)
-        except IntroscopeError as exc:
-            # torch input reaches the shared sums unchecked: their messages name field 'x'.
-            raise IntroscopeValueError(
-                f"{self._who()}: {str(exc).replace(repr(_KEY), repr(self.name))}"
-            ) from exc
-        self._features = shape[1]
+        sums = self._sums
+        if sums is None:
+            sums = _Sums(shape[1], like=array if torch_input else None, precision=self.precision)
+        sums.update(array)
+        self._sums = sums
+        return 0
 
     def merged(self, other: PCAState) -> PCAState:
         """A new state holding this state's data and ``other``'s (neither is changed)."""
         if not isinstance(other, PCAState):
-            raise IntroscopeValueError(
-                f"{self._who()}: can only merge another PCAState, got {type(other).__name__}"
+            raise StateError(f"can only merge another PCAState, got {type(other).__name__}")
+        new = PCAState(precision=self.precision, name=self.name)
+        if self._sums is None or other._sums is None:
+            source = self._sums if self._sums is not None else other._sums
+            new._sums = None if source is None else source.copy()
+            return new
+        if self._sums.units != other._sums.units:
+            raise StateError(
+                f"cannot merge a state of {other._sums.units} features into one of "
+                f"{self._sums.units}"
             )
-        mine, theirs = self.features, other.features
-        if mine is not None and theirs is not None and mine != theirs:
-            raise IntroscopeValueError(
-                f"{self._who()}: cannot merge a state of {theirs} features into one of {mine}"
-            )
-        new = PCAState.from_state_dict(self.state_dict())
-        # Reads other's sums without changing their values.
-        new._sums.merge(other._sums)
-        new._features = mine if mine is not None else theirs
+        new._sums = self._sums.merged(other._sums)
         return new
 
     def state_dict(self) -> dict[str, Any]:
-        """The state as numpy arrays and JSON scalars: ``count``, ``shift``, ``sum``, ``outer``.
+        """numpy arrays and JSON scalars: ``count``, ``shift``, ``sum``, ``outer``, settings.
 
         ``sum`` and ``outer`` are the float64 sums of ``x - shift`` and of its outer products
         (``outer`` is the full symmetric matrix).
@@ -168,12 +166,12 @@ class PCAState:
             "name": self.name,
             "count": 0,
         }
-        if self._sums.fields:
+        if self._sums is not None:
             inner = self._sums.state_dict()
-            out["count"] = int(inner["count_0"])
-            out["shift"] = np.asarray(inner["shift_0"], dtype=np.float64)
-            out["sum"] = np.asarray(inner["sum_0"], dtype=np.float64)
-            out["outer"] = np.asarray(inner["outer_0"], dtype=np.float64)
+            out["count"] = int(inner["count"])
+            out["sum"] = np.asarray(inner["sum"], dtype=np.float64)
+            out["outer"] = np.asarray(inner["outer"], dtype=np.float64)
+            out["shift"] = np.asarray(inner.get("shift", np.zeros_like(out["sum"])), np.float64)
         return out
 
     @classmethod
@@ -191,22 +189,20 @@ class PCAState:
         if "sum" in state:
             total = np.asarray(state["sum"], dtype=np.float64)
             outer = np.asarray(state["outer"], dtype=np.float64)
-            d = total.shape[0]
+            d = total.shape[0] if total.ndim == 1 else -1
             if total.ndim != 1 or outer.shape != (d, d):
                 raise IntroscopeValueError(
                     f"PCAState.from_state_dict: 'sum' has shape {total.shape} and 'outer' "
                     f"{outer.shape}; expected (d,) and (d, d)"
                 )
             inner = {
-                "fields": np.array([_KEY], dtype=np.str_),
-                "precision": np.array(new.precision, dtype=np.str_),
-                "count_0": np.array(int(np.asarray(state["count"])), dtype=np.int64),
-                "shift_0": np.asarray(state.get("shift", np.zeros(d)), dtype=np.float64),
-                "sum_0": total,
-                "outer_0": outer,
+                "count": int(np.asarray(state["count"])),
+                "precision": new.precision,
+                "sum": total,
+                "outer": outer,
+                "shift": np.asarray(state.get("shift", np.zeros(d)), dtype=np.float64),
             }
-            new._sums = PFACovarianceState.from_state_dict(inner)
-            new._features = d
+            new._sums = _Sums.from_state_dict(inner)
         return new
 
     def mean_and_covariance(self) -> tuple[np.ndarray, np.ndarray]:
@@ -222,7 +218,7 @@ class PCAState:
         cov -= np.outer(total / n, total / max(n - 1, 1))
         return shift + total / n, cov
 
-    def result(self, target_dimensions: int) -> PCAFit:
+    def result(self, target_dimensions: int = 2, **options: Any) -> PCAFit:
         """The ``target_dimensions`` leading principal components of the data seen so far."""
         who = self._who()
         k = check_target_dimensions(who, target_dimensions)

@@ -17,6 +17,7 @@ import numpy as np
 
 from introscope.base._producer import check_batch_size
 from introscope.exceptions import IntroscopeError, IntroscopeValueError, MissingDependencyError
+from introscope.introspectors._accumulator import StateError
 
 from ._checks import at, check_responses, check_target_dimensions
 from ._pca_state import PCAFit, PCAState
@@ -102,13 +103,16 @@ class PCA(_Base):
         self._fit_checked(self._checked(data))
 
     def _fit_checked(self, data: np.ndarray, where: str = "") -> None:
-        self.state.update(data, where=where, _checked=True)
+        try:
+            self.state.update(data)
+        except StateError as exc:
+            raise IntroscopeValueError(f"{self._label}: the data{at(where)} {exc}") from None
         self.fit_ = None
 
     def fit_complete(self) -> None:
         if self.state.count == 0:
             raise IntroscopeError(f"{self._label}: no data was fitted; there is nothing to fit")
-        self.fit_ = self.state.result(self.target_dimensions)
+        self.fit_ = self.state.result(target_dimensions=self.target_dimensions)
 
     @property
     def is_one_shot(self) -> bool:
