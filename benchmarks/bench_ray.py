@@ -14,6 +14,7 @@ IUA + PFA over their ReLU responses max-pooled over space ((N, C) per response).
 Plus an estimate of what a 64-node ImageNet-1k run with ResNet-50 ships and merges (no run).
 
     .venv/bin/python benchmarks/bench_ray.py [--quick]
+    INTROSCOPE_RAY_ADDRESS=auto INTROSCOPE_RAY_WORKERS=1,8,64 .venv/bin/python benchmarks/run.py ray
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import numpy as np
 
 BLOCK_ROWS = 1024
 BATCH = 256
+#: Ray worker counts to time; the first must be 1 (the overhead reference).
+WORKERS = tuple(int(w) for w in os.environ.get("INTROSCOPE_RAY_WORKERS", "1,2").split(","))
 
 
 def _resnetish():  # noqa: ANN202
@@ -173,7 +176,7 @@ def bench_model(ray, kind: str, samples: int) -> dict:  # noqa: ANN001
         "single_1thread_sps": round(samples / t1),
         "single_default_threads_sps": round(samples / tn),
     }
-    for workers in (1, 2):
+    for workers in WORKERS:
         t, iua, pfa, stats = _on_ray(ray, factory, x, responses, workers)
         out[f"ray_{workers}_sps"] = round(samples / t)
         out[f"ray_{workers}_check"] = _same(iua, iua_ref, pfa, pfa_ref)
@@ -182,8 +185,8 @@ def bench_model(ray, kind: str, samples: int) -> dict:  # noqa: ANN001
         out["pfa_bytes_per_state"] = round(stats.bytes_per_merge(1))
         out["merges_per_introspector"] = stats.merges[0]
     out["ray1_overhead"] = round(out["single_1thread_sps"] / out["ray_1_sps"], 2)
-    out["ray2_over_ray1"] = round(out["ray_2_sps"] / out["ray_1_sps"], 2)
-    out["ray2_over_single_default"] = round(out["ray_2_sps"] / out["single_default_threads_sps"], 2)
+    for workers in WORKERS[1:]:
+        out[f"ray{workers}_over_ray1"] = round(out[f"ray_{workers}_sps"] / out["ray_1_sps"], 2)
     return out
 
 
@@ -200,7 +203,11 @@ def _resnet50_relu_shapes() -> list[tuple[int, int]]:
 
 
 def imagenet_estimate(nodes: int = 64, images: int = 1_281_167, block_rows: int = 1000) -> dict:
-    """Bytes a ResNet-50 IUA (+channel view) and PFA (pooled ReLUs) run over ImageNet-1k ships."""
+    """Bytes a ResNet-50 IUA (+channel view) and PFA (pooled ReLUs) run over ImageNet-1k ships.
+
+    What is shipped depends on the number of blocks, not of nodes: each block sends one state
+    per introspector to the driver.
+    """
     shapes = _resnet50_relu_shapes()
     blocks = math.ceil(images / block_rows)
     # unit and channel counts (int64 in memory) travel in the smallest dtype that holds them
@@ -238,11 +245,18 @@ def run(quick: bool = False) -> dict:
     import ray
 
     # The model factories defined here travel to the workers by value: this file is not
-    # importable there.
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    # importable there (run.py loads it without registering it in sys.modules, and cloudpickle
+    # then pickles by value on its own).
+    module = sys.modules.get(__name__)
+    if module is not None and __name__ != "__main__":
+        ray.cloudpickle.register_pickle_by_value(module)
     if ray.is_initialized():
         ray.shutdown()
-    iray.init_local(num_cpus=2, log_to_driver=False)
+    address = os.environ.get("INTROSCOPE_RAY_ADDRESS")
+    if address:  # a running cluster (ray start --head ...), e.g. "auto" or "10.0.0.1:6379"
+        ray.init(address=address, log_to_driver=False)
+    else:
+        iray.init_local(num_cpus=2, log_to_driver=False)
     try:
         sizes = {"digits": 4096, "resnet": 512} if quick else {"digits": 40960, "resnet": 2048}
         out: dict[str, Any] = {k: bench_model(ray, k, n) for k, n in sizes.items()}
@@ -256,10 +270,13 @@ def run(quick: bool = False) -> dict:
         summary.append(
             f"{kind}: single {r['single_1thread_sps']} samples/s (1 thread), "
             f"{r['single_default_threads_sps']} (default threads); Ray 1 worker "
-            f"{r['ray_1_sps']} ({r['ray1_overhead']}x overhead), 2 workers {r['ray_2_sps']} "
-            f"({r['ray2_over_ray1']}x of 1 worker); bytes per state IUA "
-            f"{r['iua_bytes_per_state']}, PFA {r['pfa_bytes_per_state']}; identical: "
-            f"{r['ray_2_check']}"
+            f"{r['ray_1_sps']} ({r['ray1_overhead']}x overhead), "
+            + ", ".join(
+                f"{w} workers {r[f'ray_{w}_sps']} ({r[f'ray{w}_over_ray1']}x of 1 worker)"
+                for w in WORKERS[1:]
+            )
+            + f"; bytes per state IUA {r['iua_bytes_per_state']}, PFA "
+            f"{r['pfa_bytes_per_state']}; identical: {r[f'ray_{WORKERS[-1]}_check']}"
         )
     for key in ("imagenet_estimate", "imagenet_estimate_10k_blocks"):
         e = out[key]
