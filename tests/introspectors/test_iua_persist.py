@@ -90,3 +90,31 @@ def test_multi_introspect_with_accumulator_instances(arrays) -> None:
     alone = IUA.introspect(_producer({"fc": arrays["fc"]}), atol=0.1)
     assert iua.results["fc"] == alone.results["fc"]
     assert list(pfa.covariances) == ["fc"]
+
+
+@pytest.mark.parametrize("chunk", [64, 1 << 21])  # many chunks per batch, or one
+def test_kernel_paths_agree_with_isclose(monkeypatch, chunk: int) -> None:
+    """Non-negative chunks skip |x|; chunks with negatives, -0.0, NaN or +-Inf take it."""
+    from introscope.introspectors.iua import _kernel
+
+    monkeypatch.setattr(_kernel, "_CHUNK_BYTES", chunk)
+    rng = np.random.default_rng(2)
+    x = np.maximum(rng.standard_normal((40, 6, 5)), 0).astype(np.float32)
+    x[3, 0, 0] = -0.0
+    x[5, 1, 1] = np.inf  # in a non-negative chunk
+    x[20, 2, 2] = np.nan
+    x[30] *= -1  # negatives (and -0.0) in this chunk
+    x[31, 0, 0] = -np.inf
+    x[32, 0, 1] = 5e-9  # below atol: inactive
+    flat = x.reshape(40, -1)
+    got = _kernel.count_batch(flat, 1e-8, (1, 6, 5))
+    inactive = np.isclose(flat, 0, rtol=1e-5, atol=1e-8)
+    np.testing.assert_array_equal(got.unit_counts, inactive.sum(axis=0))
+    np.testing.assert_array_equal(got.per_sample, inactive.sum(axis=1))
+    dead = inactive.reshape(40, 6, 5).all(axis=2)
+    np.testing.assert_array_equal(got.channel_counts, dead.sum(axis=0))
+    np.testing.assert_array_equal(got.channel_per_sample, dead.sum(axis=1))
+    assert got.nonfinite == 3
+    # The scratch buffers are reused: a second, smaller call gives its own numbers.
+    small = _kernel.count_batch(flat[:7], 1e-8, None)
+    np.testing.assert_array_equal(small.per_sample, inactive[:7].sum(axis=1))

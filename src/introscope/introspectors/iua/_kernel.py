@@ -8,6 +8,7 @@ decides what to do with the number of non-finite values reported here.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,36 @@ _CHUNK_BYTES = 2 << 20
 _LOOP_ROWS_FROM = 2048
 # Per-unit counts are summed in uint8 (fast, vectorised) and flushed before they could overflow.
 _U8_MAX_ROWS = 255
+
+
+_scratch = threading.local()
+
+
+def _buffers(rows: int, units: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-thread scratch (|x| chunk, mask chunk, uint8 row), reused from call to call.
+
+    Fresh multi-MiB arrays come from ``mmap`` and page-fault on every first touch, which cost
+    more than the counting itself on large responses; about ``_CHUNK_BYTES`` stay allocated.
+    """
+    need = rows * units
+    if need * dtype.itemsize > 4 * _CHUNK_BYTES:  # one huge row: not worth keeping
+        return (
+            np.empty((rows, units), dtype),
+            np.empty((rows, units), bool),
+            np.empty(units, np.uint8),
+        )
+    cached = getattr(_scratch, "bufs", None)
+    if cached is None or cached[0].size < need * dtype.itemsize or cached[2].size < units:
+        size = max(need * dtype.itemsize, 0 if cached is None else cached[0].size)
+        cached = (
+            np.empty(size, np.uint8),
+            np.empty(max(need, 0 if cached is None else cached[1].size), bool),
+            np.empty(max(units, 0 if cached is None else cached[2].size), np.uint8),
+        )
+        _scratch.bufs = cached
+    raw, mask, row = cached
+    absval = raw[: need * dtype.itemsize].view(dtype).reshape(rows, units)
+    return absval, mask[:need].reshape(rows, units), row[:units]
 
 
 @dataclass
@@ -59,8 +90,7 @@ def count_batch(
     assert wdt is not None, "caller checks the dtype"
     direct_abs = flat.dtype.kind in "fc"
     rows = int(max(1, min(batch, _U8_MAX_ROWS, _CHUNK_BYTES // max(1, units * wdt.itemsize))))
-    absval = np.empty((rows, units), dtype=wdt)
-    mask = np.empty((rows, units), dtype=bool)
+    absval, mask, tmp8 = _buffers(rows, units, wdt)
     acc8 = np.zeros(units, dtype=np.uint8)
     acc_rows = 0
     unit_counts = np.zeros(units, dtype=np.int64)
@@ -70,22 +100,32 @@ def count_batch(
     if channels is not None:
         ch_counts = np.zeros(channels[1], dtype=np.int64)
         ch_per_sample = np.empty(batch, dtype=np.int64)
-    # Finite values compare below +Inf; NaN propagates through maximum.reduce.
+    real = flat.dtype.kind == "f" and units > 0
     check_finite = flat.dtype.kind in "fc" and units > 0
 
     for start in range(0, batch, rows):
         stop = min(batch, start + rows)
         k = stop - start
-        a = absval[:k]
+        src = flat[start:stop]
         m = mask[:k]
-        if direct_abs:
-            np.abs(flat[start:stop], out=a)
+        # A chunk with no negative value (ReLU outputs) needs no |x| pass: it is compared as
+        # it is. NaN fails ``>= 0`` (NaN propagates through minimum.reduce), so a chunk with
+        # NaN, -Inf or negatives takes the |x| path; +Inf shows in the maximum.
+        if real and np.minimum.reduce(src, axis=None) >= 0:
+            np.less_equal(src, atol, out=m)
+            if not np.isfinite(np.maximum.reduce(src, axis=None)):
+                nonfinite += int(k * units - np.count_nonzero(np.isfinite(src)))
         else:
-            a[...] = flat[start:stop]
-            np.abs(a, out=a)
-        np.less_equal(a, atol, out=m)
-        if check_finite and not np.isfinite(np.maximum.reduce(a, axis=None)):
-            nonfinite += int(k * units - np.count_nonzero(np.isfinite(a)))
+            a = absval[:k]
+            if direct_abs:
+                np.abs(src, out=a)
+            else:
+                a[...] = src
+                np.abs(a, out=a)
+            np.less_equal(a, atol, out=m)
+            # Finite values compare below +Inf; NaN propagates through maximum.reduce.
+            if check_finite and not np.isfinite(np.maximum.reduce(a, axis=None)):
+                nonfinite += int(k * units - np.count_nonzero(np.isfinite(a)))
 
         if units >= _LOOP_ROWS_FROM:
             for i in range(k):
@@ -101,7 +141,8 @@ def count_batch(
         if k == 1:
             np.add(acc8, m8[0], out=acc8)
         else:
-            np.add(acc8, np.add.reduce(m8, axis=0, dtype=np.uint8), out=acc8)
+            np.add.reduce(m8, axis=0, dtype=np.uint8, out=tmp8)
+            np.add(acc8, tmp8, out=acc8)
         acc_rows += k
 
         if channels is not None:
