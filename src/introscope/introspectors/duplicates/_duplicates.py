@@ -146,9 +146,10 @@ class Duplicates:
             batch_size: size of the batches pulled from ``producer``.
             threshold: a :class:`DuplicatesThresholdStrategyType`; default
                 ``Duplicates.ThresholdStrategy.Slope()``.
-            neighbors: ``"exact"`` (faiss brute force), ``"approximate"`` (faiss IVF, nprobe
-                raised until a measured recall@10 reaches 0.95) or ``"auto"``: exact up to
-                ``introscope.introspectors.duplicates.EXACT_MAX_SAMPLES`` (20,000) samples.
+            neighbors: ``"exact"`` (faiss brute force), ``"approximate"`` (an IVF partition,
+                nprobe raised until a measured recall@10 reaches 0.95; exact search instead when
+                that would probe over a quarter of the lists) or ``"auto"``: exact up to
+                ``introscope.introspectors.duplicates.EXACT_MAX_SAMPLES`` (10,000) samples.
         """
         check_batch_size(batch_size)
         if threshold is None:

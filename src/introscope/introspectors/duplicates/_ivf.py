@@ -24,6 +24,9 @@ __all__ = ["ivf_knn", "ivf_lists"]
 _log = logging.getLogger("introscope.introspectors.duplicates")
 
 
+#: Above this fraction of the lists probed, an exact search is about as cheap: fall back to it.
+MAX_PROBE_FRACTION = 0.25
+
 #: Dimensions of the random projection the partition is computed on.
 PARTITION_DIMS = 64
 
@@ -100,11 +103,12 @@ def ivf_knn(
     recall_target: float,
     check_queries: int = 128,
     seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray, str, float]:
+) -> tuple[np.ndarray, np.ndarray, str, float] | None:
     """Approximate k nearest neighbours of every row of ``x`` (float32, C-contiguous).
 
     Returns (indices (n, k), squared distances (n, k; inf where no neighbour was found), a
-    description of the parameters, the measured recall@k).
+    description of the parameters, the measured recall@k), or None when reaching the target
+    would probe more than ``MAX_PROBE_FRACTION`` of the lists (search exactly then).
     """
     # One thread: the operations here are many and mid-sized, and measured on a busy machine
     # faiss' OpenMP threads cost 3-4x more than they gain.
@@ -127,9 +131,20 @@ def _ivf_knn(faiss, x, k, recall_target, check_queries, seed):  # noqa: ANN001, 
             rows = np.flatnonzero(check_lists == lst)
             found[rows] = _block_search(faiss, x, check[rows], part.candidates(lst, nprobe), k)[0]
         recall = _recall(found, truth)
-        if recall >= recall_target or nprobe >= nlist:
+        if recall >= recall_target:
             break
-        nprobe = min(2 * nprobe, nlist)
+        if 2 * nprobe > nlist * MAX_PROBE_FRACTION:
+            # Probing this much of the data costs about an exact search (the data has no
+            # local structure at this size): let the caller search exactly instead.
+            _log.info(
+                "IVF blocks: recall@%d %.3f at nprobe=%d of %d lists; exact search instead",
+                k,
+                recall,
+                nprobe,
+                nlist,
+            )
+            return None
+        nprobe = 2 * nprobe
     out = np.empty((n, k), dtype=np.int64)
     sq = np.empty((n, k), dtype=np.float32)
     for lst in range(nlist):

@@ -19,7 +19,7 @@ _log = logging.getLogger("introscope.introspectors.duplicates")
 NeighborsArg = Literal["auto", "exact", "approximate"]
 
 #: With ``neighbors="auto"``, data sets of at most this many samples use exact search.
-EXACT_MAX_SAMPLES = 20_000
+EXACT_MAX_SAMPLES = 10_000
 
 #: Recall@k the approximate index must reach on a sample of queries checked against exact search.
 RECALL_TARGET = 0.95
@@ -103,11 +103,14 @@ def nearest_neighbors(x: np.ndarray, k: int, method: NeighborsArg = "auto") -> N
     if method == "auto":
         method = "exact" if n <= EXACT_MAX_SAMPLES else "approximate"
     recall: float | None = None
-    if method == "exact" or n <= k:
+    approx = None
+    if method == "approximate" and n > k:
+        approx = ivf_knn(_faiss(), x, k, recall_target=RECALL_TARGET)
+    if approx is None:
         idx, sq = _exact(x, k)
         name = "exact"
     else:
-        idx, sq, name, recall = ivf_knn(_faiss(), x, k, recall_target=RECALL_TARGET)
+        idx, sq, name, recall = approx
     _with_self(idx, sq)
     # A search can return fewer than k hits (-1, last in a row): those slots become the sample
     # itself at distance inf, never within a threshold.
