@@ -133,7 +133,8 @@ background:#fbfcfd;overflow:hidden}
 .card .noimg{width:96px;height:96px;margin:0 auto 4px;background:#eceff3;color:var(--muted);
 display:flex;align-items:center;justify-content:center;text-align:center;font-size:11px}
 .card .lbl{font-weight:600;word-break:break-all}
-.card .id,.card .fam{color:var(--muted);word-break:break-all}
+.card .id{color:var(--muted);word-break:break-all}
+.card .fam{color:var(--muted)}
 .groups{display:flex;flex-wrap:wrap;gap:10px 18px}
 .group{border-left:3px solid var(--accent);padding-left:8px;margin:4px 0}
 .group .gallery{margin:2px 0;gap:4px}
