@@ -184,6 +184,12 @@ class GMM(FamiliarityStrategyType):
                 random_state=rs,
                 covariance_type=self.covariance_type.value,
             )
-            model.fit(array)
+            try:
+                model.fit(array)
+            except ValueError as exc:  # scikit-learn: ill-defined covariance, etc.
+                raise IntroscopeValueError(
+                    f"Familiarity: fitting the mixture of response {name!r} "
+                    f"({len(array)} x {array.shape[1]}) failed: {exc}"
+                ) from exc
             out[name] = GMMDistribution.from_sklearn(model, array, name=name)
         return out
