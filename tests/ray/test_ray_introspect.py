@@ -223,7 +223,7 @@ def test_worker_killed_mid_run_is_retried_without_loss(cluster, tmp_path, with_m
 
 def test_application_errors_are_not_retried(cluster):
     ds = cluster.data.from_numpy(np.ones((20, 3, 4), np.float32)).rename_columns({"data": "r"})
-    with pytest.raises(Exception, match="PFA needs 2-D responses"):
+    with pytest.raises(IntroscopeValueError, match=r"PFA: response 'r' \(batch 0\).*2-D"):
         iray.introspect(ds, [PFA], batch_size=8)
 
 

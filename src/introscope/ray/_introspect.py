@@ -93,6 +93,14 @@ def _preserved_order(ctx: Any) -> Iterator[None]:
         ctx.execution_options.preserve_order = before
 
 
+def _raise_worker_error(data: bytes) -> None:
+    # An introscope error on a worker (bad input: Ray must not retry it) comes back as a row,
+    # since Ray Data hands the driver only the text of a UDF's exception.
+    info = decode_state(data)
+    cls = IntroscopeValueError if info["value_error"] else IntroscopeError
+    raise cls(f"{info['message']} (raised on a Ray worker, in a block of the dataset)")
+
+
 class _TreeMerger:
     """Merges states pairwise as they arrive, in order, as a balanced tree (O(log n) held)."""
 
@@ -231,6 +239,8 @@ def introspect(
             for index, rows, blob in zip(part["entry"], part["rows"], part["state"], strict=True):
                 i = int(index)
                 data = bytes(blob)
+                if i < 0:
+                    _raise_worker_error(data)
                 stats.state_bytes[i].append(len(data))
                 if i == 0:
                     stats.blocks += 1

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from introscope.base import Batch, Model, PipelineStage, pipeline
-from introscope.exceptions import IntroscopeError
+from introscope.exceptions import IntroscopeError, IntroscopeValueError
 
 from ._codec import encode_state
 from ._entries import Entry
@@ -69,6 +69,19 @@ class BlockAccumulator:
         return self.stages
 
     def __call__(self, block: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        try:
+            return self._accumulate(block)
+        except IntroscopeError as exc:
+            # Returned, not raised: Ray Data would pass the driver only the message's text
+            # (and bad input must not be retried).
+            info = {"message": str(exc), "value_error": isinstance(exc, IntroscopeValueError)}
+            return {
+                "entry": np.array([-1], dtype=np.int64),
+                "rows": np.zeros(1, dtype=np.int64),
+                "state": np.array([encode_state(info)], dtype=object),
+            }
+
+    def _accumulate(self, block: Mapping[str, np.ndarray]) -> dict[str, Any]:
         columns = self._columns(block)
         for name, col in columns.items():
             if col.dtype.hasobject:
