@@ -175,9 +175,13 @@ def test_demo_report_loads_with_every_section(browser, demo_report):
         ".map(r => [...r.cells].map(td => td.textContent))"
     )
     assert [r[0] for r in rows] == ["relu1", "relu2", "relu3"]
-    for row in rows:
-        healthy, dying = (int(cell.split()[0]) for cell in (row[1], row[3]))
+    for row in rows:  # layer, then dead units / dead channels / mean inactive per model
+        healthy, dying = (int(cell.split()[0]) for cell in (row[1], row[4]))
         assert dying > healthy
+        if row[0] != "relu3":  # conv ReLUs have a channel view
+            assert int(row[5].split(" / ")[0]) > int(row[2].split(" / ")[0])
+    facts = c.evaluate("document.querySelector('#comparison p.facts').textContent")
+    assert "healthy CNN: test accuracy" in facts and "dying ReLU CNN: test accuracy" in facts
     assert c.evaluate("document.querySelectorAll('#least-familiar .card img').length") == 12
     assert c.evaluate("document.querySelectorAll('img.heatmap').length") == 2
     _shot(c, "demo_top.png")

@@ -228,17 +228,23 @@ def _comparison(models: Sequence[ModelSection], note: str) -> str:
         names += [r.name for r in m.iua if r.name not in names]
     header = ["layer"]
     for m in models:
-        header += [f"{m.name}: dead units", f"{m.name}: mean inactive"]
+        header += [f"{m.name}: dead units", "dead channels", "mean inactive"]
     body = []
     for name in names:
         row = [esc(name)]
         for m in models:
             r = next((r for r in m.iua if r.name == name), None)
             if r is None:
-                row += ["–", "–"]
+                row += ["–", "–", "–"]
             else:
+                ch = (
+                    f"{r.dead_channels} / {r.channels}"
+                    if r.channels is not None and r.dead_channels is not None
+                    else "–"
+                )
                 row += [
                     _count_pct(r.dead_units, r.units),
+                    ch,
                     f"{_pct(r.mean_inactive, r.units):.1f}%",
                 ]
         body.append(row)
@@ -254,6 +260,9 @@ def _comparison(models: Sequence[ModelSection], note: str) -> str:
     out = '<section id="comparison"><h2>Model health side by side</h2>'
     if note:
         out += f'<p class="note">{esc(note)}</p>'
+    facts = "; ".join(f"{m.name}: {m.notes[0]}" for m in models if m.notes)
+    if facts:
+        out += f'<p class="facts">{esc(facts)}</p>'
     out += table(header, body, cls="compare")
     if pfa_body:
         out += table(pfa_header, pfa_body, cls="compare-pfa")
