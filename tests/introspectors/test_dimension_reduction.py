@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 
 import numpy as np
 import pytest
 from sklearn.decomposition import PCA as SKPCA
 
-from introscope.base import Batch, pipeline
+from introscope.base import Batch, multi_introspect, pipeline
 from introscope.exceptions import IntroscopeError, IntroscopeValueError, MissingDependencyError
 from introscope.introspectors import (
+    PFA,
     DimensionReduction,
     DimensionReductionStrategyType,
     OneOrManyDimStrategies,
@@ -154,11 +156,11 @@ def test_pca_accumulator_equals_introspect_merges_and_saves(rng, tmp_path):
     fields = {"a": x, "b": x[:, :6] * 2.0}
     reference = DimensionReduction.introspect(producer_of(fields), strategies=S.PCA(3))
     (whole,) = accumulate(
-        producer_of(fields), DimensionReduction.accumulator(target_dimensions=3), batch_size=32
+        producer_of(fields), DimensionReduction.pca_accumulator(target_dimensions=3), batch_size=32
     )
     shards = []
     for part in (slice(0, 100), slice(100, 240)):
-        acc = DimensionReduction.accumulator(target_dimensions=3)
+        acc = DimensionReduction.pca_accumulator(target_dimensions=3)
         accumulate(
             producer_of({k: v[part] for k, v in fields.items()}), acc, batch_size=17, finalize=False
         )
@@ -178,7 +180,7 @@ def test_pca_accumulator_equals_introspect_merges_and_saves(rng, tmp_path):
     dirty = x.copy()
     dirty[70, 0] = np.nan
     with pytest.raises(IntroscopeValueError, match=r"DimensionReduction: field 'a' \(batch 2\)"):
-        accumulate(producer_of({"a": dirty}), DimensionReduction.accumulator(), batch_size=32)
+        accumulate(producer_of({"a": dirty}), DimensionReduction.pca_accumulator(), batch_size=32)
 
 
 # --- fields and strategies -------------------------------------------------------------------
@@ -419,3 +421,24 @@ def test_default_batch_sizes_follow_dnikit(rng):
     DimensionReduction.introspect(recording, strategies={"a": S.PCA(2), "b": S.StandardPCA(2)})
     DimensionReduction.introspect(recording, strategies=S.PCA(3))
     assert seen == [1024, 500]
+
+
+def test_multi_introspect_with_pfa_threaded_and_as_one_loop(rng):
+    x = correlated(rng, 300, 12)
+    src = producer_of({"a": x})
+    threaded, pfa = multi_introspect(
+        functools.partial(DimensionReduction.introspect, strategies=S.PCA(3)),
+        PFA.introspect,
+        producer=src,
+        batch_size=50,
+    )
+    one_loop, pfa2 = multi_introspect(
+        DimensionReduction.pca_accumulator(target_dimensions=3),
+        PFA.introspect,
+        producer=src,
+        batch_size=50,
+    )
+    assert isinstance(pfa, PFA) and isinstance(pfa2, PFA)
+    exact = SKPCA(3, svd_solver="full").fit(x).transform(x)
+    for dr in (threaded, one_loop):
+        np.testing.assert_allclose(collect(pipeline(src, dr), 64, "a"), exact, atol=1e-9)

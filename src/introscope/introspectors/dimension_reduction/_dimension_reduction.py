@@ -157,7 +157,7 @@ class DimensionReduction(PipelineStage):
         return DimensionReduction(_reducers=MappingProxyType(reducers))
 
     @staticmethod
-    def accumulator(*, target_dimensions: int = 2, precision: str = "auto") -> PCAAccumulator:
+    def pca_accumulator(*, target_dimensions: int = 2, precision: str = "auto") -> PCAAccumulator:
         """An empty streamed-PCA accumulator; its ``finalize()`` gives a DimensionReduction.
 
         Feed it with ``accumulate(producer, acc, batch_size=...)``, a forward hook or Ray

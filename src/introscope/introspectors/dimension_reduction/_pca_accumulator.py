@@ -31,7 +31,7 @@ class PCAAccumulator(Accumulator):
 
     def __init__(self, *, target_dimensions: int = 2, precision: str = "auto") -> None:
         self.target_dimensions = check_target_dimensions(
-            "DimensionReduction.accumulator", target_dimensions
+            "DimensionReduction.pca_accumulator", target_dimensions
         )
         PCAState(precision=precision)  # checks the value
         self.precision = precision
