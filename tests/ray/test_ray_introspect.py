@@ -244,18 +244,22 @@ def test_bad_arguments(cluster):
 
 
 @pytest.mark.parametrize(
-    ("cpus", "concurrency", "gpus", "pool", "per_actor"),
+    ("cpus", "concurrency", "gpus", "cluster_gpus", "pool", "per_actor"),
     [
-        (2, None, 0, 1, 1.0),  # default on this machine: one actor, one CPU left for reads
-        (2, 2, 0, 2, 0.5),  # concurrency=2 on 2 CPUs: would stall with 1 CPU per actor
-        (2, (1, 4), 0, (1, 4), 0.25),
-        (1, None, 0, 1, 0.0),
-        (64, None, 0, 63, 1.0),
-        (16, None, 1, 1, 1.0),
+        (2, None, 0, 0, 1, 1.0),  # default on this machine: one actor, one CPU left for reads
+        (2, 2, 0, 0, 2, 0.5),  # concurrency=2 on 2 CPUs: would stall with 1 CPU per actor
+        (2, (1, 4), 0, 0, (1, 4), 0.25),
+        (1, None, 0, 0, 1, 0.0),
+        (64, None, 0, 0, 63, 1.0),
+        (16, None, 1, 0, 1, 1.0),
+        (16, None, 1, 8, 8, 1.0),  # one actor per GPU
+        (16, None, 0.5, 2, 4, 1.0),
     ],
 )
-def test_actor_resources_leave_a_cpu_for_reads(cpus, concurrency, gpus, pool, per_actor):
-    assert iray.actor_resources(cpus, concurrency, gpus) == (pool, per_actor)
+def test_actor_resources_leave_a_cpu_for_reads(
+    cpus, concurrency, gpus, cluster_gpus, pool, per_actor
+):
+    assert iray.actor_resources(cpus, concurrency, gpus, cluster_gpus) == (pool, per_actor)
 
 
 def test_missing_ray_names_the_extra(monkeypatch):

@@ -40,16 +40,20 @@ class RayRunStats:
 
 
 def actor_resources(
-    cluster_cpus: float, concurrency: int | tuple[int, int] | None, num_gpus: float
+    cluster_cpus: float,
+    concurrency: int | tuple[int, int] | None,
+    num_gpus: float,
+    cluster_gpus: float = 0,
 ) -> tuple[int | tuple[int, int], float]:
     """(pool size, CPUs per actor) that leave one CPU for the dataset's read tasks.
 
     On a 2-CPU cluster, actors asking 1 CPU each would take both and the read tasks that feed
     them could never run; here the actors share ``cluster_cpus - 1`` CPUs (at most 1 each).
+    With ``num_gpus`` the default pool has one actor per ``num_gpus`` GPUs of the cluster.
     """
     if concurrency is None:
         if num_gpus > 0:
-            pool: int | tuple[int, int] = 1
+            pool: int | tuple[int, int] = max(1, int(cluster_gpus // num_gpus))
         else:
             pool = max(1, int(cluster_cpus) - 1)
     else:
@@ -161,7 +165,8 @@ def introspect(
         batch_size: rows per model call and per state update; each block of the dataset yields
             one partial state per introspector, whatever its number of batches.
         concurrency: workers: a fixed number or a (min, max) autoscaling range. Default: the
-            cluster's CPUs minus one (at least 1), or 1 with ``num_gpus``. The actors share the
+            cluster's CPUs minus one (at least 1), or with ``num_gpus`` one per ``num_gpus`` of
+            the cluster's GPUs. The actors share the
             CPUs but one, so the read tasks always have a CPU (no deadlock on small machines).
         num_gpus: GPUs per worker (for a model on GPU).
         stages: pipeline stages run on each batch after the model (e.g. a ``Pooler`` so that
@@ -213,8 +218,10 @@ def introspect(
             num_gpus=num_gpus or None,
         )
     else:
-        cpus = float(ray.cluster_resources().get("CPU", 1.0))
-        pool, per_actor = actor_resources(cpus, concurrency, num_gpus)
+        resources = ray.cluster_resources()
+        pool, per_actor = actor_resources(
+            float(resources.get("CPU", 1.0)), concurrency, num_gpus, resources.get("GPU", 0)
+        )
         size = (
             {"min_size": pool[0], "max_size": pool[1]}
             if isinstance(pool, tuple)

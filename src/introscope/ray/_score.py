@@ -125,8 +125,10 @@ def score(
     }
     if not ray.is_initialized():
         ray.init()
-    cpus = float(ray.cluster_resources().get("CPU", 1.0))
-    pool, per_actor = actor_resources(cpus, concurrency, num_gpus)
+    resources = ray.cluster_resources()
+    pool, per_actor = actor_resources(
+        float(resources.get("CPU", 1.0)), concurrency, num_gpus, resources.get("GPU", 0)
+    )
     size = {"min_size": pool[0], "max_size": pool[1]} if isinstance(pool, tuple) else {"size": pool}
     # Actors: the fitted mixtures (and the model) are sent to each worker once, not per block.
     return dataset.map_batches(
