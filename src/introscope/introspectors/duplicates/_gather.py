@@ -90,8 +90,6 @@ class DuplicatesAccumulator:
 
     def combined_batch(self) -> Batch:
         """One batch of every sample: the buffered fields, joined metadata and snapshots."""
-        for buf in self.buffers.values():
-            buf.trim()
         fields = {name: buf.view() for name, buf in self.buffers.items()}
         try:
             metadata = _meta.concat_storages(self._metadata) if self._metadata else {}

@@ -59,7 +59,7 @@ class _Partition:
                 np.matmul(x[lo : lo + 16384], proj, out=low[lo : lo + 16384])
         else:
             low = x
-        km = faiss.Kmeans(low.shape[1], nlist, niter=10, seed=seed, max_points_per_centroid=32)
+        km = faiss.Kmeans(low.shape[1], nlist, niter=8, seed=seed, max_points_per_centroid=16)
         km.cp.min_points_per_centroid = 1  # silence faiss' warning for small samples
         km.train(low)
         self.centroids = km.centroids

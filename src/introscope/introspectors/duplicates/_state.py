@@ -42,7 +42,11 @@ def check_responses(field: str, array: Any, where: str) -> np.ndarray:
 
 
 class ResponseBuffer:
-    """All vectors of one response seen so far: ``update`` appends a batch of shape (n, d)."""
+    """All vectors of one response seen so far: ``update`` appends a batch of shape (n, d).
+
+    Capacity doubles as needed; the unused tail is never written, so the operating system does
+    not back it with memory.
+    """
 
     __slots__ = ("field", "_buf", "_n")
 
@@ -87,11 +91,6 @@ class ResponseBuffer:
         out = self._buf[: self._n]
         out.flags.writeable = False
         return out
-
-    def trim(self) -> None:
-        """Drop spare capacity (before handing the vectors out for good)."""
-        if len(self._buf) != self._n:
-            self._buf = self._buf[: self._n].copy()
 
     def merged(self, other: ResponseBuffer) -> ResponseBuffer:
         """A new buffer with this one's samples followed by ``other``'s."""
