@@ -442,3 +442,22 @@ def test_multi_introspect_with_pfa_threaded_and_as_one_loop(rng):
     exact = SKPCA(3, svd_solver="full").fit(x).transform(x)
     for dr in (threaded, one_loop):
         np.testing.assert_allclose(collect(pipeline(src, dr), 64, "a"), exact, atol=1e-9)
+
+
+def test_pca_fit_memory_does_not_grow_with_samples():
+    import tracemalloc
+
+    def peak(batches: int) -> int:
+        def produce(batch_size):
+            gen = np.random.default_rng(5)
+            for _ in range(batches):
+                yield Batch({"a": gen.standard_normal((batch_size, 64)).astype(np.float32)})
+
+        tracemalloc.start()
+        DimensionReduction.introspect(produce, strategies=S.PCA(8), batch_size=256)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top
+
+    small, large = peak(4), peak(64)  # 1,024 and 16,384 samples (4 MiB of responses)
+    assert large < small + (256 << 10), (small, large)
