@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DNIKIT_VENV := .venv-dnikit
 SYMPHONY_VENV := .venv-symphony
 
-.PHONY: demo test lint format bench clean venv dnikit-venv symphony-venv browser
+.PHONY: demo test lint format bench clean venv dnikit-venv symphony-venv browser docs
 
 venv: $(STAMP)
 
@@ -68,9 +68,18 @@ format: $(STAMP)
 
 test: lint dnikit-venv symphony-venv browser
 	$(PY) -m pytest -q
+	$(MAKE) --no-print-directory docs
+
+# The documentation site, offline, into site/: the example notebooks are executed (tests/
+# test_notebooks.py leaves executed copies, so make test runs each once), then a strict build
+# (a broken link or reference, or a docstring griffe cannot read, fails it).
+docs: $(STAMP)
+	$(PY) docs/execute_notebooks.py
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
+	@echo "docs: site/index.html"
 
 bench: $(STAMP) dnikit-venv
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(DNIKIT_VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DNIKIT_VENV) build dist site docs/examples src/*.egg-info .pytest_cache .ruff_cache

@@ -313,14 +313,17 @@ class Batch:
 
     @property
     def metadata(self) -> _meta.MetadataView:
+        """The batch's metadata: ``batch.metadata[key]`` is one value per element."""
         return _meta.MetadataView(self._s.metadata)
 
     @property
     def batch_size(self) -> int:
+        """Number of elements (the length of dimension 0 of every field)."""
         return self._s.batch_size
 
     @property
     def elements(self) -> _ElementsView:
+        """The elements one by one: ``batch.elements[i]`` has the fields and metadata of element i."""
         return _ElementsView(self)
 
     def _subset(self, arr_index: Any, index: slice | list[int]) -> Batch:

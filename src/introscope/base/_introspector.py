@@ -14,4 +14,6 @@ class Introspector(Protocol):
     """An algorithm that consumes a producer: ``Cls.introspect(producer, batch_size=...)``."""
 
     @classmethod
-    def introspect(cls, producer: Producer, *args: Any, **kwargs: Any) -> Any: ...
+    def introspect(cls, producer: Producer, *args: Any, **kwargs: Any) -> Any:
+        """Pull the producer's batches and return the introspector's result."""
+        ...

@@ -178,6 +178,7 @@ class Model:
 
     @property
     def backend(self) -> ModelBackend:
+        """The framework adapter that runs the model."""
         return self._backend
 
     def __call__(self, requested_responses: OneManyOrNone[str] = None) -> PipelineStage:

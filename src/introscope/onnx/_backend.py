@@ -229,14 +229,17 @@ class OnnxBackend:
     # -- ModelBackend ---------------------------------------------------------------------------
 
     def get_response_infos(self) -> list[ResponseInfo]:
+        """Every response the model can produce, in the model's order."""
         return list(self._infos)
 
     def get_input_layer_responses(self) -> list[ResponseInfo]:
+        """The model's inputs."""
         return [info for info in self._infos if info.name in self._inputs]
 
     def run_inference(
         self, inputs: Mapping[str, np.ndarray], outputs: frozenset[str]
     ) -> Mapping[str, np.ndarray]:
+        """Run one batch of named inputs and return the requested responses as numpy arrays."""
         feeds = self._checked_feeds(inputs)
         n = next(iter(feeds.values())).shape[0]
         graph_side = sorted(o for o in outputs if o not in self._inputs)

@@ -151,14 +151,17 @@ class KerasBackend:
     # -- ModelBackend ---------------------------------------------------------------------------
 
     def get_response_infos(self) -> list[ResponseInfo]:
+        """Every response the model can produce, in the model's order."""
         return list(self._infos)
 
     def get_input_layer_responses(self) -> list[ResponseInfo]:
+        """The model's inputs."""
         return self._infos[: len(self._input_names)]
 
     def run_inference(
         self, inputs: Mapping[str, np.ndarray], outputs: frozenset[str]
     ) -> Mapping[str, np.ndarray]:
+        """Run one batch of named inputs and return the requested responses as numpy arrays."""
         feeds = self._checked_feeds(inputs)
         unknown = outputs - set(self._tensors)
         if unknown:

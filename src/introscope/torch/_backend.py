@@ -162,13 +162,16 @@ class TorchBackend:
         self._specs = specs
 
     def get_response_infos(self) -> list[ResponseInfo]:
+        """Every response the model can produce, in the model's order."""
         return [s.info for s in self._specs.values()]
 
     def get_input_layer_responses(self) -> list[ResponseInfo]:
+        """The model's inputs."""
         return list(self._input_infos)
 
     @property
     def input_names(self) -> list[str]:
+        """Names of the forward arguments fed from batch fields, in order."""
         return list(self._input_names)
 
     def add_optional_inputs(self, names: Sequence[str]) -> None:

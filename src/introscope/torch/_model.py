@@ -311,7 +311,9 @@ def load_torch_model_from_path(
             a ``{"state_dict": ...}`` checkpoint works too) or an ``.npz`` of parameter arrays.
         model_constructor: builds the module the state dict belongs to.
         strict: passed to ``load_state_dict``.
-        example_input, device, cast_inputs: as for :func:`load_torch_model_from_memory`.
+        example_input: as for :func:`load_torch_model_from_memory`.
+        device: as for :func:`load_torch_model_from_memory`.
+        cast_inputs: as for :func:`load_torch_model_from_memory`.
     """
     torch = torch_module()
     p = resolve_path_or_str(path)
