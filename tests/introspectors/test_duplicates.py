@@ -10,7 +10,6 @@ from introscope.base import Batch
 from introscope.exceptions import IntroscopeError, IntroscopeValueError
 from introscope.introspectors import Duplicates, DuplicatesThresholdStrategyType
 from introscope.introspectors.duplicates import _clusters, _sets
-from introscope.introspectors.duplicates._gather import DuplicatesAccumulator
 from introscope.introspectors.duplicates._neighbors import nearest_neighbors, recall_at_k
 from introscope.introspectors.duplicates._state import ResponseBuffer
 from introscope.samples import StubProducer
@@ -263,7 +262,9 @@ def test_not_two_dimensional_names_pooler():
 def test_nan_and_inf_rejected():
     x = np.random.default_rng(0).standard_normal((40, 4))
     x[33, 1] = np.nan
-    with pytest.raises(IntroscopeValueError, match=r"'x'.*batch 1.*NaN or Inf.*row 1"):
+    with pytest.raises(
+        IntroscopeValueError, match=r"Duplicates: response 'x' \(batch 1\).*NaN or Inf"
+    ):
         Duplicates.introspect(StubProducer({"x": x}), batch_size=32)
     x = x.copy()
     x[33, 1] = np.inf
@@ -289,52 +290,85 @@ def test_bad_arguments():
 
 
 def test_width_change_between_batches():
-    acc = DuplicatesAccumulator()
-    acc.update(Batch({"x": np.zeros((4, 3))}))
+    acc = Duplicates.accumulator()
+    acc.update_batch(Batch({"x": np.zeros((4, 3))}))
     with pytest.raises(IntroscopeError, match=r"'x' \(batch 1\) has 5 features.*3"):
-        acc.update(Batch({"x": np.zeros((4, 5))}))
-    with pytest.raises(IntroscopeError, match="same fields"):
-        acc.update(Batch({"y": np.zeros((4, 3))}))
+        acc.update_batch(Batch({"x": np.zeros((4, 5))}))
+    with pytest.raises(IntroscopeError, match="same responses"):
+        acc.update_batch(Batch({"y": np.zeros((4, 3))}))
 
 
 # ----------------------------------------------------------------------------- state
 def test_buffer_state_dict_and_merge():
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((5, 3)).astype(np.float32), rng.standard_normal((7, 3))
-    buf = ResponseBuffer("x", 3, np.dtype(np.float32), capacity=2)
+    buf = ResponseBuffer(3, np.dtype(np.float32), capacity=2)
     buf.update(a[:2])
     buf.update(a[2:])
     state = buf.state_dict()
-    assert set(state) == {"field", "vectors"} and isinstance(state["vectors"], np.ndarray)
+    assert set(state) == {"vectors"} and isinstance(state["vectors"], np.ndarray)
     back = ResponseBuffer.from_state_dict(state)
     np.testing.assert_array_equal(back.view(), a)
-    other = ResponseBuffer("x", 3, np.dtype(np.float64))
+    other = ResponseBuffer(3, np.dtype(np.float64))
     other.update(b)
     merged = back.merged(other)
     np.testing.assert_array_equal(merged.view(), np.concatenate([a, b]))
-    assert merged.dtype == np.float64
+    assert merged.dtype == np.float64 and len(back) == 5  # inputs unchanged
     with pytest.raises(IntroscopeError, match="features"):
-        back.merged(ResponseBuffer("x", 4, np.dtype(np.float32)))
+        back.merged(ResponseBuffer(4, np.dtype(np.float32)))
 
 
-def test_merged_accumulators_equal_one_pass():
+def test_merged_and_saved_accumulators_equal_one_pass(tmp_path):
     x, _ = planted(n=900, d=10, copies=12, seed=11)
-    one, left, right = DuplicatesAccumulator(), DuplicatesAccumulator(), DuplicatesAccumulator()
+    ids = list(range(900))
+    one = Duplicates.accumulator(threshold=Duplicates.ThresholdStrategy.Percentile(99))
+    left, right = one.spawn(), one.spawn()
     for lo in range(0, 900, 100):
-        batch = Batch({"x": x[lo : lo + 100]})
-        one.update(batch)
-        (left if lo < 500 else right).update(batch)
-    slope = Duplicates.ThresholdStrategy.Slope()
-    a = Duplicates._from_accumulator(one, threshold=slope)
-    b = Duplicates._from_accumulator(left.merged(right), threshold=slope)
-    c = Duplicates._from_accumulator(
-        DuplicatesAccumulator.from_state_dict(one.state_dict()), threshold=slope
-    )
+        builder = Batch.Builder(fields={"x": x[lo : lo + 100]})
+        builder.metadata[Batch.StdKeys.IDENTIFIER] = ids[lo : lo + 100]
+        batch = builder.make_batch()
+        one.update_batch(batch)
+        (left if lo < 500 else right).update_batch(batch)
+    a = one.finalize()
+    b = left.merge(right).finalize()
+    one.save(tmp_path / "dup.npz")
+    loaded = type(one).load(tmp_path / "dup.npz")
+    assert loaded.threshold == Duplicates.ThresholdStrategy.Percentile(99)
+    c = loaded.finalize()
+    ref = [list(s.indices) for s in a.results["x"]]
+    assert len(ref) > 3
     for other in (b, c):
-        assert [list(s.indices) for s in other.results["x"]] == [
-            list(s.indices) for s in a.results["x"]
-        ]
-        assert other.thresholds == a.thresholds
+        assert [list(s.indices) for s in other.results["x"]] == ref
+        assert other.thresholds == a.thresholds and other.count == 900
+    # Metadata travels with merged states; a saved state holds the vectors only.
+    assert [s.batch.metadata[Batch.StdKeys.IDENTIFIER] for s in b.results["x"]] == ref
+    assert Batch.StdKeys.IDENTIFIER not in c.results["x"][0].batch.metadata
+
+
+def test_custom_threshold_is_not_saved(tmp_path):
+    acc = Duplicates.accumulator(threshold=lambda d: float(d[0]))
+    acc.update_batch(Batch({"x": np.random.default_rng(0).random((20, 3))}))
+    acc.save(tmp_path / "dup.npz")
+    with pytest.raises(IntroscopeValueError, match="custom strategy"):
+        type(acc).load(tmp_path / "dup.npz")
+
+
+def test_multi_introspect_runs_duplicates_in_the_same_pass():
+    from introscope.base import multi_introspect
+    from introscope.introspectors import IUA
+
+    x, pairs = planted(n=600, d=8, copies=8, seed=2)
+    calls = []
+
+    def producer(batch_size):
+        calls.append(batch_size)
+        for lo in range(0, len(x), batch_size):
+            yield Batch({"x": x[lo : lo + batch_size]})
+
+    dup, iua = multi_introspect(Duplicates.introspect, IUA.introspect, producer=producer)
+    assert len(calls) == 1
+    assert pair_recall(dup.results["x"], pairs) == 1.0
+    assert isinstance(dup, Duplicates)
 
 
 def test_approximate_falls_back_to_exact_without_local_structure():

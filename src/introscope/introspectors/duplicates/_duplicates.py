@@ -9,15 +9,15 @@ from typing import Final, final
 
 import numpy as np
 
-from introscope._progress import progress
 from introscope.base import Batch
-from introscope.base._producer import Producer, check_batch_size, checked_batches
+from introscope.base._producer import Producer, check_batch_size
 from introscope.exceptions import IntroscopeValueError
+from introscope.introspectors._accumulator import accumulate
 
 from . import _threshold
 from ._clusters import close_rows, combine_clusters, components
 from ._gather import DuplicatesAccumulator
-from ._neighbors import NeighborsArg, check_neighbors_arg, nearest_neighbors
+from ._neighbors import NeighborsArg, nearest_neighbors
 from ._sets import summarise_sets
 from ._threshold import DuplicatesThresholdStrategyType
 
@@ -152,21 +152,19 @@ class Duplicates:
                 ``introscope.introspectors.duplicates.EXACT_MAX_SAMPLES`` (10,000) samples.
         """
         check_batch_size(batch_size)
-        if threshold is None:
-            threshold = _threshold.Slope()
-        if not callable(threshold):
-            raise IntroscopeValueError(
-                f"Duplicates.introspect: threshold must be a DuplicatesThresholdStrategyType "
-                f"(e.g. Duplicates.ThresholdStrategy.Slope()), got {type(threshold).__name__}"
-            )
-        neighbors = check_neighbors_arg(neighbors)
-        acc = DuplicatesAccumulator()
-        for batch in progress(
-            checked_batches(producer, batch_size, what="Duplicates.introspect: producer"),
-            "Duplicates",
-        ):
-            acc.update(batch)
-        return Duplicates._from_accumulator(acc, threshold=threshold, neighbors=neighbors)
+        acc = Duplicates.accumulator(threshold=threshold, neighbors=neighbors)
+        (result,) = accumulate(producer, acc, batch_size=batch_size, desc="Duplicates")
+        return result
+
+    @staticmethod
+    def accumulator(
+        *,
+        threshold: DuplicatesThresholdStrategyType | None = None,
+        neighbors: NeighborsArg = "auto",
+    ) -> DuplicatesAccumulator:
+        """An empty accumulator with ``introspect``'s options: ``update_batch``, ``merge``,
+        ``save``/``load``, ``finalize() -> Duplicates`` (for shards, monitors, Ray workers)."""
+        return DuplicatesAccumulator(threshold=threshold, neighbors=neighbors)
 
     @staticmethod
     def _from_accumulator(
@@ -180,8 +178,8 @@ class Duplicates:
         results: dict[str, list[DuplicateSetCandidate]] = {}
         thresholds: dict[str, float] = {}
         searches: dict[str, str] = {}
-        for name, buf in acc.buffers.items():
-            raw = buf.view()
+        for name, buf in acc.states.items():
+            raw = buf.result()
             n = len(raw)
             if n < N_NEIGHBORS:
                 raise IntroscopeValueError(

@@ -1,100 +1,122 @@
-"""Gathering a producer's batches for Duplicates: one buffer per response, plus metadata."""
+"""The Duplicates accumulator: one :class:`ResponseBuffer` per response, plus the metadata."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from introscope.base import Batch
 from introscope.base import _metadata as _meta
 from introscope.base._batch import concatenate_batches
-from introscope.exceptions import IntroscopeError
+from introscope.exceptions import IntroscopeError, IntroscopeValueError
+from introscope.introspectors._accumulator import Accumulator
 
+from . import _threshold
+from ._neighbors import NeighborsArg, check_neighbors_arg
 from ._state import ResponseBuffer, check_responses
+from ._threshold import DuplicatesThresholdStrategyType
 
 __all__ = ["DuplicatesAccumulator"]
 
 
-class DuplicatesAccumulator:
+def _threshold_config(strategy: DuplicatesThresholdStrategyType) -> Any:
+    if isinstance(strategy, _threshold.Slope):
+        return {"Slope": {"sensitivity": strategy.sensitivity}}
+    if isinstance(strategy, _threshold.Percentile):
+        return {"Percentile": {"percentile": strategy.percentile}}
+    return f"custom:{type(strategy).__qualname__}"
+
+
+def _threshold_from_config(spec: Any) -> DuplicatesThresholdStrategyType:
+    if isinstance(spec, Mapping) and len(spec) == 1:
+        ((kind, args),) = spec.items()
+        if kind in ("Slope", "Percentile"):
+            return getattr(_threshold, kind)(**args)
+    raise IntroscopeValueError(
+        f"Duplicates: the saved threshold {spec!r} is a custom strategy, which cannot be "
+        f"restored from a file; pass it again: accumulator.finalize(threshold=...)"
+    )
+
+
+class DuplicatesAccumulator(Accumulator):
     """Folds batches into per-response :class:`ResponseBuffer` states and keeps their metadata.
 
     The vectors go into one growing array per response; metadata (per-element Python values)
-    and snapshots are kept per batch and joined once at the end, so each duplicate set's
-    ``batch`` can carry its members' metadata as DNIKit's does.
+    and snapshots are kept per batch and joined once in :meth:`finalize`, so each duplicate
+    set's ``batch`` carries its members' metadata as DNIKit's does. :meth:`state_dict` and
+    :meth:`save` hold the vectors only (metadata can be any Python object; no pickle).
     """
 
-    def __init__(self) -> None:
-        self.buffers: dict[str, ResponseBuffer] = {}
+    owner = "Duplicates"
+    state_type = ResponseBuffer
+
+    def __init__(
+        self,
+        *,
+        threshold: DuplicatesThresholdStrategyType | Any | None = None,
+        neighbors: NeighborsArg = "auto",
+    ) -> None:
+        super().__init__()
+        if threshold is None:
+            threshold = _threshold.Slope()
+        elif isinstance(threshold, (Mapping, str)):
+            threshold = _threshold_from_config(threshold)
+        if not callable(threshold):
+            raise IntroscopeValueError(
+                f"Duplicates: threshold must be a DuplicatesThresholdStrategyType (e.g. "
+                f"Duplicates.ThresholdStrategy.Slope()), got {type(threshold).__name__}"
+            )
+        self.threshold = threshold
+        self.neighbors = check_neighbors_arg(neighbors)
         self._metadata: list[_meta.Storage] = []
         self._snapshots: list[dict[str, Batch]] = []
-        self.n_batches = 0
 
-    @property
-    def count(self) -> int:
-        return len(next(iter(self.buffers.values()))) if self.buffers else 0
+    # ------------------------------------------------------------------ contract
+    def new_state(self, field: str, array: Any) -> ResponseBuffer:
+        arr = check_responses(array)
+        return ResponseBuffer(arr.shape[1], arr.dtype, max(1024, len(arr)))
 
-    def update(self, batch: Batch) -> None:
-        """Fold in one batch; every batch must carry the same fields."""
-        where = f"batch {self.n_batches}"
-        fields = batch.fields
-        if not fields:
-            raise IntroscopeError(
-                f"Duplicates: {where} has no fields; Duplicates needs response fields"
-            )
-        if self.buffers and set(fields) != set(self.buffers):
-            raise IntroscopeError(
-                f"Duplicates: {where} has fields {sorted(fields)}, but earlier batches had "
-                f"{sorted(self.buffers)}; every batch must carry the same fields"
-            )
-        for name, arr in fields.items():
-            buf = self.buffers.get(name)
-            if buf is None:
-                checked = check_responses(name, arr, where)
-                buf = ResponseBuffer(name, checked.shape[1], checked.dtype, max(1024, len(arr)))
-                self.buffers[name] = buf
-            buf.update(arr, where)
+    def config(self) -> dict[str, Any]:
+        return {"threshold": _threshold_config(self.threshold), "neighbors": self.neighbors}
+
+    def spawn(self) -> DuplicatesAccumulator:
+        return DuplicatesAccumulator(threshold=self.threshold, neighbors=self.neighbors)
+
+    def update_batch(self, batch: Any, index: int | None = None) -> None:
+        """Fold in every field of a batch, and keep its metadata and snapshots."""
+        super().update_batch(batch, index)
         s = batch._s
         self._metadata.append(s.metadata)
         # Only the snapshots are kept (never the batch, whose fields are already buffered).
         self._snapshots.append(dict(s.snapshots))
-        self.n_batches += 1
 
-    def state_dict(self) -> dict[str, Any]:
-        """The response vectors (numpy arrays, JSON scalars); metadata is not part of it."""
-        return {
-            "fields": {name: buf.state_dict() for name, buf in self.buffers.items()},
-            "n_batches": self.n_batches,
-        }
+    def reset(self) -> None:
+        super().reset()
+        self._metadata, self._snapshots = [], []
 
-    @classmethod
-    def from_state_dict(cls, state: dict[str, Any]) -> DuplicatesAccumulator:
-        out = cls()
-        out.buffers = {
-            name: ResponseBuffer.from_state_dict(s) for name, s in state["fields"].items()
-        }
-        out.n_batches = int(state.get("n_batches", 0))
-        return out
-
-    def merged(self, other: DuplicatesAccumulator) -> DuplicatesAccumulator:
-        """This accumulator's samples followed by ``other``'s (both must have the same fields)."""
-        if set(self.buffers) != set(other.buffers):
-            raise IntroscopeError(
-                f"cannot merge Duplicates states with fields {sorted(self.buffers)} and "
-                f"{sorted(other.buffers)}"
-            )
-        out = DuplicatesAccumulator()
-        out.buffers = {n: b.merged(other.buffers[n]) for n, b in self.buffers.items()}
+    def merge(self, other: DuplicatesAccumulator) -> DuplicatesAccumulator:
+        out = super().merge(other)
         out._metadata = self._metadata + other._metadata
         out._snapshots = self._snapshots + other._snapshots
-        out.n_batches = self.n_batches + other.n_batches
         return out
+
+    merged = merge
+
+    @property
+    def count(self) -> int:
+        return len(next(iter(self._states.values()))) if self._states else 0
 
     def combined_batch(self) -> Batch:
         """One batch of every sample: the buffered fields, joined metadata and snapshots."""
-        fields = {name: buf.view() for name, buf in self.buffers.items()}
-        try:
-            metadata = _meta.concat_storages(self._metadata) if self._metadata else {}
-        except ValueError as exc:
-            raise IntroscopeError(f"Duplicates: cannot join the batches' metadata: {exc}") from None
+        fields = {name: buf.view() for name, buf in self._states.items()}  # type: ignore[attr-defined]
+        metadata: _meta.Storage = {}
+        if self._metadata and len(self._metadata) == self._batches:
+            try:
+                metadata = _meta.concat_storages(self._metadata)
+            except ValueError as exc:
+                raise IntroscopeError(
+                    f"Duplicates: cannot join the batches' metadata: {exc}"
+                ) from None
         snapshots = None
         names = set(self._snapshots[0]) if self._snapshots else set()
         if any(set(snaps) != names for snaps in self._snapshots):
@@ -102,9 +124,22 @@ class DuplicatesAccumulator:
                 "Duplicates: the batches carry different snapshots; every batch must have the "
                 "same snapshots"
             )
-        if names:
+        if names and len(self._snapshots) == self._batches:
             snapshots = {
                 name: concatenate_batches([snaps[name] for snaps in self._snapshots])
                 for name in self._snapshots[0]
             }
         return Batch._from_parts(fields, snapshots, metadata)
+
+    def finalize(self, **options: Any) -> Any:
+        """The :class:`Duplicates` result (``threshold=`` overrides the accumulator's)."""
+        from ._duplicates import Duplicates
+
+        threshold = options.pop("threshold", None) or self.threshold
+        if options:
+            raise IntroscopeValueError(
+                f"Duplicates: finalize() takes only threshold=, got {sorted(options)}"
+            )
+        if not self._states:
+            raise IntroscopeValueError("Duplicates: no batch was folded in; there is no data")
+        return Duplicates._from_accumulator(self, threshold=threshold, neighbors=self.neighbors)

@@ -7,51 +7,46 @@ two states of disjoint data (indices of the second follow the first) and is asso
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 
-from introscope.exceptions import IntroscopeError, IntroscopeValueError
+from introscope.introspectors._accumulator import Capabilities, State, StateError
 
 __all__ = ["ResponseBuffer", "check_responses"]
 
 
-def check_responses(field: str, array: Any, where: str) -> np.ndarray:
-    """Return ``array`` as a numeric (n, d) array, or raise naming ``field`` and what to do."""
+def check_responses(array: Any) -> np.ndarray:
+    """Return ``array`` as a numeric (n, d) array, or raise a :class:`StateError` saying why."""
     arr = np.asarray(array)
     if arr.dtype.kind not in "biuf":
-        raise IntroscopeValueError(
-            f"Duplicates: response {field!r} ({where}) has dtype {arr.dtype}; Duplicates needs "
-            f"real numeric responses (float, int or bool)"
+        raise StateError(
+            f"has dtype {arr.dtype}; Duplicates needs real numeric responses (float, int or bool)"
         )
     if arr.ndim != 2:
-        raise IntroscopeValueError(
-            f"Duplicates: response {field!r} ({where}) has shape {arr.shape}; Duplicates needs "
-            f"one vector per element, shape (batch, features). Reduce the other axes first with "
-            f"introscope.processors.Pooler (e.g. global average over spatial axes) or Flattener"
-        )
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
-        rows = np.flatnonzero(~np.isfinite(arr).all(axis=1))
-        raise IntroscopeValueError(
-            f"Duplicates: response {field!r} ({where}) has {bad} NaN or Inf values (first in "
-            f"row {int(rows[0])} of that batch); distances to them are undefined. Fix the model "
-            f"or data, or drop those elements before Duplicates"
+        raise StateError(
+            f"has shape {arr.shape}; Duplicates needs one vector per element, shape (batch, "
+            f"features). Reduce the other axes first with introscope.processors.Pooler (e.g. "
+            f"global average over spatial axes) or Flattener"
         )
     return arr
 
 
-class ResponseBuffer:
+class ResponseBuffer(State):
     """All vectors of one response seen so far: ``update`` appends a batch of shape (n, d).
 
     Capacity doubles as needed; the unused tail is never written, so the operating system does
     not back it with memory.
     """
 
-    __slots__ = ("field", "_buf", "_n")
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        mergeable=True, exact=True, passes=1, grows_with=("samples", "units")
+    )
 
-    def __init__(self, field: str, dim: int, dtype: np.dtype, capacity: int = 1024) -> None:
-        self.field = field
+    __slots__ = ("_buf", "_n")
+
+    def __init__(self, dim: int, dtype: np.dtype, capacity: int = 1024) -> None:
         self._buf = np.empty((max(1, capacity), dim), dtype=dtype)
         self._n = 0
 
@@ -65,18 +60,18 @@ class ResponseBuffer:
 
     @property
     def nbytes(self) -> int:
-        return int(self._buf.nbytes)
+        return int(self._n * self._buf.shape[1] * self._buf.itemsize)
 
     def __len__(self) -> int:
         return self._n
 
-    def update(self, array: np.ndarray, where: str = "update()") -> None:
-        """Append one checked batch (shape (n, dim)); its dtype must match the first batch's."""
-        arr = check_responses(self.field, array, where)
+    def update(self, array: Any, *, allow_nonfinite: bool = False) -> int:
+        """Append one batch (shape (n, dim)); finite values are checked by the accumulator."""
+        arr = check_responses(array)
         if arr.shape[1] != self.dim:
-            raise IntroscopeError(
-                f"Duplicates: response {self.field!r} ({where}) has {arr.shape[1]} features, but "
-                f"earlier batches had {self.dim}; every batch must have the same width"
+            raise StateError(
+                f"has {arr.shape[1]} features, but earlier batches had {self.dim}; every batch "
+                f"must have the same width"
             )
         need = self._n + len(arr)
         if need > len(self._buf):
@@ -85,6 +80,7 @@ class ResponseBuffer:
             self._buf = grown
         self._buf[self._n : need] = arr
         self._n = need
+        return 0
 
     def view(self) -> np.ndarray:
         """The vectors gathered so far (read-only view, no copy)."""
@@ -92,33 +88,32 @@ class ResponseBuffer:
         out.flags.writeable = False
         return out
 
+    def result(self, **options: Any) -> np.ndarray:
+        """The gathered vectors; the duplicate search needs every response at once and is run
+        by the accumulator's ``finalize``."""
+        return self.view()
+
     def merged(self, other: ResponseBuffer) -> ResponseBuffer:
         """A new buffer with this one's samples followed by ``other``'s."""
         if other.dim != self.dim:
-            raise IntroscopeError(
-                f"cannot merge Duplicates states: response {self.field!r} has {self.dim} features "
-                f"in one and {other.dim} in the other"
-            )
+            raise StateError(f"has {self.dim} features in one state and {other.dim} in the other")
         dtype = np.result_type(self.dtype, other.dtype)
-        out = ResponseBuffer(self.field, self.dim, dtype, len(self) + len(other))
+        out = ResponseBuffer(self.dim, dtype, len(self) + len(other))
         out._buf[: len(self)] = self.view()
         out._buf[len(self) : len(self) + len(other)] = other.view()
         out._n = len(self) + len(other)
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        """numpy arrays and JSON scalars only (no pickle)."""
-        return {"field": self.field, "vectors": np.array(self.view())}
+        """numpy arrays only (no pickle)."""
+        return {"vectors": np.array(self.view())}
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, Any]) -> ResponseBuffer:
+    def from_state_dict(cls, state: Mapping[str, Any]) -> ResponseBuffer:
         vectors = np.asarray(state["vectors"])
         if vectors.ndim != 2:
-            raise IntroscopeValueError(
-                f"Duplicates state of {state.get('field')!r}: vectors must be 2-D, "
-                f"got shape {vectors.shape}"
-            )
-        out = cls(str(state["field"]), vectors.shape[1], vectors.dtype, len(vectors))
+            raise StateError(f"vectors must be 2-D, got shape {vectors.shape}")
+        out = cls(vectors.shape[1], vectors.dtype, len(vectors))
         out._buf[: len(vectors)] = vectors
         out._n = len(vectors)
         return out
