@@ -22,13 +22,13 @@ SCRIPT = """
 import pathlib, sys, tempfile, time, tracemalloc, shutil
 import numpy as np
 lib, n, repeat = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+D, B = (int(sys.argv[4]), int(sys.argv[5])) if len(sys.argv) > 5 else (1024, 256)
 if lib == "dnikit":
     from dnikit.base import Batch, pipeline
     from dnikit.processors import Cacher
 else:
     from introscope.base import Batch, CachedProducer, pipeline
     from introscope.processors import Cacher
-D, B = 1024, 256
 data = np.random.default_rng(0).standard_normal((n, D)).astype(np.float32)
 
 def producer(bs):
@@ -71,7 +71,7 @@ emit({**{k: round(v, 4) for k, v in best.items()}, "read_peak_bytes": peak, "dis
 
 
 def run(quick: bool = False) -> dict:
-    """The Cacher benchmark; ``quick`` uses 2,000 elements and one repeat."""
+    """The Cacher benchmark; ``quick`` uses 2,000 elements and one repeat, and no sweep."""
     n = 2000 if quick else 20000
     repeat = 1 if quick else 3
     out: dict = {"elements": n, "features": 1024, "batch": 256}
@@ -79,8 +79,21 @@ def run(quick: bool = False) -> dict:
     dnikit = dnikit_python()
     if dnikit is not None:
         out["dnikit"] = run_script(dnikit, SCRIPT, ["dnikit", str(n), str(repeat)])
+    if not quick:
+        # (elements, features, batch): narrow and wide rows, small and large batches
+        out["sweep"] = []
+        for elements, features, batch in SWEEP:
+            args = [str(elements), str(repeat), str(features), str(batch)]
+            point = {"elements": elements, "features": features, "batch": batch}
+            point["introscope"] = run_script(INTROSCOPE_PYTHON, SCRIPT, ["introscope", *args])
+            if dnikit is not None:
+                point["dnikit"] = run_script(dnikit, SCRIPT, ["dnikit", *args])
+            out["sweep"].append(point)
     out["summary"] = summary(out)
     return out
+
+
+SWEEP = [(100_000, 64, 32), (100_000, 64, 1024), (20_000, 1024, 32), (20_000, 1024, 1024)]
 
 
 def summary(out: dict) -> list[str]:
@@ -101,6 +114,15 @@ def summary(out: dict) -> list[str]:
                     f"introscope read with verify=False {r['read_noverify_s']:.3f} s; first "
                     f"read in a new process (every CRC checked) {r['read_first_s']:.3f} s"
                 )
+    for point in out.get("sweep", []):
+        i, d = point["introscope"], point.get("dnikit")
+        ratio = f", DNIKit/introscope read {d['read_same_s'] / i['read_same_s']:.2f}x" if d else ""
+        lines.append(
+            f"sweep {point['elements']} x {point['features']}, batch {point['batch']}: "
+            f"introscope read {i['read_same_s']:.3f} s (first, CRC-checked {i['read_first_s']:.3f} s)"
+            + (f", DNIKit {d['read_same_s']:.3f} s" if d else "")
+            + ratio
+        )
     return lines
 
 
