@@ -341,3 +341,31 @@ def test_every_subcommand_takes_verbose_debug_and_shows_an_example():
         assert "--verbose" in text and "--debug" in text and "example" in text, command
         assert "exit status: 0 success" in " ".join(text.split())
     assert main(["info", "-v", "--debug"]) == 0
+
+
+def test_keras_model_reads_images_channels_last(inputs, tmp_path):
+    keras = pytest.importorskip("keras")
+
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(8, 3, activation="relu", name="conv"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(16, activation="relu", name="fc"),
+            keras.layers.Dense(10, name="logits"),
+        ]
+    )
+    model.save(tmp_path / "small.keras")
+    out = tmp_path / "out"
+    code = main(["analyze", "--model", str(tmp_path / "small.keras"), "--data",
+                 str(inputs["root"] / "pngs"), "--out", str(out), "-q",
+                 "--introspectors", "iua,pfa"])  # fmt: skip
+    assert code == 0
+    # activations are fused into conv/dense in Keras: IUA looks at those, conv per channel (NHWC)
+    summary = json.loads((out / "iua_model.json").read_text())
+    assert [(r["response"], r["units"], r["channels"]) for r in summary] == [
+        ("conv", 6 * 6 * 8, 8),
+        ("fc", 16, None),
+    ]
+    pfa = json.loads((out / "pfa_model.json").read_text())["layers"]
+    assert {k: v["original_count"] for k, v in pfa.items()} == {"conv": 8, "fc": 16}
