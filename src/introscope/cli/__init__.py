@@ -178,6 +178,14 @@ def _layers(model_path: str, constructor: str | None, input_shape: tuple[int, ..
     from ._models import layer_rows, load_model
 
     model = load_model(model_path, constructor=constructor, example_shape=input_shape)
+    backend = getattr(model, "backend", None)
+    if getattr(backend, "ready", True) is False:
+        # a PyTorch module's responses exist only once it has run: never list guessed names
+        raise IntroscopeValueError(
+            f"{model_path}: a PyTorch model's responses (names such as relu#0/relu#1, shapes, "
+            f"channel axes) are known only after a forward pass; pass --input-shape with the "
+            f"shape of one input sample, e.g. --input-shape 3,224,224"
+        )
     rows = layer_rows(model)
     widths = [
         max(len(r[i]) for r in rows + [("name", "kind", "type", "shape", "axis")]) for i in range(5)
@@ -193,12 +201,15 @@ def _layers(model_path: str, constructor: str | None, input_shape: tuple[int, ..
 
 def _info() -> None:
     import importlib
+    import importlib.util
 
     import numpy as np
 
     import introscope
 
     print(f"introscope {introscope.__version__}, numpy {np.__version__}")
+    if importlib.util.find_spec("keras") is not None:
+        import introscope.tensorflow  # noqa: F401 - sets KERAS_BACKEND=torch before keras loads
     for module in ("torch", "keras", "onnxruntime", "pandas", "matplotlib", "plotly", "pyarrow",
                    "umap", "faiss"):  # fmt: skip
         try:
