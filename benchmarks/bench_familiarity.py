@@ -114,9 +114,23 @@ def make_embeddings(path: pathlib.Path, samples: int, dims: int, seed: int = 8) 
     del out
 
 
-def measure(path: pathlib.Path, n_score: int, n_score_dnikit: int, cov: str = "DIAG") -> dict:
+def measure(
+    path: pathlib.Path,
+    n_score: int,
+    n_score_dnikit: int,
+    cov: str = "DIAG",
+    *,
+    dnikit_first: bool = False,
+) -> dict:
     """One shape: both libraries, each in a fresh process."""
     script = _WORKER % {"head": HEAD}
+    python = dnikit_python()
+
+    def ref_run() -> dict:
+        args = ["dnikit", str(path), str(n_score_dnikit), str(BATCH), cov]
+        return run_script(python, script, args, timeout=5400)
+
+    ref = ref_run() if python is not None and dnikit_first else None
     ours = run_script(
         INTROSCOPE_PYTHON,
         script,
@@ -124,13 +138,11 @@ def measure(path: pathlib.Path, n_score: int, n_score_dnikit: int, cov: str = "D
         timeout=5400,
     )
     out: dict = {"introscope": {k: v for k, v in ours.items() if k != "head"}}
-    python = dnikit_python()
     if python is None:
         out["dnikit"] = None
         return out
-    ref = run_script(
-        python, script, ["dnikit", str(path), str(n_score_dnikit), str(BATCH), cov], timeout=5400
-    )
+    if ref is None:
+        ref = ref_run()
     out["dnikit"] = {k: v for k, v in ref.items() if k != "head"}
     a, b = np.array(ours["head"]), np.array(ref["head"])
     m = min(len(a), len(b))
@@ -143,8 +155,12 @@ def measure(path: pathlib.Path, n_score: int, n_score_dnikit: int, cov: str = "D
     return out
 
 
-def run(quick: bool = False) -> dict:
-    if quick:
+def run(
+    quick: bool = False, shapes: list[tuple[int, int]] | None = None, dnikit_first: bool = False
+) -> dict:
+    if shapes:
+        main_shape, sweep = shapes[0], shapes[1:]
+    elif quick:
         main_shape, sweep = (4000, 64), [(2000, 32), (2000, 128)]
     else:
         main_shape = (100_000, 512)
@@ -158,7 +174,7 @@ def run(quick: bool = False) -> dict:
             # DNIKit's scoring costs the same per row in every batch and is slow at large D
             # (seconds per batch of 1024 at D=512): it is timed on the first rows only and
             # compared per row.
-            res = measure(path, n, min(n, 4096 if d >= 512 else 20_000))
+            res = measure(path, n, min(n, 4096 if d >= 512 else 20_000), dnikit_first=dnikit_first)
             results["shapes"][f"{n}x{d}"] = res
             path.unlink()
             i = res["introscope"]
@@ -185,8 +201,11 @@ def run(quick: bool = False) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--shape", nargs=2, type=int, action="append", metavar=("N", "D"))
+    parser.add_argument("--dnikit-first", action="store_true", help="run DNIKit before introscope")
     args = parser.parse_args()
-    out = run(quick=args.quick)
+    shapes = [tuple(s) for s in args.shape] if args.shape else None
+    out = run(quick=args.quick, shapes=shapes, dnikit_first=args.dnikit_first)
     print(json.dumps({k: v for k, v in out.items() if k != "summary"}, indent=1))
     print("\n".join(out["summary"]))
 

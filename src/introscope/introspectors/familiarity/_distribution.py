@@ -17,7 +17,7 @@ from ._protocols import FamiliarityDistribution, FamiliarityResult
 __all__ = ["GMMCovarianceType", "GMMDistribution", "GaussianComponent"]
 
 _F64 = np.dtype(np.float64)
-_SCORE_ROWS = 8192  # rows scored at once: bounds the float64 temporaries
+_SCORE_BYTES = 2 << 20  # float64 rows scored at once (~2 MiB): bounds the temporaries
 
 
 class GMMCovarianceType(enum.Enum):
@@ -147,8 +147,9 @@ class GMMDistribution(FamiliarityDistribution):
         if x is None:
             return np.empty(0)
         out = np.empty(len(x), dtype=_F64)
-        for start in range(0, len(x), _SCORE_ROWS):
-            chunk = np.asarray(x[start : start + _SCORE_ROWS], dtype=_F64)
+        step = max(64, _SCORE_BYTES // (8 * max(1, self.n_features)))
+        for start in range(0, len(x), step):
+            chunk = np.asarray(x[start : start + step], dtype=_F64)
             out[start : start + len(chunk)] = self._model.score_samples(chunk)
         return out
 
