@@ -195,7 +195,7 @@ def test_worker_killed_mid_run_is_retried_without_loss(cluster, tmp_path, with_m
     pooled = [Pooler(dim=(2, 3), method=Pooler.Method.MAX)]
     want = _digits_reference(x, ["relu2"], pooled, 16, atol=0.05)
     if with_model:
-        got = iray.introspect(
+        got, stats = iray.introspect(
             _digits_inputs(cluster, x, 6),
             [IUA(atol=0.05), PFA.accumulator(precision="float64")],
             model=_digits_model,
@@ -203,18 +203,25 @@ def test_worker_killed_mid_run_is_retried_without_loss(cluster, tmp_path, with_m
             batch_size=16,
             concurrency=2,  # two actors on two CPUs: sized to leave the read tasks a CPU
             stages=[*pooled, _ExitOnce(marker)],
+            combine=2,  # pairs of block states merged on the workers first
+            return_stats=True,
         )
+        assert stats.blocks >= 6 and stats.rows == len(x)
+        assert len(stats.state_bytes[0]) == len(stats.state_bytes[1]) < stats.blocks
     else:
         # the responses themselves as the dataset; the killed worker is a task
         reference = pipeline(_producer({"x": x}), _digits_model()(["relu2"]))
         relu2 = np.concatenate([b.fields["relu2"] for b in reference(64)])
         ds = cluster.data.from_numpy(relu2).rename_columns({"data": "relu2"}).repartition(6)
-        got = iray.introspect(
+        got, stats = iray.introspect(
             ds,
             [IUA(atol=0.05), PFA.accumulator(precision="float64")],
             batch_size=16,
             stages=[*pooled, _ExitOnce(marker)],
+            combine=3,
+            return_stats=True,
         )
+        assert stats.blocks >= 6 and len(stats.state_bytes[0]) < stats.blocks
     assert os.path.exists(marker)  # a worker did die
     _assert_iua_equal(got[0], want[0])
     _assert_pfa_equal(got[1], want[1], 1e-12)

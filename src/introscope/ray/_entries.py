@@ -60,6 +60,10 @@ class Entry:
     def merged(self, left: Any, right: Any) -> Any:
         raise NotImplementedError
 
+    def combined(self, left: Any, right: Any) -> Any:
+        """Two block states merged on a worker (the second merge level); ``merged`` by default."""
+        return self.merged(left, right)
+
     def finalize(self, state: Any) -> Any:
         raise NotImplementedError
 
@@ -158,6 +162,10 @@ class FamiliarityEntry(AccumulatorEntry):
         acc = type(self.template).from_state_dict(data)
         acc.strategy = self.template.strategy
         return acc
+
+    def combined(self, left: Any, right: Any) -> Any:
+        # Unsampled buffers of consecutive blocks: their merge is the rows in order.
+        return AccumulatorEntry.merged(self, left, right)
 
     def merged(self, left: Any, right: Any) -> Any:
         for field, state in right.states.items():

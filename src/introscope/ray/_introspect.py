@@ -15,7 +15,7 @@ from introscope.exceptions import IntroscopeError, IntroscopeValueError, require
 
 from ._codec import decode_state
 from ._entries import Entry, resolve_entries
-from ._worker import BlockAccumulator, ModelBlockAccumulator
+from ._worker import BlockAccumulator, ModelBlockAccumulator, StateCombiner
 
 __all__ = ["introspect", "RayRunStats", "actor_resources"]
 
@@ -29,7 +29,8 @@ class RayRunStats:
     blocks: int = 0
     rows: int = 0
     state_bytes: list[list[int]] = field(default_factory=list)
-    """For each introspector entry, the byte size of every partial state (one per block)."""
+    """For each introspector entry, the byte size of every state the driver received (one per
+    block, or per ``combine`` blocks)."""
     merges: list[int] = field(default_factory=list)
     """For each introspector entry, the number of pairwise merges done on the driver."""
 
@@ -148,6 +149,7 @@ def introspect(
     concurrency: int | tuple[int, int] | None = None,
     num_gpus: float = 0,
     stages: Sequence[PipelineStage] = (),
+    combine: int = 1,
     return_stats: bool = False,
 ) -> Any:
     """Run introspectors over a ``ray.data.Dataset`` on Ray workers; one result per introspector.
@@ -171,6 +173,9 @@ def introspect(
         num_gpus: GPUs per worker (for a model on GPU).
         stages: pipeline stages run on each batch after the model (e.g. a ``Pooler`` so that
             PFA gets 2-D responses).
+        combine: merge this many consecutive block states on the workers before they travel
+            to the driver (a second merge level for large clusters: the driver receives about
+            blocks / combine states); 1 ships every block's state to the driver.
         return_stats: also return a :class:`RayRunStats` (bytes shipped, merges).
 
     Returns:
@@ -188,6 +193,7 @@ def introspect(
         )
     entries = resolve_entries(introspectors)
     batch_size = check_batch_size(batch_size)
+    combine = check_batch_size(combine, "combine")
     concurrency = _check_concurrency(concurrency)
     if isinstance(num_gpus, bool) or not isinstance(num_gpus, (int, float)) or num_gpus < 0:
         raise IntroscopeValueError(
@@ -239,18 +245,32 @@ def introspect(
             num_gpus=num_gpus or None,
         )
 
+    if combine > 1:
+        # An actor pool: a task would be fused into the block's task and see one block only.
+        # Pure in its rows, so a retried call gives the same state; 0 CPUs, so it cannot take
+        # the CPU the read tasks need.
+        cpus = int(ray.cluster_resources().get("CPU", 1.0))
+        mapped = mapped.map_batches(
+            StateCombiner,
+            fn_constructor_args=(entries,),
+            batch_size=combine * len(entries),
+            batch_format="numpy",
+            compute=ray_data.ActorPoolStrategy(min_size=1, max_size=max(1, cpus)),
+            num_cpus=0,
+        )
     mergers = [_TreeMerger(e) for e in entries]
     stats = RayRunStats(state_bytes=[[] for _ in entries])
     with _preserved_order(mapped.context):
         for part in mapped.iter_batches(batch_size=None, batch_format="numpy"):
-            for index, rows, blob in zip(part["entry"], part["rows"], part["state"], strict=True):
+            columns = (part["entry"], part["rows"], part["blocks"], part["state"])
+            for index, rows, blocks, blob in zip(*columns, strict=True):
                 i = int(index)
                 data = bytes(blob)
                 if i < 0:
                     _raise_worker_error(data)
                 stats.state_bytes[i].append(len(data))
                 if i == 0:
-                    stats.blocks += 1
+                    stats.blocks += int(blocks)
                     stats.rows += int(rows)
                 mergers[i].push(entries[i].from_state_dict(decode_state(data)))
     if stats.rows == 0:

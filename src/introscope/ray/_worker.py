@@ -11,15 +11,25 @@ import numpy as np
 from introscope.base import Batch, Model, PipelineStage, pipeline
 from introscope.exceptions import IntroscopeError, IntroscopeValueError
 
-from ._codec import encode_state
+from ._codec import decode_state, encode_state
 from ._entries import Entry
 
-__all__ = ["BlockAccumulator", "ModelBlockAccumulator", "STATE_COLUMNS"]
+__all__ = ["BlockAccumulator", "ModelBlockAccumulator", "StateCombiner", "STATE_COLUMNS"]
 
 _LOG = logging.getLogger("introscope.ray")
 
-#: Columns of the dataset of partial states: entry index, rows folded in, the encoded state.
-STATE_COLUMNS = ("entry", "rows", "state")
+#: Columns of the dataset of partial states: entry index (-1: an error), rows and blocks folded
+#: in, the encoded state.
+STATE_COLUMNS = ("entry", "rows", "blocks", "state")
+
+
+def _error_row(info: dict[str, Any]) -> dict[str, np.ndarray]:
+    return {
+        "entry": np.array([-1], dtype=np.int64),
+        "rows": np.zeros(1, dtype=np.int64),
+        "blocks": np.zeros(1, dtype=np.int64),
+        "state": np.array([encode_state(info)], dtype=object),
+    }
 
 
 class _BlockProducer:
@@ -75,11 +85,7 @@ class BlockAccumulator:
             # Returned, not raised: Ray Data would pass the driver only the message's text
             # (and bad input must not be retried).
             info = {"message": str(exc), "value_error": isinstance(exc, IntroscopeValueError)}
-            return {
-                "entry": np.array([-1], dtype=np.int64),
-                "rows": np.zeros(1, dtype=np.int64),
-                "state": np.array([encode_state(info)], dtype=object),
-            }
+            return _error_row(info)
 
     def _accumulate(self, block: Mapping[str, np.ndarray]) -> dict[str, Any]:
         columns = self._columns(block)
@@ -112,6 +118,7 @@ class BlockAccumulator:
         return {
             "entry": np.arange(len(encoded), dtype=np.int64),
             "rows": np.full(len(encoded), rows, dtype=np.int64),
+            "blocks": np.ones(len(encoded), dtype=np.int64),
             "state": np.array(encoded, dtype=object),
         }
 
@@ -143,3 +150,40 @@ class ModelBlockAccumulator(BlockAccumulator):
 
     def _source_stages(self) -> list[PipelineStage]:
         return [self.model_stage, *self.stages]
+
+
+class StateCombiner:
+    """Merges consecutive partial states on a worker, per introspector and in order (Ray map fn).
+
+    A second merge level: the driver then receives one state per ``combine`` blocks. Pure in its
+    input rows, so a retried task gives the same output.
+    """
+
+    def __init__(self, entries: Sequence[Entry]) -> None:
+        self.entries = list(entries)
+
+    def __call__(self, part: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        errors = np.flatnonzero(part["entry"] < 0)
+        if len(errors):
+            return _error_row(decode_state(bytes(part["state"][errors[0]])))
+        merged: dict[int, Any] = {}
+        rows: dict[int, int] = {}
+        blocks: dict[int, int] = {}
+        for index, n, b, blob in zip(
+            part["entry"], part["rows"], part["blocks"], part["state"], strict=True
+        ):
+            i = int(index)
+            entry = self.entries[i]
+            state = entry.from_state_dict(decode_state(bytes(blob)))
+            merged[i] = entry.combined(merged[i], state) if i in merged else state
+            rows[i] = rows.get(i, 0) + int(n)
+            blocks[i] = blocks.get(i, 0) + int(b)
+        order = sorted(merged)
+        return {
+            "entry": np.array(order, dtype=np.int64),
+            "rows": np.array([rows[i] for i in order], dtype=np.int64),
+            "blocks": np.array([blocks[i] for i in order], dtype=np.int64),
+            "state": np.array(
+                [encode_state(self.entries[i].state_dict(merged[i])) for i in order], dtype=object
+            ),
+        }
