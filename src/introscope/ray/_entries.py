@@ -238,12 +238,10 @@ def _resolve(item: Any, index: int) -> Entry:
     if _is_familiarity_strategy(item):
         return FamiliarityEntry(item.accumulator())
     if _is_pca_strategy(item):
-        from introscope.introspectors import DimensionReduction
+        from introscope.introspectors.dimension_reduction import PCAAccumulator
 
         return AccumulatorEntry(
-            DimensionReduction.accumulator(
-                target_dimensions=item.target_dimensions, precision=item.precision
-            )
+            PCAAccumulator(target_dimensions=item.target_dimensions, precision=item.precision)
         )
     raise IntroscopeValueError(
         f"introscope.ray.introspect: introspectors[{index}] is {item!r}; expected IUA, PFA, "
