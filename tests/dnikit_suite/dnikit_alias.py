@@ -67,6 +67,8 @@ class _PrivateMember:
         self._fail()
 
     __call__ = _fail
+    __instancecheck__ = _fail  # isinstance(x, _PrivateClass)
+    __subclasscheck__ = _fail
     __getitem__ = _fail
     __iter__ = _fail
     __bool__ = _fail
@@ -245,9 +247,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if entry is None:
             continue
         entry.used = True
+        # a 'private' test must fail *because* it reaches into DNIKit's private code: a stand-in
+        # member, or a private attribute of a public object; any other error is a real failure
+        raises = (DNIKitPrivateAPI, AttributeError) if entry.category == "private" else None
         item.add_marker(
             pytest.mark.xfail(
                 strict=True,
+                raises=raises,
                 reason=f"exceptions.txt line {entry.line} [{entry.category}]: {entry.reason}",
             )
         )

@@ -43,6 +43,8 @@ def test_private_members_raise_when_used(aliased: None) -> None:
 
     with pytest.raises(dnikit_alias.DNIKitPrivateAPI, match="_accumulate_batches"):
         _accumulate_batches([])
+    with pytest.raises(dnikit_alias.DNIKitPrivateAPI, match="_accumulate_batches"):
+        isinstance(1, _accumulate_batches)
 
 
 def test_shims(aliased: None) -> None:
@@ -130,6 +132,11 @@ def test_run_is_strict(tmp_path: pathlib.Path) -> None:
     # a listed test that passes fails the run
     rc, out = _run_suite(tmp_path, good + "test_x.py::test_pass | difference | now passes\n")
     assert rc == 1 and "XPASS(strict)" in out
+    # a 'private' entry must fail on private DNIKit code, not on something else
+    rc, out = _run_suite(
+        tmp_path, "test_x.py::test_fail | private | p\ntest_broken.py | not-built | a\n"
+    )
+    assert rc == 1 and "FAILED test_x.py::test_fail" in out
     # a line that matches nothing fails the run
     rc, out = _run_suite(tmp_path, good + "test_gone.py::test_old | private | gone\n")
     assert rc == 1 and "match no test" in out and "test_gone.py::test_old" in out
