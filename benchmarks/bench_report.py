@@ -1,0 +1,169 @@
+"""DatasetReport end to end: introscope vs DNIKit 2.0 on the same labelled embeddings.
+
+20,000 x 256 float32 embeddings around class centres (2 % planted near-copies), with three label
+dimensions (10 classes, 3 sources, a long-tailed "group" of which only some values reach
+``split_familiarity_min``). Each library runs ``DatasetReport.introspect`` in its own fresh
+process on the same ``.npy`` file, with the same configuration: the default components (PCA to 40
+dimensions, Slope duplicates, GMM familiarity seeded with 0, overall and per label value; UMAP
+projection) and the same without projection. Recorded: wall time, growth of the peak resident
+set during the call (ru_maxrss after minus before), how often the producer was called (passes)
+and how many batches it yielded. A small report on other data runs first in each process, so
+numba's compilation of UMAP is not timed.
+
+    .venv/bin/python benchmarks/bench_report.py [--quick] [--samples 20000] [--dims 256]
+    .venv/bin/python benchmarks/run.py report [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import tempfile
+
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+from _harness import INTROSCOPE_PYTHON, dnikit_python, run_script  # noqa: E402
+
+BATCH = 1024
+
+SCRIPT = r"""
+import importlib, json, resource, sys, time
+import numpy as np
+
+lib, data_path, labels_path, config_name = sys.argv[1:5]
+base = importlib.import_module(lib + ".base")
+intr = importlib.import_module(lib + ".introspectors")
+Batch = base.Batch
+data = np.load(data_path)
+with open(labels_path) as f:
+    labels = json.load(f)
+ids = [f"images/{i:06d}.png" for i in range(len(data))]
+
+class Producer:
+    def __init__(self, data, ids, labels):
+        self.data, self.ids, self.labels = data, ids, labels
+        self.calls = 0
+        self.batches = 0
+    def __call__(self, batch_size):
+        self.calls += 1
+        for start in range(0, len(self.data), batch_size):
+            stop = start + batch_size
+            self.batches += 1
+            builder = Batch.Builder(fields={"embedding": np.array(self.data[start:stop])})
+            builder.metadata[Batch.StdKeys.IDENTIFIER] = self.ids[start:stop]
+            builder.metadata[Batch.StdKeys.LABELS] = {k: v[start:stop] for k, v in self.labels.items()}
+            yield builder.make_batch()
+
+def config():
+    kwargs = {"familiarity": intr.Familiarity.Strategy.GMM(_random_state=0)}
+    if config_name == "no_projection":
+        kwargs["projection"] = None
+    else:
+        kwargs["projection"] = intr.DimensionReduction.Strategy.UMAP(2)
+    return intr.ReportConfig(**kwargs)
+
+# warm-up on other data: numba compiles UMAP's kernels once per process
+rng = np.random.default_rng(1)
+small = rng.normal(size=(400, data.shape[1])).astype(np.float32)
+small_labels = {k: v[:400] for k, v in labels.items()}
+intr.DatasetReport.introspect(Producer(small, ids[:400], small_labels), config=config(), batch_size=%(batch)d)
+
+producer = Producer(data, ids, labels)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+start = time.perf_counter()
+report = intr.DatasetReport.introspect(producer, config=config(), batch_size=%(batch)d)
+seconds = time.perf_counter() - start
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+frame = report.data
+emit({
+    "seconds": seconds,
+    "peak_rss_growth_mib": (after - before) / 1024,
+    "producer_calls": producer.calls,
+    "batches_pulled": producer.batches,
+    "columns": [str(c) for c in frame.columns],
+    "rows": int(len(frame)),
+    "duplicate_clusters": int(frame["duplicates_embedding"].max() + 1),
+    "in_duplicates": int((frame["duplicates_embedding"] >= 0).sum()),
+})
+""".replace("%(batch)d", str(BATCH))
+
+
+def make_data(n: int, dims: int, seed: int = 0) -> tuple[np.ndarray, dict[str, list[str]]]:
+    """Embeddings around 10 class centres with 2 % near-copies, and three label dimensions."""
+    rng = np.random.default_rng(seed)
+    classes = rng.choice(10, size=n, p=np.linspace(2, 1, 10) / np.linspace(2, 1, 10).sum())
+    centres = rng.normal(scale=3.0, size=(10, dims))
+    data = (centres[classes] + rng.normal(size=(n, dims))).astype(np.float32)
+    copies = rng.choice(n, size=n // 50, replace=False)
+    data[copies] = data[rng.choice(n, size=len(copies))] + rng.normal(
+        scale=1e-3, size=(len(copies), dims)
+    ).astype(np.float32)
+    # long tail: values 0, 1, 2 are common, the rest rare (under 50 elements each at n=20,000)
+    group = np.minimum(rng.zipf(1.6, size=n) - 1, 99)
+    labels = {
+        "class": [f"class {c}" for c in classes],
+        "source": list(rng.choice(["train", "test", ""], size=n, p=[0.6, 0.3, 0.1])),
+        "group": [str(g) for g in group],
+    }
+    return data, {k: [str(v) for v in vals] for k, vals in labels.items()}
+
+
+def run(
+    quick: bool = False,
+    samples: int | None = None,
+    dims: int | None = None,
+    configs: tuple[str, ...] = ("default", "no_projection"),
+) -> dict:
+    """The report benchmark; ``quick`` uses 2,000 x 64."""
+    n = samples or (2000 if quick else 20000)
+    d = dims or (64 if quick else 256)
+    data, labels = make_data(n, d)
+    out: dict = {"samples": n, "dims": d, "batch": BATCH, "configs": {}}
+    dnikit = dnikit_python()
+    with tempfile.TemporaryDirectory() as tmp:
+        data_path = pathlib.Path(tmp) / "data.npy"
+        labels_path = pathlib.Path(tmp) / "labels.json"
+        np.save(data_path, data)
+        labels_path.write_text(json.dumps(labels))
+        for name in configs:
+            entry: dict = {}
+            args = [str(data_path), str(labels_path), name]
+            entry["introscope"] = run_script(INTROSCOPE_PYTHON, SCRIPT, ["introscope", *args])
+            if dnikit is not None:
+                entry["dnikit"] = run_script(dnikit, SCRIPT, ["dnikit", *args])
+            out["configs"][name] = entry
+    out["summary"] = summary(out)
+    return out
+
+
+def summary(out: dict) -> list[str]:
+    lines = [f"DatasetReport on {out['samples']} x {out['dims']} float32 with 3 label dimensions"]
+    for name, entry in out["configs"].items():
+        for lib in ("introscope", "dnikit"):
+            if lib in entry:
+                r = entry[lib]
+                lines.append(
+                    f"{name:13s} {lib:10s} {r['seconds']:7.2f} s, peak RSS +{r['peak_rss_growth_mib']:.0f} "
+                    f"MiB, producer called {r['producer_calls']}x ({r['batches_pulled']} batches), "
+                    f"{len(r['columns'])} columns, {r['in_duplicates']} rows in "
+                    f"{r['duplicate_clusters']} duplicate clusters"
+                )
+        if "dnikit" in entry:
+            ratio = entry["dnikit"]["seconds"] / entry["introscope"]["seconds"]
+            lines.append(f"{name:13s} introscope is {ratio:.2f}x faster than DNIKit 2.0")
+    return lines
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--samples", type=int)
+    parser.add_argument("--dims", type=int)
+    parser.add_argument("--configs", nargs="+", default=["default", "no_projection"])
+    args = parser.parse_args()
+    result = run(args.quick, args.samples, args.dims, tuple(args.configs))
+    print("\n".join(result["summary"]))
