@@ -6,8 +6,8 @@ list are searched together against the samples of the ``nprobe`` lists nearest t
 centroid, as one brute-force faiss call (a matrix product). The same partition, far fewer and
 larger operations. The partition itself (k-means, assignment, neighbouring lists) is computed
 on a seeded random projection to at most 64 dimensions, which keeps it cheap; the search in the
-blocks is exact, in the full space. ``nprobe`` is chosen by measurement: raised until recall@k on a sample of
-queries, checked against exact search, reaches the target.
+blocks is exact, in the full space. ``nprobe`` is chosen by measurement: raised until recall@k
+on a sample of queries, checked against exact search, reaches the target.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class _Partition:
                 np.matmul(x[lo : lo + 16384], proj, out=low[lo : lo + 16384])
         else:
             low = x
-        km = faiss.Kmeans(low.shape[1], nlist, niter=8, seed=seed, max_points_per_centroid=16)
+        km = faiss.Kmeans(low.shape[1], nlist, niter=10, seed=seed, max_points_per_centroid=32)
         km.cp.min_points_per_centroid = 1  # silence faiss' warning for small samples
         km.train(low)
         self.centroids = km.centroids
