@@ -93,6 +93,30 @@ def _load_seconds(c: Any, path: pathlib.Path, flag: str) -> float:
     return took
 
 
+def _hover_seconds(c: Any, tries: int = 5) -> float:
+    """Median seconds from a mouse move onto a point until the hover card shows a sample."""
+    c.evaluate("document.getElementById('scatter').scrollIntoView()")
+    times = []
+    for k in range(tries):
+        x, y = c.evaluate(
+            f"""(function () {{
+              var gd = document.getElementById('scatter'), r = gd.getBoundingClientRect();
+              var fl = gd._fullLayout, t = gd.data[{k}];
+              window.introscopeHovered = undefined;
+              return [r.left + fl._size.l + fl.xaxis.l2p(t.x[0]),
+                      r.top + fl._size.t + fl.yaxis.l2p(t.y[0])];
+            }})()"""
+        )
+        start = time.perf_counter()
+        c.mouse_move(x, y)
+        while c.evaluate("window.introscopeHovered === undefined"):
+            if time.perf_counter() - start > 30:
+                raise RuntimeError("no hover within 30 s")
+            time.sleep(0.01)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def run(quick: bool = False) -> dict:
     """Size and load time of the report vs Plotly's own page, at several numbers of points."""
     from chromium_cdp import Chromium, chromium_available
@@ -135,6 +159,8 @@ def run(quick: bool = False) -> dict:
                     row["chromium_load_s"] = round(statistics.median(a), 2)
                     row["plotly_page_load_s"] = round(statistics.median(b), 2)
                     row["load_ratio"] = round(statistics.median(a) / statistics.median(b), 2)
+                    _load_seconds(c, ours, "introscopeReady")
+                    row["hover_s"] = round(_hover_seconds(c), 3)
                 rows.append(row)
         finally:
             if c is not None:
@@ -144,7 +170,7 @@ def run(quick: bool = False) -> dict:
         f"(Plotly page {r['plotly_page_mib']} MiB), written in {r['render_s']} s"
         + (
             f", Chromium {r['chromium_load_s']} s vs {r['plotly_page_load_s']} s "
-            f"({r['load_ratio']}x)"
+            f"({r['load_ratio']}x), hover {r['hover_s']} s"
             if "chromium_load_s" in r
             else ", Chromium not installed"
         )

@@ -369,3 +369,44 @@ def test_keras_model_reads_images_channels_last(inputs, tmp_path):
     ]
     pfa = json.loads((out / "pfa_model.json").read_text())["layers"]
     assert {k: v["original_count"] for k, v in pfa.items()} == {"conv": 8, "fc": 16}
+
+
+def test_mixed_image_sizes_without_a_model(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for label, sizes in {"wide": [(40, 20), (33, 17)], "tall": [(12, 30), (16, 16)]}.items():
+        (tmp_path / "imgs" / label).mkdir(parents=True)
+        for k, (w, h) in enumerate(sizes * 6):
+            mode = "RGB" if k % 2 else "L"
+            shape = (h, w, 3) if mode == "RGB" else (h, w)
+            Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8), mode).save(
+                tmp_path / "imgs" / label / f"{k}.png"
+            )
+    out = tmp_path / "out"
+    code = main(["analyze", "--data", str(tmp_path / "imgs"), "--image-size", "16", "12",
+                 "--out", str(out), "--projection", "pca", "-q"])  # fmt: skip
+    assert code == 0
+    import pandas as pd
+
+    frame = pd.read_parquet(out / "dataset_report.parquet")
+    assert len(frame) == 24 and sorted(set(frame["label"])) == ["tall", "wide"]
+    html = (out / "report.html").read_text()
+    assert "24 images in 2 label folders, resized to 16x12" in html
+    assert html.count("data:image/") >= 24  # every sample has a thumbnail
+
+
+def test_a_broken_image_stops_the_run_and_writes_no_report(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "imgs" / "a").mkdir(parents=True)
+    for k in range(4):
+        Image.fromarray(np.full((8, 8), 40 * k, np.uint8)).save(
+            tmp_path / "imgs" / "a" / f"{k}.png"
+        )
+    (tmp_path / "imgs" / "a" / "9.png").write_bytes(b"not a png")
+    out = tmp_path / "out"
+    code = main(["analyze", "--data", str(tmp_path / "imgs"), "--out", str(out), "-q"])
+    assert code == 3
+    assert not (out / "report.html").exists()
+    assert not out.exists() or not any(out.iterdir())

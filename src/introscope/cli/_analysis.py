@@ -181,8 +181,13 @@ def run_dataset_report(
     *,
     projection: str = "umap",
     seed: int = 0,
+    total: int | None = None,
 ) -> Any:
-    """DatasetReport with only the chosen data components (familiarity, duplicates, projection)."""
+    """DatasetReport with only the chosen data components (familiarity, duplicates, projection).
+
+    Responses wider than 40 are reduced to 40 dimensions with PCA first (DatasetReport's
+    default); with fewer than 40 samples, to as many dimensions as there are samples.
+    """
     try:
         from introscope.introspectors.report import DatasetReport, ReportConfig
     except ImportError as exc:
@@ -193,6 +198,16 @@ def run_dataset_report(
     kwargs["projection"] = (
         projection_strategy(projection, seed) if "projection" in components else None
     )
+    if total is not None and total < 40:
+        from introscope.base import peek_first_batch
+        from introscope.introspectors.dimension_reduction import DimensionReduction
+
+        fields = peek_first_batch(producer, 1).fields
+        kwargs["dim_reduction"] = {
+            name: DimensionReduction.Strategy.PCA(total)
+            for name, value in fields.items()
+            if value.shape[1] > total
+        } or None
     return DatasetReport.introspect(producer, config=ReportConfig(**kwargs), batch_size=batch_size)
 
 

@@ -158,6 +158,7 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
         )
     facts = [
         ("data", f"{args.data} ({source.kind}, {n} samples, {len(set(source.labels))} labels)"),
+        ("read as", "; ".join(source.notes)),
         *facts,
         ("introspectors", ", ".join(components)),
         ("created", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),

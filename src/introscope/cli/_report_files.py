@@ -138,7 +138,12 @@ def data_health(
     parts = [c for c in ("familiarity", "duplicates", "projection") if c in components]
     stages.begin(f"{', '.join(parts)} of {total} samples ({response})")
     report = A.run_dataset_report(
-        A.counted(producer, total, "data"), parts, batch_size, projection=projection, seed=seed
+        A.counted(producer, total, "data"),
+        parts,
+        batch_size,
+        projection=projection,
+        seed=seed,
+        total=total,
     )
     table = A.report_table(report.data)
     output.add(
