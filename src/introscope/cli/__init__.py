@@ -221,7 +221,8 @@ def _info() -> None:
 
 def _configure_logging(verbose: bool, debug: bool) -> None:
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # only introscope's own loggers get chattier: numba, matplotlib etc. stay at warnings
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("introscope").setLevel(level)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import logging
 import pathlib
 import time
 from collections.abc import Sequence
@@ -17,6 +18,8 @@ from ._models import InputSpec, embedding_layer, input_spec, is_torch, load_mode
 from ._report_files import RunOutput, data_health, model_health, write_report
 
 __all__ = ["run_analyze", "parse_components", "embedding_stage"]
+
+_LOG = logging.getLogger("introscope.cli.analyze")
 
 _DATA_PARTS = ("familiarity", "duplicates", "projection")
 
@@ -107,6 +110,7 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
     models = []
     if model is not None:
         iua_layers, pfa_layers = select_layers(model, args.layers, args.layer_kind)
+        _LOG.info("model input %s; IUA layers %s; PFA layers %s", spec, iua_layers, pfa_layers)
         section, _, _ = model_health(
             name=pathlib.Path(args.model).name,
             tag="model",
@@ -152,6 +156,7 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
             total=n,
         )
         facts.append(("embedding", response))
+        _LOG.info("familiarity, duplicates and the map read %r", response)
     else:
         data_skipped = (
             "Not requested (--introspectors has none of familiarity, duplicates, projection)."
