@@ -146,11 +146,15 @@ class GMMDistribution(FamiliarityDistribution):
     def _score_rows(self, x: np.ndarray | None) -> np.ndarray:
         if x is None:
             return np.empty(0)
+        from sklearn import config_context
+
         out = np.empty(len(x), dtype=_F64)
         step = max(64, _SCORE_BYTES // (8 * max(1, self.n_features)))
-        for start in range(0, len(x), step):
-            chunk = np.asarray(x[start : start + step], dtype=_F64)
-            out[start : start + len(chunk)] = self._model.score_samples(chunk)
+        # The rows were checked for NaN/Inf already: skip scikit-learn's second check.
+        with config_context(assume_finite=True):
+            for start in range(0, len(x), step):
+                chunk = np.asarray(x[start : start + step], dtype=_F64)
+                out[start : start + len(chunk)] = self._model.score_samples(chunk)
         return out
 
     def score_samples(self, x: Any, *, field: str = "", where: str = "") -> np.ndarray:
