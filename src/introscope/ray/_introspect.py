@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from introscope.base import Model, PipelineStage
 from introscope.base._producer import check_batch_size
 from introscope.exceptions import IntroscopeError, IntroscopeValueError, require
@@ -166,10 +168,11 @@ def introspect(
             dataset columns to introspect (all when None).
         batch_size: rows per model call and per state update; each block of the dataset yields
             one partial state per introspector, whatever its number of batches.
-        concurrency: workers: a fixed number or a (min, max) autoscaling range. Default: the
-            cluster's CPUs minus one (at least 1), or with ``num_gpus`` one per ``num_gpus`` of
-            the cluster's GPUs. The actors share the
-            CPUs but one, so the read tasks always have a CPU (no deadlock on small machines).
+        concurrency: workers: a fixed number or a (min, max) autoscaling range (without a
+            model, tasks: at most this many at once). Default: the cluster's CPUs minus one
+            (at least 1), or with ``num_gpus`` one per ``num_gpus`` of the cluster's GPUs. The
+            actors share the CPUs but one, so the read tasks always have a CPU (no deadlock on
+            small machines).
         num_gpus: GPUs per worker (for a model on GPU).
         stages: pipeline stages run on each batch after the model (e.g. a ``Pooler`` so that
             PFA gets 2-D responses).
@@ -216,11 +219,12 @@ def introspect(
 
     if model is None:
         fn: Any = BlockAccumulator(entries, batch_size=batch_size, responses=names, stages=stages)
+        tasks = None if concurrency is None else max(np.atleast_1d(concurrency))
         mapped = dataset.map_batches(
             fn,
             batch_size=None,
             batch_format="numpy",
-            concurrency=concurrency,
+            compute=None if tasks is None else ray_data.TaskPoolStrategy(size=int(tasks)),
             num_gpus=num_gpus or None,
         )
     else:
