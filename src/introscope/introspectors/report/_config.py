@@ -7,6 +7,8 @@ import importlib.util
 import logging
 from typing import Any, final
 
+import numpy as np
+
 from introscope.exceptions import IntroscopeValueError
 
 __all__ = ["ReportConfig", "DEFAULT_DIMENSIONS"]
@@ -68,18 +70,11 @@ class ReportConfig:
 
     def __post_init__(self) -> None:
         value = self.split_familiarity_min
-        if isinstance(value, bool) or not isinstance(value, int):
-            try:
-                import numpy as np
-
-                ok = isinstance(value, np.integer)
-            except ImportError:  # pragma: no cover - numpy is a core dependency
-                ok = False
-            if not ok:
-                raise IntroscopeValueError(
-                    f"ReportConfig: split_familiarity_min must be an int, got {value!r}"
-                )
-            object.__setattr__(self, "split_familiarity_min", int(value))
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise IntroscopeValueError(
+                f"ReportConfig: split_familiarity_min must be an int, got {value!r}"
+            )
+        object.__setattr__(self, "split_familiarity_min", int(value))
 
     @property
     def n_stages(self) -> int:
