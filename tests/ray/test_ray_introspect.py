@@ -3,6 +3,7 @@ pool on a small machine, a worker killed mid-run, and the errors."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import pathlib
 import sys
@@ -82,6 +83,22 @@ def _assert_pfa_equal(got: PFA, want: PFA, rtol: float) -> None:
 def test_local_cluster_listens_on_loopback(cluster):
     assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}
     assert ray.cluster_resources()["CPU"] == 2
+    psutil = pytest.importorskip("psutil")
+    # Ray's processes (GCS, raylet, workers, agents) are this process's descendants.
+    pids = {p.pid for p in psutil.Process().children(recursive=True)} | {os.getpid()}
+    listening = set()
+    for proc in map(psutil.Process, pids):
+        try:
+            conns = proc.net_connections(kind="inet")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        listening |= {c.laddr.ip for c in conns if c.status == psutil.CONN_LISTEN}
+
+    def loopback(address: str) -> bool:
+        ip = ipaddress.ip_address(address)
+        return (getattr(ip, "ipv4_mapped", None) or ip).is_loopback
+
+    assert listening and all(map(loopback, listening)), listening
 
 
 def test_responses_dataset_matches_single_process(cluster):
