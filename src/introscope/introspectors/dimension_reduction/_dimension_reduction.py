@@ -142,7 +142,7 @@ class DimensionReduction(PipelineStage):
                 fit = getattr(reducer, "_fit_checked", None)
                 try:
                     if fit is not None:
-                        fit(x, where)
+                        fit(x)  # the error wrapper below names the field and batch
                     else:
                         reducer.fit_incremental(x)
                 except (IntroscopeError, ValueError) as exc:
@@ -239,7 +239,7 @@ class _ReducedProducer:
     ) -> np.ndarray:
         project = getattr(reducer, "_transform_at", None)
         if project is not None:
-            return project(x, start, where)
+            return project(x, start)  # the caller's error wrapper names the field and batch
         if not reducer.is_one_shot:
             return reducer.transform(x)
         # A strategy written for DNIKit's protocol: its embedding, by position.

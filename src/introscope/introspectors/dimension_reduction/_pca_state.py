@@ -26,7 +26,6 @@ from ._checks import check_target_dimensions
 
 __all__ = ["PCAFit", "PCAState"]
 
-_KEY = "x"
 _FORMAT = "introscope.PCAState/1"
 
 
