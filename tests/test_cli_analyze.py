@@ -410,3 +410,18 @@ def test_a_broken_image_stops_the_run_and_writes_no_report(tmp_path):
     assert code == 3
     assert not (out / "report.html").exists()
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_max_thumbnails_is_a_hard_cap(inputs, tmp_path):
+    out = tmp_path / "out"
+    code = main(["analyze", "--model", str(inputs["onnx"]), "--data", str(inputs["root"] / "pngs"),
+                 "--out", str(out), "--projection", "pca", "-q", "--max-thumbnails", "5",
+                 "--introspectors", "familiarity,projection"])  # fmt: skip
+    assert code == 0
+    html = (out / "report.html").read_text()
+    import re
+
+    payload = json.loads(re.search(r'id="introscope-data">(.*?)</script>', html, re.S).group(1))
+    assert len(payload["thumbs"]) == 5
+    assert "5 of 123 samples embedded" in html
+    assert main(["analyze", "--data", "x", "--max-thumbnails", "-1"]) == 2

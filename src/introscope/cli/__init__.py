@@ -59,6 +59,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def _parse_shape(text: str) -> tuple[int, ...]:
     try:
         shape = tuple(int(p) for p in text.split(","))
@@ -135,7 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     an.add_argument("--labels", metavar="CSV", help="labels: an id,label CSV, or one label per row")
     an.add_argument("--projection", choices=PROJECTIONS, default="umap",
                     help="2-D map method (default: %(default)s)")  # fmt: skip
-    an.add_argument("--max-thumbnails", type=int, default=5000,
+    an.add_argument("--max-thumbnails", type=_count, default=5000,
                     help="thumbnails embedded in the report (default: %(default)s)")  # fmt: skip
     an.add_argument("--seed", type=int, default=0, help="seed of the map and thumbnail sample")
 

@@ -295,7 +295,7 @@ def data_section(
     if groups:
         for g in sorted(groups, key=lambda g: (-len(g), min(g)))[: section.max_groups]:
             wanted += [int(i) for i in g[: section.group_size]]
-    wanted = list(dict.fromkeys(wanted))
+    wanted = list(dict.fromkeys(wanted))[:max_thumbnails]
     budget = max(0, max_thumbnails - len(wanted))
     rest = np.setdiff1d(np.arange(n), np.asarray(wanted, dtype=np.int64), assume_unique=False)
     if len(rest) > budget:
