@@ -43,21 +43,27 @@ class Entry:
     sequential = False
 
     def new(self) -> Any:
+        """A block's empty state, made on a worker."""
         raise NotImplementedError
 
     def driver_new(self) -> Any:
+        """The driver's empty state a ``sequential`` entry folds blocks into; ``new()`` by default."""
         return self.new()
 
     def update_batch(self, state: Any, batch: Batch, index: int) -> None:
+        """Fold ``batch`` (the ``index``-th of its block) into ``state`` in place."""
         raise NotImplementedError
 
     def state_dict(self, state: Any) -> dict[str, Any]:
+        """``state`` as numpy arrays and JSON-able scalars, to ship from a worker to the driver."""
         raise NotImplementedError
 
     def from_state_dict(self, data: Mapping[str, Any]) -> Any:
+        """The state that ``state_dict`` turned into ``data``."""
         raise NotImplementedError
 
     def merged(self, left: Any, right: Any) -> Any:
+        """One state of the data of ``left`` and ``right`` (disjoint blocks, ``left`` first)."""
         raise NotImplementedError
 
     def combined(self, left: Any, right: Any) -> Any:
@@ -65,6 +71,7 @@ class Entry:
         return self.merged(left, right)
 
     def finalize(self, state: Any) -> Any:
+        """The merged state finished into what the introspector's own ``introspect`` returns."""
         raise NotImplementedError
 
 
@@ -76,27 +83,33 @@ class AccumulatorEntry(Entry):
         self.label = template.owner
 
     def new(self) -> Any:
+        """A fresh accumulator spawned from the template, its warnings deferred to the driver."""
         acc = self.template.spawn()
         acc._defer_warnings = True  # one summary warning on the driver, as introspect gives
         return acc
 
     def update_batch(self, state: Any, batch: Batch, index: int) -> None:
+        """Fold ``batch`` into the accumulator ``state`` (its ``update_batch``)."""
         state.update_batch(batch, index)
 
     def state_dict(self, state: Any) -> dict[str, Any]:
+        """The accumulator's own ``state_dict()``."""
         return state.state_dict()
 
     def from_state_dict(self, data: Mapping[str, Any]) -> Any:
+        """The accumulator rebuilt from ``data`` by its class's ``from_state_dict``."""
         acc = type(self.template).from_state_dict(data)
         acc._defer_warnings = True
         return acc
 
     def merged(self, left: Any, right: Any) -> Any:
+        """``left.merge(right)``."""
         out = left.merge(right)
         out._defer_warnings = True
         return out
 
     def finalize(self, state: Any) -> Any:
+        """The accumulator's result, after one summary of the warnings its blocks deferred."""
         state._defer_warnings = False
         state._warn_summary(stacklevel=4)
         return state.finalize()
@@ -117,6 +130,7 @@ class PFAEntry(AccumulatorEntry):
         super().__init__(template)
 
     def state_dict(self, state: PFACovarianceState) -> dict[str, Any]:
+        """The accumulator's state dict with each symmetric outer-product sum packed as its upper triangle."""
         out = dict(state.state_dict())
         # The outer sums are symmetric: ship the upper triangle (half the bytes).
         for key in [k for k in out if k.startswith("outer_")]:
@@ -125,6 +139,7 @@ class PFAEntry(AccumulatorEntry):
         return out
 
     def from_state_dict(self, data: Mapping[str, Any]) -> PFACovarianceState:
+        """The accumulator rebuilt from ``data``, unpacking each upper triangle to the full symmetric sum."""
         full = dict(data)
         for key in [k for k in full if k.startswith("triu_")]:
             packed = full.pop(key)
@@ -151,14 +166,17 @@ class FamiliarityEntry(AccumulatorEntry):
     sequential = True
 
     def new(self) -> Any:
+        """A block's accumulator that keeps every row (``max_samples=None``)."""
         acc = type(self.template)(self.template.strategy, max_samples=None)
         acc._defer_warnings = True
         return acc
 
     def driver_new(self) -> Any:
+        """The driver's accumulator with the configured sampling, that the blocks are fed into."""
         return super().new()
 
     def from_state_dict(self, data: Mapping[str, Any]) -> Any:
+        """The block's accumulator rebuilt from ``data``, with the template's strategy."""
         acc = type(self.template).from_state_dict(data)
         acc.strategy = self.template.strategy
         return acc
@@ -168,6 +186,7 @@ class FamiliarityEntry(AccumulatorEntry):
         return AccumulatorEntry.merged(self, left, right)
 
     def merged(self, left: Any, right: Any) -> Any:
+        """``right``'s rows fed into the driver state ``left`` as one more batch, in dataset order."""
         for field, state in right.states.items():
             if state.n_kept:
                 left.update(field, state.data(), where=f"block {left.batches_seen}")
