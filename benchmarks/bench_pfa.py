@@ -6,7 +6,13 @@ traced memory (tracemalloc, a second pass). DNIKit runs from ``.venv-dnikit/bin/
 subprocess on the same memory-mapped ``.npy`` file. Optionally (``--digits``) reports the digits
 CNN's accuracy before and after pruning with a KL recipe, and after a short fine-tune.
 
+``--sweep`` (and ``run``) also time ``PFA.introspect`` on a grid of shapes (units, batch size,
+samples, float32/float64) against DNIKit 2.0 (one long-lived subprocess, rounds alternating
+with introscope) and against one ``X.T @ X`` over the same data in memory, all on one BLAS
+thread (two threads on the shared 2-core VM made the figures erratic).
+
     .venv/bin/python benchmarks/bench_pfa.py [--samples 100000] [--units 512] [--digits]
+    .venv/bin/python benchmarks/bench_pfa.py --sweep-only [--quick]
     .venv/bin/python benchmarks/run.py pfa [--quick]
 """
 
@@ -61,11 +67,11 @@ print(json.dumps(out))
 """
 
 
-def make_responses(path: pathlib.Path, samples: int, units: int) -> None:
+def make_responses(path: pathlib.Path, samples: int, units: int, dtype: str = "float32") -> None:
     """Correlated ReLU responses (rank ~64 plus noise) with a few dead units, float32."""
     rng = np.random.default_rng(1807)
     mix = rng.standard_normal((64, units)).astype(np.float32)
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(samples, units))
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(samples, units))
     for i in range(0, samples, 8192):
         n = min(8192, samples - i)
         z = rng.standard_normal((n, 64)).astype(np.float32)
@@ -258,11 +264,145 @@ def measure(samples: int, units: int, digits: bool) -> dict:
     return result
 
 
+# ---------------------------------------------------------------------------- shape sweep
+#: (units, batch size, samples, dtype): corners of units 64-1,024, batches 32-1,024 and samples
+#: 10,000-200,000 in both dtypes, plus the shape of issue 11 (384 x 60,000, batches of 500)
+#: and the main benchmark's (512 x 100,000, batches of 256).
+SWEEP = [
+    (64, 32, 200_000, "float32"),
+    (64, 1024, 10_000, "float32"),
+    (64, 256, 100_000, "float64"),
+    (128, 128, 200_000, "float32"),
+    (256, 32, 50_000, "float32"),
+    (256, 1024, 200_000, "float64"),
+    (384, 500, 60_000, "float32"),
+    (384, 500, 60_000, "float64"),
+    (512, 256, 100_000, "float32"),
+    (512, 64, 20_000, "float64"),
+    (1024, 32, 10_000, "float32"),
+    (1024, 1024, 10_000, "float64"),
+    (1024, 256, 100_000, "float32"),
+    (1024, 128, 50_000, "float64"),
+]
+QUICK_SWEEP = [(64, 32, 2_000, "float32"), (256, 500, 5_000, "float64")]
+SWEEP_ROUNDS = 3
+
+# One DNIKit process serves every point: one JSON request per line on stdin, one answer per line.
+_DNIKIT_SERVER = r"""
+import json, sys, time
+import numpy as np
+from dnikit.base import Batch
+from dnikit.introspectors import PFA
+for line in sys.stdin:
+    req = json.loads(line)
+    data = np.load(req["path"], mmap_mode="r")
+    def producer(bs):
+        for i in range(0, len(data), bs):
+            yield Batch({"r": np.array(data[i:i + bs])})
+    t = time.perf_counter()
+    PFA.introspect(producer, batch_size=req["batch"])
+    print(json.dumps({"s": time.perf_counter() - t}), flush=True)
+"""
+
+_ONE_THREAD = {v: "1" for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+class _DNIKitServer:
+    def __init__(self, python: pathlib.Path) -> None:
+        self.proc = subprocess.Popen(
+            [str(python), "-c", _DNIKIT_SERVER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **_ONE_THREAD},
+        )
+
+    def introspect_s(self, path: pathlib.Path, batch: int) -> float:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps({"path": str(path), "batch": batch}) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"DNIKit sweep process exited with {self.proc.wait()}")
+        return json.loads(line)["s"]
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait()
+
+
+def sweep(points: list[tuple[int, int, int, str]], rounds: int = SWEEP_ROUNDS) -> dict:
+    """``PFA.introspect`` vs DNIKit 2.0 vs one ``X.T @ X`` per shape (min of alternating rounds)."""
+    from threadpoolctl import threadpool_limits
+
+    from introscope.base import Batch
+    from introscope.introspectors import PFA
+
+    os.environ.setdefault("INTROSCOPE_PROGRESS", "0")
+    python = dnikit_python()
+    server = None if python is None else _DNIKitServer(python)
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp, threadpool_limits(1):
+            for units, batch, samples, dtype in points:
+                path = pathlib.Path(tmp) / f"r_{units}_{samples}_{dtype}.npy"
+                make_responses(path, samples, units, dtype)
+                data = np.load(path, mmap_mode="r")
+                full = np.load(path)
+
+                def producer(bs, data=data):  # noqa: ANN001, ANN202
+                    for i in range(0, len(data), bs):
+                        yield Batch({"r": np.array(data[i : i + bs])})
+
+                ours, ref, gram = [], [], []
+                for _ in range(rounds):
+                    t = time.perf_counter()
+                    PFA.introspect(producer, batch_size=batch)
+                    ours.append(time.perf_counter() - t)
+                    if server is not None:
+                        ref.append(server.introspect_s(path, batch))
+                    t = time.perf_counter()
+                    full.T @ full
+                    gram.append(time.perf_counter() - t)
+                row = {
+                    "units": units,
+                    "batch": batch,
+                    "samples": samples,
+                    "dtype": dtype,
+                    "introscope_s": min(ours),
+                    "xtx_s": min(gram),
+                }
+                if ref:
+                    row["dnikit_s"] = min(ref)
+                    row["speedup"] = row["dnikit_s"] / row["introscope_s"]
+                row["vs_xtx"] = row["introscope_s"] / row["xtx_s"]
+                rows.append(row)
+                del data, full
+                path.unlink()
+    finally:
+        if server is not None:
+            server.close()
+    lines = [
+        f"PFA.introspect sweep (min of {rounds} alternating rounds, 1 BLAS thread): "
+        "units batch samples dtype | introscope s | DNIKit s | DNIKit/introscope | X.T@X s | "
+        "introscope/X.T@X"
+    ]
+    for r in rows:
+        ref_s = f"{r['dnikit_s']:.3f} | x{r['speedup']:.2f}" if "dnikit_s" in r else "- | -"
+        lines.append(
+            f"  {r['units']} {r['batch']} {r['samples']} {r['dtype']} | {r['introscope_s']:.3f} | "
+            f"{ref_s} | {r['xtx_s']:.3f} | {r['vs_xtx']:.2f}"
+        )
+    return {"points": rows, "summary": lines}
+
+
 def run(quick: bool = False) -> dict:
     """Entry point for benchmarks/run.py."""
-    if quick:
-        return measure(5_000, 128, digits=False)
-    return measure(100_000, 512, digits=True)
+    out = measure(5_000, 128, digits=False) if quick else measure(100_000, 512, digits=True)
+    out["sweep"] = sweep(QUICK_SWEEP if quick else SWEEP)
+    out["summary"] = out["summary"] + out["sweep"].pop("summary")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -270,7 +410,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=100_000)
     parser.add_argument("--units", type=int, default=512)
     parser.add_argument("--digits", action="store_true", help="also run the digits CNN demo")
+    parser.add_argument("--sweep-only", action="store_true", help="only the shape sweep")
+    parser.add_argument("--quick", action="store_true", help="with --sweep-only: tiny shapes")
     args = parser.parse_args(argv)
+    if args.sweep_only:
+        print("\n".join(sweep(QUICK_SWEEP if args.quick else SWEEP)["summary"]))
+        return 0
     print("\n".join(measure(args.samples, args.units, args.digits)["summary"]))
     return 0
 
