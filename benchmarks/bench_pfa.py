@@ -334,6 +334,9 @@ class _DNIKitServer:
 
 def sweep(points: list[tuple[int, int, int, str]], rounds: int = SWEEP_ROUNDS) -> dict:
     """``PFA.introspect`` vs DNIKit 2.0 vs one ``X.T @ X`` per shape (min of alternating rounds)."""
+    # scipy.linalg.blas (PFA's syrk) loads scipy's own OpenBLAS, apart from numpy's: import it
+    # before threadpool_limits, which limits the libraries loaded at that time only.
+    import scipy.linalg.blas  # noqa: F401
     from threadpoolctl import threadpool_limits
 
     from introscope.base import Batch
