@@ -35,7 +35,7 @@ ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THRE
 # (samples, features, target_dimensions, batch_size): DNIKit's default batch for PCA(k) is
 # max(5 k, 500); the last shape also asks for more components than the batch holds, which
 # DNIKit refuses.
-FULL = [(5_000, 64, 10, 500), (10_000, 256, 40, 500), (4_000, 128, 64, 32)]
+FULL = [(5_000, 64, 10, 500), (10_000, 256, 40, 500), (50_000, 512, 40, 500), (4_000, 128, 64, 32)]
 QUICK = [(2_000, 64, 10, 500), (2_000, 64, 48, 32)]
 
 _SIDE = r"""
