@@ -57,6 +57,19 @@ class Processor(PipelineStage):
         func: array -> array; dimension 0 (the batch) must keep its size.
         fields: field name(s) to process; None processes every field. A name the batch does
             not have is an error.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, peek_first_batch, pipeline, producer_from_batches
+        >>> from introscope.processors import Processor
+        >>> batch = Batch({"x": np.array([[1.0, 2.0], [3.0, 4.0]]), "y": np.array([1, 2])})
+        >>> doubled = pipeline(producer_from_batches(batch), Processor(lambda a: a * 2, fields="x"))
+        >>> out = peek_first_batch(doubled, batch_size=2)
+        >>> out.fields["x"]
+        array([[2., 4.],
+               [6., 8.]])
+        >>> out.fields["y"]  # not selected: unchanged
+        array([1, 2])
     """
 
     #: Subclasses that do arithmetic set this so non-numeric fields give a clear error.

@@ -17,6 +17,15 @@ class Composer(PipelineStage):
 
     A batch for which ``filter`` returns None or an empty batch is dropped from the pipeline
     (DNIKit passes an empty batch on instead).
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, peek_first_batch, pipeline, producer_from_batches
+        >>> from introscope.processors import Composer
+        >>> batch = Batch({"x": np.array([1, 5, 2, 8])})
+        >>> large = Composer(lambda b: b.elements[b.fields["x"] > 3])
+        >>> peek_first_batch(pipeline(producer_from_batches(batch), large), 4).fields["x"]
+        array([5, 8])
     """
 
     def __init__(self, filter: Callable[[Batch], Batch | None]) -> None:
@@ -42,7 +51,17 @@ class Composer(PipelineStage):
 
     @classmethod
     def from_element_filter(cls, elem_filter: Callable[[Batch.ElementType], bool]) -> Composer:
-        """A Composer that keeps the elements for which ``elem_filter(element)`` is true."""
+        """A Composer that keeps the elements for which ``elem_filter(element)`` is true.
+
+        Examples:
+            >>> import numpy as np
+            >>> from introscope.base import Batch, peek_first_batch, pipeline, producer_from_batches
+            >>> from introscope.processors import Composer
+            >>> batch = Batch({"x": np.array([1, 5, 2, 8])})
+            >>> even = Composer.from_element_filter(lambda element: element.fields["x"] % 2 == 0)
+            >>> peek_first_batch(pipeline(producer_from_batches(batch), even), 4).fields["x"]
+            array([2, 8])
+        """
         if not callable(elem_filter):
             raise TypeError(f"elem_filter must be callable, got {type(elem_filter).__name__}")
 
@@ -59,7 +78,19 @@ class Composer(PipelineStage):
         cls, metadata_key: Batch.DictMetaKey, label_dimension: str, label: Hashable
     ) -> Composer:
         """A Composer that keeps elements whose ``metadata[metadata_key][label_dimension]``
-        equals ``label`` (elements without that metadata are dropped)."""
+        equals ``label`` (elements without that metadata are dropped).
+
+        Examples:
+            >>> import numpy as np
+            >>> from introscope.base import Batch, peek_first_batch, pipeline, producer_from_batches
+            >>> from introscope.processors import Composer
+            >>> builder = Batch.Builder({"x": np.array([10, 11, 12])})
+            >>> builder.metadata[Batch.StdKeys.LABELS] = {"digit": [7, 1, 7]}
+            >>> sevens = Composer.from_dict_metadata(Batch.StdKeys.LABELS, "digit", 7)
+            >>> source = producer_from_batches(builder.make_batch())
+            >>> peek_first_batch(pipeline(source, sevens), batch_size=3).fields["x"]
+            array([10, 12])
+        """
         if not isinstance(metadata_key, Batch.DictMetaKey):
             raise TypeError(
                 f"metadata_key must be a Batch.DictMetaKey, got {type(metadata_key).__name__}"

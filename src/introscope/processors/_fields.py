@@ -26,6 +26,17 @@ class MeanStdNormalizer(Processor):
     """Standardises fields: ``(x - mean) / std``.
 
     ``mean`` and ``std`` may be numbers or arrays that broadcast against each field.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, peek_first_batch, pipeline, producer_from_batches
+        >>> from introscope.processors import MeanStdNormalizer
+        >>> batch = Batch({"x": np.array([[2.0, 4.0], [6.0, 8.0]])})
+        >>> normalize = MeanStdNormalizer(mean=4.0, std=2.0)
+        >>> normalized = pipeline(producer_from_batches(batch), normalize)
+        >>> peek_first_batch(normalized, batch_size=2).fields["x"]
+        array([[-1.,  0.],
+               [ 1.,  2.]])
     """
 
     _needs_numbers = True
@@ -63,6 +74,15 @@ class Transposer(Processor):
 
     Args:
         dim: the new order of dimensions; ``dim[0]`` must be 0 (the batch stays first).
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, peek_first_batch, pipeline, producer_from_batches
+        >>> from introscope.processors import Transposer
+        >>> batch = Batch({"x": np.zeros((2, 3, 4))})
+        >>> out = peek_first_batch(pipeline(producer_from_batches(batch), Transposer([0, 2, 1])), 2)
+        >>> out.fields["x"].shape
+        (2, 4, 3)
     """
 
     def __init__(self, dim: Sequence[int], *, fields: OneManyOrNone[str] = None) -> None:
@@ -94,6 +114,18 @@ class Flattener(Processor):
     Args:
         order: ``"C"`` (row-major, default), ``"F"`` (column-major), ``"A"`` or ``"K"``, as
             ``numpy.ndarray.flatten`` applied to each element.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, peek_first_batch, pipeline, producer_from_batches
+        >>> from introscope.processors import Flattener
+        >>> batch = Batch({"x": np.arange(8).reshape(2, 2, 2)})
+        >>> peek_first_batch(pipeline(producer_from_batches(batch), Flattener()), 2).fields["x"]
+        array([[0, 1, 2, 3],
+               [4, 5, 6, 7]])
+        >>> peek_first_batch(pipeline(producer_from_batches(batch), Flattener("F")), 2).fields["x"]
+        array([[0, 2, 1, 3],
+               [4, 6, 5, 7]])
     """
 
     def __init__(self, order: str = "C", fields: OneManyOrNone[str] = None) -> None:
@@ -118,7 +150,19 @@ class Flattener(Processor):
 
 
 class FieldRemover(PipelineStage):
-    """Removes the named fields (or, with ``keep=True``, every field except them)."""
+    """Removes the named fields (or, with ``keep=True``, every field except them).
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, peek_first_batch, pipeline, producer_from_batches
+        >>> from introscope.processors import FieldRemover
+        >>> batch = Batch({"a": np.zeros(2), "b": np.ones(2), "c": np.ones(2)})
+        >>> source = producer_from_batches(batch)
+        >>> sorted(peek_first_batch(pipeline(source, FieldRemover("a")), 2).fields)
+        ['b', 'c']
+        >>> sorted(peek_first_batch(pipeline(source, FieldRemover("a", keep=True)), 2).fields)
+        ['a']
+    """
 
     def __init__(self, fields: OneOrMany[str], *, keep: bool = False) -> None:
         names = resolve_fields(fields)
@@ -168,7 +212,17 @@ def check_rename_mapping(stage: str, mapping: Mapping[str, str]) -> dict[str, st
 
 
 class FieldRenamer(PipelineStage):
-    """Renames fields by ``mapping`` (old -> new); a field a rename lands on is replaced."""
+    """Renames fields by ``mapping`` (old -> new); a field a rename lands on is replaced.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, peek_first_batch, pipeline, producer_from_batches
+        >>> from introscope.processors import FieldRenamer
+        >>> batch = Batch({"conv1": np.zeros(2), "fc": np.ones(2)})
+        >>> renamed = pipeline(producer_from_batches(batch), FieldRenamer({"conv1": "features"}))
+        >>> sorted(peek_first_batch(renamed, batch_size=2).fields)
+        ['fc', 'features']
+    """
 
     def __init__(self, mapping: Mapping[str, str]) -> None:
         self._mapping = check_rename_mapping("FieldRenamer", mapping)
@@ -193,6 +247,16 @@ class Concatenator(PipelineStage):
 
     Example: fields of shapes ``(B, M, Z)`` and ``(B, N, Z)`` joined on ``dim=1`` give
     ``(B, M+N, Z)``. The source fields stay.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, peek_first_batch, pipeline, producer_from_batches
+        >>> from introscope.processors import Concatenator
+        >>> batch = Batch({"a": np.array([[1], [2]]), "b": np.array([[3, 4], [5, 6]])})
+        >>> joined = pipeline(producer_from_batches(batch), Concatenator(1, "ab", ["a", "b"]))
+        >>> peek_first_batch(joined, batch_size=2).fields["ab"]
+        array([[1, 3, 4],
+               [2, 5, 6]])
     """
 
     def __init__(self, dim: int, output_field: str, fields: Sequence[str]) -> None:

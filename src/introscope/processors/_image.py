@@ -155,6 +155,16 @@ class ImageResizer(Processor):
         pixel_format: layout of each image, ``ImageFormat.HWC`` or ``ImageFormat.CHW``
             (also reachable as ``ImageResizer.Format``).
         size: ``(width, height)`` in pixels.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, peek_first_batch, pipeline, producer_from_batches
+        >>> from introscope.processors import ImageResizer
+        >>> images = Batch({"images": np.zeros((2, 4, 6, 3), dtype=np.uint8)})  # 2 HWC images
+        >>> resizer = ImageResizer(pixel_format=ImageResizer.Format.HWC, size=(3, 2))
+        >>> out = peek_first_batch(pipeline(producer_from_batches(images), resizer), batch_size=2)
+        >>> out.fields["images"].shape
+        (2, 2, 3, 3)
     """
 
     Format = ImageFormat
@@ -248,6 +258,17 @@ class ImageRotationProcessor(Processor):
         angle: rotation in degrees; positive is counter-clockwise.
         pixel_format: layout of each image.
         cval: fill value per channel (channels beyond its length are filled with 0).
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, peek_first_batch, pipeline, producer_from_batches
+        >>> from introscope.processors import ImageRotationProcessor
+        >>> image = np.zeros((1, 4, 4, 1), dtype=np.float32)
+        >>> image[0, 1, 3, 0] = 1.0  # row 1, column 3: right of the centre (2, 2), above it
+        >>> rotate = ImageRotationProcessor(90, cval=[0])
+        >>> out = peek_first_batch(pipeline(producer_from_batches(Batch({"x": image})), rotate), 1)
+        >>> np.argwhere(out.fields["x"][0, ..., 0] == 1.0).tolist()  # now above and left of it
+        [[1, 1]]
     """
 
     _needs_numbers = True
@@ -352,6 +373,17 @@ class ImageGaussianBlurProcessor(Processor):
         sigma: blur strength; 0 to 3 is typical.
         pixel_format: layout of each image (an introscope addition; DNIKit assumes the
             blur axes are the first two of each image).
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, peek_first_batch, pipeline, producer_from_batches
+        >>> from introscope.processors import ImageGaussianBlurProcessor
+        >>> image = np.zeros((1, 5, 5, 1), dtype=np.float32)
+        >>> image[0, 2, 2, 0] = 1.0
+        >>> blur = ImageGaussianBlurProcessor(sigma=1.0)
+        >>> out = peek_first_batch(pipeline(producer_from_batches(Batch({"x": image})), blur), 1)
+        >>> out.fields["x"][0, 2, :, 0].round(3)  # middle row: the point spread out
+        array([0.043, 0.098, 0.159, 0.098, 0.043], dtype=float32)
     """
 
     _needs_numbers = True
@@ -383,7 +415,18 @@ class ImageGaussianBlurProcessor(Processor):
 
 class ImageGammaContrastProcessor(Processor):
     """Gamma-corrects images with values in [0, 255]: ``floor(255 * (I / 255) ** gamma)``
-    per pixel, with ``I`` truncated to an integer first (DNIKit's 8-bit lookup table)."""
+    per pixel, with ``I`` truncated to an integer first (DNIKit's 8-bit lookup table).
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, peek_first_batch, pipeline, producer_from_batches
+        >>> from introscope.processors import ImageGammaContrastProcessor
+        >>> image = np.array([0, 64, 128, 255], dtype=np.uint8).reshape(1, 1, 4, 1)  # one 1x4 image
+        >>> darker = ImageGammaContrastProcessor(gamma=2.0)
+        >>> out = peek_first_batch(pipeline(producer_from_batches(Batch({"x": image})), darker), 1)
+        >>> out.fields["x"].ravel()
+        array([  0,  16,  64, 255], dtype=uint8)
+    """
 
     _needs_numbers = True
 

@@ -67,6 +67,17 @@ class MetadataRemover(PipelineStage):
         meta_keys: MetaKey / DictMetaKey object(s) to remove; None selects all of them.
         keys: entry name(s) of DictMetaKey metadata (e.g. ``"label"``) to remove.
         keep: keep the selection and remove everything else.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, peek_first_batch, pipeline, producer_from_batches
+        >>> from introscope.processors import MetadataRemover
+        >>> builder = Batch.Builder({"x": np.zeros(2)})
+        >>> builder.metadata[Batch.StdKeys.LABELS] = {"digit": [3, 1], "writer": ["a", "b"]}
+        >>> source = producer_from_batches(builder.make_batch())
+        >>> out = peek_first_batch(pipeline(source, MetadataRemover(keys="writer")), batch_size=2)
+        >>> sorted(out.metadata[Batch.StdKeys.LABELS])
+        ['digit']
     """
 
     def __init__(
@@ -136,6 +147,17 @@ class MetadataRenamer(PipelineStage):
     Args:
         mapping: old entry name -> new entry name.
         meta_keys: DictMetaKey(s) whose entries to rename; None renames in all of them.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, peek_first_batch, pipeline, producer_from_batches
+        >>> from introscope.processors import MetadataRenamer
+        >>> builder = Batch.Builder({"x": np.zeros(2)})
+        >>> builder.metadata[Batch.StdKeys.LABELS] = {"digit": [3, 1]}
+        >>> source = producer_from_batches(builder.make_batch())
+        >>> out = peek_first_batch(pipeline(source, MetadataRenamer({"digit": "class"})), 2)
+        >>> out.metadata[Batch.StdKeys.LABELS]["class"]
+        [3, 1]
     """
 
     def __init__(

@@ -41,6 +41,15 @@ class Pooler(Processor):
         fields: the fields to pool (all by default).
         response_infos: the model's ``response_infos``; then pooling a field's channel axis
             (``ResponseInfo.channel_axis``) warns, once per field.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, peek_first_batch, pipeline, producer_from_batches
+        >>> from introscope.processors import Pooler
+        >>> responses = Batch({"conv": np.arange(16.0).reshape(1, 1, 4, 4)})  # NCHW: 1 channel, 4x4
+        >>> pool = Pooler(dim=(2, 3), method=Pooler.Method.MAX)
+        >>> peek_first_batch(pipeline(producer_from_batches(responses), pool), 1).fields["conv"]
+        array([[15.]])
     """
 
     Method = _Method

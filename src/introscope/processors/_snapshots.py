@@ -22,6 +22,16 @@ class SnapshotSaver(PipelineStage):
         save: name of the snapshot.
         fields: fields to include (``keep=True``) or leave out (``keep=False``); None: all.
         keep: whether ``fields`` lists the fields to keep or to omit.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, peek_first_batch, pipeline, producer_from_batches
+        >>> from introscope.processors import Processor, SnapshotSaver
+        >>> batch = Batch({"x": np.array([1, 2])})
+        >>> stages = [SnapshotSaver("original"), Processor(lambda a: a * 10)]
+        >>> out = peek_first_batch(pipeline(producer_from_batches(batch), stages), batch_size=2)
+        >>> out.fields["x"], out.snapshots["original"].fields["x"]
+        (array([10, 20]), array([1, 2]))
     """
 
     save: str = "snapshot"
@@ -56,7 +66,17 @@ class SnapshotSaver(PipelineStage):
 @dataclasses.dataclass(frozen=True)
 class SnapshotRemover(PipelineStage):
     """Removes the named snapshots (all of them when ``snapshots`` is None);
-    with ``keep=True`` removes every other snapshot instead."""
+    with ``keep=True`` removes every other snapshot instead.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, peek_first_batch, pipeline, producer_from_batches
+        >>> from introscope.processors import SnapshotRemover, SnapshotSaver
+        >>> batch = Batch({"x": np.array([1, 2])})
+        >>> stages = [SnapshotSaver("a"), SnapshotSaver("b"), SnapshotRemover("a")]
+        >>> sorted(peek_first_batch(pipeline(producer_from_batches(batch), stages), 2).snapshots)
+        ['b']
+    """
 
     snapshots: OneManyOrNone[str] = None
     keep: bool = False
@@ -90,6 +110,18 @@ class PipelineDebugger(PipelineStage):
         first_only: print only the first batch of each pass.
         dump_fields: also print the arrays of ``fields`` (all fields when None).
         fields: fields whose contents ``dump_fields`` prints.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, peek_first_batch, pipeline, producer_from_batches
+        >>> from introscope.processors import PipelineDebugger
+        >>> batch = Batch({"x": np.zeros((2, 3), dtype=np.float32)})
+        >>> _ = peek_first_batch(pipeline(producer_from_batches(batch), PipelineDebugger("in:")), 2)
+        in: Batch(batch_size=2) {
+        x: (2, 3) float32
+        }
+        <BLANKLINE>
+        <BLANKLINE>
     """
 
     label: str = ""
@@ -104,7 +136,18 @@ class PipelineDebugger(PipelineStage):
         dump_fields: bool = False,
         fields: OneManyOrNone[str] = None,
     ) -> str:
-        """A text summary of ``batch`` (a Batch or Batch.Builder)."""
+        """A text summary of ``batch`` (a Batch or Batch.Builder).
+
+        Examples:
+            >>> import numpy as np
+            >>> from introscope.base import Batch
+            >>> from introscope.processors import PipelineDebugger
+            >>> print(PipelineDebugger.dump(Batch({"x": np.arange(2)}), dump_fields=True), end="")
+            Batch(batch_size=2) {
+            x: (2,) int64
+            [0 1]
+            }
+        """
         names = resolve_fields(fields)
         arrays = batch.fields
         size = f"batch_size={len(next(iter(arrays.values())))}" if arrays else ""

@@ -62,7 +62,24 @@ class _Spec:
 
 
 class TorchBackend:
-    """Runs a ``torch.nn.Module`` for :class:`introscope.base.Model`; see the module docstring."""
+    """Runs a ``torch.nn.Module`` for :class:`introscope.base.Model`; see the module docstring.
+
+    Examples:
+        >>> import numpy as np
+        >>> import torch
+        >>> _ = torch.manual_seed(0)
+        >>> layers = [torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)]
+        >>> net = torch.nn.Sequential(*layers)
+        >>> from introscope.torch import TorchBackend
+        >>> backend = TorchBackend(net, torch.device("cpu"), ["input"])
+        >>> backend.dry_run([np.zeros((1, 3), dtype=np.float32)])
+        >>> [info.name for info in backend.get_response_infos()]
+        ['0', '1', '2', 'output']
+        >>> inputs = {"input": np.ones((5, 3), np.float32)}
+        >>> out = backend.run_inference(inputs, frozenset({"output"}))
+        >>> out["output"].shape
+        (5, 2)
+    """
 
     def __init__(
         self,

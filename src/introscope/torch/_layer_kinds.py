@@ -68,7 +68,16 @@ _KINDS: dict[str, _Kind] = {
 
 
 def layer_kind(module: object) -> ResponseInfo.LayerKind:
-    """The :class:`ResponseInfo.LayerKind` of a ``torch.nn`` module (``UNKNOWN`` if none fits)."""
+    """The :class:`ResponseInfo.LayerKind` of a ``torch.nn`` module (``UNKNOWN`` if none fits).
+
+    Examples:
+        >>> import torch
+        >>> from introscope.torch import layer_kind
+        >>> layer_kind(torch.nn.Conv2d(1, 2, 3)).name, layer_kind(torch.nn.ReLU()).name
+        ('CONV_2D', 'RELU')
+        >>> layer_kind(torch.nn.Identity()).name
+        'UNKNOWN'
+    """
     for cls in type(module).__mro__:
         if cls.__module__.startswith("torch.nn.") and cls.__name__ in _KINDS:
             return _KINDS[cls.__name__]

@@ -29,6 +29,21 @@ class TorchModel(Model):
 
     Its response infos come from a dry run on the example input; without one they are filled in
     (and may be renamed, see :mod:`introscope.torch`) when the first batch arrives.
+
+    Examples:
+        >>> import numpy as np
+        >>> import torch
+        >>> _ = torch.manual_seed(0)
+        >>> layers = [torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)]
+        >>> net = torch.nn.Sequential(*layers)
+        >>> from introscope.torch import load_torch_model_from_memory
+        >>> model = load_torch_model_from_memory(net, example_input=np.zeros((1, 3), np.float32))
+        >>> type(model).__name__, str(model.device), type(model.module).__name__
+        ('TorchModel', 'cpu', 'Sequential')
+        >>> list(model.input_layers), list(model.response_infos)
+        (['input'], ['0', '1', '2', 'output'])
+        >>> model.response_infos["0"].shape
+        (None, 4)
     """
 
     @property
@@ -61,6 +76,17 @@ class TorchModel(Model):
         ``example`` is what ``example_input`` takes (an array or tensor, a tuple of them, a
         mapping of forward argument names to them), a :class:`Batch`, or a producer, whose
         first batch (of 2 elements) is used. Returns the model.
+
+        Examples:
+            >>> import numpy as np
+            >>> import torch
+            >>> _ = torch.manual_seed(0)
+            >>> layers = [torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)]
+            >>> net = torch.nn.Sequential(*layers)
+            >>> from introscope.torch import load_torch_model_from_memory
+            >>> model = load_torch_model_from_memory(net).dry_run(np.zeros((2, 3), np.float32))
+            >>> model.response_infos["output"].shape
+            (None, 2)
         """
         from introscope.base import peek_first_batch
 
@@ -229,6 +255,20 @@ def load_torch_model_from_memory(
             dtype of the module's floating parameters, so a float32 module takes float64 data.
             Integer and boolean inputs are always fed unchanged (embedding indices). ``False``
             feeds every input as it comes.
+
+    Examples:
+        >>> import numpy as np
+        >>> import torch
+        >>> _ = torch.manual_seed(0)
+        >>> layers = [torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)]
+        >>> net = torch.nn.Sequential(*layers)
+        >>> from introscope.base import Batch, peek_first_batch, pipeline, producer_from_batches
+        >>> from introscope.torch import load_torch_model_from_memory
+        >>> model = load_torch_model_from_memory(net, example_input=np.zeros((1, 3), np.float32))
+        >>> data = producer_from_batches(Batch({"input": np.ones((5, 3), np.float32)}))
+        >>> responses = peek_first_batch(pipeline(data, model(["1", "output"])), batch_size=5)
+        >>> {name: array.shape for name, array in responses.fields.items()}
+        {'1': (5, 4), 'output': (5, 2)}
     """
     torch = torch_module()
     if not isinstance(module, torch.nn.Module):
@@ -314,6 +354,21 @@ def load_torch_model_from_path(
         example_input: as for :func:`load_torch_model_from_memory`.
         device: as for :func:`load_torch_model_from_memory`.
         cast_inputs: as for :func:`load_torch_model_from_memory`.
+
+    Examples:
+        >>> import pathlib, tempfile
+        >>> import numpy as np
+        >>> import torch
+        >>> from introscope.torch import load_torch_model_from_path
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = pathlib.Path(tmp.name) / "linear.pt"
+        >>> torch.save(torch.nn.Linear(3, 2).state_dict(), path)
+        >>> model = load_torch_model_from_path(
+        ...     path, lambda: torch.nn.Linear(3, 2), example_input=np.zeros((1, 3), np.float32)
+        ... )
+        >>> list(model.response_infos)
+        ['output']
+        >>> tmp.cleanup()
     """
     torch = torch_module()
     p = resolve_path_or_str(path)

@@ -42,6 +42,17 @@ class TorchProducer:
 
     A ``Dataset`` is batched with the batch size asked for; a ``DataLoader``'s own batches are
     regrouped when the batch size asked for differs from the loader's.
+
+    Examples:
+        >>> import torch
+        >>> from introscope.base import Batch, peek_first_batch
+        >>> from introscope.torch import TorchProducer
+        >>> x, y = torch.arange(6.0).reshape(3, 2), torch.tensor([0, 1, 0])
+        >>> dataset = torch.utils.data.TensorDataset(x, y)
+        >>> producer = TorchProducer(dataset, ["x", Batch.StdKeys.LABELS])
+        >>> batch = peek_first_batch(producer, batch_size=3)
+        >>> batch.fields["x"].shape, batch.metadata[Batch.StdKeys.LABELS]["_"]
+        ((3, 2), [0, 1, 0])
     """
 
     def __init__(
@@ -72,7 +83,16 @@ class TorchProducer:
 
     @property
     def batch_size(self) -> int:
-        """The DataLoader's batch size (100 for a Dataset or a loader with a batch sampler)."""
+        """The DataLoader's batch size (100 for a Dataset or a loader with a batch sampler).
+
+        Examples:
+            >>> import torch
+            >>> from introscope.torch import TorchProducer
+            >>> dataset = torch.utils.data.TensorDataset(torch.zeros(6, 2))
+            >>> loader = torch.utils.data.DataLoader(dataset, batch_size=4)
+            >>> TorchProducer(loader, ["x"]).batch_size
+            4
+        """
         return getattr(self.data_loader, "batch_size", None) or 100
 
     def __call__(self, batch_size: int) -> Iterator[Batch]:
@@ -180,6 +200,17 @@ class ProducerTorchDataset(_torch.utils.data.IterableDataset):
     single value when it has one entry), and a callable computes a value from the element.
     ``transforms`` maps field names to tensor transforms. With several DataLoader workers each
     worker reads a disjoint share of the producer's batches.
+
+    Examples:
+        >>> import numpy as np
+        >>> import torch
+        >>> from introscope.base import Batch, producer_from_batches
+        >>> from introscope.torch import ProducerTorchDataset
+        >>> producer = producer_from_batches(Batch({"x": np.arange(6.0).reshape(3, 2)}))
+        >>> dataset = ProducerTorchDataset(producer, ["x"])
+        >>> loader = torch.utils.data.DataLoader(dataset, batch_size=2)
+        >>> [tuple(x.shape) for (x,) in loader]
+        [(2, 2), (1, 2)]
     """
 
     def __init__(
