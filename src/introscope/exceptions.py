@@ -19,11 +19,27 @@ class IntroscopeError(RuntimeError):
 
     Subclasses ``RuntimeError`` like DNIKit's ``DNIKitException`` so existing ``except`` clauses
     keep working.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch
+        >>> from introscope.exceptions import IntroscopeError
+        >>> try:
+        ...     Batch([np.zeros(2)])
+        ... except IntroscopeError as error:
+        ...     print(error.message)
+        Batch(fields) takes a mapping of str to numpy arrays, got list
     """
 
     @property
     def message(self) -> str:
-        """The error message (DNIKit's ``DNIKitException.message``)."""
+        """The error message (DNIKit's ``DNIKitException.message``).
+
+        Examples:
+            >>> from introscope.exceptions import IntroscopeError
+            >>> IntroscopeError("PFA: field 'fc' is empty").message
+            "PFA: field 'fc' is empty"
+        """
         if "_message" in self.__dict__:
             return self.__dict__["_message"]
         return str(self.args[0]) if len(self.args) == 1 else str(self)
@@ -35,7 +51,17 @@ class IntroscopeError(RuntimeError):
 
 
 class IntroscopeValueError(IntroscopeError, ValueError):
-    """A bad argument value where DNIKit raised ``ValueError``: both ``except`` clauses catch it."""
+    """A bad argument value where DNIKit raised ``ValueError``: both ``except`` clauses catch it.
+
+    Examples:
+        >>> from introscope.base import Batch
+        >>> from introscope.exceptions import IntroscopeValueError
+        >>> try:
+        ...     Batch({})
+        ... except ValueError as error:  # also an IntroscopeValueError
+        ...     print(type(error).__name__, "-", error)
+        IntroscopeValueError - cannot create a Batch without fields
+    """
 
 
 #: DNIKit's name for the package error; ``except DNIKitException`` catches every introscope error.
@@ -43,7 +69,17 @@ DNIKitException = IntroscopeError
 
 
 class MissingDependencyError(IntroscopeError, ImportError):
-    """An optional dependency is not installed; the message names the extra to install."""
+    """An optional dependency is not installed; the message names the extra to install.
+
+    Examples:
+        >>> from introscope.exceptions import MissingDependencyError
+        >>> error = MissingDependencyError("onnxruntime", "onnx", "ONNX models")
+        >>> print(error)  # doctest: +NORMALIZE_WHITESPACE
+        'onnxruntime' is required for ONNX models but is not installed.
+        Install it with: pip install 'introscope[onnx]'
+        >>> isinstance(error, ImportError), error.extra
+        (True, 'onnx')
+    """
 
     def __init__(self, package: str, extra: str, purpose: str = "") -> None:
         what = f" for {purpose}" if purpose else ""
@@ -56,16 +92,51 @@ class MissingDependencyError(IntroscopeError, ImportError):
 
 
 class DNIKitDeprecationWarning(DeprecationWarning):
-    """Warns about an API that will be removed."""
+    """Warns about an API that will be removed.
+
+    Examples:
+        >>> import warnings
+        >>> from introscope.exceptions import DNIKitDeprecationWarning, DNIKitException
+        >>> issubclass(DNIKitDeprecationWarning, DeprecationWarning)
+        True
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     warnings.warn("old_name is deprecated; use new_name", DNIKitDeprecationWarning)
+        >>> caught[0].category.__name__
+        'DNIKitDeprecationWarning'
+    """
 
 
 def enable_deprecation_warnings(*, error: bool = False) -> None:
-    """Show deprecation warnings from introscope (or turn them into errors with ``error=True``)."""
+    """Show deprecation warnings from introscope (or turn them into errors with ``error=True``).
+
+    Examples:
+        >>> import warnings
+        >>> from introscope.exceptions import DNIKitDeprecationWarning, enable_deprecation_warnings
+        >>> with warnings.catch_warnings():
+        ...     enable_deprecation_warnings(error=True)
+        ...     try:
+        ...         warnings.warn("old_name is deprecated", DNIKitDeprecationWarning)
+        ...     except DNIKitDeprecationWarning as warning:
+        ...         print("raised:", warning)
+        raised: old_name is deprecated
+    """
     warnings.simplefilter("error" if error else "default", DNIKitDeprecationWarning)
 
 
 def require(module: str, extra: str, purpose: str = ""):  # noqa: ANN201
-    """Import an optional dependency or raise :class:`MissingDependencyError` naming its extra."""
+    """Import an optional dependency or raise :class:`MissingDependencyError` naming its extra.
+
+    Examples:
+        >>> from introscope.exceptions import MissingDependencyError, require
+        >>> require("json", "core").__name__
+        'json'
+        >>> try:
+        ...     require("no_such_module_xyz", "extra")
+        ... except MissingDependencyError as error:
+        ...     print(error.package, error.extra)
+        no_such_module_xyz extra
+    """
     import importlib
 
     try:

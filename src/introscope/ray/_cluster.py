@@ -19,6 +19,16 @@ def init_local(num_cpus: int | None = None, **kwargs: Any) -> Any:
 
     Extra keyword arguments go to ``ray.init``. Returns what ``ray.init`` returns. To use a
     real cluster instead, call ``ray.init(address=...)`` yourself.
+
+    Examples:
+        Starts Ray, so this example is not run by the test suite:
+
+        >>> import ray  # doctest: +SKIP
+        >>> import introscope.ray  # doctest: +SKIP
+        >>> _ = introscope.ray.init_local(num_cpus=2)  # doctest: +SKIP
+        >>> ray.cluster_resources()["CPU"]  # doctest: +SKIP
+        2.0
+        >>> ray.shutdown()  # doctest: +SKIP
     """
     os.environ[_CLUSTER_ENV] = "0"  # inherited by the raylet, GCS and worker processes
     ray = require("ray", "ray", "introscope.ray")

@@ -37,6 +37,34 @@ class Entry:
     ``new`` makes a block's empty state on a worker. The driver merges block states in a
     balanced tree, or, for a ``sequential`` entry, folds them in dataset order into
     ``driver_new()`` with ``merged(driver_state, block_state)``.
+
+    Examples:
+        An entry that counts rows, run by hand as the workers and the driver would (no cluster):
+
+        >>> import numpy as np
+        >>> from introscope.base import Batch
+        >>> from introscope.ray import Entry
+        >>> class RowCount(Entry):
+        ...     label = "RowCount"
+        ...     def new(self):
+        ...         return {"rows": 0}
+        ...     def update_batch(self, state, batch, index):
+        ...         state["rows"] += batch.batch_size
+        ...     def state_dict(self, state):
+        ...         return {"rows": np.asarray(state["rows"])}
+        ...     def from_state_dict(self, data):
+        ...         return {"rows": int(data["rows"])}
+        ...     def merged(self, left, right):
+        ...         return {"rows": left["rows"] + right["rows"]}
+        ...     def finalize(self, state):
+        ...         return state["rows"]
+        >>> entry = RowCount()
+        >>> block_a, block_b = entry.new(), entry.new()
+        >>> entry.update_batch(block_a, Batch({"x": np.zeros(3)}), 0)
+        >>> entry.update_batch(block_b, Batch({"x": np.zeros(2)}), 0)
+        >>> shipped = [entry.from_state_dict(entry.state_dict(s)) for s in (block_a, block_b)]
+        >>> entry.finalize(entry.merged(*shipped))
+        5
     """
 
     label = "introspector"
@@ -76,7 +104,24 @@ class Entry:
 
 
 class AccumulatorEntry(Entry):
-    """Any accumulator of the contract (``introspectors._accumulator.Accumulator``)."""
+    """Any accumulator of the contract (``introspectors._accumulator.Accumulator``).
+
+    Examples:
+        Two blocks of one response folded, shipped and merged by hand, as on a cluster:
+
+        >>> import numpy as np
+        >>> from introscope.base import Batch
+        >>> from introscope.introspectors import IUA
+        >>> from introscope.ray import AccumulatorEntry
+        >>> entry = AccumulatorEntry(IUA())
+        >>> block_a, block_b = entry.new(), entry.new()
+        >>> entry.update_batch(block_a, Batch({"relu": np.array([[0.0, 1.0], [0.0, 2.0]])}), 0)
+        >>> entry.update_batch(block_b, Batch({"relu": np.array([[0.0, 3.0]])}), 0)
+        >>> shipped = entry.from_state_dict(entry.state_dict(block_b))
+        >>> iua = entry.finalize(entry.merged(block_a, shipped))
+        >>> iua.results["relu"]
+        IUA.Result(mean_inactive=1, std_inactive=0, samples=3, unit_shape=(2,))
+    """
 
     def __init__(self, template: Any) -> None:
         self.template = template
@@ -116,7 +161,25 @@ class AccumulatorEntry(Entry):
 
 
 class PFAEntry(AccumulatorEntry):
-    """PFA's accumulator, shipping each outer-product sum as its upper triangle only."""
+    """PFA's accumulator, shipping each outer-product sum as its upper triangle only.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch
+        >>> from introscope.ray import PFAEntry
+        >>> entry = PFAEntry()
+        >>> state = entry.new()
+        >>> entry.update_batch(state, Batch({"fc": np.arange(12.0).reshape(4, 3) ** 2}), 0)
+        >>> shipped = entry.state_dict(state)
+        >>> [key for key in sorted(shipped) if key.startswith(("triu_", "outer_"))]
+        ['triu_0']
+        >>> shipped["triu_0"].shape  # 3 units: 6 of the 9 entries of the symmetric sum
+        (6,)
+        >>> back = entry.from_state_dict(shipped)
+        >>> pfa = entry.finalize(back)
+        >>> type(pfa).__name__, pfa.failed_responses
+        ('PFA', [])
+    """
 
     def __init__(
         self,
@@ -161,6 +224,25 @@ class FamiliarityEntry(AccumulatorEntry):
     the blocks, in dataset order, into the configured accumulator, so the sample and the fitted
     mixture are those of a single-process run. Bytes shipped: all fit rows
     (O(samples x features)), as the fit needs them anyway.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch
+        >>> from introscope.introspectors import Familiarity
+        >>> from introscope.ray import FamiliarityEntry
+        >>> entry = FamiliarityEntry(Familiarity.Strategy.GMM(gaussian_count=1).accumulator())
+        >>> rng = np.random.default_rng(0)
+        >>> blocks = []
+        >>> for _ in range(2):  # each worker keeps every row of its block
+        ...     block = entry.new()
+        ...     entry.update_batch(block, Batch({"x": rng.standard_normal((10, 2))}), 0)
+        ...     blocks.append(entry.from_state_dict(entry.state_dict(block)))
+        >>> driver = entry.driver_new()
+        >>> for block in blocks:  # the driver feeds the blocks in dataset order
+        ...     driver = entry.merged(driver, block)
+        >>> familiarity = entry.finalize(driver)
+        >>> type(familiarity).__name__, entry.sequential
+        ('Familiarity', True)
     """
 
     sequential = True

@@ -26,7 +26,14 @@ _LOG = logging.getLogger("introscope.ray")
 
 @dataclass
 class RayRunStats:
-    """What a run shipped and merged: per introspector, the encoded partial states' sizes."""
+    """What a run shipped and merged: per introspector, the encoded partial states' sizes.
+
+    Examples:
+        >>> from introscope.ray import RayRunStats
+        >>> stats = RayRunStats(blocks=2, rows=10, state_bytes=[[100, 300]], merges=[1])
+        >>> stats.bytes_per_merge(0)
+        200.0
+    """
 
     blocks: int = 0
     rows: int = 0
@@ -53,6 +60,15 @@ def actor_resources(
     On a 2-CPU cluster, actors asking 1 CPU each would take both and the read tasks that feed
     them could never run; here the actors share ``cluster_cpus - 1`` CPUs (at most 1 each).
     With ``num_gpus`` the default pool has one actor per ``num_gpus`` GPUs of the cluster.
+
+    Examples:
+        >>> from introscope.ray import actor_resources
+        >>> actor_resources(2, None, 0)  # one actor on one CPU, one CPU left for reading
+        (1, 1.0)
+        >>> actor_resources(8, None, 0)
+        (7, 1.0)
+        >>> actor_resources(4, 6, 0)  # six actors share the three spare CPUs
+        (6, 0.5)
     """
     if concurrency is None:
         if num_gpus > 0:
@@ -185,6 +201,20 @@ def introspect(
         A list: for each introspector, what its ``introspect`` returns (an ``IUA``, a ``PFA``),
         with the numbers of a single-process run over the same rows in the same order. With
         ``return_stats``, the pair ``(results, stats)``.
+
+    Examples:
+        Needs a Ray cluster, so this example is not run by the test suite:
+
+        >>> import numpy as np, ray  # doctest: +SKIP
+        >>> import introscope.ray  # doctest: +SKIP
+        >>> from introscope.introspectors import IUA  # doctest: +SKIP
+        >>> _ = introscope.ray.init_local(num_cpus=2)  # doctest: +SKIP
+        >>> ds = ray.data.from_numpy(np.array([[0.0, 1.0], [0.0, 2.0], [0.0, 0.0]]))  # doctest: +SKIP
+        >>> [iua], stats = introscope.ray.introspect(ds, [IUA], return_stats=True)  # doctest: +SKIP
+        >>> iua.results["data"]  # doctest: +SKIP
+        IUA.Result(mean_inactive=1.33333, std_inactive=0.471405, samples=3, unit_shape=(2,))
+        >>> stats.rows  # doctest: +SKIP
+        3
     """
     ray = require("ray", "ray", "introscope.ray")
     ray_data = require("ray.data", "ray", "introscope.ray")

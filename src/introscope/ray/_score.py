@@ -100,6 +100,20 @@ def score(
     response, one row per input row, plus the input columns named in ``keep`` (an id, a path).
     ``familiarity`` is a fitted ``Familiarity`` (e.g. from :func:`introspect`); the other
     arguments are those of :func:`introspect`.
+
+    Examples:
+        Needs a Ray cluster, so this example is not run by the test suite:
+
+        >>> import numpy as np, ray  # doctest: +SKIP
+        >>> import introscope.ray  # doctest: +SKIP
+        >>> from introscope.introspectors import Familiarity  # doctest: +SKIP
+        >>> _ = introscope.ray.init_local(num_cpus=2)  # doctest: +SKIP
+        >>> ds = ray.data.from_numpy(np.random.default_rng(0).standard_normal((20, 2)))  # doctest: +SKIP
+        >>> gmm = Familiarity.Strategy.GMM(gaussian_count=1)  # doctest: +SKIP
+        >>> [familiarity] = introscope.ray.introspect(ds, [gmm])  # doctest: +SKIP
+        >>> scores = introscope.ray.score(ds, familiarity)  # doctest: +SKIP
+        >>> scores.columns(), scores.count()  # doctest: +SKIP
+        (['data_score'], 20)
     """
     ray = require("ray", "ray", "introscope.ray")
     ray_data = require("ray.data", "ray", "introscope.ray")

@@ -25,6 +25,15 @@ class StubProducer:
     Args:
         data: field name -> array; all arrays share dimension 0.
         metadata: metadata key -> per-element values, as set on a ``Batch.Builder``.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch
+        >>> from introscope.samples import StubProducer
+        >>> labels = {Batch.StdKeys.LABELS: {"digit": [0, 1, 0, 1, 0]}}
+        >>> producer = StubProducer({"x": np.arange(5)}, labels)
+        >>> [batch.fields["x"].tolist() for batch in producer(batch_size=2)]
+        [[0, 1], [2, 3], [4]]
     """
 
     def __init__(
@@ -54,6 +63,12 @@ class StubImageDataset:
     ``"images"``.
 
     The images depend only on ``seed``, not on the batch size, and repeat on every call.
+
+    Examples:
+        >>> from introscope.samples import StubImageDataset
+        >>> images = StubImageDataset(3, image_width=4, image_height=2, channel_count=1)
+        >>> [batch.fields["images"].shape for batch in images(batch_size=2)]
+        [(2, 2, 4, 1), (1, 2, 4, 1)]
     """
 
     def __init__(
@@ -88,6 +103,16 @@ class StubGatedAdditionDataset:
     ``x[..., 0]`` is uniform in [-1, 1]; ``x[..., 1]`` marks two positions (within each
     sequence's length) with 1; ``target = 0.5 + (sum of the two marked values) / 4``.
     Seeded like DNIKit (the numbers equal DNIKit's for the same batch size).
+
+    Examples:
+        >>> from introscope.base import peek_first_batch
+        >>> from introscope.samples import StubGatedAdditionDataset
+        >>> data = StubGatedAdditionDataset(4, minimum_sequence_length=5, maximum_sequence_length=8)
+        >>> batch = peek_first_batch(data, batch_size=4)
+        >>> {name: array.shape for name, array in batch.fields.items()}
+        {'x': (4, 8, 2), 'target': (4,), 'sequence_length': (4,)}
+        >>> batch.fields["sequence_length"]
+        array([5, 5, 7, 6])
     """
 
     _SEED = 751994

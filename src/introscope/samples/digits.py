@@ -47,6 +47,12 @@ def load_digits_split(*, test_size: float = 0.25, seed: int = 0) -> TrainTestSpl
     """``((x_train, y_train), (x_test, y_test))``: float32 images in [0, 1] of shape (8, 8).
 
     The split is stratified by label and fixed by ``seed``.
+
+    Examples:
+        >>> from introscope.samples import load_digits_split
+        >>> (x_train, y_train), (x_test, y_test) = load_digits_split()
+        >>> x_train.shape, x_test.shape, x_train.dtype, float(x_train.max())
+        ((1347, 8, 8), (450, 8, 8), dtype('float32'), 1.0)
     """
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -71,6 +77,16 @@ def load_digits_dataset(
 
     Labels are in ``Batch.StdKeys.LABELS["label"]``, train/test in ``["dataset"]``; use
     ``.subset(datasets="test")`` for the held-out images.
+
+    Examples:
+        >>> from introscope.base import Batch, peek_first_batch
+        >>> from introscope.samples import load_digits_dataset
+        >>> digits = load_digits_dataset()
+        >>> batch = peek_first_batch(digits.subset(datasets="test"), batch_size=3)
+        >>> batch.fields["samples"].shape
+        (3, 8, 8)
+        >>> sorted(batch.metadata[Batch.StdKeys.LABELS])
+        ['dataset', 'label']
     """
     return TrainTestSplitProducer(
         load_digits_split(test_size=test_size, seed=seed),
@@ -80,7 +96,14 @@ def load_digits_dataset(
 
 
 def build_digits_cnn() -> Any:
-    """A new, untrained digits CNN (a ``torch.nn.Module``; usable as a ``model_constructor``)."""
+    """A new, untrained digits CNN (a ``torch.nn.Module``; usable as a ``model_constructor``).
+
+    Examples:
+        >>> from introscope.samples import build_digits_cnn
+        >>> module = build_digits_cnn()
+        >>> type(module).__name__, sum(p.numel() for p in module.parameters())
+        ('DigitsCNN', 38282)
+    """
     from . import _cnn
 
     return _cnn.DigitsCNN()
@@ -142,6 +165,15 @@ def train_digits_cnn(
         cache: ``True`` reads/writes weights in :func:`digits_cache_dir` (``.npz``, written
             atomically, loaded without pickle); a path uses that directory; ``False`` always
             trains.
+
+    Examples:
+        The first call trains for about half a minute on a CPU and caches the weights; later calls load
+        them:
+
+        >>> from introscope.samples import digits_cnn_accuracy, train_digits_cnn
+        >>> module = train_digits_cnn()
+        >>> module.training, digits_cnn_accuracy(module) > 0.95
+        (False, True)
     """
     from . import _cnn
 
@@ -161,7 +193,15 @@ def train_digits_cnn(
 
 
 def digits_cnn_accuracy(module: Any, *, dataset: str = "test") -> float:
-    """Accuracy of a digits CNN on the ``"train"`` or ``"test"`` part of the split."""
+    """Accuracy of a digits CNN on the ``"train"`` or ``"test"`` part of the split.
+
+    Examples:
+        >>> from introscope.samples import build_digits_cnn, digits_cnn_accuracy, train_digits_cnn
+        >>> digits_cnn_accuracy(train_digits_cnn(), dataset="train") > 0.95
+        True
+        >>> digits_cnn_accuracy(build_digits_cnn().eval()) < 0.5  # untrained: about chance
+        True
+    """
     from . import _cnn
 
     if dataset not in ("train", "test"):
@@ -182,6 +222,12 @@ def load_digits_cnn(
 
     Responses: ``conv1``, ``relu1``, ``conv2``, ``relu2``, ``pool``, ``flatten``, ``fc1``,
     ``relu3``, ``fc2`` and ``output``; the input is ``x`` of shape (8, 8).
+
+    Examples:
+        >>> from introscope.samples import load_digits_cnn
+        >>> model = load_digits_cnn()
+        >>> list(model.input_layers), list(model.response_infos)[:4]
+        (['x'], ['conv1', 'relu1', 'conv2', 'relu2'])
     """
     from introscope.torch import load_torch_model_from_memory
 
