@@ -209,7 +209,8 @@ def introspect(
         >>> import introscope.ray  # doctest: +SKIP
         >>> from introscope.introspectors import IUA  # doctest: +SKIP
         >>> _ = introscope.ray.init_local(num_cpus=2)  # doctest: +SKIP
-        >>> ds = ray.data.from_numpy(np.array([[0.0, 1.0], [0.0, 2.0], [0.0, 0.0]]))  # doctest: +SKIP
+        >>> rows = np.array([[0.0, 1.0], [0.0, 2.0], [0.0, 0.0]])  # doctest: +SKIP
+        >>> ds = ray.data.from_numpy(rows)  # doctest: +SKIP
         >>> [iua], stats = introscope.ray.introspect(ds, [IUA], return_stats=True)  # doctest: +SKIP
         >>> iua.results["data"]  # doctest: +SKIP
         IUA.Result(mean_inactive=1.33333, std_inactive=0.471405, samples=3, unit_shape=(2,))

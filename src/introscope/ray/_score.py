@@ -108,7 +108,8 @@ def score(
         >>> import introscope.ray  # doctest: +SKIP
         >>> from introscope.introspectors import Familiarity  # doctest: +SKIP
         >>> _ = introscope.ray.init_local(num_cpus=2)  # doctest: +SKIP
-        >>> ds = ray.data.from_numpy(np.random.default_rng(0).standard_normal((20, 2)))  # doctest: +SKIP
+        >>> rows = np.random.default_rng(0).standard_normal((20, 2))  # doctest: +SKIP
+        >>> ds = ray.data.from_numpy(rows)  # doctest: +SKIP
         >>> gmm = Familiarity.Strategy.GMM(gaussian_count=1)  # doctest: +SKIP
         >>> [familiarity] = introscope.ray.introspect(ds, [gmm])  # doctest: +SKIP
         >>> scores = introscope.ray.score(ds, familiarity)  # doctest: +SKIP

@@ -167,8 +167,8 @@ def train_digits_cnn(
             trains.
 
     Examples:
-        The first call trains for about half a minute on a CPU and caches the weights; later calls load
-        them:
+        The first call trains for about half a minute on a CPU and caches the weights; later
+        calls load them:
 
         >>> from introscope.samples import digits_cnn_accuracy, train_digits_cnn
         >>> module = train_digits_cnn()
