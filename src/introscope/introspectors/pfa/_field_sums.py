@@ -11,6 +11,7 @@ without the cancellation of ``E[xx^T] - mu mu^T``, then added to the float64 ``S
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -107,6 +108,7 @@ class FieldSums(State):
         "_stage",
         "_staged",
         "_gram32",
+        "_shift_cast",
     )
 
     def __init__(self, units: int, like: Any = None, precision: str = "auto") -> None:
@@ -116,6 +118,7 @@ class FieldSums(State):
         self._stage: np.ndarray | None = None
         self._staged = 0
         self._gram32: np.ndarray | None = None
+        self._shift_cast: np.ndarray | None = None  # the shift in the staging dtype
         if like is not None:
             import torch
 
@@ -136,45 +139,50 @@ class FieldSums(State):
         """Set the shift (float64, float32-representable); only while no sample is held."""
         assert self.count == 0 and self._staged == 0
         self.shift = shift.copy() if self.upper_only else to_like(shift, self.total)
+        self._stage = self._shift_cast = None
 
     def shift_numpy(self) -> np.ndarray:
         if self.shift is None:
             return np.zeros(self.units)
         return self.shift.cpu().numpy() if is_torch_tensor(self.shift) else self.shift.copy()
 
-    def add_numpy(self, x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    def add_numpy(self, x: np.ndarray, dtype: np.dtype) -> bool:
         """Stage a (samples, units) batch minus the shift, products in ``dtype`` (host state).
 
-        Returns the float64 column sums of ``x - shift``; a batch whose sums are not finite is
-        not staged (the caller raises), so a rejected batch leaves the sums unchanged.
+        Returns False for a batch that holds NaN or Inf: it is not staged (the caller raises),
+        so a rejected batch leaves the sums unchanged. The float64 column sums of the staged
+        rows are added to ``total`` when the staging buffer is flushed.
         """
         n, units = x.shape
-        if self._stage is None or self._stage.dtype != dtype:
+        stage = self._stage
+        if stage is None or stage.dtype != dtype:
             self.flush()
-            self._stage = np.empty((staging_rows(units, dtype.itemsize), units), dtype)
-        rows = self._stage.shape[0]
+            stage = self._stage = np.empty((staging_rows(units, dtype.itemsize), units), dtype)
+            self._shift_cast = self.shift.astype(dtype)
+        rows = stage.shape[0]
         if n > rows:
             block = np.empty((n, units), dtype)
         else:
             if self._staged + n > rows:
                 self.flush()
-            block = self._stage[self._staged : self._staged + n]
+            block = stage[self._staged : self._staged + n]
         with np.errstate(over="ignore", invalid="ignore"):
-            np.subtract(x, self.shift.astype(dtype), out=block, dtype=dtype, casting="unsafe")
-        # float64 accumulation: no overflow or float32 rounding in the sums; a NaN or Inf
-        # anywhere in the batch shows up here.
-        column_sums = block.sum(axis=0, dtype=np.float64)
-        if not np.all(np.isfinite(column_sums)):
-            if dtype == _F32 and np.all(np.isfinite(x)):
+            np.subtract(x, self._shift_cast, out=block, dtype=dtype, casting="unsafe")
+            # A NaN or Inf anywhere in the batch makes this one reduction non-finite (so can
+            # huge finite values, whose sum overflows: then the elements are checked).
+            finite = math.isfinite(np.add.reduce(block, axis=None))
+        if not finite and not np.isfinite(block).all():
+            if dtype == _F32 and np.isfinite(x).all():
                 # x - shift overflowed float32 (|x| near 3e38): this batch goes to float64.
                 return self.add_numpy(x, _F64)
-            return column_sums
+            return False
         if n > rows:
             self.flush()
+            self.total += block.sum(axis=0, dtype=np.float64)
             self._gram(block)
         else:
             self._staged += n
-        return column_sums
+        return True
 
     def _gram(self, block: np.ndarray) -> None:
         """Add the upper triangle of ``block.T @ block`` to ``outer``."""
@@ -200,9 +208,12 @@ class FieldSums(State):
             self._gram(block.astype(np.float64))
 
     def flush(self) -> None:
+        """Add the staged rows to the sums (their float64 column sums and Gram matrix)."""
         if self._staged:
             assert self._stage is not None
-            self._gram(self._stage[: self._staged])
+            block = self._stage[: self._staged]
+            self.total += block.sum(axis=0, dtype=np.float64)
+            self._gram(block)
             self._staged = 0
 
     def numpy(self) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
@@ -249,10 +260,8 @@ class FieldSums(State):
                 raise NonFiniteValues()
             self.set_shift(choose_shift(means, x.std(axis=0, dtype=np.float64)))
         if self.upper_only:
-            column_sums = self.add_numpy(x, product_dtype(x.dtype, self.precision))
-            if not np.all(np.isfinite(column_sums)):
+            if not self.add_numpy(x, product_dtype(x.dtype, self.precision)):
                 raise NonFiniteValues()
-            self.total += column_sums
             return
         # numpy batch into a torch state: float64 on the state's device.
         import torch
