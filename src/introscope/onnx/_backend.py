@@ -113,6 +113,28 @@ class OnnxBackend:
     Requested intermediate tensors are added as graph outputs; one onnxruntime session is kept
     for each of the last few requested sets, so the unrequested part of the graph keeps
     onnxruntime's fusions.
+
+    Examples:
+        >>> import numpy as np
+        >>> from onnx import TensorProto, helper, numpy_helper
+        >>> weights = np.array([[1.0, -1.0], [2.0, 0.5], [0.0, 1.0]], dtype=np.float32)
+        >>> matmul = helper.make_node("MatMul", ["x", "w"], ["h"])
+        >>> nodes = [matmul, helper.make_node("Relu", ["h"], ["y"])]
+        >>> graph = helper.make_graph(
+        ...     nodes,
+        ...     "tiny",
+        ...     [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3])],
+        ...     [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])],
+        ...     [numpy_helper.from_array(weights, "w")],
+        ... )
+        >>> proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        >>> from introscope.onnx import OnnxBackend
+        >>> backend = OnnxBackend(proto, providers=["CPUExecutionProvider"])
+        >>> [info.name for info in backend.get_response_infos()]
+        ['x', 'h', 'y']
+        >>> x = np.array([[0.0, 1.0, -1.0]], dtype=np.float32)
+        >>> backend.run_inference({"x": x}, frozenset({"h", "y"}))["h"]
+        array([[ 2. , -0.5]], dtype=float32)
     """
 
     def __init__(
@@ -361,6 +383,30 @@ def load_onnx_model(
     Args:
         providers: onnxruntime execution providers (default: all available, best first).
         session_options: an ``onnxruntime.SessionOptions`` for every session.
+
+    Examples:
+        >>> import numpy as np
+        >>> from onnx import TensorProto, helper, numpy_helper
+        >>> weights = np.array([[1.0, -1.0], [2.0, 0.5], [0.0, 1.0]], dtype=np.float32)
+        >>> matmul = helper.make_node("MatMul", ["x", "w"], ["h"])
+        >>> nodes = [matmul, helper.make_node("Relu", ["h"], ["y"])]
+        >>> graph = helper.make_graph(
+        ...     nodes,
+        ...     "tiny",
+        ...     [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3])],
+        ...     [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])],
+        ...     [numpy_helper.from_array(weights, "w")],
+        ... )
+        >>> proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        >>> from introscope.base import Batch, peek_first_batch, pipeline, producer_from_batches
+        >>> from introscope.onnx import load_onnx_model
+        >>> model = load_onnx_model(proto)  # or the path of a .onnx file
+        >>> list(model.input_layers), model.response_infos["h"].layer.kind.name
+        (['x'], 'LINEAR')
+        >>> data = producer_from_batches(Batch({"x": np.array([[0.0, 1.0, -1.0]], np.float32)}))
+        >>> responses = peek_first_batch(pipeline(data, model(["h", "y"])), batch_size=1)
+        >>> responses.fields["h"], responses.fields["y"]
+        (array([[ 2. , -0.5]], dtype=float32), array([[2., 0.]], dtype=float32))
     """
     onnx = _onnx()
     _ort()

@@ -46,6 +46,20 @@ class KerasBackend:
     call (``name/call_1``, ...) and a layer with several outputs one per output (``name:1``,
     ...); a nested model is one layer. Inference builds (and caches) a functional sub-model from
     the inputs to the requested outputs and runs it in inference mode.
+
+    Examples:
+        >>> import numpy as np
+        >>> import keras
+        >>> inputs = keras.Input((3,), name="x")
+        >>> hidden = keras.layers.Dense(4, activation="relu", name="hidden")(inputs)
+        >>> net = keras.Model(inputs, keras.layers.Dense(2, name="logits")(hidden))
+        >>> from introscope.tensorflow import KerasBackend
+        >>> backend = KerasBackend(net)
+        >>> [info.name for info in backend.get_response_infos()]
+        ['x', 'hidden', 'logits']
+        >>> out = backend.run_inference({"x": np.ones((2, 3), np.float32)}, frozenset({"hidden"}))
+        >>> out["hidden"].shape
+        (2, 4)
     """
 
     def __init__(self, model: Any) -> None:

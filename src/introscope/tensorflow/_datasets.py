@@ -159,7 +159,25 @@ class CIFAR100(_KerasDataset):
 
 
 class TFDatasetExamples:
-    """Datasets from ``keras.datasets``, each a ``TrainTestSplitProducer``."""
+    """Datasets from ``keras.datasets``, each a ``TrainTestSplitProducer``.
+
+    Examples:
+        Without ``split_dataset`` Keras downloads the data on first use; with arrays of your own no
+        network is needed:
+
+        >>> import numpy as np
+        >>> from introscope.base import Batch, peek_first_batch
+        >>> from introscope.tensorflow import TFDatasetExamples
+        >>> train = (np.zeros((2, 28, 28), np.uint8), np.array([0, 9]))
+        >>> test = (np.zeros((1, 28, 28), np.uint8), np.array([9]))
+        >>> fashion = TFDatasetExamples.FashionMNIST(split_dataset=(train, test))
+        >>> fashion.str_to_label_idx()[9]
+        'Ankle boot'
+        >>> boots = peek_first_batch(fashion.subset(labels=["Ankle boot"]), batch_size=4)
+        >>> labels = boots.metadata[Batch.StdKeys.LABELS]
+        >>> boots.fields["samples"].shape, [int(part) for part in labels["dataset"]]  # 0: train
+        ((2, 28, 28), [0, 1])
+    """
 
     CIFAR10 = CIFAR10
     CIFAR100 = CIFAR100

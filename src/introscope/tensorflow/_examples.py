@@ -24,6 +24,22 @@ class TFModelWrapper:
 
     ``wrapper(names)`` gives the stages to put in a pipeline: preprocessing, the model, then
     postprocessing (a single stage when there is only the model).
+
+    Examples:
+        >>> import numpy as np
+        >>> import keras
+        >>> inputs = keras.Input((3,), name="x")
+        >>> hidden = keras.layers.Dense(4, activation="relu", name="hidden")(inputs)
+        >>> net = keras.Model(inputs, keras.layers.Dense(2, name="logits")(hidden))
+        >>> from introscope.base import Batch, peek_first_batch, pipeline, producer_from_batches
+        >>> from introscope.tensorflow import TFModelWrapper
+        >>> wrapper = TFModelWrapper.from_keras(net, lambda pixels: pixels / 255.0)
+        >>> stages = wrapper(["logits"])  # the preprocessing, then the model
+        >>> stages
+        [Processor(fields=all), Model.stage(['logits'])]
+        >>> data = producer_from_batches(Batch({"x": np.full((5, 3), 255.0, np.float32)}))
+        >>> peek_first_batch(pipeline(data, stages), batch_size=5).fields["logits"].shape
+        (5, 2)
     """
 
     model: Model
@@ -84,6 +100,15 @@ def _mobilenet(weights: str | None = "imagenet", **kwargs: Any) -> TFModelWrappe
 
 
 class TFModelExamples:
-    """Ready-made Keras models with their pre- and post-processing."""
+    """Ready-made Keras models with their pre- and post-processing.
+
+    Examples:
+        ``weights=None`` builds the architecture without downloading the ImageNet weights:
+
+        >>> from introscope.tensorflow import TFModelExamples
+        >>> mobilenet = TFModelExamples.MobileNet(weights=None, input_shape=(32, 32, 3), alpha=0.25)
+        >>> type(mobilenet).__name__, "conv1" in mobilenet.response_infos
+        ('TFModelWrapper', True)
+    """
 
     MobileNet = staticmethod(_mobilenet)

@@ -26,6 +26,22 @@ def load_tf_model_from_memory(*, session: Any = None, model: Any = None) -> Mode
     Args:
         session: accepted for DNIKit's signature; TensorFlow 1 sessions are not supported.
         model: the Keras model.
+
+    Examples:
+        >>> import numpy as np
+        >>> import keras
+        >>> inputs = keras.Input((3,), name="x")
+        >>> hidden = keras.layers.Dense(4, activation="relu", name="hidden")(inputs)
+        >>> net = keras.Model(inputs, keras.layers.Dense(2, name="logits")(hidden))
+        >>> from introscope.base import Batch, peek_first_batch, pipeline, producer_from_batches
+        >>> from introscope.tensorflow import load_tf_model_from_memory
+        >>> model = load_tf_model_from_memory(model=net)
+        >>> list(model.response_infos), model.response_infos["hidden"].shape
+        (['x', 'hidden', 'logits'], (None, 4))
+        >>> data = producer_from_batches(Batch({"x": np.ones((5, 3), np.float32)}))
+        >>> responses = peek_first_batch(pipeline(data, model(["hidden", "logits"])), batch_size=5)
+        >>> {name: array.shape for name, array in responses.fields.items()}
+        {'hidden': (5, 4), 'logits': (5, 2)}
     """
     if session is not None:
         raise ValueError(
@@ -42,6 +58,21 @@ def load_tf_model_from_path(path: PathOrStr) -> Model:
     Accepts a ``.keras`` file, a legacy ``.h5``/``.hdf5`` whole-model file, a directory holding
     one architecture ``.json`` and one weights ``.h5`` file, or a TensorFlow SavedModel directory
     (needs TensorFlow, and ``tf_keras`` for layer-level responses).
+
+    Examples:
+        >>> import numpy as np
+        >>> import keras
+        >>> inputs = keras.Input((3,), name="x")
+        >>> hidden = keras.layers.Dense(4, activation="relu", name="hidden")(inputs)
+        >>> net = keras.Model(inputs, keras.layers.Dense(2, name="logits")(hidden))
+        >>> import pathlib, tempfile
+        >>> from introscope.tensorflow import load_tf_model_from_path
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = pathlib.Path(tmp.name) / "tiny.keras"
+        >>> net.save(path)
+        >>> list(load_tf_model_from_path(path).response_infos)
+        ['x', 'hidden', 'logits']
+        >>> tmp.cleanup()
     """
     file = resolve_path_or_str(path)
     if not file.exists():
