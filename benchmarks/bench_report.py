@@ -21,6 +21,7 @@ import json
 import pathlib
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -117,12 +118,14 @@ def run(
     samples: int | None = None,
     dims: int | None = None,
     configs: tuple[str, ...] = ("default", "no_projection"),
+    concurrent: bool = True,
 ) -> dict:
-    """The report benchmark; ``quick`` uses 2,000 x 64."""
+    """The report benchmark; ``quick`` uses 2,000 x 64. With ``concurrent`` both libraries run
+    at the same time (each in its own process), so a loaded machine slows both alike."""
     n = samples or (2000 if quick else 20000)
     d = dims or (64 if quick else 256)
     data, labels = make_data(n, d)
-    out: dict = {"samples": n, "dims": d, "batch": BATCH, "configs": {}}
+    out: dict = {"samples": n, "dims": d, "batch": BATCH, "concurrent": concurrent, "configs": {}}
     dnikit = dnikit_python()
     with tempfile.TemporaryDirectory() as tmp:
         data_path = pathlib.Path(tmp) / "data.npy"
@@ -130,18 +133,30 @@ def run(
         np.save(data_path, data)
         labels_path.write_text(json.dumps(labels))
         for name in configs:
-            entry: dict = {}
             args = [str(data_path), str(labels_path), name]
-            entry["introscope"] = run_script(INTROSCOPE_PYTHON, SCRIPT, ["introscope", *args])
+            jobs = {"introscope": (INTROSCOPE_PYTHON, ["introscope", *args])}
             if dnikit is not None:
-                entry["dnikit"] = run_script(dnikit, SCRIPT, ["dnikit", *args])
+                jobs["dnikit"] = (dnikit, ["dnikit", *args])
+            if concurrent:
+                # both at once: on a shared machine they then see the same load
+                with ThreadPoolExecutor(len(jobs)) as pool:
+                    futures = {
+                        k: pool.submit(run_script, p, SCRIPT, a) for k, (p, a) in jobs.items()
+                    }
+                    entry = {k: f.result() for k, f in futures.items()}
+            else:
+                entry = {k: run_script(p, SCRIPT, a) for k, (p, a) in jobs.items()}
             out["configs"][name] = entry
     out["summary"] = summary(out)
     return out
 
 
 def summary(out: dict) -> list[str]:
-    lines = [f"DatasetReport on {out['samples']} x {out['dims']} float32 with 3 label dimensions"]
+    how = "side by side" if out["concurrent"] else "one after the other"
+    lines = [
+        f"DatasetReport on {out['samples']} x {out['dims']} float32 with 3 label dimensions "
+        f"(both libraries {how})"
+    ]
     for name, entry in out["configs"].items():
         for lib in ("introscope", "dnikit"):
             if lib in entry:
@@ -164,6 +179,8 @@ if __name__ == "__main__":
     parser.add_argument("--samples", type=int)
     parser.add_argument("--dims", type=int)
     parser.add_argument("--configs", nargs="+", default=["default", "no_projection"])
+    parser.add_argument("--sequential", action="store_true", help="one library after the other")
     args = parser.parse_args()
-    result = run(args.quick, args.samples, args.dims, tuple(args.configs))
+    result = run(args.quick, args.samples, args.dims, tuple(args.configs), not args.sequential)
+    print(json.dumps({k: v for k, v in result.items() if k != "summary"}, indent=1))
     print("\n".join(result["summary"]))
