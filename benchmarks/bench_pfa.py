@@ -358,7 +358,7 @@ def sweep(points: list[tuple[int, int, int, str]], rounds: int = SWEEP_ROUNDS) -
                     for i in range(0, len(data), bs):
                         yield Batch({"r": np.array(data[i : i + bs])})
 
-                ours, ref, gram = [], [], []
+                ours, ref, gram, eigh = [], [], [], []
                 for _ in range(rounds):
                     t = time.perf_counter()
                     PFA.introspect(producer, batch_size=batch)
@@ -366,8 +366,14 @@ def sweep(points: list[tuple[int, int, int, str]], rounds: int = SWEEP_ROUNDS) -
                     if server is not None:
                         ref.append(server.introspect_s(path, batch))
                     t = time.perf_counter()
-                    full.T @ full
+                    xtx = full.T @ full
                     gram.append(time.perf_counter() - t)
+                    # Both libraries' introspect ends with the eigh of the (units, units)
+                    # float64 covariance: a floor of its own at few samples per unit.
+                    xtx = xtx.astype(np.float64)
+                    t = time.perf_counter()
+                    np.linalg.eigh(xtx)
+                    eigh.append(time.perf_counter() - t)
                 row = {
                     "units": units,
                     "batch": batch,
@@ -375,6 +381,7 @@ def sweep(points: list[tuple[int, int, int, str]], rounds: int = SWEEP_ROUNDS) -
                     "dtype": dtype,
                     "introscope_s": min(ours),
                     "xtx_s": min(gram),
+                    "eigh_s": min(eigh),
                 }
                 if ref:
                     row["dnikit_s"] = min(ref)
@@ -389,13 +396,13 @@ def sweep(points: list[tuple[int, int, int, str]], rounds: int = SWEEP_ROUNDS) -
     lines = [
         f"PFA.introspect sweep (min of {rounds} alternating rounds, 1 BLAS thread): "
         "units batch samples dtype | introscope s | DNIKit s | DNIKit/introscope | X.T@X s | "
-        "introscope/X.T@X"
+        "introscope/X.T@X | eigh s"
     ]
     for r in rows:
         ref_s = f"{r['dnikit_s']:.3f} | x{r['speedup']:.2f}" if "dnikit_s" in r else "- | -"
         lines.append(
             f"  {r['units']} {r['batch']} {r['samples']} {r['dtype']} | {r['introscope_s']:.3f} | "
-            f"{ref_s} | {r['xtx_s']:.3f} | {r['vs_xtx']:.2f}"
+            f"{ref_s} | {r['xtx_s']:.3f} | {r['vs_xtx']:.2f} | {r['eigh_s']:.3f}"
         )
     return {"points": rows, "summary": lines}
 
