@@ -125,7 +125,7 @@ def enable_deprecation_warnings(*, error: bool = False) -> None:
 
 
 def require(module: str, extra: str, purpose: str = ""):  # noqa: ANN201
-    """Import an optional dependency or raise :class:`MissingDependencyError` naming its extra.
+    """Import an optional dependency or raise ``MissingDependencyError`` naming its extra.
 
     Examples:
         >>> from introscope.exceptions import MissingDependencyError, require

@@ -64,7 +64,7 @@ def resolve_one_or_many(x: OneOrMany[_T], cls: type[_T]) -> frozenset[_T]:
 
 
 def resolve_one_many_or_none(x: OneManyOrNone[_T], cls: type[_T]) -> frozenset[_T] | None:
-    """Like :func:`resolve_one_or_many` but ``None`` stays ``None``.
+    """Like ``resolve_one_or_many`` but ``None`` stays ``None``.
 
     Examples:
         >>> from introscope.typing import resolve_one_many_or_none
@@ -75,7 +75,7 @@ def resolve_one_many_or_none(x: OneManyOrNone[_T], cls: type[_T]) -> frozenset[_
 
 
 def resolve_path_or_str(x: PathOrStr) -> pathlib.Path:
-    """Return ``x`` as a :class:`pathlib.Path`.
+    """Return ``x`` as a ``pathlib.Path``.
 
     Examples:
         >>> from introscope.typing import resolve_path_or_str

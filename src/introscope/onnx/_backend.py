@@ -108,7 +108,7 @@ def _public_shape(shape: tuple[int | str | None, ...] | None) -> tuple[int | Non
 
 
 class OnnxBackend:
-    """A :class:`~introscope.base.ModelBackend` for an ONNX graph, run with onnxruntime.
+    """A [`ModelBackend`][introscope.base.ModelBackend] for an ONNX graph, run with onnxruntime.
 
     Requested intermediate tensors are added as graph outputs; one onnxruntime session is kept
     for each of the last few requested sets, so the unrequested part of the graph keeps

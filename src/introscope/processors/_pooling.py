@@ -19,7 +19,7 @@ __all__ = ["Pooler"]
 
 
 class _Method(enum.Enum):
-    """How :class:`Pooler` reduces."""
+    """How [`Pooler`][introscope.processors.Pooler] reduces."""
 
     MAX = enum.auto()
     SUM = enum.auto()

@@ -1,7 +1,7 @@
 """Introspection on Ray Data: partial states per block on Ray workers, merged on the driver.
 
 Needs the ``ray`` extra (``pip install 'introscope[ray]'``); Ray is imported on first use, and
-a missing Ray raises :class:`~introscope.exceptions.MissingDependencyError` naming the extra.
+a missing Ray raises ``MissingDependencyError`` naming the extra.
 """
 
 from ._cluster import init_local

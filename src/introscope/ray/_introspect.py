@@ -195,7 +195,7 @@ def introspect(
         combine: merge this many consecutive block states on the workers before they travel
             to the driver (a second merge level for large clusters: the driver receives about
             blocks / combine states); 1 ships every block's state to the driver.
-        return_stats: also return a :class:`RayRunStats` (bytes shipped, merges).
+        return_stats: also return a ``RayRunStats`` (bytes shipped, merges).
 
     Returns:
         A list: for each introspector, what its ``introspect`` returns (an ``IUA``, a ``PFA``),

@@ -98,8 +98,8 @@ def score(
 
     One column ``<response>_score`` (float64 log-likelihood, higher is more familiar) per fitted
     response, one row per input row, plus the input columns named in ``keep`` (an id, a path).
-    ``familiarity`` is a fitted ``Familiarity`` (e.g. from :func:`introspect`); the other
-    arguments are those of :func:`introspect`.
+    ``familiarity`` is a fitted ``Familiarity`` (e.g. from ``introspect``); the other
+    arguments are those of [`introspect`][introscope.ray.introspect].
 
     Examples:
         Needs a Ray cluster, so this example is not run by the test suite:

@@ -73,7 +73,7 @@ def load_digits_dataset(
     test_size: float = 0.25,
     seed: int = 0,
 ) -> TrainTestSplitProducer:
-    """The digits as a :class:`TrainTestSplitProducer` (field ``"samples"``, shape (8, 8)).
+    """The digits as a ``TrainTestSplitProducer`` (field ``"samples"``, shape (8, 8)).
 
     Labels are in ``Batch.StdKeys.LABELS["label"]``, train/test in ``["dataset"]``; use
     ``.subset(datasets="test")`` for the held-out images.
@@ -162,7 +162,7 @@ def train_digits_cnn(
     Args:
         dying_relu: train with the too-high learning rate of ``DIGITS_CNN_RECIPES["dying_relu"]``.
         seed: fixes the initial weights and the batch order.
-        cache: ``True`` reads/writes weights in :func:`digits_cache_dir` (``.npz``, written
+        cache: ``True`` reads/writes weights in ``digits_cache_dir()`` (``.npz``, written
             atomically, loaded without pickle); a path uses that directory; ``False`` always
             trains.
 
@@ -218,7 +218,7 @@ def load_digits_cnn(
     cache: bool | PathOrStr = True,
     device: Any = None,
 ) -> Any:
-    """The trained digits CNN as an introscope ``Model`` (see :func:`train_digits_cnn`).
+    """The trained digits CNN as an introscope ``Model`` (see ``train_digits_cnn``).
 
     Responses: ``conv1``, ``relu1``, ``conv2``, ``relu2``, ``pool``, ``flatten``, ``fc1``,
     ``relu3``, ``fc2`` and ``output``; the input is ``x`` of shape (8, 8).

@@ -39,7 +39,7 @@ def _flatten(tensors: Any) -> list[Any]:
 
 
 class KerasBackend:
-    """A :class:`~introscope.base.ModelBackend` for a Keras 3 Functional or Sequential model.
+    """A ``ModelBackend`` for a Keras 3 Functional or Sequential model.
 
     Responses are the model inputs (named after their ``InputLayer``) and the output of every
     top-level layer, named after the layer. A layer called more than once gets one response per

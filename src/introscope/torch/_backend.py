@@ -62,7 +62,7 @@ class _Spec:
 
 
 class TorchBackend:
-    """Runs a ``torch.nn.Module`` for :class:`introscope.base.Model`; see the module docstring.
+    """Runs a ``torch.nn.Module`` for ``introscope.base.Model``; see the module docstring.
 
     Examples:
         >>> import numpy as np

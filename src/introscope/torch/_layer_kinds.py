@@ -68,7 +68,7 @@ _KINDS: dict[str, _Kind] = {
 
 
 def layer_kind(module: object) -> ResponseInfo.LayerKind:
-    """The :class:`ResponseInfo.LayerKind` of a ``torch.nn`` module (``UNKNOWN`` if none fits).
+    """The ``ResponseInfo.LayerKind`` of a ``torch.nn`` module (``UNKNOWN`` if none fits).
 
     Examples:
         >>> import torch

@@ -25,10 +25,10 @@ _LOG = logging.getLogger("introscope.torch")
 
 
 class TorchModel(Model):
-    """A :class:`Model` around a ``torch.nn.Module``.
+    """A [`Model`][introscope.base.Model] around a ``torch.nn.Module``.
 
     Its response infos come from a dry run on the example input; without one they are filled in
-    (and may be renamed, see :mod:`introscope.torch`) when the first batch arrives.
+    (and may be renamed, see [`introscope.torch`][introscope.torch]) when the first batch arrives.
 
     Examples:
         >>> import numpy as np
@@ -58,7 +58,7 @@ class TorchModel(Model):
 
     @property
     def response_infos(self) -> ResponseInfoMapping:
-        """Mapping of response name to :class:`ResponseInfo`, known once the module has run.
+        """Mapping of response name to ``ResponseInfo``, known once the module has run.
 
         Before the first forward pass (no ``example_input`` and no batch yet) reading it raises an
         error that says how to run one: the names depend on how often each submodule runs.
@@ -67,14 +67,14 @@ class TorchModel(Model):
 
     @property
     def input_layers(self) -> ResponseInfoMapping:
-        """Mapping of input name to :class:`ResponseInfo`, known once the module has run."""
+        """Mapping of input name to ``ResponseInfo``, known once the module has run."""
         return self._input_layers if self._backend.ready else _BeforeDryRun(self, "inputs")
 
     def dry_run(self, example: Any) -> TorchModel:
         """Run one example batch to learn every response's name, shape, dtype and layout.
 
         ``example`` is what ``example_input`` takes (an array or tensor, a tuple of them, a
-        mapping of forward argument names to them), a :class:`Batch`, or a producer, whose
+        mapping of forward argument names to them), a ``Batch``, or a producer, whose
         first batch (of 2 elements) is used. Returns the model.
 
         Examples:
@@ -238,11 +238,11 @@ def _example_arrays(
 def load_torch_model_from_memory(
     module: Any, *, example_input: Any = None, device: Any = None, cast_inputs: bool = True
 ) -> TorchModel:
-    """Wrap a ``torch.nn.Module`` as an introscope :class:`Model`.
+    """Wrap a ``torch.nn.Module`` as an introscope [`Model`][introscope.base.Model].
 
     Args:
         module: the module; one response per submodule output, named by its dotted path, and
-            ``"output"`` for what ``forward`` returns (see :mod:`introscope.torch` for tuples,
+            ``"output"`` for what ``forward`` returns (see ``introscope.torch`` for tuples,
             dicts and modules called several times).
         example_input: a batch of inputs (array or tensor; a tuple of them, or a mapping of
             forward argument name to array, for several inputs) used for one dry run that fixes
@@ -342,7 +342,7 @@ def load_torch_model_from_path(
     strict: bool = True,
     cast_inputs: bool = True,
 ) -> TorchModel:
-    """Load a TorchScript file, or a state dict into ``model_constructor()``, as a :class:`Model`.
+    """Load a TorchScript file, or a state dict into ``model_constructor()``, as a ``Model``.
 
     Args:
         path: a TorchScript file (``torch.jit.save``; only its ``output`` response is available,
@@ -351,9 +351,9 @@ def load_torch_model_from_path(
             a ``{"state_dict": ...}`` checkpoint works too) or an ``.npz`` of parameter arrays.
         model_constructor: builds the module the state dict belongs to.
         strict: passed to ``load_state_dict``.
-        example_input: as for :func:`load_torch_model_from_memory`.
-        device: as for :func:`load_torch_model_from_memory`.
-        cast_inputs: as for :func:`load_torch_model_from_memory`.
+        example_input: as for ``load_torch_model_from_memory``.
+        device: as for ``load_torch_model_from_memory``.
+        cast_inputs: as for ``load_torch_model_from_memory``.
 
     Examples:
         >>> import pathlib, tempfile
