@@ -230,7 +230,49 @@ def torch_monitor(quick: bool, resnet18: bool = False) -> dict:
         out[f"{label}_overhead_from_hooks"] = round(1 + float(np.median(hooks)) / min(plain), 3)
     result = monitor.result
     out["samples_seen"] = result.results["2"].num_samples
+    out.update(counting_cpu_time(model, x, rounds))
     return out
+
+
+def counting_cpu_time(model, x, rounds: int) -> dict:  # noqa: ANN001
+    """CPU time (``thread_time``) of IUA's counting over the model's ReLU outputs, next to a
+    one-thread eval forward, interleaved in one process: robust to other jobs on the machine."""
+    import time
+
+    import torch
+    from introscope.introspectors import IUA
+
+    outputs: list = []
+    relus = [m for m in model.modules() if type(m).__name__ == "ReLU"]
+    handles = [m.register_forward_hook(lambda _m, _i, o: outputs.append(o.detach())) for m in relus]
+    model.eval()
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        plain, counting = [], []
+        iua = IUA(channel_axis=1)  # kept, as a monitor keeps its states from batch to batch
+        for _ in range(rounds):
+            t = time.thread_time()
+            with torch.no_grad():
+                model(x)
+            plain.append(time.thread_time() - t)
+            t = time.thread_time()
+            for i, o in enumerate(outputs):
+                iua.update(str(i), o.numpy())
+            counting.append(time.thread_time() - t)
+    finally:
+        torch.set_num_threads(threads)
+    fwd, cnt = float(np.median(plain)), float(np.median(counting))
+    return {
+        "cpu_forward_1thread_s": round(fwd, 4),
+        "cpu_counting_s": round(cnt, 4),
+        "cpu_counting_over_forward_1thread": round(1 + cnt / fwd, 3),
+        "activation_mb": round(sum(o.numel() * o.element_size() for o in outputs) / 1e6, 1),
+    }
 
 
 def run(quick: bool = False) -> dict:
@@ -302,7 +344,9 @@ def summary(out: dict) -> list[str]:
             f"paired runs; best/best x{tm['forward_ratio']:.3f}; 1 + time in hooks / forward "
             f"x{tm['forward_overhead_from_hooks']:.3f}), train step "
             f"x{tm['train_step_ratio_median']:.3f} (in hooks "
-            f"x{tm['train_step_overhead_from_hooks']:.3f})"
+            f"x{tm['train_step_overhead_from_hooks']:.3f}); counting CPU time "
+            f"{1e3 * tm['cpu_counting_s']:.1f} ms for {tm['activation_mb']} MB = "
+            f"x{tm['cpu_counting_over_forward_1thread']:.3f} of a 1-thread forward"
         )
     return lines
 

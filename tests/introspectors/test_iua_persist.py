@@ -118,3 +118,21 @@ def test_kernel_paths_agree_with_isclose(monkeypatch, chunk: int) -> None:
     # The scratch buffers are reused: a second, smaller call gives its own numbers.
     small = _kernel.count_batch(flat[:7], 1e-8, None)
     np.testing.assert_array_equal(small.per_sample, inactive[:7].sum(axis=1))
+
+
+def test_kernel_scratch_grows_for_any_dtype_and_shape_sequence() -> None:
+    from introscope.introspectors.iua import _kernel
+
+    rng = np.random.default_rng(4)
+    for dtype, shape in [
+        (np.float64, (8, 20)),
+        (np.float16, (8, 20)),  # more rows per chunk for the same bytes
+        (np.float32, (300, 7)),
+        (np.int8, (5, 3000)),
+        (np.float64, (3, 70_000)),
+    ]:
+        x = (rng.standard_normal(shape) * 2).astype(dtype)
+        got = _kernel.count_batch(x, 1e-8)
+        inactive = np.isclose(x.astype(np.float64), 0, rtol=1e-5, atol=1e-8)
+        np.testing.assert_array_equal(got.per_sample, inactive.sum(axis=1), err_msg=str(dtype))
+        np.testing.assert_array_equal(got.unit_counts, inactive.sum(axis=0), err_msg=str(dtype))

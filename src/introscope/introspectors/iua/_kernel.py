@@ -41,7 +41,12 @@ def _buffers(rows: int, units: int, dtype: np.dtype) -> tuple[np.ndarray, np.nda
             np.empty(units, np.uint8),
         )
     cached = getattr(_scratch, "bufs", None)
-    if cached is None or cached[0].size < need * dtype.itemsize or cached[2].size < units:
+    if (
+        cached is None
+        or cached[0].size < need * dtype.itemsize
+        or cached[1].size < need
+        or cached[2].size < units
+    ):
         size = max(need * dtype.itemsize, 0 if cached is None else cached[0].size)
         cached = (
             np.empty(size, np.uint8),
@@ -58,7 +63,7 @@ def _buffers(rows: int, units: int, dtype: np.dtype) -> tuple[np.ndarray, np.nda
 class BatchCounts:
     """What one batch adds to the state of one response."""
 
-    unit_counts: np.ndarray  # int64 (units,): samples of this batch for which each unit is inactive
+    unit_counts: np.ndarray  # (units,) uint8 or int64: samples of the batch with the unit inactive
     per_sample: np.ndarray  # int64 (batch,): inactive units of each sample
     nonfinite: int  # NaN or +-Inf values in the batch
     channel_counts: np.ndarray | None = None  # int64 (channels,)
@@ -93,7 +98,9 @@ def count_batch(
     absval, mask, tmp8 = _buffers(rows, units, wdt)
     acc8 = np.zeros(units, dtype=np.uint8)
     acc_rows = 0
-    unit_counts = np.zeros(units, dtype=np.int64)
+    # int64 per-unit counts only for batches of more rows than uint8 counts: otherwise the
+    # uint8 sums are returned as they are (no int64 temporary, one pass fewer).
+    unit_counts: np.ndarray | None = None
     per_sample = np.empty(batch, dtype=np.int64)
     nonfinite = 0
     ch_counts = ch_per_sample = None
@@ -134,6 +141,8 @@ def count_batch(
             np.add.reduce(m, axis=1, dtype=np.int64, out=per_sample[start:stop])
 
         if acc_rows + k > _U8_MAX_ROWS:
+            if unit_counts is None:
+                unit_counts = np.zeros(units, dtype=np.int64)
             unit_counts += acc8
             acc8[...] = 0
             acc_rows = 0
@@ -151,5 +160,8 @@ def count_batch(
             ch_per_sample[start:stop] = np.count_nonzero(dead, axis=1)
             ch_counts += np.count_nonzero(dead, axis=0)
 
-    unit_counts += acc8
+    if unit_counts is None:
+        unit_counts = acc8
+    else:
+        unit_counts += acc8
     return BatchCounts(unit_counts, per_sample, nonfinite, ch_counts, ch_per_sample)
