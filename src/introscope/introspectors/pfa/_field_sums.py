@@ -150,9 +150,9 @@ class FieldSums(State):
     def add_numpy(self, x: np.ndarray, dtype: np.dtype) -> bool:
         """Stage a (samples, units) batch minus the shift, products in ``dtype`` (host state).
 
-        Returns False for a batch that holds NaN or Inf: it is not staged (the caller raises),
-        so a rejected batch leaves the sums unchanged. The float64 column sums of the staged
-        rows are added to ``total`` when the staging buffer is flushed.
+        Adds the batch's float64 column sums to ``total``; returns False for a batch that holds
+        NaN or Inf: it is not staged and nothing is added (the caller raises), so a rejected
+        batch leaves the sums unchanged.
         """
         n, units = x.shape
         stage = self._stage
@@ -169,17 +169,17 @@ class FieldSums(State):
             block = stage[self._staged : self._staged + n]
         with np.errstate(over="ignore", invalid="ignore"):
             np.subtract(x, self._shift_cast, out=block, dtype=dtype, casting="unsafe")
-            # A NaN or Inf anywhere in the batch makes this one reduction non-finite (so can
-            # huge finite values, whose sum overflows: then the elements are checked).
-            finite = math.isfinite(np.add.reduce(block, axis=None))
-        if not finite and not np.isfinite(block).all():
+        # float64 accumulation: no overflow or float32 rounding in the sums; a NaN or Inf
+        # anywhere in the batch makes a column sum, and so their sum, non-finite.
+        column_sums = block.sum(axis=0, dtype=np.float64)
+        if not math.isfinite(column_sums.sum()):
             if dtype == _F32 and np.isfinite(x).all():
                 # x - shift overflowed float32 (|x| near 3e38): this batch goes to float64.
                 return self.add_numpy(x, _F64)
             return False
+        self.total += column_sums
         if n > rows:
             self.flush()
-            self.total += block.sum(axis=0, dtype=np.float64)
             self._gram(block)
         else:
             self._staged += n
@@ -210,12 +210,10 @@ class FieldSums(State):
             self._gram(block.astype(np.float64))
 
     def flush(self) -> None:
-        """Add the staged rows to the sums (their float64 column sums and Gram matrix)."""
+        """Add the Gram matrix of the staged rows to ``outer``."""
         if self._staged:
             assert self._stage is not None
-            block = self._stage[: self._staged]
-            self.total += block.sum(axis=0, dtype=np.float64)
-            self._gram(block)
+            self._gram(self._stage[: self._staged])
             self._staged = 0
 
     def numpy(self) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
