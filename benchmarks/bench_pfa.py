@@ -358,8 +358,14 @@ def sweep(points: list[tuple[int, int, int, str]], rounds: int = SWEEP_ROUNDS) -
                     for i in range(0, len(data), bs):
                         yield Batch({"r": np.array(data[i : i + bs])})
 
-                ours, ref, gram, eigh = [], [], [], []
+                ours, ref, gram, eigh, read = [], [], [], [], []
                 for _ in range(rounds):
+                    # Reading the batches (copies out of the memory map, Batch objects): part
+                    # of both libraries' introspect.
+                    t = time.perf_counter()
+                    for _ in producer(batch):
+                        pass
+                    read.append(time.perf_counter() - t)
                     t = time.perf_counter()
                     PFA.introspect(producer, batch_size=batch)
                     ours.append(time.perf_counter() - t)
@@ -382,6 +388,7 @@ def sweep(points: list[tuple[int, int, int, str]], rounds: int = SWEEP_ROUNDS) -
                     "introscope_s": min(ours),
                     "xtx_s": min(gram),
                     "eigh_s": min(eigh),
+                    "read_s": min(read),
                 }
                 if ref:
                     row["dnikit_s"] = min(ref)
@@ -396,13 +403,13 @@ def sweep(points: list[tuple[int, int, int, str]], rounds: int = SWEEP_ROUNDS) -
     lines = [
         f"PFA.introspect sweep (min of {rounds} alternating rounds, 1 BLAS thread): "
         "units batch samples dtype | introscope s | DNIKit s | DNIKit/introscope | X.T@X s | "
-        "introscope/X.T@X | eigh s"
+        "introscope/X.T@X | eigh s | reading batches s"
     ]
     for r in rows:
         ref_s = f"{r['dnikit_s']:.3f} | x{r['speedup']:.2f}" if "dnikit_s" in r else "- | -"
         lines.append(
             f"  {r['units']} {r['batch']} {r['samples']} {r['dtype']} | {r['introscope_s']:.3f} | "
-            f"{ref_s} | {r['xtx_s']:.3f} | {r['vs_xtx']:.2f} | {r['eigh_s']:.3f}"
+            f"{ref_s} | {r['xtx_s']:.3f} | {r['vs_xtx']:.2f} | {r['eigh_s']:.3f} | {r['read_s']:.3f}"
         )
     return {"points": rows, "summary": lines}
 
