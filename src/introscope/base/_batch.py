@@ -223,7 +223,21 @@ class _ElementsView:
 
 
 class _Builder:
-    """Mutable counterpart of :class:`Batch`; ``make_batch()`` freezes it."""
+    """Mutable counterpart of [`Batch`][introscope.base.Batch]; ``make_batch()`` freezes it.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch
+        >>> builder = Batch.Builder({"x": np.zeros((2, 3))})
+        >>> builder.metadata[Batch.StdKeys.IDENTIFIER] = ["a", "b"]
+        >>> batch = builder.make_batch()
+        >>> batch.metadata[Batch.StdKeys.IDENTIFIER]
+        ['a', 'b']
+        >>> more = Batch.Builder(base=batch)  # start from an existing batch
+        >>> more.fields["y"] = np.ones(2)
+        >>> sorted(more.make_batch().fields)
+        ['x', 'y']
+    """
 
     #: DNIKit's name for the type of ``builder.metadata``.
     MutableMetadataType = _meta.MutableMetadata
@@ -255,6 +269,14 @@ class _StdKeys:
     """Standard metadata keys.
 
     Their names are namespaced so that a user's ``Batch.MetaKey("PATH")`` is a different key.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch
+        >>> builder = Batch.Builder({"x": np.zeros((2, 1))})
+        >>> builder.metadata[Batch.StdKeys.LABELS] = {"digit": [3, 1]}
+        >>> builder.make_batch().metadata[Batch.StdKeys.LABELS]["digit"]
+        [3, 1]
     """
 
     #: a hashable that uniquely identifies each element
@@ -268,7 +290,18 @@ class _StdKeys:
 class Batch:
     """Named numpy arrays (``fields``) that share dimension 0, plus ``snapshots`` and ``metadata``.
 
-    A batch is immutable: its arrays are read-only, and :class:`Batch.Builder` makes new batches.
+    A batch is immutable: its arrays are read-only, and ``Batch.Builder`` makes new batches.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch
+        >>> batch = Batch({"x": np.arange(6.0).reshape(3, 2), "y": np.array([0, 1, 0])})
+        >>> batch.batch_size, sorted(batch.fields)
+        (3, ['x', 'y'])
+        >>> batch.elements[1].fields["x"]
+        array([2., 3.])
+        >>> batch.elements[[0, 2]].fields["y"]
+        array([0, 0])
     """
 
     __slots__ = ("_s",)
@@ -308,7 +341,7 @@ class Batch:
 
     @property
     def snapshots(self) -> Mapping[str, Batch]:
-        """Earlier states of this batch saved by :class:`SnapshotSaver`."""
+        """Earlier states of this batch saved by ``SnapshotSaver``."""
         return _FrozenMapping(self._s.snapshots)
 
     @property
@@ -365,7 +398,16 @@ class Batch:
 
 
 def concatenate_batches(batches: Sequence[Batch]) -> Batch:
-    """Join batches along dimension 0; they must share field names, trailing shapes and metadata."""
+    """Join batches along dimension 0; they must share field names, trailing shapes and metadata.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, concatenate_batches
+        >>> a, b = Batch({"x": np.zeros((2, 3))}), Batch({"x": np.ones((1, 3))})
+        >>> joined = concatenate_batches([a, b])
+        >>> joined.batch_size, joined.fields["x"][:, 0]
+        (3, array([0., 0., 1.]))
+    """
     if not batches:
         raise IntroscopeError("cannot concatenate an empty list of batches")
     if len(batches) == 1:

@@ -205,7 +205,7 @@ def write_batch(path: pathlib.Path, batch: Batch, policy: MetadataPolicy) -> dic
     """Write ``batch`` to ``path`` (the caller renames it into place); return its member index.
 
     The index maps each member to ``[offset, length, crc32, 0]`` of its bytes in the file, for
-    :func:`read_batch` to read the file without parsing the zip structure.
+    ``read_batch`` to read the file without parsing the zip structure.
     """
     s = batch._s
     arrays: dict[str, np.ndarray] = {}
@@ -273,7 +273,7 @@ def remember_verified(path: str, stamp: tuple[int, int, int] | None = None) -> N
 
 
 class _Member:
-    """What :class:`_StoredNpz` needs of a member: its length and CRC (a ZipInfo has both)."""
+    """What ``_StoredNpz`` needs of a member: its length and CRC (a ZipInfo has both)."""
 
     __slots__ = ("file_size", "CRC", "compress_type")
 
@@ -295,7 +295,7 @@ class _StoredNpz:
     """Reads an uncompressed ``.npz`` with one read; its arrays are read-only views of the bytes.
 
     ``numpy.load`` copies each zip member through 256 KiB chunks, several times slower for large
-    batches. Members written by :func:`write_batch` are 64-byte aligned, so no array is copied
+    batches. Members written by ``write_batch`` are 64-byte aligned, so no array is copied
     (one of an older, unaligned file is). With ``verify`` each member's CRC-32 is checked, as
     zipfile does, with zlib-ng's vectorised CRC (a dependency; the standard library's is many
     times slower), once per file and process: a file this process wrote or already checked is
@@ -411,9 +411,9 @@ class _StoredNpz:
 def read_batch(
     path: pathlib.Path, verify: bool = True, index: dict[str, list[int]] | None = None
 ) -> Batch:
-    """Load one batch written by :func:`write_batch` (checking CRCs with ``verify``).
+    """Load one batch written by ``write_batch`` (checking CRCs with ``verify``).
 
-    ``index`` is what :func:`write_batch` returned (kept in the manifest): the file is then read
+    ``index`` is what ``write_batch`` returned (kept in the manifest): the file is then read
     without parsing its zip structure; without it the zip directory is read.
     """
     with _StoredNpz(path, verify, index) as z:

@@ -214,7 +214,7 @@ def _describe_missing_cache(root: pathlib.Path) -> str:
 
 
 class CachedProducer:
-    """A producer that reads batches cached by :class:`Cacher`, re-cut to any batch size.
+    """A producer that reads batches cached by ``Cacher``, re-cut to any batch size.
 
     Batches are read from disk one at a time (memory stays at about two batches).
 
@@ -222,6 +222,20 @@ class CachedProducer:
         storage_path: a folder holding a complete cache.
         verify: check every array's CRC-32 while reading (about 2 GB/s); ``False`` reads about
             three times faster and still detects truncated or missing files.
+
+    Examples:
+        >>> import tempfile
+        >>> import numpy as np
+        >>> from introscope.base import Batch, CachedProducer, Cacher, pipeline
+        >>> from introscope.base import producer_from_batches
+        >>> folder = tempfile.mkdtemp()
+        >>> cacher = Cacher(folder)
+        >>> for _ in pipeline(producer_from_batches(Batch({"x": np.arange(5)})), cacher)(batch_size=5):
+        ...     pass
+        >>> reader = CachedProducer(folder)  # e.g. in a later session
+        >>> reader.num_elements, [b.fields["x"].tolist() for b in reader(batch_size=3)]
+        (5, [[0, 1, 2], [3, 4]])
+        >>> Cacher.clear(folder)
     """
 
     def __init__(self, storage_path: PathOrStr, *, verify: bool = True) -> None:
@@ -357,6 +371,27 @@ class Cacher(PipelineStage):
             hold a cache.
         drop_unsupported_metadata: leave out (with a warning) metadata keys whose values the cache
             cannot store without pickle, instead of raising. Nothing is ever pickled.
+
+    Examples:
+        >>> import tempfile
+        >>> import numpy as np
+        >>> from introscope.base import Batch, Cacher, pipeline, producer_from_batches
+        >>> from introscope.processors import Processor
+        >>> calls = []
+        >>> def slow_square(a):
+        ...     calls.append(len(a))
+        ...     return a * a
+        >>> cacher = Cacher(tempfile.mkdtemp())
+        >>> cached = pipeline(
+        ...     producer_from_batches(Batch({"x": np.arange(4.0)})), Processor(slow_square), cacher
+        ... )
+        >>> [b.fields["x"].tolist() for b in cached(batch_size=2)]  # computes and stores
+        [[0.0, 1.0], [4.0, 9.0]]
+        >>> [b.fields["x"].tolist() for b in cached(batch_size=4)]  # read back, any batch size
+        [[0.0, 1.0, 4.0, 9.0]]
+        >>> cacher.cached, len(calls)
+        (True, 2)
+        >>> Cacher.clear(cacher.storage_path)
     """
 
     @staticmethod
@@ -416,7 +451,7 @@ class Cacher(PipelineStage):
         return (self._storage_path / _MANIFEST).exists()
 
     def as_producer(self) -> CachedProducer:
-        """A :class:`CachedProducer` over this Cacher's batches.
+        """A [`CachedProducer`][introscope.base.CachedProducer] over this Cacher's batches.
 
         Raises:
             IntroscopeError: if no pass has finished caching yet.

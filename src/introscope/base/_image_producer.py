@@ -28,8 +28,17 @@ _DEFAULT_EXTENSIONS = frozenset({"png", "jpeg", "jpg", "tiff", "bmp"})
 class ImageFormat(enum.Enum):
     """Layout of one image's array: ``HWC`` (height, width, channels) or ``CHW``.
 
-    The values are DNIKit's; use :meth:`to_hwc` / :meth:`from_hwc` to convert an image, which
+    The values are DNIKit's; use ``to_hwc`` / ``from_hwc`` to convert an image, which
     keep height and width in place for ``CHW`` (DNIKit's value ``(2, 1, 0)`` swaps them).
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import ImageFormat
+        >>> chw = np.zeros((3, 4, 6))  # channels, height, width
+        >>> ImageFormat.CHW.to_hwc(chw).shape
+        (4, 6, 3)
+        >>> ImageFormat.HWC.size_of(np.zeros((4, 6, 3)))  # (height, width)
+        (4, 6)
     """
 
     HWC = (0, 1, 2)
@@ -49,7 +58,13 @@ class ImageFormat(enum.Enum):
 
 
 class PixelFormat(enum.Enum):
-    """Order and meaning of an image's channels."""
+    """Order and meaning of an image's channels.
+
+    Examples:
+        >>> from introscope.base import PixelFormat
+        >>> PixelFormat.RGBA.alpha_channel, PixelFormat.RGB.alpha_channel
+        (3, None)
+    """
 
     BGRA = enum.auto()
     BGR = enum.auto()
@@ -90,12 +105,12 @@ _MODE_LAYOUT: dict[str, tuple[int, str]] = {
     "F": (1, "float32"),
 }
 
-#: ``mode=`` values of :class:`ImageProducer`: Pillow modes every image can be converted to.
+#: ``mode=`` values of ``ImageProducer``: Pillow modes every image can be converted to.
 IMAGE_MODES = ("L", "RGB", "RGBA")
 
 
 def _layout(mode: str, info: dict) -> tuple[int, str]:
-    """Channels and dtype of the array :func:`load_image` gives for an image of this mode."""
+    """Channels and dtype of the array ``load_image`` gives for an image of this mode."""
     if mode in _MODE_LAYOUT:
         return _MODE_LAYOUT[mode]
     if mode.startswith("I;16"):
@@ -168,8 +183,8 @@ class ImageProducer:
 
     Before the first image is loaded, every file's header is read, so images that do not fit
     together (sizes, channel counts, bit depths) are reported at once, all of them, before any
-    work (:meth:`check` does it up front). Images load lazily, per batch. Each batch carries the files' absolute paths as
-    ``Batch.StdKeys.PATH`` and ``Batch.StdKeys.IDENTIFIER``.
+    work (``check`` does it up front). Images load lazily, per batch. Each batch carries the
+    files' absolute paths as ``Batch.StdKeys.PATH`` and ``Batch.StdKeys.IDENTIFIER``.
 
     Args:
         directory: folder to search.
@@ -183,6 +198,21 @@ class ImageProducer:
         labels: read each image's label from the name of its sub-folder of ``directory`` (the
             layout of torchvision's ``ImageFolder``) into ``Batch.StdKeys.LABELS``; ``True``
             names the label dimension ``"label"``, a string names it.
+
+    Examples:
+        >>> import pathlib, tempfile
+        >>> import numpy as np
+        >>> from PIL import Image
+        >>> from introscope.base import Batch, ImageProducer
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> for name, value in [("a.png", 0), ("b.png", 255)]:
+        ...     Image.fromarray(np.full((4, 6, 3), value, dtype=np.uint8)).save(folder / name)
+        >>> images = ImageProducer(folder)
+        >>> batch = next(iter(images(batch_size=2)))
+        >>> batch.fields["images"].shape, batch.fields["images"].dtype  # NHWC
+        ((2, 4, 6, 3), dtype('uint8'))
+        >>> sorted(pathlib.Path(p).name for p in batch.metadata[Batch.StdKeys.PATH])
+        ['a.png', 'b.png']
     """
 
     def __init__(

@@ -1,7 +1,7 @@
 """Metadata keys and the read-only / mutable views of a batch's metadata.
 
-Storage is a plain dict: a :class:`MetaKey` maps to a list with one value per element; a
-:class:`DictMetaKey` maps to a dict of ``str -> list`` (one value per element per entry).
+Storage is a plain dict: a ``MetaKey`` maps to a list with one value per element; a
+``DictMetaKey`` maps to a dict of ``str -> list`` (one value per element per entry).
 """
 
 from __future__ import annotations
@@ -44,13 +44,33 @@ class _KeyBase:
 
 
 class MetaKey(_KeyBase, Generic[_T]):
-    """Key of metadata holding one value per element, e.g. ``Batch.MetaKey[str]("path")``."""
+    """Key of metadata holding one value per element, e.g. ``Batch.MetaKey[str]("path")``.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch
+        >>> score = Batch.MetaKey("score")
+        >>> builder = Batch.Builder({"x": np.zeros((2, 1))})
+        >>> builder.metadata[score] = [0.5, 0.25]
+        >>> builder.make_batch().elements[1].metadata[score]
+        0.25
+    """
 
     __slots__ = ()
 
 
 class DictMetaKey(_KeyBase, Generic[_T]):
-    """Key of metadata holding a ``str -> value`` mapping per element (e.g. labels by category)."""
+    """Key of metadata holding a ``str -> value`` mapping per element (e.g. labels by category).
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch
+        >>> tags = Batch.DictMetaKey("tags")
+        >>> builder = Batch.Builder({"x": np.zeros((2, 1))})
+        >>> builder.metadata[tags] = {"color": ["red", "blue"], "shape": ["disc", "cube"]}
+        >>> builder.make_batch().metadata[tags]["color"]
+        ['red', 'blue']
+    """
 
     __slots__ = ()
 
@@ -274,7 +294,7 @@ class ElementMetadataView:
 
 
 class MutableMetadata:
-    """Metadata of a :class:`Batch.Builder`: assign, read, delete per-element sequences."""
+    """Metadata of a ``Batch.Builder``: assign, read, delete per-element sequences."""
 
     def __init__(self, storage: Storage | None = None) -> None:
         self._storage: Storage = storage if storage is not None else {}

@@ -20,7 +20,26 @@ __all__ = ["Model", "ModelBackend", "ResponseInfoMapping", "unknown_name_error"]
 
 @runtime_checkable
 class ModelBackend(Protocol):
-    """What a framework adapter implements to become a :class:`Model`."""
+    """What a framework adapter implements to become a [`Model`][introscope.base.Model].
+
+    Examples:
+        A minimal numpy backend with one input ``"x"`` and one response ``"double"``:
+
+        >>> import numpy as np
+        >>> from introscope.base import ModelBackend, ResponseInfo
+        >>> def info(name):
+        ...     layer = ResponseInfo.Layer(name, ResponseInfo.LayerKind.UNKNOWN, "numpy")
+        ...     return ResponseInfo(name, np.dtype(np.float64), (None, 2), layer)
+        >>> class Doubler:
+        ...     def run_inference(self, inputs, outputs):
+        ...         return {"double": 2 * inputs["x"]}
+        ...     def get_response_infos(self):
+        ...         return [info("double")]
+        ...     def get_input_layer_responses(self):
+        ...         return [info("x")]
+        >>> isinstance(Doubler(), ModelBackend)
+        True
+    """
 
     def run_inference(
         self, inputs: Mapping[str, np.ndarray], outputs: frozenset[str]
@@ -50,7 +69,7 @@ def unknown_name_error(kind: str, unknown: Iterable[str], known: Iterable[str]) 
 
 
 class ResponseInfoMapping(Mapping[str, ResponseInfo]):
-    """Mapping of response name to :class:`ResponseInfo` that may also be called.
+    """Mapping of response name to ``ResponseInfo`` that may also be called.
 
     DNIKit's documentation writes both ``model.response_infos`` and ``model.response_infos()``;
     both give this mapping.
@@ -153,8 +172,30 @@ def _fmt(shape: tuple[int | None, ...]) -> str:
 class Model:
     """A framework model; ``model(names)`` is a pipeline stage that adds those responses.
 
-    Build one with a loader such as :func:`introscope.torch.load_torch_model_from_memory`,
-    :func:`introscope.tensorflow.load_tf_model_from_path` or :func:`introscope.onnx.load_onnx_model`.
+    Build one with a loader such as ``introscope.torch.load_torch_model_from_memory``,
+    ``introscope.tensorflow.load_tf_model_from_path`` or ``introscope.onnx.load_onnx_model``.
+
+    Examples:
+        Wrapping a minimal numpy backend (the loaders return a ``Model`` like this one):
+
+        >>> import numpy as np
+        >>> from introscope.base import Batch, Model, ResponseInfo, pipeline, producer_from_batches
+        >>> def info(name):
+        ...     layer = ResponseInfo.Layer(name, ResponseInfo.LayerKind.UNKNOWN, "numpy")
+        ...     return ResponseInfo(name, np.dtype(np.float64), (None, 2), layer)
+        >>> class Doubler:
+        ...     def run_inference(self, inputs, outputs):
+        ...         return {"double": 2 * inputs["x"]}
+        ...     def get_response_infos(self):
+        ...         return [info("double")]
+        ...     def get_input_layer_responses(self):
+        ...         return [info("x")]
+        >>> model = Model(Doubler())
+        >>> list(model.response_infos)
+        ['double']
+        >>> source = producer_from_batches(Batch({"x": np.ones((3, 2))}))
+        >>> next(iter(pipeline(source, model("double"))(batch_size=3))).fields["double"][0]
+        array([2., 2.])
     """
 
     def __init__(self, backend: ModelBackend) -> None:
@@ -168,12 +209,12 @@ class Model:
 
     @property
     def response_infos(self) -> ResponseInfoMapping:
-        """Mapping of response name to :class:`ResponseInfo` (also callable, as in DNIKit docs)."""
+        """Mapping of response name to ``ResponseInfo`` (also callable, as in DNIKit docs)."""
         return self._response_infos
 
     @property
     def input_layers(self) -> ResponseInfoMapping:
-        """Mapping of input name to :class:`ResponseInfo`."""
+        """Mapping of input name to [`ResponseInfo`][introscope.base.ResponseInfo]."""
         return self._input_layers
 
     @property

@@ -335,6 +335,22 @@ def multi_introspect(
     Raises:
         IntroscopeError: if the producer or an introspector fails; the original exception is the
             ``__cause__``, and every other introspector is stopped.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, multi_introspect, producer_from_batches
+        >>> from introscope.introspectors import IUA, DimensionReduction
+        >>> rng = np.random.default_rng(0)
+        >>> producer = producer_from_batches(Batch({"r": rng.normal(size=(20, 4))}))
+        >>> pca = DimensionReduction.Strategy.PCA(2)
+        >>> iua, dr = multi_introspect(
+        ...     IUA.introspect,
+        ...     lambda p: DimensionReduction.introspect(p, strategies=pca),
+        ...     producer=producer,
+        ...     batch_size=8,
+        ... )
+        >>> sorted(iua.results), type(dr).__name__
+        (['r'], 'DimensionReduction')
     """
     if not introspectors:
         raise IntroscopeError("multi_introspect needs at least one introspector")

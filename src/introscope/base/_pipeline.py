@@ -19,8 +19,22 @@ BatchProcessor = Callable[[Batch], "Batch | None"]
 class PipelineStage(abc.ABC):  # noqa: B024 - either of two methods may be overridden
     """A step of a pipeline: turns a producer into another producer, lazily.
 
-    Subclasses implement :meth:`_get_batch_processor` (a function from one batch to a batch, or
-    ``None`` to drop it) or, for stages that change batching, override :meth:`_pipeline`.
+    Subclasses implement ``_get_batch_processor`` (a function from one batch to a batch, or
+    ``None`` to drop it) or, for stages that change batching, override ``_pipeline``.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, PipelineStage, pipeline, producer_from_batches
+        >>> class AddOne(PipelineStage):
+        ...     def _get_batch_processor(self):
+        ...         def process(batch):
+        ...             builder = Batch.Builder(base=batch)
+        ...             builder.fields["x"] = batch.fields["x"] + 1
+        ...             return builder.make_batch()
+        ...         return process
+        >>> source = producer_from_batches(Batch({"x": np.arange(3)}))
+        >>> next(iter(pipeline(source, AddOne())(batch_size=3))).fields["x"]
+        array([1, 2, 3])
     """
 
     @property
@@ -103,6 +117,15 @@ def pipeline(producer: Producer, *stages: PipelineStage | Iterable[PipelineStage
     """Compose ``producer`` with ``stages`` (nested lists/tuples allowed) into a lazy producer.
 
     Nothing runs until the returned producer is called with a batch size and iterated.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, pipeline, producer_from_batches
+        >>> from introscope.processors import Processor
+        >>> source = producer_from_batches(Batch({"x": np.arange(4.0)}))
+        >>> doubled = pipeline(source, Processor(lambda a: 2 * a))
+        >>> [b.fields["x"] for b in doubled(batch_size=2)]
+        [array([0., 2.]), array([4., 6.])]
     """
     if not callable(producer):
         raise IntroscopeError(

@@ -16,7 +16,20 @@ __all__ = ["Producer", "peek_first_batch", "check_batch_size", "checked_batches"
 
 @runtime_checkable
 class Producer(Protocol):
-    """Anything callable as ``producer(batch_size)`` that yields :class:`Batch` objects."""
+    """Anything callable as ``producer(batch_size)`` that yields ``Batch`` objects.
+
+    Examples:
+        Any function of a batch size that yields batches is a producer:
+
+        >>> import numpy as np
+        >>> from introscope.base import Batch
+        >>> def count_to_five(batch_size):
+        ...     data = np.arange(5)
+        ...     for start in range(0, len(data), batch_size):
+        ...         yield Batch({"n": data[start:start + batch_size]})
+        >>> [b.batch_size for b in count_to_five(2)]
+        [2, 2, 1]
+    """
 
     def __call__(self, batch_size: int) -> Iterable[Batch]: ...
 
@@ -58,7 +71,15 @@ def checked_batches(
 
 
 def peek_first_batch(producer: Producer, batch_size: int = 1) -> Batch:
-    """Return the first batch ``producer(batch_size)`` yields (running only what that needs)."""
+    """Return the first batch ``producer(batch_size)`` yields (running only what that needs).
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, peek_first_batch, producer_from_batches
+        >>> producer = producer_from_batches(Batch({"x": np.arange(10)}))
+        >>> peek_first_batch(producer, batch_size=3).fields["x"]
+        array([0, 1, 2])
+    """
     it = iter(checked_batches(producer, batch_size))
     try:
         return next(it)

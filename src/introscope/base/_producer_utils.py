@@ -27,7 +27,14 @@ __all__ = [
 def accumulate_batches(producer: Producer, *, batch_size: int = 1024) -> Batch:
     """Join every batch of ``producer`` into one batch (holds the whole data set in memory).
 
-    Raises :class:`IntroscopeError` if the producer yields nothing.
+    Raises ``IntroscopeError`` if the producer yields nothing.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, accumulate_batches, producer_from_batches
+        >>> producer = producer_from_batches(Batch({"x": np.arange(5)}))
+        >>> accumulate_batches(producer, batch_size=2).fields["x"]
+        array([0, 1, 2, 3, 4])
     """
     batches = list(checked_batches(producer, batch_size))
     try:
@@ -41,6 +48,13 @@ def resize_batches(batches: Iterable[Batch], batch_size: int) -> Iterator[Batch]
 
     Memory stays at about one output batch plus one input batch. A batch already of the right
     size passes through unchanged (no copy).
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, resize_batches
+        >>> batches = [Batch({"x": np.arange(3)}), Batch({"x": np.arange(3, 7)})]
+        >>> [b.fields["x"].tolist() for b in resize_batches(batches, 5)]
+        [[0, 1, 2, 3, 4], [5, 6]]
     """
     size = check_batch_size(batch_size)
     # (batch, first unused element): slicing from an offset keeps splitting a large batch linear.
@@ -106,6 +120,15 @@ def rebatch(producer: Producer, source_batch_size: int | None = None) -> Produce
     Args:
         producer: the source; it may yield batches of any size.
         source_batch_size: the batch size to ask ``producer`` for; by default the requested size.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, rebatch
+        >>> def uneven(batch_size):  # ignores the requested size
+        ...     yield Batch({"x": np.arange(3)})
+        ...     yield Batch({"x": np.arange(3, 5)})
+        >>> [b.batch_size for b in rebatch(uneven)(batch_size=4)]
+        [4, 1]
     """
     return _Rebatched(producer, source_batch_size)
 
@@ -125,12 +148,29 @@ class _FromBatches:
 
 
 def producer_from_batches(batches: Batch | Sequence[Batch]) -> Producer:
-    """A re-iterable producer over batches held in memory, cut to whatever size is requested."""
+    """A re-iterable producer over batches held in memory, cut to whatever size is requested.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, producer_from_batches
+        >>> batches = [Batch({"x": np.arange(3)}), Batch({"x": np.arange(3, 5)})]
+        >>> producer = producer_from_batches(batches)
+        >>> [b.fields["x"].tolist() for b in producer(batch_size=2)]
+        [[0, 1], [2, 3], [4]]
+    """
     return _FromBatches([batches] if isinstance(batches, Batch) else list(batches))
 
 
 def produce_elements(producer: Producer, batch_size: int = 32) -> Iterator[Batch.ElementType]:
-    """Iterate the elements of every batch of ``producer``, one at a time."""
+    """Iterate the elements of every batch of ``producer``, one at a time.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, produce_elements, producer_from_batches
+        >>> producer = producer_from_batches(Batch({"x": np.array([7, 8, 9])}))
+        >>> [int(element.fields["x"]) for element in produce_elements(producer, batch_size=2)]
+        [7, 8, 9]
+    """
     for batch in checked_batches(producer, batch_size, allow_empty=True):
         yield from batch.elements
 
@@ -155,6 +195,14 @@ def concatenate_producers(*producers: Producer) -> Producer:
 
     Batches are re-cut across the boundaries so only the last batch is short; the producers must
     therefore yield the same fields and metadata keys.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, concatenate_producers, producer_from_batches
+        >>> first = producer_from_batches(Batch({"x": np.array([1, 2, 3])}))
+        >>> second = producer_from_batches(Batch({"x": np.array([4, 5])}))
+        >>> [b.fields["x"].tolist() for b in concatenate_producers(first, second)(batch_size=2)]
+        [[1, 2], [3, 4], [5]]
     """
     if not producers:
         raise IntroscopeError("concatenate_producers needs at least one producer")
@@ -229,6 +277,17 @@ def subset_producer(
     Args:
         indices: positions of elements in the whole stream (0-based, no duplicates).
         predicate: called on each ``Batch.ElementType``; the element is kept when it is true.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, accumulate_batches, producer_from_batches
+        >>> from introscope.base import subset_producer
+        >>> producer = producer_from_batches(Batch({"x": np.arange(10, 20)}))
+        >>> accumulate_batches(subset_producer(producer, [1, 3, 5])).fields["x"]
+        array([11, 13, 15])
+        >>> even = subset_producer(producer, predicate=lambda e: e.fields["x"] % 2 == 0)
+        >>> accumulate_batches(even).fields["x"]
+        array([10, 12, 14, 16, 18])
     """
     if (indices is None) == (predicate is None):
         raise IntroscopeError("subset_producer takes exactly one of indices= or predicate=")
@@ -273,6 +332,15 @@ def shuffle_producer(producer: Producer, seed: int | None = None) -> Producer:
 
     Holds the whole data set in memory while a pass runs. ``seed=None`` draws one seed now, so
     that every pass of the returned producer agrees.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, accumulate_batches, producer_from_batches
+        >>> from introscope.base import shuffle_producer
+        >>> shuffled = shuffle_producer(producer_from_batches(Batch({"x": np.arange(6)})), seed=0)
+        >>> first = accumulate_batches(shuffled).fields["x"]
+        >>> sorted(first.tolist()), bool((first == accumulate_batches(shuffled).fields["x"]).all())
+        ([0, 1, 2, 3, 4, 5], True)
     """
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0])

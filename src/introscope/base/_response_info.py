@@ -67,6 +67,19 @@ class ResponseInfo:
     optional) is the axis of the channels, counted with the batch axis, when the adapter knows the
     layout of a convolution-like response: 1 for PyTorch, ONNX and Keras ``channels_first``, -1 for
     Keras ``channels_last``; ``None`` when unknown or not applicable.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import ResponseInfo
+        >>> info = ResponseInfo(
+        ...     name="conv1",
+        ...     dtype=np.dtype(np.float32),
+        ...     shape=(None, 8, 4, 4),
+        ...     layer=ResponseInfo.Layer("conv1", ResponseInfo.LayerKind.CONV_2D, "Conv2d"),
+        ...     channel_axis=1,
+        ... )
+        >>> info.shape[info.channel_axis]
+        8
     """
 
     name: str
@@ -113,7 +126,7 @@ FEATURES_LAST_KINDS = frozenset(
     }
 )
 
-#: ``inherited`` value of :func:`channels_first_axis` when nothing upstream is known.
+#: ``inherited`` value of ``channels_first_axis`` when nothing upstream is known.
 UNKNOWN_UPSTREAM = object()
 
 

@@ -67,6 +67,19 @@ class TrainTestSplitProducer:
         split_dataset: ``((x_train, y_train), (x_test, y_test))``; one of the x arrays may be empty.
         attach_metadata: attach the identifiers and labels.
         max_samples: produce at most this many samples (-1: all).
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, TrainTestSplitProducer
+        >>> x_train, y_train = np.zeros((3, 2, 2)), np.array([0, 1, 2])
+        >>> x_test, y_test = np.ones((2, 2, 2)), np.array([1, 0])
+        >>> producer = TrainTestSplitProducer(((x_train, y_train), (x_test, y_test)))
+        >>> batch = next(iter(producer(batch_size=5)))
+        >>> batch.fields["samples"].shape
+        (5, 2, 2)
+        >>> labels = batch.metadata[Batch.StdKeys.LABELS]
+        >>> [int(v) for v in labels["label"]], [int(v) for v in labels["dataset"]]
+        ([0, 1, 2, 1, 0], [0, 0, 0, 1, 1])
     """
 
     def __init__(
