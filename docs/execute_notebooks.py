@@ -24,8 +24,6 @@ def execute(source: pathlib.Path, target: pathlib.Path, timeout: int = 900) -> f
     import nbformat
     from nbclient import NotebookClient
 
-    os.environ.setdefault("INTROSCOPE_PROGRESS", "0")
-    os.environ.setdefault("MPLBACKEND", "Agg")
     notebook = nbformat.read(source, as_version=4)
     start = time.perf_counter()
     client = NotebookClient(
@@ -34,7 +32,19 @@ def execute(source: pathlib.Path, target: pathlib.Path, timeout: int = 900) -> f
         kernel_name="python3",
         resources={"metadata": {"path": str(source.parent)}},
     )
-    client.execute()
+    # The kernel inherits this environment: charts inline (a test run sets MPLBACKEND=Agg,
+    # which would leave only their repr), no progress bars in the saved outputs.
+    saved = {k: os.environ.get(k) for k in ("MPLBACKEND", "INTROSCOPE_PROGRESS")}
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    os.environ["INTROSCOPE_PROGRESS"] = "0"
+    try:
+        client.execute()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
     nbformat.write(notebook, tmp)

@@ -30,6 +30,8 @@ def _run(name: str) -> str:
                 raise AssertionError(f"{name}: {out['ename']}: {out['evalue']}")
             text.append(out.get("text", ""))
             text.append(out.get("data", {}).get("text/plain", ""))
+            if "image/png" in out.get("data", {}):
+                text.append("<image/png>")  # a chart drawn inline, as the docs site shows it
     return "\n".join(text)
 
 
@@ -38,6 +40,7 @@ def test_iua_dying_relu_has_more_inactive_units():
     healthy = float(re.search(r"healthy \{.*'relu2': ([\d.]+)", out).group(1))
     dying = float(re.search(r"dying ReLU \{.*'relu2': ([\d.]+)", out).group(1))
     assert dying > 1.5 * healthy
+    assert "<image/png>" in out  # the heatmaps
 
 
 def test_pfa_prunes_and_keeps_accuracy():
@@ -62,7 +65,8 @@ def test_duplicates_finds_the_planted_copies():
 
 
 def test_dimension_reduction_gives_two_columns():
-    assert "(450, 2)" in _run("05_dimension_reduction")
+    out = _run("05_dimension_reduction")
+    assert "(450, 2)" in out and "<image/png>" in out
 
 
 def test_dataset_report_has_dnikit_columns():
