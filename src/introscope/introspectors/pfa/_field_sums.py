@@ -39,7 +39,10 @@ _F64 = np.dtype(np.float64)
 
 
 def staging_rows(units: int, itemsize: int) -> int:
-    """Rows of the staging buffer (about 4 MiB, 256 to 8192 rows): one syrk per full buffer."""
+    """Rows of a staging block (about 4 MiB of float32, 256 to 8192 rows): one syrk per block.
+
+    float64 blocks have as many rows (8 MiB): fewer, larger Gram updates.
+    """
     return min(max(_STAGING_BYTES // (itemsize * units), 256), 8192)
 
 
@@ -156,17 +159,16 @@ class FieldSums(State):
         """
         n, units = x.shape
         stage = self._stage
-        if stage is None or stage.dtype != dtype:
+        if stage is None or stage.dtype != dtype or stage.shape[0] < n:
+            # Room for one staging block, or for one batch when batches are larger: a batch
+            # is never split, and its buffer is reused rather than allocated per batch.
             self.flush()
-            stage = self._stage = np.empty((staging_rows(units, dtype.itemsize), units), dtype)
+            rows = max(staging_rows(units, _F32.itemsize), n)
+            stage = self._stage = np.empty((rows, units), dtype)
             self._shift_cast = self.shift.astype(dtype)
-        rows = stage.shape[0]
-        if n > rows:
-            block = np.empty((n, units), dtype)
-        else:
-            if self._staged + n > rows:
-                self.flush()
-            block = stage[self._staged : self._staged + n]
+        if self._staged + n > stage.shape[0]:
+            self.flush()
+        block = stage[self._staged : self._staged + n]
         with np.errstate(over="ignore", invalid="ignore"):
             np.subtract(x, self._shift_cast, out=block, dtype=dtype, casting="unsafe")
         # float64 accumulation: no overflow or float32 rounding in the sums; a NaN or Inf
@@ -178,11 +180,7 @@ class FieldSums(State):
                 return self.add_numpy(x, _F64)
             return False
         self.total += column_sums
-        if n > rows:
-            self.flush()
-            self._gram(block)
-        else:
-            self._staged += n
+        self._staged += n
         return True
 
     def _gram(self, block: np.ndarray) -> None:
