@@ -285,7 +285,7 @@ SWEEP = [
     (1024, 128, 50_000, "float64"),
 ]
 QUICK_SWEEP = [(64, 32, 2_000, "float32"), (256, 500, 5_000, "float64")]
-SWEEP_ROUNDS = 3
+SWEEP_ROUNDS = 5
 
 # One DNIKit process serves every point: one JSON request per line on stdin, one answer per line.
 _DNIKIT_SERVER = r"""
