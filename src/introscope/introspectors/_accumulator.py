@@ -2,16 +2,16 @@
 
 Three pieces (the pattern of torchmetrics' ``Metric`` and scikit-learn's ``partial_fit``):
 
-- a :class:`State` holds what one response (field) contributes: ``update(array)`` folds in one
+- a ``State`` holds what one response (field) contributes: ``update(array)`` folds in one
   batch, ``merged(other)`` combines two states of disjoint data (pure, associative),
   ``result(...)`` computes the answer, ``state_dict()`` / ``from_state_dict()`` hold numpy
   arrays and JSON-able scalars (never pickle), ``nbytes`` is its size; the class declares its
-  :class:`Capabilities`;
-- an :class:`Accumulator` owns one state per field and does, once for everybody: the same field
+  ``Capabilities``;
+- an ``Accumulator`` owns one state per field and does, once for everybody: the same field
   set from batch to batch, errors that start with the introspector and name field and batch, the
   NaN/Inf policy, ``reset()``, ``merge``, ``state_dict`` / ``save`` / ``load`` and
   ``finalize() -> result``;
-- :func:`accumulate` is the one driver: ``accumulate(producer, *accumulators, batch_size=...)``
+- ``accumulate`` is the one driver: ``accumulate(producer, *accumulators, batch_size=...)``
   pulls the producer once and feeds every batch to every accumulator. ``introspect`` methods are
   thin calls of it; ``multi_introspect`` uses it when all participants are accumulators; the
   PyTorch monitor (``introscope.torch._monitor``) and Ray workers feed the same accumulators.
@@ -70,14 +70,14 @@ Writing a state (e.g. a buffer of samples, streaming PCA sums)::
 Rules a state follows:
 
 - ``update`` leaves the state unchanged when it raises (a rejected batch counts nothing).
-- ``update`` raises :class:`StateError` for bad input, with a message that reads after
+- ``update`` raises ``StateError`` for bad input, with a message that reads after
   ``"Owner: response 'name' (batch 3) "`` (e.g. ``"has shape (2, 3); expected ..."``).
 - NaN/Inf: with ``checks_finite = False`` (the default) the accumulator checks numpy batches
   before ``update`` and applies the policy itself. A state that finds non-finite values more
   cheaply on its own sets ``checks_finite = True``; its ``update(array, allow_nonfinite=False)``
-  then raises :class:`NonFiniteValues` (before changing anything) or, when ``allow_nonfinite``
+  then raises ``NonFiniteValues`` (before changing anything) or, when ``allow_nonfinite``
   is True, folds them in as its algorithm defines and returns how many it saw. Counts found on
-  an accelerator without synchronising are returned later by :meth:`State.sync`.
+  an accelerator without synchronising are returned later by ``State.sync``.
 - ``merged`` never changes either input; ``merged`` of states of disjoint data equals the state
   of their union (exactly for counts, up to float64 rounding for sums: ``Capabilities.exact``).
 - A state whose size is O(samples x units) (a fit buffer) says so with
@@ -118,7 +118,7 @@ __all__ = [
 _S = TypeVar("_S", bound="State")
 _A = TypeVar("_A", bound="Accumulator")
 
-#: Version of the layout written by :meth:`Accumulator.state_dict`.
+#: Version of the layout written by ``Accumulator.state_dict``.
 FORMAT = 1
 
 
@@ -131,7 +131,7 @@ class Capabilities:
     exact: bool = True
     """A merge equals one pass exactly (integer counts); False: up to float64 rounding."""
     passes: int = 1
-    """Passes over the data the introspector needs (only one-pass ones use :func:`accumulate`)."""
+    """Passes over the data the introspector needs (only one-pass ones use ``accumulate``)."""
     grows_with: tuple[str, ...] = ("units",)
     """What the state's size is proportional to: ``"units"`` and/or ``"samples"``."""
 
@@ -178,7 +178,7 @@ class State(abc.ABC):
     @classmethod
     @abc.abstractmethod
     def from_state_dict(cls: type[_S], state: Mapping[str, Any]) -> _S:
-        """Rebuild a state written by :meth:`state_dict`."""
+        """Rebuild a state written by ``state_dict``."""
 
     @property
     @abc.abstractmethod
@@ -186,7 +186,7 @@ class State(abc.ABC):
         """Bytes held."""
 
     def copy(self: _S) -> _S:
-        """An independent copy (by default through :meth:`state_dict`)."""
+        """An independent copy (by default through ``state_dict``)."""
         return type(self).from_state_dict(self.state_dict())
 
     def sync(self) -> int:
@@ -207,10 +207,10 @@ def _json_scalar(value: Any) -> bool:
 class Accumulator(abc.ABC):
     """Per-field states of one introspector, with the checks every introspector shares.
 
-    Subclasses set :attr:`owner` and :attr:`state_type` and implement :meth:`new_state`,
-    :meth:`config` and :meth:`finalize`. ``nonfinite``: ``"raise"`` (default) or one of the
-    other :attr:`nonfinite_policies` the subclass allows (``"warn"``: keep the values as the
-    state defines, warn once per field, and report counts in :attr:`nonfinite_counts`).
+    Subclasses set ``owner`` and ``state_type`` and implement ``new_state``,
+    ``config`` and ``finalize``. ``nonfinite``: ``"raise"`` (default) or one of the
+    other ``nonfinite_policies`` the subclass allows (``"warn"``: keep the values as the
+    state defines, warn once per field, and report counts in ``nonfinite_counts``).
     """
 
     owner: ClassVar[str] = "accumulator"
@@ -241,7 +241,7 @@ class Accumulator(abc.ABC):
     @abc.abstractmethod
     def config(self) -> dict[str, Any]:
         """The JSON-able keyword arguments of ``__init__`` (saved with the state, compared by
-        :meth:`merge`)."""
+        ``merge``)."""
 
     @abc.abstractmethod
     def finalize(self, **options: Any) -> Any:
@@ -273,7 +273,7 @@ class Accumulator(abc.ABC):
 
     @property
     def batches_seen(self) -> int:
-        """Batches folded in through :meth:`update_batch` (and merged in)."""
+        """Batches folded in through ``update_batch`` (and merged in)."""
         return self._batches
 
     @property
@@ -347,7 +347,7 @@ class Accumulator(abc.ABC):
             )
 
     def update_batch(self, batch: Any, index: int | None = None) -> None:
-        """Fold in every field of a :class:`~introscope.base.Batch` (the same fields each time)."""
+        """Fold in every field of a ``introscope.base.Batch`` (the same fields each time)."""
         index = self._batches if index is None else index
         names = list(batch.fields)
         if not names:
@@ -434,7 +434,7 @@ class Accumulator(abc.ABC):
         self._changed()
 
     def _merge_key(self) -> dict[str, Any]:
-        """Settings two accumulators must share to be merged (by default :meth:`config`)."""
+        """Settings two accumulators must share to be merged (by default ``config``)."""
         return self.config()
 
     def merge(self: _A, other: _A) -> _A:
@@ -555,7 +555,7 @@ class Accumulator(abc.ABC):
 
     @classmethod
     def from_state_dict(cls: type[_A], state: Mapping[str, Any]) -> _A:
-        """Rebuild an accumulator from :meth:`state_dict` (or ``np.load`` of a saved one)."""
+        """Rebuild an accumulator from ``state_dict`` (or ``np.load`` of a saved one)."""
         if HEADER_KEY not in state:
             raise IntroscopeValueError(
                 f"{cls.owner}: not an accumulator state_dict (no {HEADER_KEY!r} entry)"
@@ -571,13 +571,13 @@ class Accumulator(abc.ABC):
 
     @classmethod
     def load(cls: type[_A], path: str | os.PathLike[str]) -> _A:
-        """Read a state written by :meth:`save`."""
+        """Read a state written by ``save``."""
         arrays, header = load_npz(path, expect=cls.owner)
         return cls._import(arrays, header)
 
 
 def is_accumulator(obj: object) -> bool:
-    """Whether ``obj`` is an :class:`Accumulator` instance."""
+    """Whether ``obj`` is an ``Accumulator`` instance."""
     return isinstance(obj, Accumulator)
 
 
@@ -590,7 +590,7 @@ def accumulate(
 ) -> tuple[Any, ...]:
     """Pull ``producer(batch_size)`` once and feed every batch to every accumulator.
 
-    Returns each accumulator's :meth:`~Accumulator.finalize` result, in order (the
+    Returns each accumulator's ``Accumulator.finalize`` result, in order (the
     accumulators themselves with ``finalize=False``). Non-finite values kept under
     ``nonfinite="warn"`` give one warning per accumulator at the end.
     """

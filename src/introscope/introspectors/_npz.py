@@ -51,7 +51,7 @@ def save_npz(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray], hea
 
 
 def load_npz(path: str | os.PathLike[str], *, expect: str) -> tuple[dict[str, np.ndarray], dict]:
-    """Read a file written by :func:`save_npz`; ``expect`` is the header's ``"type"``."""
+    """Read a file written by ``save_npz``; ``expect`` is the header's ``"type"``."""
     target = pathlib.Path(path)
     if not target.exists():
         raise IntroscopeValueError(f"{expect}.load: no file at {str(target)!r}")

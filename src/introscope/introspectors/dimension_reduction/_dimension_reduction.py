@@ -54,16 +54,27 @@ def _check_strategy(name: str | None, strategy: object) -> DimensionReductionStr
 class DimensionReduction(PipelineStage):
     """Dimension reduction of 2-D fields, fitted on one producer and applied in a pipeline.
 
-    Create it with :meth:`DimensionReduction.introspect`; then ``pipeline(producer, dr)``
+    Create it with ``DimensionReduction.introspect``; then ``pipeline(producer, dr)``
     replaces each reduced field of every batch by its projection, and leaves other fields,
     snapshots and metadata as they are.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, peek_first_batch, pipeline, producer_from_batches
+        >>> from introscope.introspectors import DimensionReduction
+        >>> rng = np.random.default_rng(0)
+        >>> producer = producer_from_batches(Batch({"emb": rng.normal(size=(40, 5))}))
+        >>> pca = DimensionReduction.Strategy.PCA(2)
+        >>> reducer = DimensionReduction.introspect(producer, strategies=pca)
+        >>> peek_first_batch(pipeline(producer, reducer), batch_size=8).fields["emb"].shape
+        (8, 2)
     """
 
     _reducers: Mapping[str, DimensionReductionStrategyType]
     """The fitted strategy of every reduced field."""
 
     class Strategy:
-        """Bundled strategies; any :class:`DimensionReductionStrategyType` works too.
+        """Bundled strategies; any ``DimensionReductionStrategyType`` works too.
 
         - ``PCA``: exact PCA from a streamed covariance (memory O(features^2))
         - ``StandardPCA``: scikit-learn's PCA on all of the rows in memory
@@ -92,7 +103,7 @@ class DimensionReduction(PipelineStage):
                 on convolution responses)
             strategies: one strategy, copied for every field, or a mapping of field name to
                 strategy (other fields pass through unchanged). The strategies given are not
-                changed: fitted copies are in :attr:`strategies`.
+                changed: fitted copies are in ``strategies``.
             batch_size: batches pulled from ``producer`` while fitting; by default the largest
                 ``default_batch_size()`` of the strategies
 
@@ -161,7 +172,7 @@ class DimensionReduction(PipelineStage):
         """An empty streamed-PCA accumulator; its ``finalize()`` gives a DimensionReduction.
 
         Feed it with ``accumulate(producer, acc, batch_size=...)``, a forward hook or Ray
-        workers, merge partial ones with ``merge``; the result equals :meth:`introspect` with
+        workers, merge partial ones with ``merge``; the result equals ``introspect`` with
         ``Strategy.PCA(target_dimensions)`` (up to float64 rounding).
         """
         from ._pca_accumulator import PCAAccumulator

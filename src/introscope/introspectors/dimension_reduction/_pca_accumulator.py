@@ -14,15 +14,15 @@ __all__ = ["PCAAccumulator"]
 
 
 class PCAAccumulator(Accumulator):
-    """One :class:`PCAState` per field; ``finalize()`` gives a fitted :class:`DimensionReduction`.
+    """One ``PCAState`` per field; ``finalize()`` gives a fitted ``DimensionReduction``.
 
     The same sums as ``DimensionReduction.introspect(..., strategies=Strategy.PCA(k))``, fed by
-    :func:`~introscope.introspectors._accumulator.accumulate`, a PyTorch forward hook, a training
+    ``introscope.introspectors._accumulator.accumulate``, a PyTorch forward hook, a training
     loop or Ray workers; partial accumulators merge exactly (up to float64 rounding).
 
     Args:
         target_dimensions: principal components per field (``finalize`` may override it).
-        precision: ``"auto"`` or ``"float64"``; see :class:`PCAState`.
+        precision: ``"auto"`` or ``"float64"``; see ``PCAState``.
     """
 
     owner = "DimensionReduction"
@@ -48,7 +48,7 @@ class PCAAccumulator(Accumulator):
         return {}
 
     def finalize(self, *, target_dimensions: int | None = None) -> Any:
-        """A :class:`DimensionReduction` with one fitted PCA per field."""
+        """A ``DimensionReduction`` with one fitted PCA per field."""
         from ._dimension_reduction import DimensionReduction
         from ._strategies import PCA
 

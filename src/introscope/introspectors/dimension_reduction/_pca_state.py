@@ -83,7 +83,7 @@ class PCAState(State):
         precision: ``"auto"`` (default) forms the products of float32 (and narrower) batches in
             float32 about a shift near the mean and sums them in float64 (covariance entries
             within about 1e-7 relative); ``"float64"`` forms every product in float64.
-        name: the field's name, used in the messages of :meth:`result`.
+        name: the field's name, used in the messages of ``result``.
     """
 
     capabilities = Capabilities(mergeable=True, exact=False, passes=1, grows_with=("units",))
@@ -117,7 +117,7 @@ class PCAState(State):
     def update(self, array: Any, *, allow_nonfinite: bool = False) -> int:
         """Fold a (samples, features) batch into the state; NaN/Inf always raise.
 
-        Raises :class:`StateError` (bad shape or dtype) or :class:`NonFiniteValues`, leaving
+        Raises ``StateError`` (bad shape or dtype) or ``NonFiniteValues``, leaving
         the state unchanged.
         """
         torch_input = type(array).__module__.startswith("torch")
@@ -180,7 +180,7 @@ class PCAState(State):
 
     @classmethod
     def from_state_dict(cls, state: Mapping[str, Any]) -> PCAState:
-        """Rebuild a state written by :meth:`state_dict` (values may be 0-d numpy arrays)."""
+        """Rebuild a state written by ``state_dict`` (values may be 0-d numpy arrays)."""
         fmt = str(np.asarray(state.get("format", _FORMAT)))
         if fmt != _FORMAT:
             raise IntroscopeValueError(

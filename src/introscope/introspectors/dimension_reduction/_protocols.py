@@ -13,14 +13,25 @@ __all__ = ["DimensionReductionStrategyType"]
 class DimensionReductionStrategyType(Protocol):
     """One field's reducer: fed batch by batch, finished once, then used to project data.
 
-    :class:`DimensionReduction` calls :meth:`fit_incremental` for every batch of the fitting
-    pass and :meth:`fit_complete` once after the last one. A streaming strategy (PCA) folds each
-    batch into a small state; the others keep the rows and fit in :meth:`fit_complete`.
+    ``DimensionReduction`` calls ``fit_incremental`` for every batch of the fitting
+    pass and ``fit_complete`` once after the last one. A streaming strategy (PCA) folds each
+    batch into a small state; the others keep the rows and fit in ``fit_complete``.
 
-    Projection: when :attr:`is_one_shot` is False, :meth:`transform` maps any (samples,
+    Projection: when ``is_one_shot`` is False, ``transform`` maps any (samples,
     features) array to (samples, target_dimensions). When it is True, the strategy can only
     give the embedding of the rows it was fitted on, all at once, with
-    :meth:`transform_one_shot`.
+    ``transform_one_shot``.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.introspectors import DimensionReduction
+        >>> rows = np.random.default_rng(0).normal(size=(30, 4))
+        >>> pca = DimensionReduction.Strategy.PCA(2)
+        >>> pca.fit_incremental(rows[:15])
+        >>> pca.fit_incremental(rows[15:])
+        >>> pca.fit_complete()
+        >>> pca.is_one_shot, pca.transform(rows).shape
+        (False, (30, 2))
     """
 
     def default_batch_size(self) -> int:
@@ -46,7 +57,7 @@ class DimensionReductionStrategyType(Protocol):
 
     @property
     def is_one_shot(self) -> bool:
-        """True when only the fitted rows can be projected (:meth:`transform_one_shot`)."""
+        """True when only the fitted rows can be projected (``transform_one_shot``)."""
         ...
 
     def transform(self, data: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ _INITIAL_ROWS = 1024
 
 
 class FittedRows:
-    """Rows appended batch by batch into one array; after :meth:`finish`, a look-up of rows."""
+    """Rows appended batch by batch into one array; after ``finish``, a look-up of rows."""
 
     def __init__(self, who: str) -> None:
         self._who = who

@@ -72,11 +72,11 @@ class PCA(_Base):
     Memory is O(features^2) whatever the number of samples; any batch size works (also one
     smaller than ``target_dimensions``), and the components equal scikit-learn's exact ``PCA``
     (up to float64 rounding; float32 data is multiplied in float32 about its mean, see
-    ``precision``). The state (:class:`PCAState`) merges across shards.
+    ``precision``). The state (``PCAState``) merges across shards.
 
     Args:
         target_dimensions: number of principal components to project on.
-        precision: ``"auto"`` (default) or ``"float64"``; see :class:`PCAState`.
+        precision: ``"auto"`` (default) or ``"float64"``; see ``PCAState``.
     """
 
     _label = "DimensionReduction.Strategy.PCA"

@@ -31,7 +31,18 @@ N_NEIGHBORS: Final = 10
 
 @dataclass
 class DuplicateSetCandidate:
-    """One set of samples that are closer to each other than the threshold."""
+    """One set of samples that are closer to each other than the threshold.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, producer_from_batches
+        >>> from introscope.introspectors import Duplicates
+        >>> points = np.vstack([np.random.default_rng(0).normal(size=(20, 3)), np.zeros((2, 3))])
+        >>> duplicates = Duplicates.introspect(producer_from_batches(Batch({"emb": points})))
+        >>> candidate = next(c for c in duplicates.results["emb"] if 20 in c.indices)
+        >>> sorted(candidate.indices), candidate.batch.fields["emb"].shape
+        ([20, 21], (2, 3))
+    """
 
     std: float
     """Standard deviation of the members' distances to the set's centroid (normalised space)."""
@@ -40,14 +51,14 @@ class DuplicateSetCandidate:
     """Mean of the members' distances to the set's centroid (normalised space)."""
 
     projection: np.ndarray | None
-    """2-D PCA coordinates of the members, rows in :attr:`indices` order; None for <= 5 members."""
+    """2-D PCA coordinates of the members, rows in ``indices`` order; None for <= 5 members."""
 
     indices: Sequence[int]
     """Positions of the members in the producer's data, ordered along their first principal
     axis when there are more than 2 (ascending otherwise)."""
 
     batch: Batch
-    """The members' fields, snapshots and metadata, in :attr:`indices` order."""
+    """The members' fields, snapshots and metadata, in ``indices`` order."""
 
     @property
     def size(self) -> int:
@@ -95,13 +106,26 @@ def _sorted_distances(distances: np.ndarray) -> np.ndarray:
 class Duplicates:
     """Candidate duplicate sets per response, from each sample's nearest neighbours.
 
-    Create it with :meth:`Duplicates.introspect`. :attr:`results` maps each response name to a
-    list of :class:`Duplicates.DuplicateSetCandidate`.
+    Create it with ``Duplicates.introspect``. ``results`` maps each response name to a
+    list of ``Duplicates.DuplicateSetCandidate``.
+
+    Examples:
+        Samples 30 and 31 are near-copies of sample 0:
+
+        >>> import numpy as np
+        >>> from introscope.base import Batch, producer_from_batches
+        >>> from introscope.introspectors import Duplicates
+        >>> rng = np.random.default_rng(0)
+        >>> points = rng.normal(size=(30, 4))
+        >>> points = np.vstack([points, points[:1] + 1e-4, points[:1] - 1e-4])
+        >>> duplicates = Duplicates.introspect(producer_from_batches(Batch({"emb": points})))
+        >>> [sorted(c.indices) for c in duplicates.results["emb"] if 0 in c.indices]
+        [[0, 30, 31]]
     """
 
     @final
     class ThresholdStrategy:
-        """Bundled threshold strategies; any :class:`DuplicatesThresholdStrategyType` works."""
+        """Bundled threshold strategies; any ``DuplicatesThresholdStrategyType`` works."""
 
         Percentile: Final = _threshold.Percentile
         Slope: Final = _threshold.Slope
@@ -144,7 +168,7 @@ class Duplicates:
         Args:
             producer: yields batches whose fields are 2-D (batch, features) responses.
             batch_size: size of the batches pulled from ``producer``.
-            threshold: a :class:`DuplicatesThresholdStrategyType`; default
+            threshold: a ``DuplicatesThresholdStrategyType``; default
                 ``Duplicates.ThresholdStrategy.Slope()``.
             neighbors: ``"exact"`` (faiss brute force), ``"approximate"`` (an IVF partition,
                 nprobe raised until a measured recall@10 reaches 0.95; exact search instead when

@@ -1,4 +1,4 @@
-"""The Duplicates accumulator: one :class:`ResponseBuffer` per response, plus the metadata."""
+"""The Duplicates accumulator: one ``ResponseBuffer`` per response, plus the metadata."""
 
 from __future__ import annotations
 
@@ -39,12 +39,12 @@ def _threshold_from_config(spec: Any) -> DuplicatesThresholdStrategyType:
 
 
 class DuplicatesAccumulator(Accumulator):
-    """Folds batches into per-response :class:`ResponseBuffer` states and keeps their metadata.
+    """Folds batches into per-response ``ResponseBuffer`` states and keeps their metadata.
 
     The vectors go into one growing array per response; metadata (per-element Python values)
-    and snapshots are kept per batch and joined once in :meth:`finalize`, so each duplicate
-    set's ``batch`` carries its members' metadata as DNIKit's does. :meth:`state_dict` and
-    :meth:`save` hold the vectors only (metadata can be any Python object; no pickle).
+    and snapshots are kept per batch and joined once in ``finalize``, so each duplicate
+    set's ``batch`` carries its members' metadata as DNIKit's does. ``state_dict`` and
+    ``save`` hold the vectors only (metadata can be any Python object; no pickle).
     """
 
     owner = "Duplicates"
@@ -132,7 +132,7 @@ class DuplicatesAccumulator(Accumulator):
         return Batch._from_parts(fields, snapshots, metadata)
 
     def finalize(self, **options: Any) -> Any:
-        """The :class:`Duplicates` result (``threshold=`` overrides the accumulator's)."""
+        """The ``Duplicates`` result (``threshold=`` overrides the accumulator's)."""
         from ._duplicates import Duplicates
 
         threshold = options.pop("threshold", None) or self.threshold

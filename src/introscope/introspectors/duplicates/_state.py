@@ -18,7 +18,7 @@ __all__ = ["ResponseBuffer", "check_responses"]
 
 
 def check_responses(array: Any) -> np.ndarray:
-    """Return ``array`` as a numeric (n, d) array, or raise a :class:`StateError` saying why."""
+    """Return ``array`` as a numeric (n, d) array, or raise a ``StateError`` saying why."""
     arr = np.asarray(array)
     if arr.dtype.kind not in "biuf":
         raise StateError(

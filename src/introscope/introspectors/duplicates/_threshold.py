@@ -15,7 +15,15 @@ __all__ = ["DuplicatesThresholdStrategyType", "Percentile", "Slope"]
 
 @runtime_checkable
 class DuplicatesThresholdStrategyType(Protocol):
-    """A callable that maps sorted neighbour distances (zeros trimmed) to a distance threshold."""
+    """A callable that maps sorted neighbour distances (zeros trimmed) to a distance threshold.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.introspectors import Duplicates
+        >>> distances = np.array([0.01, 0.02, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7])
+        >>> Duplicates.ThresholdStrategy.Percentile(90)(distances)  # the two tiny ones are close
+        0.02
+    """
 
     def __call__(self, distances: np.ndarray) -> float:
         """Return the largest distance at which two samples are still duplicates.

@@ -1,4 +1,4 @@
-"""Familiarity's accumulator: one :class:`FitData` per response, finished by fitting a strategy."""
+"""Familiarity's accumulator: one ``FitData`` per response, finished by fitting a strategy."""
 
 from __future__ import annotations
 
@@ -13,15 +13,15 @@ __all__ = ["FamiliarityAccumulator"]
 
 
 class FamiliarityAccumulator(Accumulator):
-    """The fit buffers of every response; :meth:`finalize` fits ``strategy`` and returns
-    a :class:`~introscope.introspectors.Familiarity`.
+    """The fit buffers of every response; ``finalize`` fits ``strategy`` and returns
+    a ``introscope.introspectors.Familiarity``.
 
-    Fed by :func:`~introscope.introspectors._accumulator.accumulate`, a PyTorch monitor or Ray
+    Fed by ``introscope.introspectors._accumulator.accumulate``, a PyTorch monitor or Ray
     workers; merged states hold the union of the rows (or of the samples, exactly).
 
     Args:
         strategy: a ``Familiarity.Strategy.GMM`` (the default one when None); it travels with
-            :meth:`spawn` and :meth:`merge` but is not part of the saved settings
+            ``spawn`` and ``merge`` but is not part of the saved settings
         max_samples: keep a seeded uniform sample of at most this many rows per response
         seed: seed of that sample
     """

@@ -25,6 +25,12 @@ class GMMCovarianceType(enum.Enum):
 
     ``DIAG`` suits high-dimensional embeddings (few parameters per component); ``FULL`` suits
     low-dimensional data with plenty of samples.
+
+    Examples:
+        >>> from introscope.introspectors import Familiarity, GMMCovarianceType
+        >>> gmm = Familiarity.Strategy.GMM(gaussian_count=3, covariance_type=GMMCovarianceType.FULL)
+        >>> GMMCovarianceType.DIAG.value
+        'diag'
     """
 
     FULL = "full"
@@ -178,7 +184,7 @@ class GMMDistribution(FamiliarityDistribution):
         return np.searchsorted(self.fit_scores, scores, side="right") * 100.0 / n
 
     def compute_familiarity_score(self, x: np.ndarray) -> Sequence[FamiliarityResult]:
-        """One :class:`FamiliarityResult` (score and percentile) per row of ``x``."""
+        """One ``FamiliarityResult`` (score and percentile) per row of ``x``."""
         return self.results(x)
 
     def results(self, x: Any, *, field: str = "", where: str = "") -> list[FamiliarityResult]:
@@ -188,7 +194,7 @@ class GMMDistribution(FamiliarityDistribution):
 
     # -- state dict -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """numpy arrays and JSON scalars (no pickle); :meth:`from_state_dict` restores it."""
+        """numpy arrays and JSON scalars (no pickle); ``from_state_dict`` restores it."""
         return {
             "covariance_type": self.covariance_type.value,
             "name": self.name,

@@ -22,10 +22,24 @@ __all__ = ["Familiarity"]
 class Familiarity(PipelineStage):
     """Densities fitted to a producer's responses; as a pipeline stage, scores new batches.
 
-    Make one with :meth:`introspect`. Piping batches through it writes, for every field,
-    ``batch.metadata[fam.meta_key][field]``: a list with one :class:`FamiliarityResult` per
+    Make one with ``introspect``. Piping batches through it writes, for every field,
+    ``batch.metadata[fam.meta_key][field]``: a list with one ``FamiliarityResult`` per
     element (``score``, the log-likelihood, higher is more familiar; ``percentile`` among the
     fit data).
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, peek_first_batch, pipeline, producer_from_batches
+        >>> from introscope.introspectors import Familiarity
+        >>> rng = np.random.default_rng(0)
+        >>> fit_data = producer_from_batches(Batch({"emb": rng.normal(size=(40, 2))}))
+        >>> gmm = Familiarity.Strategy.GMM(gaussian_count=1, random_state=0)
+        >>> familiarity = Familiarity.introspect(fit_data, strategy=gmm)
+        >>> new = producer_from_batches(Batch({"emb": np.array([[0.0, 0.0], [6.0, 6.0]])}))
+        >>> scored = peek_first_batch(pipeline(new, familiarity), batch_size=2)
+        >>> near, far = scored.metadata[familiarity.meta_key]["emb"]
+        >>> bool(near.score > far.score), far.percentile
+        (True, 0.0)
     """
 
     meta_key: Batch.DictMetaKey[FamiliarityResult]
@@ -34,7 +48,7 @@ class Familiarity(PipelineStage):
     _distributions: Mapping[str, FamiliarityDistribution]
 
     class Strategy:
-        """Bundled familiarity strategies (see :class:`FamiliarityStrategyType`)."""
+        """Bundled familiarity strategies (see ``FamiliarityStrategyType``)."""
 
         GMM: Final = GMM
 
@@ -60,7 +74,7 @@ class Familiarity(PipelineStage):
 
     @staticmethod
     def accumulator(*, strategy: FamiliarityStrategyType | None = None) -> Any:
-        """An empty accumulator for :meth:`introspect`'s pass (for ``multi_introspect``,
+        """An empty accumulator for ``introspect``'s pass (for ``multi_introspect``,
         monitors and shards); its ``finalize()`` returns the ``Familiarity``."""
         if strategy is None:
             strategy = GMM()

@@ -50,7 +50,7 @@ def row_keys(seed: int, start: int, count: int) -> np.ndarray:
 
 
 def check_rows(array: Any) -> np.ndarray:
-    """``array`` as a 2-D numeric array of finite values, else a :class:`StateError`.
+    """``array`` as a 2-D numeric array of finite values, else a ``StateError``.
 
     The message reads after ``"Familiarity: response 'name' (batch 3) "``.
     """
@@ -75,7 +75,7 @@ def check_rows(array: Any) -> np.ndarray:
 
 
 def check_responses(who: str, field: str, array: Any, where: str) -> np.ndarray:
-    """:func:`check_rows` with the error prefixed by ``who``, the field and ``where``."""
+    """``check_rows`` with the error prefixed by ``who``, the field and ``where``."""
     try:
         return check_rows(array)
     except StateError as exc:
@@ -242,7 +242,7 @@ class FitData(State):
 
     # -- results --------------------------------------------------------------------------------
     def result(self, **options: Any) -> np.ndarray:
-        """The held rows (see :meth:`data`)."""
+        """The held rows (see ``data``)."""
         return self.data()
 
     def data(self) -> np.ndarray:
@@ -312,7 +312,7 @@ class FitData(State):
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        """numpy arrays and JSON scalars (no pickle); :meth:`from_state_dict` restores it."""
+        """numpy arrays and JSON scalars (no pickle); ``from_state_dict`` restores it."""
         rows = np.empty((0, 0)) if self._buf is None else self._buf[: self._n].copy()
         return {
             "name": self.name,

@@ -40,7 +40,7 @@ class GMM(FamiliarityStrategyType):
         gaussian_count: number of mixture components
         convergence_threshold: EM stops when the lower bound improves by less than this
         max_iterations: most EM iterations
-        covariance_type: :class:`GMMCovarianceType` (``DIAG`` by default)
+        covariance_type: ``GMMCovarianceType`` (``DIAG`` by default)
         random_state: ``None`` (seed ``DEFAULT_SEED`` = 0, fresh each fit, so runs repeat), an
             int seed, or a ``numpy.random.RandomState`` that is shared by the fields in field
             order and advanced, as DNIKit does; ``_random_state`` is DNIKit's spelling
@@ -127,7 +127,7 @@ class GMM(FamiliarityStrategyType):
         return DEFAULT_SEED if state is None else int(state)
 
     def accumulator(self, random_state: np.random.RandomState | None = None) -> Any:
-        """An empty :class:`FamiliarityAccumulator` holding this strategy (and its sampling)."""
+        """An empty ``FamiliarityAccumulator`` holding this strategy (and its sampling)."""
         from ._accumulator import FamiliarityAccumulator
 
         if self.max_fit_samples is None:

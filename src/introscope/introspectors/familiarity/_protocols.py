@@ -22,6 +22,12 @@ class FamiliarityResult:
         percentile: percentage (0 to 100) of the fit samples whose score is at most ``score``, so
             ``percentile <= 1`` selects the rarest 1 %; ``None`` when the distribution that made
             the result does not keep the fit data's scores
+
+    Examples:
+        >>> from introscope.introspectors import FamiliarityResult
+        >>> rare = FamiliarityResult(score=-12.5, percentile=0.5)
+        >>> rare.percentile <= 1  # among the rarest 1 % of the fit data
+        True
     """
 
     score: float
@@ -29,15 +35,41 @@ class FamiliarityResult:
 
 
 class FamiliarityDistribution(Protocol):
-    """The density fitted to one response; scores the elements of new data of that response."""
+    """The density fitted to one response; scores the elements of new data of that response.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, producer_from_batches
+        >>> from introscope.introspectors import Familiarity
+        >>> rng = np.random.default_rng(0)
+        >>> fit_data = producer_from_batches(Batch({"emb": rng.normal(size=(40, 2))}))
+        >>> familiarity = Familiarity.introspect(
+        ...     fit_data, strategy=Familiarity.Strategy.GMM(gaussian_count=1, random_state=0)
+        ... )
+        >>> distribution = familiarity.distributions["emb"]
+        >>> results = distribution.compute_familiarity_score(np.zeros((3, 2)))
+        >>> len(results), type(results[0]).__name__
+        (3, 'FamiliarityResult')
+    """
 
     def compute_familiarity_score(self, x: np.ndarray) -> Sequence[FamiliarityResult]:
-        """One :class:`FamiliarityResult` per row of ``x`` (shape ``(samples, features)``)."""
+        """One ``FamiliarityResult`` per row of ``x`` (shape ``(samples, features)``)."""
         ...
 
 
 class FamiliarityStrategyType(Protocol):
-    """Fits one :class:`FamiliarityDistribution` per field of a producer's batches."""
+    """Fits one ``FamiliarityDistribution`` per field of a producer's batches.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, producer_from_batches
+        >>> from introscope.introspectors import Familiarity
+        >>> strategy = Familiarity.Strategy.GMM(gaussian_count=2, random_state=0)
+        >>> emb = np.random.default_rng(0).normal(size=(30, 3))
+        >>> producer = producer_from_batches(Batch({"emb": emb}))
+        >>> sorted(strategy(producer, batch_size=10))  # one distribution per field
+        ['emb']
+    """
 
     metadata_key: ClassVar[Batch.DictMetaKey[FamiliarityResult]]
     """Key under which the strategy's results are written into batch metadata."""

@@ -26,7 +26,7 @@ NonFinite = Literal["raise", "warn"]
 
 
 class _VisType:
-    """How :meth:`IUA.show` presents results."""
+    """How ``IUA.show`` presents results."""
 
     CHART: Final = "chart"
     """A heatmap of per-unit inactive proportions, one panel per response."""
@@ -37,8 +37,8 @@ class _VisType:
 class IUA(Accumulator):
     """Inactive Unit Analysis: per response, how many units are inactive (close to 0) and how often.
 
-    ``IUA.introspect(producer)`` returns an ``IUA``; its :attr:`results` map each response name to
-    an :class:`IUA.Result`. An ``IUA`` is also an accumulator: ``update(field, array)`` folds in
+    ``IUA.introspect(producer)`` returns an ``IUA``; its ``results`` map each response name to
+    an ``IUA.Result``. An ``IUA`` is also an accumulator: ``update(field, array)`` folds in
     one batch, ``merge(other)`` combines two analyses of disjoint data exactly. The state is
     O(units) counters per response plus one small integer per sample (and per sample per channel
     view); nothing else grows with the data.
@@ -48,13 +48,25 @@ class IUA(Accumulator):
         atol: a value ``x`` is inactive when ``|x| <= atol`` (``numpy.isclose(x, 0, rtol, atol)``).
         channel_axis: ``None``; an axis (counted with the batch axis, 1 for PyTorch's NCHW, -1
             for Keras' NHWC) for every response with spatial positions; or a mapping response name
-            -> axis. Adds a per-channel view (:attr:`channel_results`): a channel is inactive for
+            -> axis. Adds a per-channel view (``channel_results``): a channel is inactive for
             a sample when all its positions are.
         response_infos: the model's ``ResponseInfo`` mapping; for responses that
             ``channel_axis`` does not name, convolution-like layers get their channel axis from it.
         nonfinite: ``"raise"`` (default): a NaN or Inf in a response raises, naming the response
             and batch; ``"warn"``: it warns, counts the value as active (as ``numpy.isclose``
             does) and reports the number per response in ``IUA.Result.nonfinite``.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, producer_from_batches
+        >>> from introscope.introspectors import IUA
+        >>> relu = np.array([[0.0, 1.0, 0.0], [0.0, 2.0, 3.0], [0.0, 0.5, 0.0], [0.0, 0.0, 1.0]])
+        >>> iua = IUA.introspect(producer_from_batches(Batch({"relu": relu})), batch_size=2)
+        >>> result = iua.results["relu"]
+        >>> result.unit_inactive_count
+        [4, 1, 2]
+        >>> result.dead_units()  # how many units are inactive on every sample
+        1
     """
 
     Result = IUAResult
@@ -144,7 +156,7 @@ class IUA(Accumulator):
     # ------------------------------------------------------------------ results
     @property
     def results(self) -> Mapping[str, IUAResult]:
-        """Per response: :class:`IUA.Result` over its units."""
+        """Per response: ``IUA.Result`` over its units."""
         self.sync()
         if "units" not in self._cache:
             self._cache["units"] = {name: s.result() for name, s in self._states.items()}
@@ -152,7 +164,7 @@ class IUA(Accumulator):
 
     @property
     def channel_results(self) -> Mapping[str, IUAResult]:
-        """Per response with a channel axis: :class:`IUA.Result` over its channels.
+        """Per response with a channel axis: ``IUA.Result`` over its channels.
 
         A channel is inactive for a sample when all its positions are; unit arrays have shape
         (channels,).
@@ -171,7 +183,8 @@ class IUA(Accumulator):
         return self._states[response].channel_axis  # type: ignore[attr-defined]
 
     def summary(self, dead_fraction: float = 0.99) -> list[dict[str, Any]]:
-        """One dict per response (natural order: relu, relu_2, relu_10): sizes, mean/std inactive, dead and mostly-dead counts."""
+        """One dict per response (natural order: relu, relu_2, relu_10): sizes, mean/std
+        inactive, dead and mostly-dead counts."""
         if not 0.0 < dead_fraction <= 1.0:
             raise ValueError(f"dead_fraction must be in (0, 1], got {dead_fraction!r}")
         rows = []
@@ -212,7 +225,7 @@ class IUA(Accumulator):
         response_infos: Mapping[str, ResponseInfo] | None = None,
         nonfinite: NonFinite = "raise",
     ) -> IUA:
-        """Analyse every field of every batch of ``producer``; see :class:`IUA` for arguments."""
+        """Analyse every field of every batch of ``producer``; see ``IUA`` for arguments."""
         iua = cls(
             rtol=rtol,
             atol=atol,
@@ -233,7 +246,7 @@ class IUA(Accumulator):
         response_infos: Mapping[str, ResponseInfo] | None = None,
         nonfinite: NonFinite = "raise",
     ) -> IUA:
-        """An empty IUA to feed (``finalize()`` gives what :meth:`introspect` returns: itself)."""
+        """An empty IUA to feed (``finalize()`` gives what ``introspect`` returns: itself)."""
         return cls(
             rtol=rtol,
             atol=atol,
@@ -256,13 +269,13 @@ class IUA(Accumulator):
 
         ``layers``: module names (as in ``model.named_modules()``) or modules; None means every
         ReLU/ReLU6 module. Counting runs on the model's device, in evaluation and in training;
-        ``monitor.result`` is an :class:`IUA` of everything seen so far and ``monitor.reset()``
-        starts afresh (e.g. once per epoch). The defaults are those of :meth:`introspect`; with
-        ``channel_axis=None`` the layout comes from each module as :mod:`introscope.torch`
+        ``monitor.result`` is an ``IUA`` of everything seen so far and ``monitor.reset()``
+        starts afresh (e.g. once per epoch). The defaults are those of ``introspect``; with
+        ``channel_axis=None`` the layout comes from each module as ``introscope.torch``
         describes it (channels-first outputs with positions get a channel view), the way
         ``introspect`` takes it from ``response_infos``. Pass an axis (or a mapping) to
         override. A module called several times per forward pass gives ``name#0``,
-        ``name#1``, ... as :mod:`introscope.torch` names them.
+        ``name#1``, ... as ``introscope.torch`` names them.
         """
         from introscope.torch._monitor import Monitor
 

@@ -23,6 +23,19 @@ class IUAResult:
     shape; they are built on access from the arrays the result holds. The same numbers as
     read-only numpy arrays: ``inactive_array`` (int64, shape (samples,)),
     ``unit_inactive_count_array`` and ``unit_inactive_proportion_array`` (the unit shape).
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, producer_from_batches
+        >>> from introscope.introspectors import IUA
+        >>> relu = np.array([[0.0, 1.0], [0.0, 0.0], [2.0, 0.0]])
+        >>> result = IUA.introspect(producer_from_batches(Batch({"relu": relu}))).results["relu"]
+        >>> result.num_samples, result.num_units
+        (3, 2)
+        >>> result.inactive_array  # inactive units per sample
+        array([1, 2, 1])
+        >>> result.unit_inactive_proportion_array
+        array([0.66666667, 0.66666667])
     """
 
     __slots__ = (

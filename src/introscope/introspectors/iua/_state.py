@@ -1,9 +1,9 @@
 """The mergeable state of IUA for one response: O(units) counters plus one integer per sample.
 
 numpy batches (and torch tensors on the CPU, through a zero-copy view) are counted by
-:func:`._kernel.count_batch`; torch tensors on an accelerator are counted with torch ops into
+``_kernel.count_batch``; torch tensors on an accelerator are counted with torch ops into
 counters on their own device, never synchronised per batch, and brought to the host when the
-state is read (:meth:`IUAState.sync`).
+state is read (``IUAState.sync``).
 """
 
 from __future__ import annotations
@@ -274,7 +274,7 @@ class IUAState(State):
 
     # ------------------------------------------------------------------ reading
     def result(self, *, view: str = "units") -> Any:
-        """:class:`IUA.Result` over the units (``view="units"``) or channels (``"channels"``)."""
+        """``IUA.Result`` over the units (``view="units"``) or channels (``"channels"``)."""
         from ._result import IUAResult
 
         self.sync()

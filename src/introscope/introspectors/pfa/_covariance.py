@@ -54,7 +54,16 @@ _logger = logging.getLogger("introscope.introspectors.pfa")
 
 @dataclass(frozen=True)
 class PFACovariancesResult:
-    """A layer's response covariance, its spectrum and its inactive units."""
+    """A layer's response covariance, its spectrum and its inactive units.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.introspectors import PFACovariancesResult
+        >>> cov = np.diag([4.0, 1.0, 0.0])  # unit 2 never varies
+        >>> result = PFACovariancesResult.make_covariance_result(covariances=cov)
+        >>> result.eigenvalues, result.inactive_units
+        (array([4., 1., 0.]), array([2]))
+    """
 
     covariances: np.ndarray
     """The (units, units) covariance matrix (normalised by ``count - 1``)."""
@@ -106,20 +115,20 @@ class PFACovarianceState(Accumulator):
 
     Feed it numpy arrays or torch tensors of shape (samples, units); torch tensors are summed on
     their own device in float64 (for example from a forward hook) and moved to the host only at
-    ``finalize``. Each field's state is a :class:`~._field_sums.FieldSums`.
+    ``finalize``. Each field's state is a ``_field_sums.FieldSums``.
 
     Args:
         precision: ``"auto"`` (default) forms the products of float32, float16, bool and
             8/16-bit integer batches in float32 about a per-unit shift and accumulates them in
             float64; ``"float64"`` forms every product in float64 (twice the arithmetic).
             float64 and 32/64-bit integer batches, and torch state, always use float64.
-        epsilon_inactive: the default of :meth:`finalize`: a unit is inactive when its
+        epsilon_inactive: the default of ``finalize``: a unit is inactive when its
             variance is below this times the largest variance of its layer.
     """
 
     owner = "PFA"
     state_type = FieldSums
-    #: The result class :meth:`finalize` builds (``PFA``; set by ``pfa/_pfa.py``, which depends
+    #: The result class ``finalize`` builds (``PFA``; set by ``pfa/_pfa.py``, which depends
     #: on this module, so that this module need not import it).
     result_type: ClassVar[Any] = None
 
@@ -159,7 +168,7 @@ class PFACovarianceState(Accumulator):
 
         ``other``'s sums are re-expressed about this state's shift first (exact up to float64
         rounding), so states started on different data merge to the one-pass covariance.
-        :meth:`merged` is the pure form (a new state, both inputs unchanged).
+        ``merged`` is the pure form (a new state, both inputs unchanged).
         """
         if not isinstance(other, PFACovarianceState):
             raise TypeError(f"can only merge a PFACovarianceState, got {type(other).__name__}")
@@ -205,9 +214,9 @@ class PFACovarianceState(Accumulator):
 
     @classmethod
     def from_state_dict(cls, state: Mapping[str, Any]) -> PFACovarianceState:
-        """Rebuild a state written by :meth:`state_dict` (no ``shift_i``: sums about zero).
+        """Rebuild a state written by ``state_dict`` (no ``shift_i``: sums about zero).
 
-        Also reads the generic layout of :meth:`Accumulator.state_dict`.
+        Also reads the generic layout of ``Accumulator.state_dict``.
         """
         if HEADER_KEY in state:
             return super().from_state_dict(state)
@@ -267,5 +276,5 @@ class PFACovarianceState(Accumulator):
         return results, failed
 
     def finalize(self, *, epsilon_inactive: float | None = None) -> Any:
-        """The :class:`PFA` of everything accumulated (``epsilon_inactive``: see the class)."""
+        """The ``PFA`` of everything accumulated (``epsilon_inactive``: see the class)."""
         return self.result_type.from_state(self, epsilon_inactive=epsilon_inactive)

@@ -52,19 +52,35 @@ def _pooling(pool: str | None):  # noqa: ANN202
 class PFA:
     """Principal Filter Analysis: how many units each layer needs, and which to keep.
 
-    Create it with :meth:`PFA.introspect` (or :meth:`PFA.from_state`), then call
-    :meth:`get_recipe`.
+    Create it with ``PFA.introspect`` (or ``PFA.from_state``), then call
+    ``get_recipe``.
+
+    Examples:
+        Units 2 and 3 of this layer copy units 0 and 1, and unit 4 is always 0:
+
+        >>> import numpy as np
+        >>> from introscope.base import Batch, producer_from_batches
+        >>> from introscope.introspectors import PFA
+        >>> rng = np.random.default_rng(0)
+        >>> base = rng.normal(size=(50, 2))
+        >>> layer = np.hstack([base, base + 1e-3 * rng.normal(size=(50, 2)), np.zeros((50, 1))])
+        >>> pfa = PFA.introspect(producer_from_batches(Batch({"fc": layer})), batch_size=16)
+        >>> recipe = pfa.get_recipe(strategy=PFA.Strategy.Energy(energy_threshold=0.99))["fc"]
+        >>> recipe.original_output_count, recipe.recommended_output_count
+        (5, 2)
+        >>> recipe.number_inactive_units, 4 in recipe.units_to_remove, len(recipe.units_to_remove)
+        (1, True, 3)
     """
 
     class Strategy:
-        """Bundled strategies; any :class:`PFAStrategyType` callable works too."""
+        """Bundled strategies; any ``PFAStrategyType`` callable works too."""
 
         KL: Final = _strategies.KL
         Energy: Final = _strategies.Energy
         Size: Final = _strategies.Size
 
     class UnitSelectionStrategy:
-        """Bundled unit selections; any :class:`PFAUnitSelectionStrategyType` works too."""
+        """Bundled unit selections; any ``PFAUnitSelectionStrategyType`` works too."""
 
         AbsMax: Final = _units.AbsMax
         AbsMin: Final = _units.AbsMin
@@ -77,7 +93,7 @@ class PFA:
             return [cls.AbsMax(), cls.AbsMin(), cls.L1Max(), cls.L1Min()]
 
     class VisType:
-        """What :meth:`PFA.show` draws."""
+        """What ``PFA.show`` draws."""
 
         CHART: Final = "chart"
         TABLE: Final = "table"
@@ -111,7 +127,7 @@ class PFA:
                 mean does not cancel the variance (errors ~1e-7 relative); float64 responses
                 are multiplied in float64. ``"float64"`` multiplies every response in float64
                 (sums about 1.5x slower on float32 responses). See
-                :class:`PFACovarianceState`.
+                ``PFACovarianceState``.
         """
         check_batch_size(batch_size)
         state = PFA.accumulator(epsilon_inactive=epsilon_inactive, precision=precision)
@@ -122,12 +138,12 @@ class PFA:
     def accumulator(
         *, epsilon_inactive: float = 1e-8, precision: str = "auto"
     ) -> PFACovarianceState:
-        """An empty PFA accumulator (``finalize()`` gives what :meth:`introspect` returns)."""
+        """An empty PFA accumulator (``finalize()`` gives what ``introspect`` returns)."""
         return PFACovarianceState(precision=precision, epsilon_inactive=epsilon_inactive)
 
     @staticmethod
     def from_state(state: PFACovarianceState, *, epsilon_inactive: float | None = None) -> PFA:
-        """Finish a :class:`PFACovarianceState` fed elsewhere (hooks, shards, workers)."""
+        """Finish a ``PFACovarianceState`` fed elsewhere (hooks, shards, workers)."""
         results, failed = state.covariance_results(epsilon_inactive=epsilon_inactive)
         reasons = {}
         for name in failed:
@@ -149,8 +165,8 @@ class PFA:
         Outputs of shape (N, C, ...) are pooled over every axis after the channel axis 1
         (``pool`` "max", as DNIKit users do with ``Pooler(method=MAX)``, or "mean"); (N, C)
         outputs are used as they are. Sums stay on the model's device in float64.
-        ``monitor.result`` is a :class:`PFA` of every output seen, ``monitor.state`` the
-        :class:`PFACovarianceState`; other defaults are those of :meth:`introspect`.
+        ``monitor.result`` is a ``PFA`` of every output seen, ``monitor.state`` the
+        ``PFACovarianceState``; other defaults are those of ``introspect``.
         """
         from introscope.torch._monitor import Monitor
 
@@ -180,7 +196,7 @@ class PFA:
 
     @staticmethod
     def load(path: str | os.PathLike[str]) -> PFA:
-        """Read a result written by :meth:`save` (or a saved :class:`PFACovarianceState`)."""
+        """Read a result written by ``save`` (or a saved ``PFACovarianceState``)."""
         arrays, header = load_npz(path, expect="PFA")
         if header.get("kind") != "result":
             return PFACovarianceState._import(arrays, header).finalize()
@@ -211,10 +227,11 @@ class PFA:
         strategy: PFAStrategyType | None = None,
         unit_strategy: PFAUnitSelectionStrategyType | None = None,
     ) -> dict[str, PFARecipe]:
-        """A recipe per field: how many units to keep (``strategy``), which to remove (``unit_strategy``).
+        """A recipe per field: how many units to keep (``strategy``), which to remove
+        (``unit_strategy``).
 
         Defaults: ``PFA.Strategy.KL()`` and ``PFA.UnitSelectionStrategy.L1Max()``. The dict
-        (a :class:`PFARecipes`) also lists, in ``.failed``, the fields PFA could not analyse and
+        (a ``PFARecipes``) also lists, in ``.failed``, the fields PFA could not analyse and
         why; each recipe's ``strategy`` names the strategies, e.g. ``"KL + L1Max"``.
         """
         if strategy is None:
@@ -254,7 +271,7 @@ class PFA:
 
         With a PyTorch ``model`` (and ``example_input``) the plan also records which layers'
         channels are coupled, how each group is reconciled, and the parameters and MACs per
-        sample before and after (the model is not changed; see :meth:`prune`).
+        sample before and after (the model is not changed; see ``prune``).
         """
         plan = PFAPruningPlan.from_recipes(recipes)
         if model is None:
@@ -279,7 +296,7 @@ class PFA:
 
         Args:
             model: the module PFA's responses came from (not modified).
-            recipes: ``pfa.get_recipe(...)`` or a :class:`PFAPruningPlan`.
+            recipes: ``pfa.get_recipe(...)`` or a ``PFAPruningPlan``.
             example_input: a batch the model accepts, to trace it and count MACs.
             layer_names: response name -> module name, where they differ.
         """

@@ -58,7 +58,7 @@ class PFAGroupPlan:
 
 @dataclass(frozen=True)
 class PFAPruningPlan:
-    """Per-layer :class:`PFALayerPlan`, keyed by response (field) name.
+    """Per-layer ``PFALayerPlan``, keyed by response (field) name.
 
     Made from recipes alone, it holds the layers; made against a model (``PFA.pruning_plan(
     recipes, model, example_input=x)`` or ``PFA.prune``) it also holds the coupled groups and the

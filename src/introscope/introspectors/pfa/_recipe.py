@@ -11,7 +11,17 @@ __all__ = ["PFAKLDiagnostics", "PFAEnergyDiagnostics", "PFARecipe", "PFARecipes"
 
 @dataclass(frozen=True)
 class PFAKLDiagnostics:
-    """What :class:`PFA.Strategy.KL` measured on a layer."""
+    """What ``PFA.Strategy.KL`` measured on a layer.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, producer_from_batches
+        >>> from introscope.introspectors import PFA
+        >>> layer = np.random.default_rng(0).normal(size=(50, 4))
+        >>> recipe = PFA.introspect(producer_from_batches(Batch({"fc": layer}))).get_recipe()["fc"]
+        >>> type(recipe.diagnostics).__name__, 0 < recipe.diagnostics.units_ratio <= 1
+        ('PFAKLDiagnostics', True)
+    """
 
     kl_divergence: float
     """KL divergence between the normalised eigenvalue spectrum and the uniform distribution."""
@@ -22,7 +32,18 @@ class PFAKLDiagnostics:
 
 @dataclass(frozen=True)
 class PFAEnergyDiagnostics:
-    """What :class:`PFA.Strategy.Energy` (and ``Size``) measured on a layer."""
+    """What ``PFA.Strategy.Energy`` (and ``Size``) measured on a layer.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, producer_from_batches
+        >>> from introscope.introspectors import PFA
+        >>> layer = np.random.default_rng(0).normal(size=(50, 4))
+        >>> pfa = PFA.introspect(producer_from_batches(Batch({"fc": layer})))
+        >>> recipe = pfa.get_recipe(strategy=PFA.Strategy.Energy(energy_threshold=0.8))["fc"]
+        >>> recipe.diagnostics.total_kept_energy >= 0.8
+        True
+    """
 
     total_kept_energy: float
     """Sum of the eigenvalues kept by the energy threshold (absolute, not a ratio)."""
@@ -33,7 +54,20 @@ _Diagnostics = Union[PFAKLDiagnostics, PFAEnergyDiagnostics, None]
 
 @dataclass(frozen=True)
 class PFARecipe:
-    """PFA's recommendation for one layer (one response field)."""
+    """PFA's recommendation for one layer (one response field).
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, producer_from_batches
+        >>> from introscope.introspectors import PFA
+        >>> rng = np.random.default_rng(0)
+        >>> base = rng.normal(size=(50, 2))
+        >>> layer = np.hstack([base, base + 1e-3 * rng.normal(size=(50, 2))])
+        >>> recipes = PFA.introspect(producer_from_batches(Batch({"fc": layer}))).get_recipe()
+        >>> recipe = recipes["fc"]
+        >>> recipe.recommended_output_count, sorted(recipe.units_to_keep + recipe.units_to_remove)
+        (2, [0, 1, 2, 3])
+    """
 
     original_output_count: int
     """Number of units the layer has."""
@@ -48,11 +82,11 @@ class PFARecipe:
     """How many units are inactive; they are the first entries of ``maximally_correlated_units``."""
 
     diagnostics: _Diagnostics
-    """Strategy-specific diagnostics (:class:`PFAKLDiagnostics`, :class:`PFAEnergyDiagnostics`)."""
+    """Strategy-specific diagnostics (``PFAKLDiagnostics``, ``PFAEnergyDiagnostics``)."""
 
     strategy: str | None = field(default=None, compare=False, repr=False)
     """Beyond DNIKit: the strategies that made the recipe, e.g. ``"KL + L1Max"`` (set by
-    :meth:`PFA.get_recipe`; not part of equality)."""
+    ``PFA.get_recipe``; not part of equality)."""
 
     @property
     def units_to_remove(self) -> list[int]:
@@ -80,11 +114,11 @@ class PFARecipe:
 
 
 class PFARecipes(dict):
-    """What :meth:`PFA.get_recipe` returns: a ``dict`` of layer name to :class:`PFARecipe`
+    """What ``PFA.get_recipe`` returns: a ``dict`` of layer name to ``PFARecipe``
     (DNIKit's type), which also remembers the layers PFA could not analyse.
 
     ``failed`` maps each such layer to the reason, e.g. fewer samples than units;
-    :meth:`PFA.show` lists them.
+    ``PFA.show`` lists them.
     """
 
     failed: Mapping[str, str]

@@ -1,4 +1,4 @@
-"""Plain table rows of PFA recipes, for the views in :mod:`introscope.viz._pfa`."""
+"""Plain table rows of PFA recipes, for the views in ``introscope.viz._pfa``."""
 
 from __future__ import annotations
 

@@ -19,7 +19,16 @@ _logger = logging.getLogger("introscope.introspectors.pfa")
 
 @runtime_checkable
 class PFAStrategyType(Protocol):
-    """A PFA strategy: covariances of all layers -> a recipe per layer (units not yet chosen)."""
+    """A PFA strategy: covariances of all layers -> a recipe per layer (units not yet chosen).
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.introspectors import PFA, PFACovariancesResult
+        >>> cov = PFACovariancesResult.make_covariance_result(covariances=np.diag([4.0, 1.0, 0.0]))
+        >>> strategy = PFA.Strategy.Size(relative_size=0.5)
+        >>> strategy({"fc": cov})["fc"].recommended_output_count
+        1
+    """
 
     def __call__(
         self, covariances: Mapping[str, PFACovariancesResult]
@@ -42,7 +51,7 @@ class KL(PFAStrategyType):
 
     A flat spectrum (uncorrelated units) keeps every unit; a spectrum concentrated in one
     eigenvalue keeps one. ``interpolation_function(kl, max_kl)`` maps the divergence to the
-    fraction kept; the default is :class:`KL.LinearInterpolation`. The count is kept within
+    fraction kept; the default is ``KL.LinearInterpolation``. The count is kept within
     [1, units] (DNIKit 2.0 fails on a custom function's 0 and on one-unit layers).
     """
 
@@ -178,7 +187,7 @@ class Size(PFAStrategyType):
         object.__setattr__(self, "epsilon_energy", epsilon_energy)
 
     def threshold(self, covariances: Mapping[str, PFACovariancesResult]) -> float:
-        """The shared energy threshold this strategy hands to :class:`Energy`."""
+        """The shared energy threshold this strategy hands to ``Energy``."""
         per_layer = []
         for cov in covariances.values():
             values = cov.eigenvalues

@@ -389,9 +389,9 @@ def prune_sequential(
     example_input: Any,
     layer_names: Mapping[str, str] | None = None,
 ) -> PrunedModel:
-    """Return a smaller copy of an ``nn.Sequential`` chain (see :func:`prune_model`).
+    """Return a smaller copy of an ``nn.Sequential`` chain (see ``prune_model``).
 
-    Kept for code written before :meth:`PFA.prune`; it is :func:`prune_model`, which takes any
+    Kept for code written before ``PFA.prune``; it is ``prune_model``, which takes any
     module.
     """
     return prune_model(model, plan, example_input=example_input, layer_names=layer_names)

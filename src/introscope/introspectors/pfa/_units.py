@@ -32,10 +32,20 @@ _logger = logging.getLogger("introscope.introspectors.pfa")
 
 @runtime_checkable
 class PFAUnitSelectionStrategyType(Protocol):
-    """Choose the units to remove: inactive ones first, then the maximally correlated."""
+    """Choose the units to remove: inactive ones first, then the maximally correlated.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.introspectors import PFA, PFACovariancesResult
+        >>> cov = np.array([[1.0, 0.9, 0.0], [0.9, 1.0, 0.1], [0.0, 0.1, 1.0]])
+        >>> result = PFACovariancesResult.make_covariance_result(covariances=cov)
+        >>> PFA.UnitSelectionStrategy.AbsMax()(result, num_units_to_keep=2)  # one of the pair 0, 1
+        array([1])
+    """
 
     def __call__(self, covariances: PFACovariancesResult, *, num_units_to_keep: int) -> np.ndarray:
-        """Return the indices of units to remove (the first ``len(inactive_units)`` are inactive)."""
+        """Return the indices of units to remove (the first ``len(inactive_units)`` are
+        inactive)."""
         ...
 
 

@@ -47,7 +47,8 @@ def _familiarity_default() -> Any:
 @final
 @dataclasses.dataclass(frozen=True)
 class ReportConfig:
-    """Which components :class:`DatasetReport` builds; a component set to ``None`` is skipped.
+    """Which components [`DatasetReport`][introscope.introspectors.DatasetReport] builds; a
+    component set to ``None`` is skipped.
 
     Args:
         projection: a ``DimensionReduction`` strategy to 2 dimensions (one, copied per response,
@@ -60,6 +61,12 @@ class ReportConfig:
             reduces each response wider than 40 dimensions to 40 with PCA and leaves the others.
         split_familiarity_min: a label value gets its own familiarity model when at least this
             many elements carry it.
+
+    Examples:
+        >>> from introscope.introspectors import DimensionReduction, ReportConfig
+        >>> config = ReportConfig(projection=DimensionReduction.Strategy.PCA(2), duplicates=None)
+        >>> config.duplicates is None, config.split_familiarity_min  # duplicates skipped
+        (True, 50)
     """
 
     projection: Any = dataclasses.field(default_factory=_projection_default)

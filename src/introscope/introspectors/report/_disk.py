@@ -110,7 +110,7 @@ def save_frame(frame: Any, directory: pathlib.Path) -> None:
 
 
 def load_frame(directory: pathlib.Path) -> Any:
-    """Read a table written by :func:`save_frame`, with its columns, order and dtypes."""
+    """Read a table written by ``save_frame``, with its columns, order and dtypes."""
     pq = require("pyarrow.parquet", "report", "loading a DatasetReport")
     meta_path = directory / META_FILE
     data_path = directory / DATA_FILE

@@ -33,12 +33,33 @@ class DatasetReport:
     cluster, its 2-D projection and how familiar it is, overall and among elements sharing each
     of its labels.
 
-    Build it with :meth:`introspect`, or load a saved one with :meth:`from_disk`. :attr:`data`
+    Build it with ``introspect``, or load a saved one with ``from_disk``. ``data``
     has DNIKit 2.0's columns, so code written for DNIKit and Apple's Symphony UI read it
     unchanged (``Symphony(report.data, id_column="id")``).
 
     Args:
-        data: the report table; use :meth:`introspect` or :meth:`from_disk` to make one.
+        data: the report table; use ``introspect`` or ``from_disk`` to make one.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch, producer_from_batches
+        >>> from introscope.introspectors import DatasetReport, DimensionReduction, Familiarity
+        >>> from introscope.introspectors import ReportConfig
+        >>> rng = np.random.default_rng(0)
+        >>> builder = Batch.Builder({"emb": rng.normal(size=(30, 3))})
+        >>> builder.metadata[Batch.StdKeys.IDENTIFIER] = list(range(30))
+        >>> builder.metadata[Batch.StdKeys.LABELS] = {"color": ["red", "blue"] * 15}
+        >>> config = ReportConfig(
+        ...     projection=DimensionReduction.Strategy.PCA(2),  # UMAP by default
+        ...     familiarity=Familiarity.Strategy.GMM(gaussian_count=1, random_state=0),
+        ...     split_familiarity_min=10,
+        ... )
+        >>> producer = producer_from_batches(builder.make_batch())
+        >>> report = DatasetReport.introspect(producer, config=config)
+        >>> report.data.shape
+        (30, 7)
+        >>> list(report.data.columns)[:4]
+        ['id', 'color', 'duplicates_emb', 'projection_emb_x']
     """
 
     data: Any
@@ -125,14 +146,14 @@ class DatasetReport:
 
     @staticmethod
     def from_disk(directory: str | pathlib.Path) -> DatasetReport:
-        """Load a report saved with :meth:`to_disk`; ``FileNotFoundError`` when there is none."""
+        """Load a report saved with ``to_disk``; ``FileNotFoundError`` when there is none."""
         require("pandas", "report", "DatasetReport")
         return DatasetReport(data=load_frame(pathlib.Path(directory).expanduser()))
 
     def to_disk(
         self, directory: str | pathlib.Path = "./report_save", *, overwrite: bool = False
     ) -> None:
-        """Save :attr:`data` to ``directory`` (created if needed) as Parquet plus a JSON file.
+        """Save ``data`` to ``directory`` (created if needed) as Parquet plus a JSON file.
 
         Raises ``FileExistsError`` when a report is already saved there and ``overwrite`` is
         False. The files are written under temporary names and renamed into place.
