@@ -225,7 +225,9 @@ def test_response_without_batch_dimension_is_refused():
 
 def test_module_error_is_wrapped(images):
     model = load_torch_model_from_memory(torch.nn.Linear(4, 2))
-    with pytest.raises(IntroscopeError, match=r"Linear failed on inputs \(input: \(5, 1, 8, 8\) float32\)"):
+    with pytest.raises(
+        IntroscopeError, match=r"Linear failed on inputs \(input: \(5, 1, 8, 8\) float32\)"
+    ):
         run(model, ["output"], images)
 
 
