@@ -249,19 +249,18 @@ class CachedProducer:
             raise IntroscopeError(
                 f"cannot read a cache: {_describe_missing_cache(self._storage_path)}"
             )
-        run = self._storage_path / manifest["run"]
+        run = os.path.join(self._storage_path, manifest["run"])
         for entry in manifest["batches"]:
-            path = run / entry["file"]
             try:
-                size = path.stat().st_size
+                size = os.stat(os.path.join(run, entry["file"])).st_size
             except FileNotFoundError:
                 raise IntroscopeError(
-                    f"the cache in {self._storage_path} is damaged: {path.name} is missing"
+                    f"the cache in {self._storage_path} is damaged: {entry['file']} is missing"
                 ) from None
             if size != entry["bytes"]:
                 raise IntroscopeError(
-                    f"the cache in {self._storage_path} is damaged: {path.name} has {size} bytes, "
-                    f"the manifest says {entry['bytes']}"
+                    f"the cache in {self._storage_path} is damaged: {entry['file']} has {size} "
+                    f"bytes, the manifest says {entry['bytes']}"
                 )
         return manifest
 
@@ -276,14 +275,14 @@ class CachedProducer:
         return int(self._manifest()["elements"])
 
     def _stored_batches(self, manifest: dict[str, Any]) -> Iterator[Batch]:
-        run = self._storage_path / manifest["run"]
+        run = os.path.join(self._storage_path, manifest["run"])
         for entry in manifest["batches"]:
+            path = os.path.join(run, entry["file"])
             try:
-                yield read_batch(run / entry["file"], self._verify, entry.get("members"))
+                yield read_batch(path, self._verify, entry.get("members"))
             except FileNotFoundError:
                 raise IntroscopeError(
-                    f"{run / entry['file']} disappeared while it was being read "
-                    f"(was the cache cleared?)"
+                    f"{path} disappeared while it was being read (was the cache cleared?)"
                 ) from None
 
     def __call__(self, batch_size: int) -> Iterator[Batch]:
@@ -513,11 +512,14 @@ class _CachingProducer:
     def __init__(self, cacher: Cacher, upstream: Producer) -> None:
         self._cacher = cacher
         self._upstream = upstream
+        self._reader: CachedProducer | None = None
 
     def __call__(self, batch_size: int) -> Iterator[Batch]:
         check_batch_size(batch_size)
         if self._cacher.cached:
-            yield from CachedProducer(self._cacher.storage_path)(batch_size)
+            if self._reader is None:
+                self._reader = CachedProducer(self._cacher.storage_path)
+            yield from self._reader(batch_size)
         else:
             yield from self._cacher._cache_pass(self._upstream, batch_size)
 
