@@ -159,7 +159,33 @@ def test_default_storage_is_a_temporary_folder_and_clear(tmp_path):
         Cacher.clear(tmp_path / "nothing")
 
 
-def test_no_pickle_on_disk_and_no_temp_files_left(tmp_path):
+@pytest.fixture
+def file_per_batch(monkeypatch):
+    """Write every batch to its own file (small batches are normally joined into chunks)."""
+    monkeypatch.setattr(cacher_module, "_CHUNK_BYTES", 0)
+
+
+def test_small_batches_are_joined_into_chunks_and_read_back_unchanged(tmp_path):
+    producer = pipeline(Source(40), Cacher(tmp_path / "c"))
+    original = list(producer(3))  # 14 batches of a few bytes
+    files = sorted((tmp_path / "c").rglob("batch-*.npz"))
+    assert len(files) == 1
+    again = list(producer(3))
+    assert [b.batch_size for b in again] == [b.batch_size for b in original]
+    for a, b in zip(original, again, strict=True):
+        assert a.fields.keys() == b.fields.keys()
+        for name in a.fields:
+            np.testing.assert_array_equal(a.fields[name], b.fields[name])
+        assert a.metadata[Batch.StdKeys.IDENTIFIER] == b.metadata[Batch.StdKeys.IDENTIFIER]
+
+
+def test_large_batches_get_a_file_each(tmp_path, monkeypatch):
+    monkeypatch.setattr(cacher_module, "_CHUNK_BYTES", 50)  # below one batch (64 bytes)
+    list(pipeline(Source(40), Cacher(tmp_path / "c"))(8))
+    assert len(list((tmp_path / "c").rglob("batch-*.npz"))) == 5
+
+
+def test_no_pickle_on_disk_and_no_temp_files_left(tmp_path, file_per_batch):
     producer = pipeline(Source(9), Cacher(tmp_path / "c"))
     list(producer(4))
     files = _files(tmp_path / "c")
@@ -327,7 +353,7 @@ def test_consumer_stopping_early_does_not_complete_the_cache(tmp_path):
     assert cacher.cached and source.calls == [4, 4]
 
 
-def test_reads_are_lazy(tmp_path, monkeypatch):
+def test_reads_are_lazy(tmp_path, monkeypatch, file_per_batch):
     list(pipeline(Source(40), Cacher(tmp_path / "c"))(4))
     reads = []
     real = cacher_module.read_batch
@@ -350,7 +376,7 @@ def test_empty_producer_makes_an_empty_cache(tmp_path):
         peek_first_batch(cacher.as_producer())
 
 
-def test_damaged_cache_is_detected(tmp_path):
+def test_damaged_cache_is_detected(tmp_path, file_per_batch):
     list(pipeline(Source(8), Cacher(tmp_path / "c"))(4))
     (victim,) = [p for p in (tmp_path / "c").rglob("batch-000001.npz")]
     data = bytearray(victim.read_bytes())
@@ -377,7 +403,9 @@ _KILLED_SCRIPT = textwrap.dedent(
     import pathlib, sys, time
     import numpy as np
     from introscope.base import Batch, Cacher, pipeline
+    import introscope.base._cacher as cacher_module
 
+    cacher_module._CHUNK_BYTES = 0  # one file per batch, so a killed pass leaves some behind
     root, ready = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 
     def slow(batch_size):

@@ -193,6 +193,22 @@ def _decode_metadata(entries: list[dict[str, Any]], arrays: Any) -> _meta.Storag
     return storage
 
 
+def check_metadata(batch: Batch, policy: MetadataPolicy) -> None:
+    """Apply ``policy`` to the batch's metadata now (drop or raise), as writing it would."""
+    s = batch._s
+    _encode_metadata(s.metadata, {}, policy)
+    for snap in s.snapshots.values():
+        _encode_metadata(snap._s.metadata, {}, policy)
+
+
+def batch_nbytes(batch: Batch) -> int:
+    """Bytes of a batch's field arrays, snapshots included."""
+    s = batch._s
+    return sum(a.nbytes for a in s.fields.values()) + sum(
+        batch_nbytes(snap) for snap in s.snapshots.values()
+    )
+
+
 def _check_field(what: str, array: np.ndarray) -> None:
     if array.dtype.hasobject:
         raise IntroscopeError(

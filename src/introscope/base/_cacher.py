@@ -24,10 +24,12 @@ from introscope.exceptions import IntroscopeError
 from introscope.typing import PathOrStr
 
 from . import _metadata as _meta
-from ._batch import Batch
+from ._batch import Batch, concatenate_batches
 from ._cache_format import (
     FORMAT_VERSION,
     MetadataPolicy,
+    batch_nbytes,
+    check_metadata,
     read_batch,
     remember_verified,
     write_batch,
@@ -47,6 +49,7 @@ _logger = logging.getLogger("introscope.base.cacher")
 
 _MARKER = ".introscope-cache"
 _MANIFEST = "manifest.json"
+_CHUNK_BYTES = 4 << 20  # batches are written to files of about this many bytes of fields
 _RUN_PREFIX = "run-"
 _LOCK = ".lock"
 
@@ -483,18 +486,40 @@ class Cacher(PipelineStage):
         committed = False
         try:
             next_id = 0
+            # Small batches are joined into files of about _CHUNK_BYTES: a later read pays the
+            # per-file cost (open, header, checks) once per chunk instead of once per batch.
+            pending: list[Batch] = []
+            pending_bytes = 0
             for batch in checked_batches(
                 producer, batch_size, allow_empty=True, what="the producer before Cacher"
             ):
                 batch, next_id = _with_identifier(batch, next_id)
-                writer.add(batch, policy)
+                check_metadata(batch, policy)  # drop or refuse metadata before passing it on
                 yield _without_dropped(batch, policy.dropped)
+                pending.append(batch)
+                pending_bytes += batch_nbytes(batch)
+                if pending_bytes >= _CHUNK_BYTES:
+                    self._write_chunk(writer, pending, policy)
+                    pending, pending_bytes = [], 0
+            self._write_chunk(writer, pending, policy)
             committed = writer.commit()
             if committed:
                 _logger.info("cached %d batches in %s", len(writer.entries), self._storage_path)
         finally:
             if not committed:
                 writer.abort()
+
+    @staticmethod
+    def _write_chunk(writer: _RunWriter, batches: list[Batch], policy: MetadataPolicy) -> None:
+        if not batches:
+            return
+        try:
+            joined = concatenate_batches(batches)
+        except IntroscopeError:  # batches that do not join (other fields or metadata keys)
+            for batch in batches:
+                writer.add(batch, policy)
+        else:
+            writer.add(joined, policy)
 
     def __repr__(self) -> str:
         return f"Cacher({str(self._storage_path)!r}, cached={self.cached})"
