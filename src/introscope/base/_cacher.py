@@ -219,7 +219,8 @@ def _describe_missing_cache(root: pathlib.Path) -> str:
 class CachedProducer:
     """A producer that reads batches cached by ``Cacher``, re-cut to any batch size.
 
-    Batches are read from disk one at a time (memory stays at about two batches).
+    Files are read one at a time (memory stays at about two files: batches of up to ~4 MiB
+    are joined into one file when cached).
 
     Args:
         storage_path: a folder holding a complete cache.
