@@ -92,7 +92,7 @@ out["neighbor_search"] = dup.neighbor_search["x"]
 if %(check_recall)r:
     import faiss
     from introscope.introspectors.duplicates._duplicates import _column_norms, _normalised_f32
-    from introscope.introspectors.duplicates._neighbors import nearest_neighbors, recall_at_k
+    from introscope.introspectors._knn import nearest_neighbors, recall_at_k
     raw = np.asarray(data)
     x = _normalised_f32(raw, _column_norms(raw))
     t = time.perf_counter()

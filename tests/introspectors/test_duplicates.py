@@ -9,8 +9,8 @@ from sklearn.decomposition import PCA
 from introscope.base import Batch
 from introscope.exceptions import IntroscopeError, IntroscopeValueError
 from introscope.introspectors import Duplicates, DuplicatesThresholdStrategyType
+from introscope.introspectors._knn import nearest_neighbors, recall_at_k
 from introscope.introspectors.duplicates import _clusters, _sets
-from introscope.introspectors.duplicates._neighbors import nearest_neighbors, recall_at_k
 from introscope.introspectors.duplicates._state import ResponseBuffer
 from introscope.samples import StubProducer
 

@@ -1,7 +1,7 @@
 """Duplicates: candidate sets of near-identical samples, from faiss nearest neighbours."""
 
+from .._knn import EXACT_MAX_SAMPLES
 from ._duplicates import N_NEIGHBORS, Duplicates, DuplicateSetCandidate
-from ._neighbors import EXACT_MAX_SAMPLES
 from ._threshold import DuplicatesThresholdStrategyType
 
 __all__ = [

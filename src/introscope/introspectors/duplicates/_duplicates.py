@@ -14,10 +14,10 @@ from introscope.base._producer import Producer, check_batch_size
 from introscope.exceptions import IntroscopeValueError
 from introscope.introspectors._accumulator import accumulate
 
+from .._knn import NeighborsArg, nearest_neighbors
 from . import _threshold
 from ._clusters import close_rows, combine_clusters, components
 from ._gather import DuplicatesAccumulator
-from ._neighbors import NeighborsArg, nearest_neighbors
 from ._sets import summarise_sets
 from ._threshold import DuplicatesThresholdStrategyType
 

@@ -11,8 +11,8 @@ from introscope.base._batch import concatenate_batches
 from introscope.exceptions import IntroscopeError, IntroscopeValueError
 from introscope.introspectors._accumulator import Accumulator
 
+from .._knn import NeighborsArg, check_neighbors_arg
 from . import _threshold
-from ._neighbors import NeighborsArg, check_neighbors_arg
 from ._state import ResponseBuffer, check_responses
 from ._threshold import DuplicatesThresholdStrategyType
 

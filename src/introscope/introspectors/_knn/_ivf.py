@@ -22,7 +22,7 @@ import numpy as np
 
 __all__ = ["ivf_knn", "ivf_lists"]
 
-_log = logging.getLogger("introscope.introspectors.duplicates")
+_log = logging.getLogger("introscope.introspectors.knn")
 
 
 #: Above this fraction of the lists probed, an exact search is about as cheap: fall back to it.

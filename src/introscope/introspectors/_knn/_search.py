@@ -1,8 +1,11 @@
-"""Nearest neighbours of every sample with faiss: exact search for small data, IVF above."""
+"""Nearest neighbours of every sample with faiss: exact search for small data, IVF above.
+
+Shared by Duplicates (10 neighbours in the column-normalised space) and the UMAP strategy of
+DimensionReduction (its ``n_neighbors`` in the input space).
+"""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Literal
 
@@ -12,9 +15,16 @@ from introscope.exceptions import IntroscopeValueError, require
 
 from ._ivf import ivf_knn
 
-__all__ = ["EXACT_MAX_SAMPLES", "NeighborsArg", "Neighbors", "nearest_neighbors", "recall_at_k"]
-
-_log = logging.getLogger("introscope.introspectors.duplicates")
+__all__ = [
+    "EXACT_MAX_SAMPLES",
+    "RECALL_TARGET",
+    "NeighborsArg",
+    "Neighbors",
+    "check_neighbors_arg",
+    "faiss_module",
+    "nearest_neighbors",
+    "recall_at_k",
+]
 
 NeighborsArg = Literal["auto", "exact", "approximate"]
 
@@ -37,21 +47,21 @@ class Neighbors:
     recall_estimate: float | None  # measured recall@k of the approximate index, None for exact
 
 
-def _faiss():  # noqa: ANN202
-    return require("faiss", "duplicates", "Duplicates' nearest-neighbour search")
+def faiss_module(purpose: str = "the nearest-neighbour search"):  # noqa: ANN201
+    """faiss, or ``MissingDependencyError`` naming the extra that installs it."""
+    return require("faiss", "duplicates", purpose)
 
 
-def check_neighbors_arg(value: object) -> NeighborsArg:
+def check_neighbors_arg(value: object, where: str = "Duplicates.introspect") -> NeighborsArg:
     if value not in ("auto", "exact", "approximate"):
         raise IntroscopeValueError(
-            f'Duplicates.introspect: neighbors must be "auto", "exact" or "approximate", '
-            f"got {value!r}"
+            f'{where}: neighbors must be "auto", "exact" or "approximate", got {value!r}'
         )
     return value  # type: ignore[return-value]
 
 
 def _exact(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    faiss = _faiss()
+    faiss = faiss_module()
     idx = np.empty((len(x), k), dtype=np.int64)
     sq = np.empty((len(x), k), dtype=np.float32)
     for lo in range(0, len(x), _CHUNK):
@@ -97,15 +107,26 @@ def _distances(x: np.ndarray, idx: np.ndarray, sq: np.ndarray) -> np.ndarray:
     return dist
 
 
-def nearest_neighbors(x: np.ndarray, k: int, method: NeighborsArg = "auto") -> Neighbors:
-    """The ``k`` nearest neighbours (Euclidean) of every row of ``x`` (float32, C-contiguous)."""
+def nearest_neighbors(
+    x: np.ndarray,
+    k: int,
+    method: NeighborsArg = "auto",
+    *,
+    exact_max_samples: int = EXACT_MAX_SAMPLES,
+    recall_target: float = RECALL_TARGET,
+) -> Neighbors:
+    """The ``k`` nearest neighbours (Euclidean) of every row of ``x`` (float32, C-contiguous).
+
+    ``"auto"`` searches exactly up to ``exact_max_samples`` rows and with the IVF blocks above,
+    raising ``nprobe`` until the measured recall@k reaches ``recall_target``.
+    """
     n = len(x)
     if method == "auto":
-        method = "exact" if n <= EXACT_MAX_SAMPLES else "approximate"
+        method = "exact" if n <= exact_max_samples else "approximate"
     recall: float | None = None
     approx = None
     if method == "approximate" and n > k:
-        approx = ivf_knn(_faiss(), x, k, recall_target=RECALL_TARGET)
+        approx = ivf_knn(faiss_module(), x, k, recall_target=recall_target)
     if approx is None:
         idx, sq = _exact(x, k)
         name = "exact"
