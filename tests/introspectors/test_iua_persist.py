@@ -136,3 +136,46 @@ def test_kernel_scratch_grows_for_any_dtype_and_shape_sequence() -> None:
         inactive = np.isclose(x.astype(np.float64), 0, rtol=1e-5, atol=1e-8)
         np.testing.assert_array_equal(got.per_sample, inactive.sum(axis=1), err_msg=str(dtype))
         np.testing.assert_array_equal(got.unit_counts, inactive.sum(axis=0), err_msg=str(dtype))
+
+
+@pytest.mark.parametrize("dtype", ["<f2", "<f4", "<f8", ">f4", ">f8"])
+def test_kernel_fast_path_is_exact_for_every_float_width_and_byte_order(dtype) -> None:
+    from introscope.introspectors.iua import _kernel
+
+    rng = np.random.default_rng(6)
+    x = np.maximum(rng.standard_normal((12, 50)), 0)
+    x[1, 3] = 1e-9  # inactive (below atol; 0 in float16)
+    x[2, 4] = np.inf
+    x[4, 5] = -np.nan  # sign bit set
+    x[6, 6] = np.nan
+    x[8, 7] = -0.0
+    x[9, 8] = -1e-9  # negative but inactive
+    x[10, 9] = np.finfo(np.dtype(dtype)).tiny / 4  # subnormal: inactive
+    x = x.astype(dtype)
+    for chunk_rows in (1, 3, 12):
+        got = _kernel.count_batch(x, 1e-8) if chunk_rows == 12 else None
+        if got is None:
+            old = _kernel._CHUNK_BYTES
+            _kernel._CHUNK_BYTES = chunk_rows * 50 * x.dtype.itemsize
+            try:
+                got = _kernel.count_batch(x, 1e-8)
+            finally:
+                _kernel._CHUNK_BYTES = old
+        inactive = np.abs(x.astype(np.float64)) <= 1e-8
+        np.testing.assert_array_equal(got.per_sample, inactive.sum(axis=1))
+        np.testing.assert_array_equal(got.unit_counts, inactive.sum(axis=0))
+        assert got.nonfinite == 3
+
+
+def test_wide_rows_are_counted_by_words_exactly() -> None:
+    from introscope.introspectors.iua import _kernel
+
+    rng = np.random.default_rng(8)
+    for units in (1024, 3072, 32768):
+        x = np.maximum(rng.standard_normal((9, units)), 0).astype(np.float32)
+        x[0] = 0.0  # every unit inactive: each byte lane reaches its maximum
+        x[1] = 1.0  # none inactive
+        got = _kernel.count_batch(x, 1e-8)
+        inactive = x <= 1e-8
+        np.testing.assert_array_equal(got.per_sample, inactive.sum(axis=1))
+        np.testing.assert_array_equal(got.unit_counts, inactive.sum(axis=0))

