@@ -52,6 +52,21 @@ __all__ = ["PFACovariancesResult", "PFACovarianceState"]
 _logger = logging.getLogger("introscope.introspectors.pfa")
 
 
+class _PendingEigenvectors:
+    """Stands for the eigenvectors of a covariance until they are first read."""
+
+    __slots__ = ("cov",)
+
+    def __init__(self, cov: np.ndarray) -> None:
+        self.cov = cov
+
+    def compute(self) -> np.ndarray:
+        return np.linalg.eigh(self.cov)[1][:, ::-1]
+
+    def __repr__(self) -> str:
+        return "<eigenvectors, computed when first read>"
+
+
 @dataclass(frozen=True)
 class PFACovariancesResult:
     """A layer's response covariance, its spectrum and its inactive units.
@@ -73,13 +88,23 @@ class PFACovariancesResult:
 
     eigenvectors: np.ndarray
     """Eigenvectors as columns, in the order of ``eigenvalues`` (DNIKit 2.0 reverses the rows of
-    ``eigh``'s matrix instead, so its columns are neither in that order nor eigenvectors)."""
+    ``eigh``'s matrix instead, so its columns are neither in that order nor eigenvectors).
+    Computed on first access: no recipe needs them."""
 
     original_output_count: int
     """Number of units (features) in the response."""
 
     inactive_units: np.ndarray
     """Indices (ascending) of units whose variance is below ``epsilon_inactive * max variance``."""
+
+    def __getattribute__(self, name: str) -> Any:
+        value = object.__getattribute__(self, name)
+        if name == "eigenvectors" and type(value) is _PendingEigenvectors:
+            # No recipe needs the eigenvectors; eigh with vectors costs 3x eigvalsh (0.20 s
+            # vs 0.07 s at 1,024 units), so they are computed on first access only.
+            value = value.compute()
+            object.__setattr__(self, "eigenvectors", value)
+        return value
 
     @staticmethod
     def make_covariance_result(
@@ -93,17 +118,15 @@ class PFACovariancesResult:
             )
         if not np.all(np.isfinite(cov)):
             raise IntroscopeError("covariances contain NaN or Inf")
-        # eigh reads one triangle only; eigenvalues of a PSD matrix that come out slightly
-        # negative are rounding noise, hence the clip.
-        values, vectors = np.linalg.eigh(cov)
-        values = np.maximum(values, 0.0)[::-1]
-        vectors = vectors[:, ::-1]
+        # eigvalsh reads one triangle only; eigenvalues of a PSD matrix that come out slightly
+        # negative are rounding noise, hence the clip. The eigenvectors wait until read.
+        values = np.maximum(np.linalg.eigvalsh(cov), 0.0)[::-1]
         var = np.abs(np.diag(cov))
         inactive = np.flatnonzero(var < epsilon_inactive * np.max(var)).astype(int)
         return PFACovariancesResult(
             covariances=cov,
             eigenvalues=values,
-            eigenvectors=vectors,
+            eigenvectors=_PendingEigenvectors(cov),  # type: ignore[arg-type]
             original_output_count=int(cov.shape[0]),
             inactive_units=inactive,
         )

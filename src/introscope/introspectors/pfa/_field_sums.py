@@ -39,6 +39,32 @@ _F32_DIAG_MAX = 2.0**100
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 
+# float32 blocks' column sums: float32 BLAS sums over at most this many rows each (a matrix-vector
+# product, ~8x cheaper than a float64-accumulating reduction), added up in float64.
+_SUM_ROWS = 1024
+_ONES32 = np.ones(_SUM_ROWS, dtype=_F32)
+
+
+def column_sums(block: np.ndarray) -> np.ndarray:
+    """float64 column sums of a (rows, units) block; NaN or Inf in the block makes one non-finite.
+
+    float32 blocks are summed by BLAS in float32 over runs of at most ``_SUM_ROWS`` rows (the
+    rows are shifted near their mean, so a run's rounding error is ~1e-6 of one row's spread;
+    the covariance is insensitive to it to first order) and the runs are added in float64. A
+    float32 overflow shows as Inf, and the caller redoes such a batch in float64.
+    """
+    if block.dtype != _F32:
+        return block.sum(axis=0, dtype=np.float64)
+    n = block.shape[0]
+    if n <= _SUM_ROWS:
+        return np.matmul(_ONES32[:n], block).astype(np.float64)
+    full = n - n % _SUM_ROWS
+    runs = np.matmul(_ONES32, block[:full].reshape(-1, _SUM_ROWS, block.shape[1]))
+    out = runs.sum(axis=0, dtype=np.float64)
+    if full < n:
+        out += np.matmul(_ONES32[: n - full], block[full:])
+    return out
+
 
 def staging_rows(units: int, itemsize: int) -> int:
     """Rows of a staging block (about 4 MiB of float32, 256 to 8192 rows): one syrk per block.
@@ -184,13 +210,13 @@ class FieldSums(State):
             np.subtract(x, self._shift_cast, out=block, dtype=dtype, casting="unsafe")
         # float64 accumulation: no overflow or float32 rounding in the sums; a NaN or Inf
         # anywhere in the batch makes a column sum, and so their sum, non-finite.
-        column_sums = block.sum(axis=0, dtype=np.float64)
-        if not math.isfinite(column_sums.sum()):
+        sums = column_sums(block)
+        if not math.isfinite(sums.sum()):
             if dtype == _F32 and np.isfinite(x).all():
-                # x - shift overflowed float32 (|x| near 3e38): this batch goes to float64.
+                # x - shift or a float32 sum overflowed (|x| near 3e38): redo it in float64.
                 return self.add_numpy(x, _F64)
             return False
-        self.total += column_sums
+        self.total += sums
         self._staged += n
         return True
 
