@@ -30,6 +30,7 @@ from introscope.exceptions import IntroscopeError
 
 from . import _metadata as _meta
 from ._batch import Batch
+from ._read_buffers import read_whole
 
 _logger = logging.getLogger("introscope.base.cacher")
 
@@ -308,7 +309,8 @@ def _layout(array: np.ndarray) -> list[Any] | None:
 
 
 class _StoredNpz:
-    """Reads an uncompressed ``.npz`` with one read; its arrays are read-only views of the bytes.
+    """Reads an uncompressed ``.npz`` with one read; its arrays are read-only views of the bytes
+    (read into a pooled buffer, ``_read_buffers``).
 
     ``numpy.load`` copies each zip member through 256 KiB chunks, several times slower for large
     batches. Members written by ``write_batch`` are 64-byte aligned, so no array is copied
@@ -327,7 +329,7 @@ class _StoredNpz:
         self.layout: dict[str, Any] | None = None
         try:
             with open(path, "rb", buffering=0) as f:
-                data = f.read()
+                raw = read_whole(f)
                 stamp = _stamp(os.fstat(f.fileno()))
         except OSError as exc:
             raise IntroscopeError(f"{path} is not a readable cache file: {exc}") from None
@@ -335,7 +337,7 @@ class _StoredNpz:
         if verify and _VERIFIED.get(key) == stamp:
             self._verify = False  # checked (or written) by this process and not changed since
         self._verified = (key, stamp) if self._verify else None
-        self._raw = np.frombuffer(data, dtype=np.uint8)
+        self._raw = raw
         if index is not None:
             self._starts = {
                 name: (_Member(length, crc), offset)
