@@ -235,9 +235,9 @@ def torch_monitor(quick: bool, resnet18: bool = False) -> dict:
 
 
 def counting_cpu_time(model, x, rounds: int) -> dict:  # noqa: ANN001
-    """CPU time (``process_time``: every thread, as large batches are counted by several) of
-    IUA's counting over the model's ReLU outputs, next to a one-thread eval forward, interleaved
-    in one process: robust to other jobs on the machine."""
+    """CPU time (``thread_time``: the counting runs on the calling thread; ``process_time`` would
+    add torch's idle OpenMP threads spinning) of IUA's counting over the model's ReLU outputs,
+    next to a one-thread eval forward, interleaved in one process: robust to other jobs."""
     import time
 
     import torch
@@ -257,14 +257,14 @@ def counting_cpu_time(model, x, rounds: int) -> dict:  # noqa: ANN001
         plain, counting = [], []
         iua = IUA(channel_axis=1)  # kept, as a monitor keeps its states from batch to batch
         for _ in range(rounds):
-            t = time.process_time()
+            t = time.thread_time()
             with torch.no_grad():
                 model(x)
-            plain.append(time.process_time() - t)
-            t = time.process_time()
+            plain.append(time.thread_time() - t)
+            t = time.thread_time()
             for i, o in enumerate(outputs):
                 iua.update(str(i), o.numpy())
-            counting.append(time.process_time() - t)
+            counting.append(time.thread_time() - t)
     finally:
         torch.set_num_threads(threads)
     fwd, cnt = float(np.median(plain)), float(np.median(counting))

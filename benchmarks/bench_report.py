@@ -7,8 +7,14 @@ process on the same ``.npy`` file, with the same configuration: the default comp
 dimensions, Slope duplicates, GMM familiarity seeded with 0, overall and per label value; UMAP
 projection) and the same without projection. Recorded: wall time, growth of the peak resident
 set during the call (ru_maxrss after minus before), how often the producer was called (passes)
-and how many batches it yielded. A small report on other data runs first in each process, so
-numba's compilation of UMAP is not timed.
+and how many batches it yielded.
+
+UMAP's numba kernels compile once per process, so each run says what ran before the timed call:
+``none`` (the first report of a fresh process: what one ``introscope analyze`` or notebook run
+costs), ``small`` (a 400-row report first: compiles UMAP's layout but not its neighbour search,
+which umap-learn skips below 4,096 rows) or ``full`` (a report of the same shape on other data
+first: everything compiled, the steady state of a long-lived process; its peak-RSS growth is ~0
+because the warm-up set the peak).
 
     .venv/bin/python benchmarks/bench_report.py [--quick] [--samples 20000] [--dims 256]
     .venv/bin/python benchmarks/run.py report [--quick]
@@ -35,7 +41,7 @@ SCRIPT = r"""
 import importlib, json, resource, sys, time
 import numpy as np
 
-lib, data_path, labels_path, config_name = sys.argv[1:5]
+lib, data_path, labels_path, config_name, warmup = sys.argv[1:6]
 base = importlib.import_module(lib + ".base")
 intr = importlib.import_module(lib + ".introspectors")
 Batch = base.Batch
@@ -68,10 +74,12 @@ def config():
     return intr.ReportConfig(**kwargs)
 
 # warm-up on other data: numba compiles UMAP's kernels once per process
-rng = np.random.default_rng(1)
-small = rng.normal(size=(400, data.shape[1])).astype(np.float32)
-small_labels = {k: v[:400] for k, v in labels.items()}
-intr.DatasetReport.introspect(Producer(small, ids[:400], small_labels), config=config(), batch_size=%(batch)d)
+if warmup != "none":
+    rows = 400 if warmup == "small" else len(data)
+    rng = np.random.default_rng(1)
+    other = (data[rng.permutation(len(data))[:rows]] + rng.normal(size=(rows, data.shape[1]))).astype(np.float32)
+    other_labels = {k: v[:rows] for k, v in labels.items()}
+    intr.DatasetReport.introspect(Producer(other, ids[:rows], other_labels), config=config(), batch_size=%(batch)d)
 
 producer = Producer(data, ids, labels)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -119,6 +127,7 @@ def run(
     dims: int | None = None,
     configs: tuple[str, ...] = ("default", "no_projection"),
     concurrent: bool = True,
+    warmups: tuple[str, ...] = ("none", "full"),
 ) -> dict:
     """The report benchmark; ``quick`` uses 2,000 x 64. With ``concurrent`` both libraries run
     at the same time (each in its own process), so a loaded machine slows both alike."""
@@ -132,8 +141,13 @@ def run(
         labels_path = pathlib.Path(tmp) / "labels.json"
         np.save(data_path, data)
         labels_path.write_text(json.dumps(labels))
-        for name in configs:
-            args = [str(data_path), str(labels_path), name]
+        cases = [
+            (name, warmup)
+            for name in configs
+            for warmup in (warmups if name == "default" else ("small",))
+        ]
+        for name, warmup in cases:
+            args = [str(data_path), str(labels_path), name, warmup]
             jobs = {"introscope": (INTROSCOPE_PYTHON, ["introscope", *args])}
             if dnikit is not None:
                 jobs["dnikit"] = (dnikit, ["dnikit", *args])
@@ -146,7 +160,7 @@ def run(
                     entry = {k: f.result() for k, f in futures.items()}
             else:
                 entry = {k: run_script(p, SCRIPT, a) for k, (p, a) in jobs.items()}
-            out["configs"][name] = entry
+            out["configs"][f"{name}/{warmup}"] = entry
     out["summary"] = summary(out)
     return out
 
@@ -162,14 +176,14 @@ def summary(out: dict) -> list[str]:
             if lib in entry:
                 r = entry[lib]
                 lines.append(
-                    f"{name:13s} {lib:10s} {r['seconds']:7.2f} s, peak RSS +{r['peak_rss_growth_mib']:.0f} "
+                    f"{name:20s} {lib:10s} {r['seconds']:7.2f} s, peak RSS +{r['peak_rss_growth_mib']:.0f} "
                     f"MiB, producer called {r['producer_calls']}x ({r['batches_pulled']} batches), "
                     f"{len(r['columns'])} columns, {r['in_duplicates']} rows in "
                     f"{r['duplicate_clusters']} duplicate clusters"
                 )
         if "dnikit" in entry:
             ratio = entry["dnikit"]["seconds"] / entry["introscope"]["seconds"]
-            lines.append(f"{name:13s} introscope is {ratio:.2f}x faster than DNIKit 2.0")
+            lines.append(f"{name:20s} introscope is {ratio:.2f}x faster than DNIKit 2.0")
     return lines
 
 
@@ -180,7 +194,21 @@ if __name__ == "__main__":
     parser.add_argument("--dims", type=int)
     parser.add_argument("--configs", nargs="+", default=["default", "no_projection"])
     parser.add_argument("--sequential", action="store_true", help="one library after the other")
+    parser.add_argument(
+        "--warmups",
+        nargs="+",
+        default=["none", "full"],
+        choices=["none", "small", "full"],
+        help="what runs before the timed default report (see the module docstring)",
+    )
     args = parser.parse_args()
-    result = run(args.quick, args.samples, args.dims, tuple(args.configs), not args.sequential)
+    result = run(
+        args.quick,
+        args.samples,
+        args.dims,
+        tuple(args.configs),
+        not args.sequential,
+        tuple(args.warmups),
+    )
     print(json.dumps({k: v for k, v in result.items() if k != "summary"}, indent=1))
     print("\n".join(result["summary"]))
