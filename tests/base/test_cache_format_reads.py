@@ -61,3 +61,73 @@ def test_a_flipped_byte_is_caught_by_default_and_read_through_with_verify_false(
         list(CachedProducer(tmp_path / "c")(7))
     (batch,) = list(CachedProducer(tmp_path / "c", verify=False)(7))
     assert batch.fields["x"].shape == (7, 5)
+
+
+def _ids_batch(ids, labels):
+    builder = Batch.Builder({"x": np.zeros((len(ids), 2), np.float32)})
+    builder.metadata[Batch.StdKeys.IDENTIFIER] = ids
+    builder.metadata[Batch.StdKeys.LABELS] = labels
+    return builder.make_batch()
+
+
+def test_long_string_lists_are_one_member_and_round_trip_exactly(tmp_path):
+    n = 40
+    ids = [f"images/{i:03d}.png" for i in range(n)]
+    ids[3], ids[4], ids[5] = "", "naïve ✓ 日本", "bad\udcff-surrogate"  # empty, unicode, lone
+    labels = {
+        "class": [str(i % 3) for i in range(n)],
+        "nul": [f"a\x00{i}" for i in range(n)],  # holds the separator: stays a JSON list
+    }
+    batch = _ids_batch(ids, labels)
+    path = tmp_path / "b.npz"
+    index = write_batch(path, batch, MetadataPolicy(False))
+    loaded = read_batch(path, True, index)
+    got_ids = loaded.metadata[Batch.StdKeys.IDENTIFIER]
+    assert got_ids == ids and type(got_ids) is list and all(type(v) is str for v in got_ids)
+    assert loaded.metadata[Batch.StdKeys.LABELS] == labels
+    with np.load(path, allow_pickle=False) as npz:
+        header = json.loads(npz["header"].tobytes())
+    tags = json.dumps(header["metadata"])
+    assert tags.count('"strs"') == 2  # the identifiers and the "class" labels; not "nul"
+    # short lists stay JSON
+    small = _ids_batch(ids[:5], {"class": ["a"] * 5})
+    write_batch(tmp_path / "s.npz", small, MetadataPolicy(False))
+    with np.load(tmp_path / "s.npz", allow_pickle=False) as npz:
+        assert '"strs"' not in npz["header"].tobytes().decode()
+    assert read_batch(tmp_path / "s.npz").metadata[Batch.StdKeys.IDENTIFIER] == ids[:5]
+
+
+def test_caches_in_format_1_still_read(tmp_path, monkeypatch):
+    from introscope.base import _cache_format, _cacher
+
+    ids = [f"id{i}" for i in range(50)]
+    monkeypatch.setattr(_cache_format, "FORMAT_VERSION", 1)
+    monkeypatch.setattr(_cacher, "FORMAT_VERSION", 1)
+    monkeypatch.setattr(_cache_format, "_STRS_MIN", 10**9)  # format 1 had no "strs" members
+    cacher_dir = tmp_path / "c"
+    list(pipeline(lambda bs: iter([_ids_batch(ids, {"c": ids})]), Cacher(cacher_dir))(50))
+    monkeypatch.undo()
+    manifest = json.loads((cacher_dir / "manifest.json").read_text())
+    assert manifest["version"] == 1
+    (batch,) = list(CachedProducer(cacher_dir)(50))
+    assert batch.metadata[Batch.StdKeys.IDENTIFIER] == ids
+
+
+def test_a_string_member_that_disagrees_with_its_count_is_reported(tmp_path, monkeypatch):
+    from introscope.base import _cache_format
+
+    ids = [f"id{i}" for i in range(40)]
+    real = _cache_format._encode_sequence
+
+    def lying(values, arrays, where):
+        out = real(values, arrays, where)
+        if isinstance(out, dict):
+            out["n"] += 1
+        return out
+
+    monkeypatch.setattr(_cache_format, "_encode_sequence", lying)
+    path = tmp_path / "b.npz"
+    write_batch(path, _ids_batch(ids, {}), MetadataPolicy(False))
+    monkeypatch.undo()
+    with pytest.raises(IntroscopeError, match="holds 40 items, its header says 41"):
+        read_batch(path)

@@ -27,6 +27,7 @@ from . import _metadata as _meta
 from ._batch import Batch, concatenate_batches
 from ._cache_format import (
     FORMAT_VERSION,
+    READABLE_VERSIONS,
     MetadataPolicy,
     batch_nbytes,
     check_metadata,
@@ -93,10 +94,11 @@ def _read_manifest(root: pathlib.Path) -> dict[str, Any] | None:
             f"the cache manifest {root / _MANIFEST} is unreadable ({exc}); "
             f"remove the cache with Cacher.clear({str(root)!r})"
         ) from None
-    if manifest.get("version") != FORMAT_VERSION:
+    if manifest.get("version") not in READABLE_VERSIONS:
+        readable = ", ".join(map(str, READABLE_VERSIONS))
         raise IntroscopeError(
             f"{root} holds a cache in format {manifest.get('version')}; this introscope reads "
-            f"format {FORMAT_VERSION}. Re-create it (Cacher.clear({str(root)!r}) removes it)"
+            f"formats {readable}. Re-create it (Cacher.clear({str(root)!r}) removes it)"
         )
     return manifest
 
