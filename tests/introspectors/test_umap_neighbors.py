@@ -126,3 +126,5 @@ def test_neighbors_argument_is_checked_and_kept_by_copies():
     strategy = S.UMAP(2, neighbors="umap", n_neighbors=5)
     copy = strategy._clone()
     assert copy.neighbors == "umap" and copy._parameters == {"n_neighbors": 5}
+    assert repr(copy) == "DimensionReduction.Strategy.UMAP(2, n_neighbors=5, neighbors='umap')"
+    assert repr(S.UMAP(2)) == "DimensionReduction.Strategy.UMAP(2)"

@@ -376,6 +376,12 @@ class UMAP(_Embedding):
     def _clone(self) -> DimensionReductionStrategyType:
         return UMAP(self.target_dimensions, neighbors=self.neighbors, **self._parameters)
 
+    def __repr__(self) -> str:
+        text = super().__repr__()
+        if self.neighbors == "auto":
+            return text
+        return f"{text[:-1]}, neighbors={self.neighbors!r})"
+
     @property
     def is_one_shot(self) -> bool:
         return False
