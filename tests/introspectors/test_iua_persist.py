@@ -120,6 +120,55 @@ def test_kernel_paths_agree_with_isclose(monkeypatch, chunk: int) -> None:
     np.testing.assert_array_equal(small.per_sample, inactive[:7].sum(axis=1))
 
 
+@pytest.mark.parametrize("chunk", [4096, 1 << 21])
+@pytest.mark.parametrize(
+    "pre, post",
+    # post 1 (channels last); not a word multiple; 1, 2, 8, 12 words (column folds); 13 and
+    # 128 words (one reduction per channel); 256 words (too many for byte lanes)
+    [
+        (1, 1),
+        (3, 1),
+        (1, 5),
+        (1, 8),
+        (1, 16),
+        (1, 64),
+        (1, 96),
+        (1, 104),
+        (1, 1024),
+        (1, 2048),
+        (2, 16),
+        (3, 5),
+    ],
+)
+def test_kernel_channel_paths_agree_with_isclose(
+    monkeypatch, chunk: int, pre: int, post: int
+) -> None:
+    """Every way the kernel finds all-inactive channels gives isclose's answer."""
+    from introscope.introspectors.iua import _kernel
+
+    monkeypatch.setattr(_kernel, "_CHUNK_BYTES", chunk)
+    rng = np.random.default_rng(post * 7 + pre)
+    batch, nch = 37, 6
+    x = np.maximum(rng.standard_normal((batch, pre, nch, post)), 0).astype(np.float32)
+    x[:, :, 1] = 0.0  # channel 1 dead in every sample
+    x[::3, :, 4] = 0.0  # channel 4 dead in every third sample
+    x[5, :, 2] = 3e-9  # below atol: dead
+    x[7, 0, 3, 0] = 0.0  # one position only: not dead
+    x[9, :, 0] = 0.0
+    x[9, -1, 0, -1] = 1.0  # all but the last position: not dead
+    if pre == 1 and post >= 8:
+        x[11, 0, 5, :8] = 0.0  # one whole word inactive, the rest active
+    flat = x.reshape(batch, -1)
+    got = _kernel.count_batch(flat, 1e-8, (pre, nch, post))
+    inactive = np.isclose(flat, 0, rtol=1e-5, atol=1e-8)
+    np.testing.assert_array_equal(got.unit_counts, inactive.sum(axis=0))
+    np.testing.assert_array_equal(got.per_sample, inactive.sum(axis=1))
+    dead = inactive.reshape(batch, pre, nch, post).all(axis=(1, 3))
+    np.testing.assert_array_equal(got.channel_counts, dead.sum(axis=0))
+    np.testing.assert_array_equal(got.channel_per_sample, dead.sum(axis=1))
+    assert got.nonfinite == 0
+
+
 def test_kernel_scratch_grows_for_any_dtype_and_shape_sequence() -> None:
     from introscope.introspectors.iua import _kernel
 
