@@ -87,13 +87,15 @@ _FOLD_WORDS_UP_TO = 12
 _ALL_TRUE = np.uint64(0x0101010101010101)
 
 
-def _channel_word_sums(mask: np.ndarray, nch: int, post: int) -> np.ndarray:
-    """``(k, C)`` uint64: per row and channel, the sum of the channel's mask words.
+def _channel_word_counts(
+    mask: np.ndarray, nch: int, post: int, per_sample: np.ndarray
+) -> np.ndarray:
+    """``(k, C)`` bool all-inactive channels of a C-contiguous ``(k, C * post)`` mask whose
+    ``post`` is a multiple of 8; writes each row's number of True values to ``per_sample``.
 
-    ``mask`` is C-contiguous ``(k, C * post)`` with ``post`` a multiple of 8 and
-    ``post // 8 < 256``: byte ``b`` of a sum counts the words whose lane ``b`` is True (no
-    carry), so a channel is all-True when its sum is ``post // 8 * _ALL_TRUE`` and the sum of a
-    row's bytes is its number of True values.
+    The channel's mask words are summed in runs of at most 255: byte ``b`` of a run's sum
+    counts the words whose lane ``b`` is True (no carry), so the run is all-True when its sum
+    is ``len(run) * _ALL_TRUE``, and the bytes of a row's sums add up to its True values.
     """
     k = mask.shape[0]
     words = mask.reshape(k * nch, post).view(np.uint64)
@@ -102,9 +104,23 @@ def _channel_word_sums(mask: np.ndarray, nch: int, post: int) -> np.ndarray:
         acc = words[:, 0].copy()
         for j in range(1, nw):
             np.add(acc, words[:, j], out=acc)
+        runs = [(acc, nw)]
     else:
-        acc = np.add.reduce(words, axis=1)
-    return acc.reshape(k, nch)
+        runs = [
+            (np.add.reduce(words[:, j : j + 255], axis=1), min(255, nw - j))
+            for j in range(0, nw, 255)
+        ]
+    dead = None
+    for i, (acc, length) in enumerate(runs):
+        full = np.equal(acc, np.uint64(length) * _ALL_TRUE)
+        dead = full if dead is None else np.logical_and(dead, full, out=dead)
+        counts = np.add.reduce(acc.view(np.uint8).reshape(k, -1), axis=1, dtype=np.int64)
+        if i == 0:
+            per_sample[...] = counts
+        else:
+            per_sample += counts
+    assert dead is not None
+    return dead.reshape(k, nch)
 
 
 def _channels_all_inactive(mask: np.ndarray, channels: tuple[int, int, int]) -> np.ndarray:
@@ -191,10 +207,8 @@ def count_batch(
     native = flat.dtype.isnative and units > 0
     bits = _UNSIGNED_VIEW.get(flat.dtype.str[1:]) if native else None
     check_finite = flat.dtype.kind in "fc" and units > 0
-    # Channels-first responses whose spatial size is a whole number (< 256) of uint64 words.
-    channel_words = 0
-    if channels is not None and channels[0] == 1 and channels[2] % 8 == 0:
-        channel_words = channels[2] // 8 if channels[2] // 8 < 256 else 0
+    # Channels-first responses whose spatial size is a whole number of uint64 words.
+    channel_words = channels is not None and channels[0] == 1 and channels[2] % 8 == 0
 
     for start in range(0, batch, rows):
         stop = min(batch, start + rows)
@@ -221,14 +235,8 @@ def count_batch(
         dead = None
         if channel_words:
             # One pass over the mask's words gives both the channel test and the row counts.
-            sums = _channel_word_sums(m, channels[1], channels[2])  # type: ignore[index]
-            dead = np.equal(sums, channel_words * _ALL_TRUE)
-            np.add.reduce(
-                sums.view(np.uint8).reshape(k, -1),
-                axis=1,
-                dtype=np.int64,
-                out=per_sample[start:stop],
-            )
+            _, nch, post = channels  # type: ignore[misc]
+            dead = _channel_word_counts(m, nch, post, per_sample[start:stop])
         elif units >= _LOOP_ROWS_FROM and units % (8 * _WORD_BLOCK) == 0:
             _row_counts_by_words(m, per_sample[start:stop])
         elif units >= _LOOP_ROWS_FROM:
