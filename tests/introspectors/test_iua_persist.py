@@ -228,3 +228,26 @@ def test_wide_rows_are_counted_by_words_exactly() -> None:
         inactive = x <= 1e-8
         np.testing.assert_array_equal(got.per_sample, inactive.sum(axis=1))
         np.testing.assert_array_equal(got.unit_counts, inactive.sum(axis=0))
+
+
+def test_pending_uint16_counts_flush_exactly_past_65535_samples() -> None:
+    """Small batches' per-unit counts are summed in uint16 first; past 65,535 samples (and
+    whenever read) they move to int64 without loss."""
+    from introscope.introspectors.iua._state import Tally
+
+    rng = np.random.default_rng(5)
+    tally = Tally((3,))
+    total = np.zeros(3, dtype=np.int64)
+    for i in range(300):  # 300 x 255 = 76,500 samples
+        counts = rng.integers(0, 256, size=3).astype(np.uint8)
+        counts[0] = 255  # unit 0 inactive in every sample
+        tally.add(counts, np.zeros(255, dtype=np.int64))
+        total += counts
+        if i == 150:
+            np.testing.assert_array_equal(tally.counts, total)  # a read mid-way flushes
+    tally.add(np.array([1, 2, 3], dtype=np.int64), np.zeros(4, dtype=np.int64))  # int64 batch
+    total += [1, 2, 3]
+    np.testing.assert_array_equal(tally.counts, total)
+    assert tally.counts[0] == 300 * 255 + 1 and tally.n_samples == 300 * 255 + 4
+    merged = tally.merged(tally)
+    np.testing.assert_array_equal(merged.counts, 2 * total)

@@ -52,23 +52,62 @@ class _Growable:
 
 
 class Tally:
-    """Inactive counts over a set of units: per unit (int64) and per sample (smallest uint)."""
+    """Inactive counts over a set of units: per unit (int64) and per sample (smallest uint).
 
-    __slots__ = ("shape", "counts", "per_sample")
+    Batches of at most 255 samples arrive as uint8 per-unit counts; they are summed into a
+    uint16 array first and added to the int64 ``counts`` every 257 such batches (or when read):
+    adding a uint8 array to an int64 one moves 17 bytes per unit, a uint16 sum 5. On ResNet-18's
+    layout (584,000 units over 17 ReLUs) that was ~1 ms of each monitored forward.
+    """
+
+    __slots__ = ("shape", "_counts", "_pending", "_pending_rows", "per_sample")
+
+    # uint16 sums of uint8 counts stay exact up to this many samples.
+    _PENDING_MAX = 65535
 
     def __init__(self, shape: tuple[int, ...], capacity: int = 256) -> None:
         self.shape = shape
         size = math.prod(shape)
-        self.counts = np.zeros(size, dtype=np.int64)
+        self._counts = np.zeros(size, dtype=np.int64)
+        self._pending: np.ndarray | None = None
+        self._pending_rows = 0
         # A per-sample count never exceeds the number of units: store it in the smallest uint.
         self.per_sample = _Growable(np.min_scalar_type(size), capacity)
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Per-unit inactive counts (int64), everything added so far."""
+        self._flush()
+        return self._counts
+
+    @counts.setter
+    def counts(self, value: np.ndarray) -> None:
+        self._pending = None
+        self._pending_rows = 0
+        self._counts = value
+
+    def _flush(self) -> None:
+        if self._pending_rows:
+            assert self._pending is not None
+            self._counts += self._pending
+            self._pending[...] = 0
+            self._pending_rows = 0
 
     @property
     def n_samples(self) -> int:
         return len(self.per_sample)
 
     def add(self, counts: np.ndarray, per_sample: np.ndarray) -> None:
-        self.counts += counts
+        rows = len(per_sample)
+        if counts.dtype == np.uint8 and rows <= 255:
+            if self._pending_rows + rows > self._PENDING_MAX:
+                self._flush()
+            if self._pending is None:
+                self._pending = np.zeros(self._counts.shape, dtype=np.uint16)
+            np.add(self._pending, counts, out=self._pending)
+            self._pending_rows += rows
+        else:
+            self._counts += counts
         self.per_sample.extend(per_sample)
 
     def merged(self, other: Tally) -> Tally:
@@ -86,6 +125,11 @@ class Tally:
 
     def __len__(self) -> int:
         return self.n_samples
+
+    @property
+    def nbytes(self) -> int:
+        pending = 0 if self._pending is None else self._pending.nbytes
+        return self._counts.nbytes + pending + self.per_sample.nbytes
 
 
 class _DeviceTally:
@@ -319,7 +363,7 @@ class IUAState(State):
     @property
     def nbytes(self) -> int:
         """Bytes held by this state (what grows with the data is the per-sample arrays)."""
-        total = self.units.counts.nbytes + self.units.per_sample.nbytes
+        total = self.units.nbytes
         if self.channels is not None:
-            total += self.channels.counts.nbytes + self.channels.per_sample.nbytes
+            total += self.channels.nbytes
         return total
