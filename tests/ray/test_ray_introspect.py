@@ -323,3 +323,43 @@ def test_familiarity_fit_sample_and_scores_match_single_process(cluster):
     scores = np.array([r["feat_score"] for r in scored])
     assert sorted(ids.tolist()) == list(range(n))
     assert np.array_equal(scores, want.score("feat", feats[ids]))
+
+
+def test_score_with_a_model_matches_single_process(cluster):
+    """Familiarity fitted on the workers' pooled responses of the digits CNN, then scored by
+    actors that load the model themselves: the same scores as one process, row for row."""
+    from introscope.introspectors import Familiarity
+
+    (_, _), (x, _) = load_digits_split()
+    x = x[:200]
+    pooled = [Pooler(dim=(2, 3), method=Pooler.Method.MAX)]
+    ids = np.arange(len(x))
+    ds = cluster.data.range(len(x), override_num_blocks=4).map_batches(
+        lambda b: {"x": x[b["id"]], "id": b["id"]}, batch_size=None
+    )
+    strategy = Familiarity.Strategy.GMM(gaussian_count=2, random_state=1)
+    (fam,) = iray.introspect(
+        ds.drop_columns(["id"]),  # the model's inputs only
+        [strategy],
+        model=_digits_model,
+        responses="relu2",
+        stages=pooled,
+        batch_size=32,
+    )
+    reference = pipeline(_producer({"x": x}), _digits_model()(["relu2"]), *pooled)
+    want = Familiarity.introspect(reference, strategy=strategy, batch_size=64)
+    got_state = fam.distributions["relu2"].state_dict()
+    for key, value in want.distributions["relu2"].state_dict().items():
+        value = np.asarray(value)
+        if value.dtype.kind in "fc":  # responses computed in other batches: float rounding
+            np.testing.assert_allclose(np.asarray(got_state[key]), value, rtol=1e-5, atol=1e-8)
+        else:
+            assert np.array_equal(np.asarray(got_state[key]), value), key
+    scored = iray.score(
+        ds, fam, model=_digits_model, responses="relu2", stages=pooled, keep=["id"], batch_size=32
+    ).take_all()
+    got_ids = np.array([r["id"] for r in scored])
+    assert sorted(got_ids.tolist()) == ids.tolist()
+    feats = np.concatenate([b.fields["relu2"] for b in reference(64)])
+    scores = np.array([r["relu2_score"] for r in scored])
+    np.testing.assert_allclose(scores, fam.score("relu2", feats[got_ids]), rtol=1e-9)
