@@ -260,9 +260,10 @@ def test_load_refuses_other_files(tmp_path, data) -> None:
 
 
 def test_docstring_example_is_this_state() -> None:
-    import introscope.introspectors._accumulator as module
+    import introscope.introspectors._accumulator as accumulator_module
+    import introscope.introspectors._state_contract as state_module
 
-    doc = module.__doc__ or ""
+    doc = (state_module.__doc__ or "") + (accumulator_module.__doc__ or "")
     for line in ("class MySums(State):", "def merged(self, other):", "def finalize(self):"):
         assert line in doc
     with warnings.catch_warnings():

@@ -19,7 +19,7 @@ import numpy as np
 
 from introscope._validation import check_choice, pooling_hint
 from introscope.exceptions import IntroscopeError, IntroscopeValueError
-from introscope.introspectors._accumulator import Capabilities, State, StateError
+from introscope.introspectors._state_contract import Capabilities, State, StateError
 from introscope.introspectors.pfa import PFACovarianceState
 
 from ._checks import check_target_dimensions

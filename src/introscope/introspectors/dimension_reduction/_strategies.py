@@ -17,7 +17,7 @@ import numpy as np
 
 from introscope.base._producer import check_batch_size
 from introscope.exceptions import IntroscopeError, IntroscopeValueError, MissingDependencyError
-from introscope.introspectors._accumulator import StateError
+from introscope.introspectors._state_contract import StateError
 
 from ._checks import at, check_responses, check_target_dimensions
 from ._pca_state import PCAFit, PCAState

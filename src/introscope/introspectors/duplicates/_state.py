@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from introscope.introspectors._accumulator import Capabilities, State, StateError
+from introscope.introspectors._state_contract import Capabilities, State, StateError
 
 __all__ = ["ResponseBuffer", "check_responses"]
 

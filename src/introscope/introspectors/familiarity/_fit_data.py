@@ -18,7 +18,7 @@ import numpy as np
 from introscope._validation import count_nonfinite
 from introscope.exceptions import IntroscopeError, IntroscopeValueError
 
-from .._accumulator import Capabilities, State, StateError
+from .._state_contract import Capabilities, State, StateError
 
 __all__ = ["FitData", "check_rows", "check_responses"]
 

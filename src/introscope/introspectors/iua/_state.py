@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .._accumulator import Capabilities, NonFiniteValues, State, StateError
+from .._state_contract import Capabilities, NonFiniteValues, State, StateError
 from ._kernel import BatchCounts, count_batch, work_dtype
 
 __all__ = ["Tally", "IUAState"]

@@ -20,7 +20,7 @@ import numpy as np
 
 from introscope._validation import pooling_hint
 
-from .._accumulator import Capabilities, NonFiniteValues, State, StateError
+from .._state_contract import Capabilities, NonFiniteValues, State, StateError
 
 PRECISIONS = ("auto", "float64")
 
