@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import numpy as np
@@ -20,8 +21,8 @@ from introscope.exceptions import IntroscopeError
 __all__ = [
     "Stages",
     "counted",
-    "run_iua",
-    "run_pfa",
+    "ModelPass",
+    "run_model_pass",
     "iua_rows",
     "pfa_rows",
     "iua_heatmap_png",
@@ -78,15 +79,6 @@ def counted(producer: Callable[[int], Any], total: int, desc: str) -> Callable[[
     return produce
 
 
-def run_iua(data: Any, model: Any, layers: Sequence[str], batch_size: int, total: int) -> Any:
-    """IUA over ``layers`` (per-channel view where the adapter knows the layout)."""
-    from introscope.base import pipeline
-    from introscope.introspectors import IUA
-
-    producer = counted(pipeline(data, model(list(layers))), total, "IUA")
-    return IUA.introspect(producer, batch_size=batch_size, response_infos=model.response_infos)
-
-
 def _pool_dims(info: Any) -> tuple[int, ...] | None:
     nd = len(info.shape)
     if nd <= 2:
@@ -96,21 +88,61 @@ def _pool_dims(info: Any) -> tuple[int, ...] | None:
     return tuple(d for d in range(1, nd) if d != channel)
 
 
-def run_pfa(data: Any, model: Any, layers: Sequence[str], batch_size: int, total: int) -> Any:
-    """PFA recipes (KL strategy) of ``layers``; spatial responses max-pooled over positions."""
+@dataclass
+class ModelPass:
+    """What one pass of the model gave: IUA, PFA recipes (KL), or why PFA could not run."""
+
+    iua: Any = None
+    recipes: Any = None
+    pfa_error: Exception | None = None
+
+
+def run_model_pass(
+    data: Any,
+    model: Any,
+    iua_layers: Sequence[str],
+    pfa_layers: Sequence[str],
+    batch_size: int,
+    total: int,
+) -> ModelPass:
+    """IUA over ``iua_layers`` and PFA recipes of ``pfa_layers`` from one pass of the model.
+
+    IUA sees the responses as they are (per-channel view where the adapter knows the layout);
+    PFA sees spatial responses max-pooled over their positions, as ``Pooler(MAX)`` would give.
+    A PFA failure (for example NaN in a response) stops PFA only; IUA goes on.
+    """
     from introscope.base import pipeline
-    from introscope.introspectors import PFA
-    from introscope.processors import Pooler
+    from introscope.base._producer import checked_batches
+    from introscope.introspectors import IUA, PFA
 
     infos = model.response_infos
-    groups: dict[tuple[int, ...], list[str]] = {}
-    for name in layers:
-        dims = _pool_dims(infos[name])
-        if dims is not None:
-            groups.setdefault(dims, []).append(name)
-    stages = [Pooler(dim=d, method=Pooler.Method.MAX, fields=f) for d, f in groups.items()]
-    producer = counted(pipeline(data, model(list(layers)), *stages), total, "PFA")
-    return PFA.introspect(producer, batch_size=batch_size).get_recipe()
+    layers = list(dict.fromkeys([*iua_layers, *pfa_layers]))
+    iua = IUA.accumulator(response_infos=infos) if iua_layers else None
+    pfa = PFA.accumulator() if pfa_layers else None
+    pool = {name: _pool_dims(infos[name]) for name in pfa_layers}
+    out = ModelPass()
+    desc = "+".join(n for n, on in (("IUA", iua), ("PFA", pfa)) if on is not None)
+    producer = counted(pipeline(data, model(layers)), total, desc)
+    for index, batch in enumerate(checked_batches(producer, batch_size, what="model pass")):
+        where = f"batch {index}"
+        if iua is not None:
+            for name in iua_layers:
+                iua.update(name, batch.fields[name], where=where)
+        if pfa is not None and out.pfa_error is None:
+            try:
+                for name in pfa_layers:
+                    x, dims = batch.fields[name], pool[name]
+                    pfa.update(name, x if dims is None else np.max(x, axis=dims), where=where)
+            except (ValueError, RuntimeError) as exc:
+                out.pfa_error = exc
+    if iua is not None:
+        out.iua = iua.finalize()
+    if pfa is not None and out.pfa_error is None:
+        try:
+            out.recipes = pfa.finalize().get_recipe()
+        except (ValueError, RuntimeError) as exc:
+            out.pfa_error = exc
+    return out
 
 
 def iua_rows(iua: Any, model: Any | None, order: Sequence[str]) -> list[Any]:

@@ -66,7 +66,8 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
     with_model = args.model is not None
     components = parse_components(args.introspectors, with_model)
     data_parts = [c for c in components if c in _DATA_PARTS]
-    n_stages = (1 if with_model else 0) + 1 + (components.count("iua") + components.count("pfa"))
+    # one pass of the model gives IUA and PFA
+    n_stages = (1 if with_model else 0) + 1 + (1 if {"iua", "pfa"} & set(components) else 0)
     n_stages += 2 if data_parts else 0
     stages = A.Stages(n_stages + 1, quiet=args.quiet)
     model = spec = None

@@ -72,7 +72,8 @@ def run_demo(
 
     out_dir = pathlib.Path(out)
     components = ["iua", *(["pfa"] if pfa else [])]
-    stages = A.Stages(1 + 2 * (1 + len(components)) + (2 if data else 0) + 1, quiet=quiet)
+    # per CNN: loading it, then one pass of it for IUA and PFA
+    stages = A.Stages(1 + 2 * 2 + (2 if data else 0) + 1, quiet=quiet)
     # The split the CNNs were trained on (``seed`` is their training seed): these images are
     # held out from training whatever the seed.
     stages.begin("loading the held-out digits")

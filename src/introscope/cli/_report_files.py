@@ -60,11 +60,25 @@ def model_health(
 
     order = list(model.response_infos)
     section = ModelSection(name=name, source=source, notes=list(notes))
-    iua = recipes = None
     skipped = []
-    if "iua" in components and iua_layers:
-        stages.begin(f"IUA of {name}: {len(iua_layers)} layers x {total} samples")
-        iua = A.run_iua(data, model, iua_layers, batch_size, total)
+    want_iua = "iua" in components and bool(iua_layers)
+    want_pfa = "pfa" in components and bool(pfa_layers)
+    result = A.ModelPass()
+    if want_iua or want_pfa:
+        what = " and ".join(n for n, on in (("IUA", want_iua), ("PFA", want_pfa)) if on)
+        layers = len(set(iua_layers if want_iua else ()) | set(pfa_layers if want_pfa else ()))
+        stages.begin(f"{what} of {name}: one pass over {layers} layers x {total} samples")
+        result = A.run_model_pass(
+            data,
+            model,
+            iua_layers if want_iua else (),
+            pfa_layers if want_pfa else (),
+            batch_size,
+            total,
+        )
+    iua, recipes = result.iua, result.recipes
+    done = []
+    if iua is not None:
         section.iua = A.iua_rows(iua, model, order)
         section.heatmap_png = A.iua_heatmap_png(
             iua, f"IUA, {name}: share of samples each unit is inactive"
@@ -79,42 +93,40 @@ def model_health(
         output.add(f"iua_{tag}.json", _jsonable(summary), f"IUA summary per layer of {name}")
         dead = sum(r.dead_units for r in section.iua)
         units = sum(r.units for r in section.iua)
-        stages.end(f"({dead} of {units} units dead)")
+        done.append(f"{dead} of {units} units dead")
     elif "iua" in components:
         skipped.append("IUA: no layers to analyse (choose some with --layers or --layer-kind).")
-    if "pfa" in components and pfa_layers:
-        stages.begin(f"PFA of {name}: {len(pfa_layers)} layers x {total} samples")
-        try:
-            recipes = A.run_pfa(data, model, pfa_layers, batch_size, total)
-        except (ValueError, RuntimeError) as exc:
-            skipped.append(f"PFA could not run: {exc}")
-            stages.end("(failed, see the report)")
-        else:
-            section.pfa = A.pfa_rows(recipes, order)
-            plan = PFA.pruning_plan(recipes).to_dict()
-            output.add(
-                f"pfa_{tag}.json",
-                _jsonable(
-                    {
-                        "strategy": "KL",
-                        "unit_selection": "L1Max",
-                        "layers": {
-                            r.name: {
-                                "original_count": r.original,
-                                "recommended_count": r.recommended,
-                            }
-                            for r in section.pfa
-                        },
-                        "pruning_plan": plan,
-                    }
-                ),
-                f"PFA recommended sizes and units to keep of {name}",
-            )
-            stages.end(
-                f"({sum(r.recommended for r in section.pfa)} of "
-                f"{sum(r.original for r in section.pfa)} units recommended)"
-            )
-    elif "pfa" in components:
+    if result.pfa_error is not None:
+        skipped.append(f"PFA could not run: {result.pfa_error}")
+        done.append("PFA failed, see the report")
+    elif recipes is not None:
+        section.pfa = A.pfa_rows(recipes, order)
+        plan = PFA.pruning_plan(recipes).to_dict()
+        output.add(
+            f"pfa_{tag}.json",
+            _jsonable(
+                {
+                    "strategy": "KL",
+                    "unit_selection": "L1Max",
+                    "layers": {
+                        r.name: {
+                            "original_count": r.original,
+                            "recommended_count": r.recommended,
+                        }
+                        for r in section.pfa
+                    },
+                    "pruning_plan": plan,
+                }
+            ),
+            f"PFA recommended sizes and units to keep of {name}",
+        )
+        done.append(
+            f"{sum(r.recommended for r in section.pfa)} of "
+            f"{sum(r.original for r in section.pfa)} units recommended"
+        )
+    if want_iua or want_pfa:
+        stages.end(f"({'; '.join(done)})")
+    if "pfa" in components and not pfa_layers:
         skipped.append("PFA: no conv or dense layers to analyse.")
     section.skipped = skipped
     return section, iua, recipes
