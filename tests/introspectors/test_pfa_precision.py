@@ -92,9 +92,10 @@ def test_constant_units_have_exactly_zero_variance(rng) -> None:
     # squares: all underflow to 0, subnormal, overflow float32; a small spread about a mean
     [(1e-25, 0.0), (1e-21, 0.0), (1e30, 0.0), (3e-21, 1e-18)],
 )
-def test_float32_underflow_and_overflow_fall_back_to_float64(rng, scale, mean) -> None:
-    x = (mean + scale * rng.standard_normal((600, 4))).astype(np.float32)
-    got = _stream(PFACovarianceState(), x, batch=64).covariance("f")
+@pytest.mark.parametrize("batch", [64, 1200])  # staged, and multiplied directly about zero
+def test_float32_underflow_and_overflow_fall_back_to_float64(rng, scale, mean, batch) -> None:
+    x = (mean + scale * rng.standard_normal((2400, 4))).astype(np.float32)
+    got = _stream(PFACovarianceState(), x, batch=batch).covariance("f")
     ref = np.cov(x.astype(np.float64), rowvar=False)
     np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6 * np.max(np.diag(ref)))
     assert np.all(np.isfinite(got)) and np.all(np.diag(got) > 0)
@@ -200,3 +201,44 @@ def test_float32_path_on_relu_responses_is_as_accurate_as_float32_allows(rng) ->
     shift = state.states["f"].shift_numpy()
     assert np.all(np.exp2(np.round(np.log2(shift))) == shift)
     assert np.max(np.abs(state.covariance("f") - ref) / scale) < 3e-7
+
+
+def test_batches_near_zero_are_multiplied_directly_about_zero(rng) -> None:
+    """float32 batches of >= 1,024 rows whose units lie within a standard deviation of zero skip
+    the staging copy; the covariance stays within the bound of its (smaller) blocks."""
+    from introscope.introspectors.pfa import _field_sums
+
+    relu = np.maximum(_correlated(rng, 6000, 12, mean=0.3, std=1.0), 0)
+    relu[:, 3] = 0.0  # a dead unit (constant 0) is allowed
+    state = _stream(PFACovarianceState(), relu, batch=1500)
+    sums = state.states["f"]
+    assert sums._direct and not np.any(sums.shift_numpy())
+    assert sums._stage is None  # nothing was staged
+    ref = np.cov(relu.astype(np.float64), rowvar=False)
+    q = np.einsum("ij,ij->j", relu.astype(np.float64), relu) / (len(relu) - 1)
+    bound = (1500 + 4) * U32 * np.sqrt(np.outer(q, q)) + 1e-12
+    assert np.all(np.abs(state.covariance("f") - ref) <= bound)
+    assert np.all(state.covariance("f")[3] == 0.0)
+    # The same data in small batches, or with units far from zero, or a constant unit away
+    # from zero, keeps the staged path about the short shift.
+    assert not _stream(PFACovarianceState(), relu, batch=256).states["f"]._direct
+    far = _correlated(rng, 3000, 4, mean=10.0, std=1.0)
+    assert not _stream(PFACovarianceState(), far, batch=1500).states["f"]._direct
+    constant = relu[:3000].copy()
+    constant[:, 0] = 2.0
+    got = _stream(PFACovarianceState(), constant, batch=1500)
+    assert not got.states["f"]._direct and np.all(got.covariance("f")[0] == 0.0)
+    assert _field_sums._DIRECT_ROWS <= 1500
+
+
+def test_direct_batch_with_nan_is_rejected_whole(rng) -> None:
+    x = np.maximum(_correlated(rng, 3300, 6, mean=0.0, std=1.0), 0)
+    state = _stream(PFACovarianceState(), x[:2200], batch=1100)
+    assert state.states["f"]._direct
+    before = state.covariance("f").copy()
+    bad = x[2200:].copy()  # 1,100 rows: the direct path
+    bad[10, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        state.update("f", bad)
+    np.testing.assert_array_equal(state.covariance("f"), before)
+    assert state.count("f") == 2200

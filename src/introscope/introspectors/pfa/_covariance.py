@@ -14,7 +14,9 @@ Precision. With ``precision="auto"`` (the default) batches that float32 holds ex
 float16, bool, 8/16-bit integers) are staged as float32 ``x - s`` in blocks of about 4 MiB, or
 the size of the float64 state above ~724 units (``b`` rows, 2048 for 512 and for 1024 units);
 each block's Gram matrix is one float32 product ``block.T @ block`` (numpy's BLAS) added to the
-float64 ``S``. DNIKit also multiplies float32 responses in float32 (per batch, about zero). An entry of the covariance is then within ``(b + 4) u sqrt(Q_ii Q_jj)`` of
+float64 ``S``. Where every unit of the first batch lies within one standard deviation of zero
+(ReLU-like layers; constant units exactly 0), at most 256 units, the shift is zero and batches of
+1,024 rows or more are their own blocks (no staging copy; ``Q_ii`` at most twice the variance). DNIKit also multiplies float32 responses in float32 (per batch, about zero). An entry of the covariance is then within ``(b + 4) u sqrt(Q_ii Q_jj)`` of
 the exact one (``u = 2**-24``, ``Q_ii`` unit ``i``'s mean square about its shift: about
 ``var + std**2 / 4`` at most for a stationary stream); measured errors are near ``1e-7``
 relative. Without a shift the bound is

@@ -39,6 +39,11 @@ _F32_DIAG_MAX = 2.0**100
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 
+# float32 batches of at least _DIRECT_ROWS rows and at most _DIRECT_MAX_UNITS units whose units
+# all lie within a standard deviation of zero are multiplied as they are (FieldSums._direct_ok).
+_DIRECT_ROWS = 1024
+_DIRECT_MAX_UNITS = 256
+
 # float32 blocks' column sums: float32 BLAS sums over at most this many rows each (a matrix-vector
 # product, ~8x cheaper than a float64-accumulating reduction), added up in float64.
 _SUM_ROWS = 1024
@@ -165,6 +170,7 @@ class FieldSums(State):
         "_gram_buf",
         "_shift_cast",
         "_raw_ok",
+        "_direct",
         "_raw",
         "_raw_buf",
     )
@@ -179,6 +185,8 @@ class FieldSums(State):
         self._shift_cast: np.ndarray | None = None  # the shift in the staging dtype
         # float64 products of large batches may be summed about zero (see _add_raw).
         self._raw_ok = False
+        # float32 batches of _DIRECT_ROWS or more multiplied as they are (see _direct_ok).
+        self._direct = False
         self._raw: list[Any] | None = None  # [count, sum, outer] about zero
         self._raw_buf: np.ndarray | None = None
         if like is not None:
@@ -217,6 +225,16 @@ class FieldSums(State):
         n, units = x.shape
         if dtype == _F64 and n >= _RAW_ROWS and self._raw_ok:
             return self._add_raw(x)
+        if self._direct and n >= _DIRECT_ROWS and dtype == _F32 and x.dtype == _F32:
+            # The shift is zero: the batch is its own block (no copy into the staging buffer).
+            sums = column_sums(x)
+            if math.isfinite(sums.sum()):
+                self._gram(x)
+                self.total += sums
+                return True
+            if not np.isfinite(x).all():
+                return False
+            return self.add_numpy(x, _F64)  # a float32 sum overflowed
         stage = self._stage
         if stage is None or stage.dtype != dtype or stage.shape[0] < n:
             # Room for one staging block, or for one batch when batches are larger: a batch
@@ -370,6 +388,9 @@ class FieldSums(State):
             # precision (a constant unit away from zero keeps its exact zero variance).
             near = (stds > 0) & (np.abs(self.shift) <= 4 * stds)
             self._raw_ok = bool(np.all(near | (self.shift == 0)))
+            self._direct = self._direct_ok(x, means, stds)
+            if self._direct:
+                self.set_shift(np.zeros(self.units))
         if self.on_host:
             if not self.add_numpy(x, product_dtype(x.dtype, self.precision)):
                 raise NonFiniteValues()
@@ -378,6 +399,27 @@ class FieldSums(State):
         import torch
 
         self._add_torch(torch.from_numpy(np.asarray(x, dtype=np.float64)).to(self.outer.device))
+
+    def _direct_ok(self, x: np.ndarray, means: np.ndarray, stds: np.ndarray) -> bool:
+        """Whether float32 batches of this field are multiplied as they are, about zero.
+
+        Where it saves time: at most ``_DIRECT_MAX_UNITS`` units (where writing ``x - shift``
+        into the staging block costs 10-40 % of the Gram product) and batches of at least
+        ``_DIRECT_ROWS`` rows (as fast per row as a staged block). Where it keeps the
+        precision bound: every unit's first-batch mean within one standard deviation of zero
+        (its mean square about zero is then at most twice its variance, against 1.25 times
+        about the short shift, while a block has ~1,024 rows instead of up to 8,192) and every
+        constant unit exactly 0 (a constant unit elsewhere needs its shift to stay exact).
+        """
+        if (
+            self.precision != "auto"
+            or x.dtype != _F32
+            or x.shape[0] < _DIRECT_ROWS
+            or x.shape[1] > _DIRECT_MAX_UNITS
+        ):
+            return False
+        varies = stds > 0
+        return bool(np.all((varies & (np.abs(means) <= stds)) | (~varies & (means == 0))))
 
     def _update_torch(self, tensor: Any) -> None:
         import torch
