@@ -240,7 +240,9 @@ class FieldSums(State):
             # Room for one staging block, or for one batch when batches are larger: a batch
             # is never split, and its buffer is reused rather than allocated per batch.
             self.flush()
-            rows = max(staging_rows(units, _F32.itemsize), n)
+            # (multiplying directly, only the short batches are staged: a smaller block)
+            block_rows = _DIRECT_ROWS if self._direct else staging_rows(units, _F32.itemsize)
+            rows = max(block_rows, n)
             stage = self._stage = np.empty((rows, units), dtype)
             self._shift_cast = self.shift.astype(dtype)
         if self._staged + n > stage.shape[0]:
