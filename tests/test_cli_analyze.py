@@ -425,3 +425,29 @@ def test_max_thumbnails_is_a_hard_cap(inputs, tmp_path):
     assert len(payload["thumbs"]) == 5
     assert "5 of 123 samples embedded" in html
     assert main(["analyze", "--data", "x", "--max-thumbnails", "-1"]) == 2
+
+
+def test_one_model_pass_feeds_iua_and_pfa_as_their_own_pass_would(onnx_report, inputs, capsys):
+    """With data sections, the model runs once: the data pass feeds IUA and PFA, and their
+    results equal those of a separate pass (``--introspectors iua,pfa``)."""
+    assert 10 * PER_LABEL + 3 >= 40  # the shared pass needs 40 samples or more
+    out = inputs["root"] / "model-only"
+    code = main(
+        ["analyze", "--model", str(inputs["onnx"]), "--data", str(inputs["root"] / "pngs"),
+         "--out", str(out), "--introspectors", "iua,pfa"]
+    )  # fmt: skip
+    assert code == 0
+    assert "one pass over" in capsys.readouterr().err
+    for name in ("iua_model.json", "pfa_model.json"):
+        alone = json.loads((out / name).read_text())
+        shared = json.loads((onnx_report / name).read_text())
+        assert shared == alone, name
+    # the shared run says where IUA and PFA came from
+    again = inputs["root"] / "shared-again"
+    assert main(["analyze", "--model", str(inputs["onnx"]), "--data",
+                 str(inputs["root"] / "pngs"), "--out", str(again), "--projection", "pca",
+                 "--introspectors", "iua,pfa,duplicates"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "fed by the data pass" in err and "one pass over" not in err
+    for name in ("iua_model.json", "pfa_model.json"):
+        assert json.loads((again / name).read_text()) == json.loads((out / name).read_text())

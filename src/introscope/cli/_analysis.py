@@ -21,6 +21,7 @@ from introscope.exceptions import IntroscopeError
 __all__ = [
     "Stages",
     "counted",
+    "ModelFeed",
     "ModelPass",
     "run_model_pass",
     "iua_rows",
@@ -97,6 +98,76 @@ class ModelPass:
     pfa_error: Exception | None = None
 
 
+class ModelFeed:
+    """IUA and PFA accumulators fed one batch of model responses at a time.
+
+    IUA sees the responses as they are (per-channel view where the adapter knows the layout);
+    PFA sees spatial responses max-pooled over their positions, as ``Pooler(MAX)`` would give.
+    A PFA failure (for example NaN in a response) stops PFA only; IUA goes on. ``stage()`` is a
+    pipeline stage that feeds the batches passing through it, so another introspector's pass
+    over the same model (the data sections') can feed IUA and PFA too.
+    """
+
+    def __init__(self, model: Any, iua_layers: Sequence[str], pfa_layers: Sequence[str]) -> None:
+        from introscope.introspectors import IUA, PFA
+
+        infos = model.response_infos
+        self.iua_layers, self.pfa_layers = list(iua_layers), list(pfa_layers)
+        self.layers = list(dict.fromkeys([*iua_layers, *pfa_layers]))
+        self.iua = IUA.accumulator(response_infos=infos) if iua_layers else None
+        self.pfa = PFA.accumulator() if pfa_layers else None
+        self.pool = {name: _pool_dims(infos[name]) for name in pfa_layers}
+        self.pfa_error: Exception | None = None
+        self.batches = 0
+        self.samples = 0
+
+    @property
+    def desc(self) -> str:
+        return "+".join(n for n, on in (("IUA", self.iua), ("PFA", self.pfa)) if on is not None)
+
+    def feed(self, batch: Any) -> None:
+        where = f"batch {self.batches}"
+        if self.iua is not None:
+            for name in self.iua_layers:
+                self.iua.update(name, batch.fields[name], where=where)
+        if self.pfa is not None and self.pfa_error is None:
+            try:
+                for name in self.pfa_layers:
+                    x, dims = batch.fields[name], self.pool[name]
+                    self.pfa.update(name, x if dims is None else np.max(x, axis=dims), where=where)
+            except (ValueError, RuntimeError) as exc:
+                self.pfa_error = exc
+        self.batches += 1
+        self.samples += batch.batch_size
+
+    def stage(self) -> Any:
+        """A pipeline stage passing batches on unchanged after feeding them."""
+        from introscope.base import PipelineStage
+
+        feed = self
+
+        class _Feeding(PipelineStage):
+            def _get_batch_processor(self) -> Callable[[Any], Any]:
+                def process(batch: Any) -> Any:
+                    feed.feed(batch)
+                    return batch
+
+                return process
+
+        return _Feeding()
+
+    def finish(self) -> ModelPass:
+        out = ModelPass(pfa_error=self.pfa_error)
+        if self.iua is not None:
+            out.iua = self.iua.finalize()
+        if self.pfa is not None and out.pfa_error is None:
+            try:
+                out.recipes = self.pfa.finalize().get_recipe()
+            except (ValueError, RuntimeError) as exc:
+                out.pfa_error = exc
+        return out
+
+
 def run_model_pass(
     data: Any,
     model: Any,
@@ -105,44 +176,15 @@ def run_model_pass(
     batch_size: int,
     total: int,
 ) -> ModelPass:
-    """IUA over ``iua_layers`` and PFA recipes of ``pfa_layers`` from one pass of the model.
-
-    IUA sees the responses as they are (per-channel view where the adapter knows the layout);
-    PFA sees spatial responses max-pooled over their positions, as ``Pooler(MAX)`` would give.
-    A PFA failure (for example NaN in a response) stops PFA only; IUA goes on.
-    """
+    """IUA over ``iua_layers`` and PFA recipes of ``pfa_layers`` from one pass of the model."""
     from introscope.base import pipeline
     from introscope.base._producer import checked_batches
-    from introscope.introspectors import IUA, PFA
 
-    infos = model.response_infos
-    layers = list(dict.fromkeys([*iua_layers, *pfa_layers]))
-    iua = IUA.accumulator(response_infos=infos) if iua_layers else None
-    pfa = PFA.accumulator() if pfa_layers else None
-    pool = {name: _pool_dims(infos[name]) for name in pfa_layers}
-    out = ModelPass()
-    desc = "+".join(n for n, on in (("IUA", iua), ("PFA", pfa)) if on is not None)
-    producer = counted(pipeline(data, model(layers)), total, desc)
-    for index, batch in enumerate(checked_batches(producer, batch_size, what="model pass")):
-        where = f"batch {index}"
-        if iua is not None:
-            for name in iua_layers:
-                iua.update(name, batch.fields[name], where=where)
-        if pfa is not None and out.pfa_error is None:
-            try:
-                for name in pfa_layers:
-                    x, dims = batch.fields[name], pool[name]
-                    pfa.update(name, x if dims is None else np.max(x, axis=dims), where=where)
-            except (ValueError, RuntimeError) as exc:
-                out.pfa_error = exc
-    if iua is not None:
-        out.iua = iua.finalize()
-    if pfa is not None and out.pfa_error is None:
-        try:
-            out.recipes = pfa.finalize().get_recipe()
-        except (ValueError, RuntimeError) as exc:
-            out.pfa_error = exc
-    return out
+    feed = ModelFeed(model, iua_layers, pfa_layers)
+    producer = counted(pipeline(data, model(feed.layers)), total, feed.desc)
+    for batch in checked_batches(producer, batch_size, what="model pass"):
+        feed.feed(batch)
+    return feed.finish()
 
 
 def iua_rows(iua: Any, model: Any | None, order: Sequence[str]) -> list[Any]:

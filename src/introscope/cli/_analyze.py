@@ -60,6 +60,7 @@ def embedding_stage(info_shape: Sequence[int | None], channel_axis: int | None) 
 def run_analyze(args: argparse.Namespace) -> pathlib.Path:
     """Run every requested introspector and write the report; return its path."""
     from introscope.base import pipeline
+    from introscope.processors import FieldRemover
     from introscope.viz._report_page import Report
 
     started = time.perf_counter()
@@ -109,35 +110,31 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
     output = RunOutput()
     facts: list[tuple[str, str]] = []
     models = []
+    shared = None
     if model is not None:
         iua_layers, pfa_layers = select_layers(model, args.layers, args.layer_kind)
         _LOG.info("model input %s; IUA layers %s; PFA layers %s", spec, iua_layers, pfa_layers)
-        section, _, _ = model_health(
-            name=pathlib.Path(args.model).name,
-            tag="model",
-            source=str(args.model),
-            model=model,
-            data=source.producer,
-            total=n,
-            iua_layers=iua_layers,
-            pfa_layers=pfa_layers,
-            components=components,
-            batch_size=args.batch_size,
-            stages=stages,
-            output=output,
-            notes=source.notes,
-        )
-        models.append(section)
-        facts += [("model", str(args.model)), ("IUA layers", ", ".join(iua_layers) or "none")]
-        facts.append(("PFA layers", ", ".join(pfa_layers) or "none"))
+        want_iua = iua_layers if "iua" in components else []
+        want_pfa = pfa_layers if "pfa" in components else []
+        if data_parts and (want_iua or want_pfa) and n >= 40:
+            # One pass of the model for everything: the data sections' pass feeds IUA and PFA.
+            # (Below 40 samples the data sections look at the first batch before their pass.)
+            shared = A.ModelFeed(model, want_iua, want_pfa)
     data_section = None
     data_skipped = None
+    data_facts: list[tuple[str, str]] = []
     if data_parts:
         if model is not None:
             response = embedding_layer(model, args.embedding_layer)
             info = model.response_infos[response]
             stage = embedding_stage(info.shape, info.channel_axis)
-            producer = pipeline(source.producer, model([response]), *([stage] if stage else []))
+            tail = [stage] if stage else []
+            if shared is not None:
+                layers = list(dict.fromkeys([*shared.layers, response]))
+                keep = FieldRemover(response, keep=True)
+                producer = pipeline(source.producer, model(layers), shared.stage(), keep, *tail)
+            else:
+                producer = pipeline(source.producer, model([response]), *tail)
         else:
             response = source.field
             shape = (None, *source.sample_shape)
@@ -156,12 +153,39 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
             output=output,
             total=n,
         )
-        facts.append(("embedding", response))
+        data_facts = [("embedding", response)]
         _LOG.info("familiarity, duplicates and the map read %r", response)
     else:
         data_skipped = (
             "Not requested (--introspectors has none of familiarity, duplicates, projection)."
         )
+    if model is not None:
+        done = None
+        if shared is not None:
+            if shared.samples == n:
+                done = shared.finish()
+            else:  # not every sample went through the shared pass: IUA and PFA on their own
+                _LOG.warning("the data pass fed %d of %d samples to IUA/PFA", shared.samples, n)
+        section, _, _ = model_health(
+            name=pathlib.Path(args.model).name,
+            tag="model",
+            source=str(args.model),
+            model=model,
+            data=source.producer,
+            total=n,
+            iua_layers=iua_layers,
+            pfa_layers=pfa_layers,
+            components=components,
+            batch_size=args.batch_size,
+            stages=stages,
+            output=output,
+            notes=source.notes,
+            done=done,
+        )
+        models.append(section)
+        facts += [("model", str(args.model)), ("IUA layers", ", ".join(iua_layers) or "none")]
+        facts.append(("PFA layers", ", ".join(pfa_layers) or "none"))
+    facts += data_facts
     facts = [
         ("data", f"{args.data} ({source.kind}, {n} samples, {len(set(source.labels))} labels)"),
         ("read as", "; ".join(source.notes)),

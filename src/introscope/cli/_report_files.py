@@ -53,8 +53,10 @@ def model_health(
     stages: A.Stages,
     output: RunOutput,
     notes: Sequence[str] = (),
+    done: A.ModelPass | None = None,
 ) -> tuple[Any, Any, Any]:
-    """Run IUA and PFA on one model; return (ModelSection, iua, recipes)."""
+    """Run IUA and PFA on one model (or take ``done``, a pass already made); return
+    (ModelSection, iua, recipes)."""
     from introscope.introspectors import PFA
     from introscope.viz._report_page import ModelSection
 
@@ -67,17 +69,21 @@ def model_health(
     if want_iua or want_pfa:
         what = " and ".join(n for n, on in (("IUA", want_iua), ("PFA", want_pfa)) if on)
         layers = len(set(iua_layers if want_iua else ()) | set(pfa_layers if want_pfa else ()))
-        stages.begin(f"{what} of {name}: one pass over {layers} layers x {total} samples")
-        result = A.run_model_pass(
-            data,
-            model,
-            iua_layers if want_iua else (),
-            pfa_layers if want_pfa else (),
-            batch_size,
-            total,
-        )
+        if done is not None:
+            stages.begin(f"{what} of {name}: {layers} layers, fed by the data pass")
+            result = done
+        else:
+            stages.begin(f"{what} of {name}: one pass over {layers} layers x {total} samples")
+            result = A.run_model_pass(
+                data,
+                model,
+                iua_layers if want_iua else (),
+                pfa_layers if want_pfa else (),
+                batch_size,
+                total,
+            )
     iua, recipes = result.iua, result.recipes
-    done = []
+    summary_parts = []
     if iua is not None:
         section.iua = A.iua_rows(iua, model, order)
         section.heatmap_png = A.iua_heatmap_png(
@@ -93,12 +99,12 @@ def model_health(
         output.add(f"iua_{tag}.json", _jsonable(summary), f"IUA summary per layer of {name}")
         dead = sum(r.dead_units for r in section.iua)
         units = sum(r.units for r in section.iua)
-        done.append(f"{dead} of {units} units dead")
+        summary_parts.append(f"{dead} of {units} units dead")
     elif "iua" in components:
         skipped.append("IUA: no layers to analyse (choose some with --layers or --layer-kind).")
     if result.pfa_error is not None:
         skipped.append(f"PFA could not run: {result.pfa_error}")
-        done.append("PFA failed, see the report")
+        summary_parts.append("PFA failed, see the report")
     elif recipes is not None:
         section.pfa = A.pfa_rows(recipes, order)
         plan = PFA.pruning_plan(recipes).to_dict()
@@ -120,12 +126,12 @@ def model_health(
             ),
             f"PFA recommended sizes and units to keep of {name}",
         )
-        done.append(
+        summary_parts.append(
             f"{sum(r.recommended for r in section.pfa)} of "
             f"{sum(r.original for r in section.pfa)} units recommended"
         )
     if want_iua or want_pfa:
-        stages.end(f"({'; '.join(done)})")
+        stages.end(f"({'; '.join(summary_parts)})")
     if "pfa" in components and not pfa_layers:
         skipped.append("PFA: no conv or dense layers to analyse.")
     section.skipped = skipped
