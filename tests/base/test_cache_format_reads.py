@@ -98,11 +98,11 @@ def test_long_string_lists_are_one_member_and_round_trip_exactly(tmp_path):
 
 
 def test_caches_in_format_1_still_read(tmp_path, monkeypatch):
-    from introscope.base import _cache_format, _cacher
+    from introscope.base import _cache_format, _cache_runs
 
     ids = [f"id{i}" for i in range(50)]
     monkeypatch.setattr(_cache_format, "FORMAT_VERSION", 1)
-    monkeypatch.setattr(_cacher, "FORMAT_VERSION", 1)
+    monkeypatch.setattr(_cache_runs, "FORMAT_VERSION", 1)
     monkeypatch.setattr(_cache_format, "_STRS_MIN", 10**9)  # format 1 had no "strs" members
     cacher_dir = tmp_path / "c"
     list(pipeline(lambda bs: iter([_ids_batch(ids, {"c": ids})]), Cacher(cacher_dir))(50))
