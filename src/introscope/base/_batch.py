@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Hashable, ItemsView, Iterator, KeysView, Mapping, Sequence, ValuesView
 from typing import Any, TypeVar, overload
 
 import numpy as np
@@ -57,6 +57,16 @@ class _FrozenMapping(Mapping):
 
     def __contains__(self, key: object) -> bool:
         return key in self._data
+
+    # The dict's own (read-only) views: faster than Mapping's, which go through __getitem__.
+    def keys(self) -> KeysView[str]:
+        return self._data.keys()
+
+    def values(self) -> ValuesView[Any]:
+        return self._data.values()
+
+    def items(self) -> ItemsView[str, Any]:
+        return self._data.items()
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Mapping):
@@ -113,6 +123,12 @@ class _Storage:
         self.batch_size = self._check_sizes()
 
     def _check_sizes(self) -> int:
+        if not self.metadata and not self.snapshots and self.fields:
+            # The common case (fields only), without building descriptions.
+            arrays = iter(self.fields.values())
+            size = next(arrays).shape[0]
+            if all(a.shape[0] == size for a in arrays):
+                return size
         sizes: list[tuple[str, int]] = [
             (f"field {n!r}", a.shape[0]) for n, a in self.fields.items()
         ]

@@ -152,7 +152,9 @@ class Accumulator(abc.ABC):
         return sum(s.nbytes for s in self._states.values())
 
     # ------------------------------------------------------------------ feeding
-    def _where(self, field: str, where: str) -> str:
+    def _where(self, field: str, where: str | int) -> str:
+        # An int is a batch index (formatted only when a message needs it).
+        where = f"batch {where}" if isinstance(where, int) else where
         return f"{self.owner}: {self.field_kind} {field!r} ({where})"
 
     def _kept(self) -> str:
@@ -167,10 +169,11 @@ class Accumulator(abc.ABC):
             f"them ({self.nonfinite_note}) and report how many"
         )
 
-    def update(self, field: str, array: Any, *, where: str = "update()") -> None:
+    def update(self, field: str, array: Any, *, where: str | int = "update()") -> None:
         """Fold one batch of ``field`` (shape (samples, ...)) into its state.
 
-        ``where`` (e.g. ``"batch 3"``) names the batch in error messages.
+        ``where`` (e.g. ``"batch 3"``, or the batch index as an int) names the batch in error
+        messages.
         """
         state = self._states.get(field)
         fresh = state is None
@@ -197,7 +200,7 @@ class Accumulator(abc.ABC):
             self._note_nonfinite(field, kept, where, getattr(array, "size", None))
         self._changed()
 
-    def _note_nonfinite(self, field: str, count: int, where: str, size: int | None) -> None:
+    def _note_nonfinite(self, field: str, count: int, where: str | int, size: int | None) -> None:
         first = field not in self._nonfinite
         self._nonfinite[field] = self._nonfinite.get(field, 0) + count
         if first and not self._defer_warnings and field not in self._warned:
@@ -213,22 +216,23 @@ class Accumulator(abc.ABC):
     def update_batch(self, batch: Any, index: int | None = None) -> None:
         """Fold in every field of a ``introscope.base.Batch`` (the same fields each time)."""
         index = self._batches if index is None else index
-        names = list(batch.fields)
-        if not names:
-            raise IntroscopeValueError(
-                f"{self.owner}: batch {index} has no fields; {self.owner} needs model responses "
-                f"(pipeline the producer through a model first)"
-            )
-        if self._field_set is None:
-            self._field_set = tuple(names)
-        elif set(names) != set(self._field_set):
-            raise IntroscopeValueError(
-                f"{self.owner}: batch {index} has fields {sorted(names)}, earlier batches had "
-                f"{sorted(self._field_set)}; every batch must carry the same responses"
-            )
-        where = f"batch {index}"
-        for name in names:
-            self.update(name, batch.fields[name], where=where)
+        fields = batch.fields
+        names = tuple(fields)
+        if names != self._field_set:  # the same fields in the same order: nothing to check
+            if not names:
+                raise IntroscopeValueError(
+                    f"{self.owner}: batch {index} has no fields; {self.owner} needs model "
+                    f"responses (pipeline the producer through a model first)"
+                )
+            if self._field_set is None:
+                self._field_set = names
+            elif set(names) != set(self._field_set):
+                raise IntroscopeValueError(
+                    f"{self.owner}: batch {index} has fields {sorted(names)}, earlier batches "
+                    f"had {sorted(self._field_set)}; every batch must carry the same responses"
+                )
+        for name, array in fields.items():
+            self.update(name, array, where=index)
         self._batches += 1
 
     def sync(self) -> None:
