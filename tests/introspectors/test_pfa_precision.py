@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -242,3 +244,51 @@ def test_direct_batch_with_nan_is_rejected_whole(rng) -> None:
         state.update("f", bad)
     np.testing.assert_array_equal(state.covariance("f"), before)
     assert state.count("f") == 2200
+
+
+@pytest.mark.parametrize(
+    ("dtype", "scale"),
+    [
+        (np.float16, 300.0),  # squares overflow float16
+        (np.float32, 1e20),  # the sum of squares overflows float32: the min/max check decides
+        (np.float32, 1e37),  # x - shift could overflow float32: staged in float64
+        (np.float64, 1e150),
+        (np.int32, 1e6),
+        (np.uint8, 100.0),
+    ],
+)
+def test_small_batches_of_any_magnitude_are_staged_without_warnings(rng, dtype, scale) -> None:
+    z = (
+        np.abs(rng.standard_normal((900, 5)))
+        if dtype == np.uint8
+        else rng.standard_normal((900, 5))
+    )
+    x = (scale * z).astype(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        state = _stream(PFACovarianceState(), x, batch=32)
+        got = state.covariance("f")
+    ref = np.cov(x.astype(np.float64), rowvar=False)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6 * np.max(np.abs(ref)))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_non_finite_small_batch_raises_and_changes_nothing(rng, bad, dtype) -> None:
+    x = rng.standard_normal((96, 4)).astype(dtype)
+    state = _stream(PFACovarianceState(), x, batch=32)
+    before = state.covariance("f").copy()
+    y = rng.standard_normal((32, 4)).astype(dtype)
+    y[7, 2] = bad
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="NaN or Inf"):
+            state.update("f", y)
+    assert state.count("f") == 96
+    np.testing.assert_array_equal(state.covariance("f"), before)
+    # The next good batch is counted as usual.
+    state.update("f", y[:6])
+    ref = np.cov(np.concatenate([x, y[:6]]).astype(np.float64), rowvar=False)
+    np.testing.assert_allclose(
+        state.covariance("f"), ref, rtol=1e-3 if dtype == np.float16 else 1e-5
+    )

@@ -47,6 +47,8 @@ _DIRECT_MAX_UNITS = 256
 # float32 blocks' column sums: float32 BLAS sums over at most this many rows each (a matrix-vector
 # product, ~8x cheaper than a float64-accumulating reduction), added up in float64.
 _SUM_ROWS = 1024
+_MIN, _MAX = np.minimum.reduce, np.maximum.reduce
+_DOT_DTYPES = (_F32, _F64)
 _ONES32 = np.ones(_SUM_ROWS, dtype=_F32)
 
 
@@ -169,6 +171,8 @@ class FieldSums(State):
         "_staged",
         "_gram_buf",
         "_shift_cast",
+        "_bound",
+        "_bound2",
         "_raw_ok",
         "_direct",
         "_raw",
@@ -183,6 +187,8 @@ class FieldSums(State):
         self._staged = 0
         self._gram_buf: np.ndarray | None = None
         self._shift_cast: np.ndarray | None = None  # the shift in the staging dtype
+        # Batches within +-_bound cannot overflow x - shift in the staging dtype.
+        self._bound = self._bound2 = np.float64(0.0)
         # float64 products of large batches may be summed about zero (see _add_raw).
         self._raw_ok = False
         # float32 batches of _DIRECT_ROWS or more multiplied as they are (see _direct_ok).
@@ -218,9 +224,9 @@ class FieldSums(State):
     def add_numpy(self, x: np.ndarray, dtype: np.dtype) -> bool:
         """Stage a (samples, units) batch minus the shift, products in ``dtype`` (host state).
 
-        Adds the batch's float64 column sums to ``total``; returns False for a batch that holds
-        NaN or Inf: it is not staged and nothing is added (the caller raises), so a rejected
-        batch leaves the sums unchanged.
+        A staged batch's column sums reach ``total`` with its block, in :meth:`flush`; returns
+        False for a batch that holds NaN or Inf: it is not staged and nothing is added (the
+        caller raises), so a rejected batch leaves the sums unchanged.
         """
         n, units = x.shape
         if dtype == _F64 and n >= _RAW_ROWS and self._raw_ok:
@@ -245,20 +251,31 @@ class FieldSums(State):
             rows = max(block_rows, n)
             stage = self._stage = np.empty((rows, units), dtype)
             self._shift_cast = self.shift.astype(dtype)
+            # A float64 scalar: comparing it with a float16 or int extreme promotes the
+            # extreme (a Python float would be cast down to the batch's dtype, overflowing).
+            room = np.finfo(dtype).max - np.abs(self._shift_cast).max()
+            self._bound = np.float64(room) * 0.5
+            self._bound2 = np.float64(min(self._bound, 1e150)) ** 2
         if self._staged + n > stage.shape[0]:
             self.flush()
         block = stage[self._staged : self._staged + n]
-        with np.errstate(over="ignore", invalid="ignore"):
+        # The batch's extremes say at once that it is finite (NaN compares False) and that
+        # x - shift cannot overflow; the column sums are taken once per block, in flush().
+        # For float32/float64 batches one BLAS dot gives it (sum of squares <= bound**2).
+        bound = self._bound
+        if (x.dtype in _DOT_DTYPES and x.flags.c_contiguous and np.vdot(x, x) <= self._bound2) or (
+            -bound <= _MIN(x, axis=None) and _MAX(x, axis=None) <= bound
+        ):
             np.subtract(x, self._shift_cast, out=block, dtype=dtype, casting="unsafe")
-        # float64 accumulation: no overflow or float32 rounding in the sums; a NaN or Inf
-        # anywhere in the batch makes a column sum, and so their sum, non-finite.
-        sums = column_sums(block)
-        if not math.isfinite(sums.sum()):
-            if dtype == _F32 and np.isfinite(x).all():
-                # x - shift or a float32 sum overflowed (|x| near 3e38): redo it in float64.
-                return self.add_numpy(x, _F64)
-            return False
-        self.total += sums
+        elif not np.isfinite(x).all():
+            return False  # not staged: the sums are unchanged
+        elif dtype == _F32:
+            return self.add_numpy(x, _F64)  # |x| near float32's range: stage it in float64
+        else:
+            with np.errstate(over="ignore"):
+                np.subtract(x, self._shift_cast, out=block, dtype=dtype, casting="unsafe")
+            if not np.isfinite(block).all():
+                return False  # x - shift overflows float64
         self._staged += n
         return True
 
@@ -324,10 +341,19 @@ class FieldSums(State):
         self._gram(block.astype(np.float64))
 
     def flush(self) -> None:
-        """Add the Gram matrix of the staged rows to ``outer``."""
+        """Add the staged rows' column sums to ``total`` and their Gram matrix to ``outer``."""
         if self._staged:
             assert self._stage is not None
-            self._gram(self._stage[: self._staged])
+            block = self._stage[: self._staged]
+            # Every staged value is finite (add_numpy checked each batch): a non-finite float32
+            # run sum is an overflow of the sum alone, redone in float64.
+            with np.errstate(over="ignore", invalid="ignore"):
+                sums = column_sums(block)
+                finite = math.isfinite(sums.sum())
+            if not finite:
+                sums = block.sum(axis=0, dtype=np.float64)
+            self.total += sums
+            self._gram(block)
             self._staged = 0
 
     def numpy(self) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
@@ -350,6 +376,7 @@ class FieldSums(State):
             and self.on_host
             and self.shift is not None
             and array.ndim == 2
+            and array.shape[0]
             and array.shape[1] == self.total.shape[0]
             and array.dtype.kind in "biuf"
         ):
