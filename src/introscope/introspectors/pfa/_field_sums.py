@@ -324,18 +324,16 @@ class FieldSums(State):
         # float32 products that overflow or underflow are redone in float64 below: no warning.
         with np.errstate(over="ignore", invalid="ignore", under="ignore"):
             gram = np.matmul(block.T, block, out=buf)
-        diag = np.diagonal(gram)
-        lo, hi = diag.min(), diag.max()
+        diag = gram.reshape(-1)[:: gram.shape[0] + 1]  # a view
+        lo, hi = _MIN(diag), _MAX(diag)
         if _F32_DIAG_MIN <= lo and hi <= _F32_DIAG_MAX:  # NaN compares False
             self.outer += gram  # the common case: every diagonal entry in range
             return
         # A zero diagonal entry is a unit equal to its shift in this block (a dead or constant
         # unit), unless its squares all underflowed to zero: the block's column says which.
         if lo == 0.0 and hi <= _F32_DIAG_MAX:
-            zero = diag == 0.0
-            if np.min(diag, where=~zero, initial=np.inf) >= _F32_DIAG_MIN and not np.any(
-                block[:, zero]
-            ):
+            tiny = np.flatnonzero(diag < _F32_DIAG_MIN)
+            if not diag[tiny].any() and not block[:, tiny].any():
                 self.outer += gram
                 return
         self._gram(block.astype(np.float64))
