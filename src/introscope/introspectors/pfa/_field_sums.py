@@ -52,6 +52,36 @@ _DOT_DTYPES = (_F32, _F64)
 _ONES32 = np.ones(_SUM_ROWS, dtype=_F32)
 
 
+_DSYRK: Any = None
+
+
+def add_gram64(upper: np.ndarray | None, block: np.ndarray) -> np.ndarray:
+    """``upper + block.T @ block`` for a C-contiguous float64 (rows, units) block, in place.
+
+    ``upper`` is a Fortran-ordered (units, units) float64 matrix (None: zeros) whose upper
+    triangle alone is kept (:func:`symmetric`). One BLAS ``dsyrk`` with ``beta=1`` adds the
+    product in place: 10-12 % faster than numpy's ``block.T @ block`` (a syrk, then a copy of
+    the triangle) plus ``+=`` at 64-512 units. (For float32, scipy's ``ssyrk`` is slower than
+    numpy's product: see ``FieldSums._gram``.)
+    """
+    global _DSYRK
+    if _DSYRK is None:
+        from scipy.linalg.blas import dsyrk
+
+        _DSYRK = dsyrk
+    if upper is None:
+        upper = np.zeros((block.shape[1],) * 2, order="F")
+    # block.T is Fortran-contiguous: no copy; A A^T of it is block.T @ block.
+    return _DSYRK(1.0, block.T, beta=1.0, c=upper, trans=0, overwrite_c=1)
+
+
+def symmetric(upper: np.ndarray) -> np.ndarray:
+    """The full symmetric (C-ordered) matrix of an upper triangle."""
+    out = np.triu(upper)
+    out += np.triu(upper, 1).T
+    return out
+
+
 def column_sums(block: np.ndarray) -> np.ndarray:
     """float64 column sums of a (rows, units) block; NaN or Inf in the block makes one non-finite.
 
@@ -176,7 +206,7 @@ class FieldSums(State):
         "_raw_ok",
         "_direct",
         "_raw",
-        "_raw_buf",
+        "_upper",
     )
 
     def __init__(self, units: int, like: Any = None, precision: str = "auto") -> None:
@@ -193,8 +223,9 @@ class FieldSums(State):
         self._raw_ok = False
         # float32 batches of _DIRECT_ROWS or more multiplied as they are (see _direct_ok).
         self._direct = False
-        self._raw: list[Any] | None = None  # [count, sum, outer] about zero
-        self._raw_buf: np.ndarray | None = None
+        self._raw: list[Any] | None = None  # [count, sum, upper triangle of outer] about zero
+        # float64 blocks' Gram matrices about the shift (upper triangle, Fortran order).
+        self._upper: np.ndarray | None = None
         if like is not None:
             import torch
 
@@ -290,10 +321,8 @@ class FieldSums(State):
             return False
         xb = x if x.dtype == _F64 and x.flags.c_contiguous else np.ascontiguousarray(x, _F64)
         if self._raw is None:
-            units = x.shape[1]
-            self._raw = [0, np.zeros(units), np.zeros((units, units))]
-            self._raw_buf = np.empty((units, units))
-        self._raw[2] += np.matmul(xb.T, xb, out=self._raw_buf)
+            self._raw = [0, np.zeros(x.shape[1]), None]
+        self._raw[2] = add_gram64(self._raw[2], xb)  # the upper triangle
         self._raw[1] += column_sums
         self._raw[0] += x.shape[0]
         return True
@@ -301,12 +330,18 @@ class FieldSums(State):
     def _fold_raw(self) -> None:
         """Add the sums about zero to the sums about the shift (re-expressed, as merges do)."""
         if self._raw is not None:
-            count, total, outer = self._raw
+            count, total, upper = self._raw
             if count:
-                total, outer = reexpress(count, total, outer, -self.shift)
+                total, outer = reexpress(count, total, symmetric(upper), -self.shift)
                 self.total += total
                 self.outer += outer
-            self._raw = self._raw_buf = None
+            self._raw = None
+
+    def _fold_upper(self) -> None:
+        """Add the float64 blocks' Gram matrices (an upper triangle) to ``outer``."""
+        if self._upper is not None:
+            self.outer += symmetric(self._upper)
+            self._upper = None
 
     def _gram(self, block: np.ndarray) -> None:
         """Add ``block.T @ block`` to ``outer``.
@@ -315,12 +350,13 @@ class FieldSums(State):
         triangle (measured faster than scipy's ``ssyrk`` below 1,024 units, and it runs on
         numpy's BLAS, as ``eigh`` does, rather than a second OpenBLAS with its own threads).
         """
-        buf = self._gram_buf
-        if buf is None or buf.dtype != block.dtype:
-            buf = self._gram_buf = np.empty(self.outer.shape, block.dtype)
         if block.dtype == _F64:
-            self.outer += np.matmul(block.T, block, out=buf)
+            # Summed apart, as an upper triangle (one dsyrk in place), until the state is read.
+            self._upper = add_gram64(self._upper, np.ascontiguousarray(block))
             return
+        buf = self._gram_buf
+        if buf is None:
+            buf = self._gram_buf = np.empty(self.outer.shape, _F32)
         # float32 products that overflow or underflow are redone in float64 below: no warning.
         with np.errstate(over="ignore", invalid="ignore", under="ignore"):
             gram = np.matmul(block.T, block, out=buf)
@@ -362,6 +398,7 @@ class FieldSums(State):
             return self.count, self.shift_numpy(), total, outer
         self.flush()
         self._fold_raw()
+        self._fold_upper()
         # Finishing should not hold the staging buffers; the next update re-creates them.
         self._stage = self._gram_buf = None
         return self.count, self.shift_numpy(), self.total.copy(), self.outer.copy()
@@ -541,7 +578,7 @@ class FieldSums(State):
         """Bytes of the sums and of the staging buffers."""
         total = self.units * (self.units + 2) * 8  # outer, sum and shift, float64
         raw = None if self._raw is None else self._raw[2]
-        for buf in (self._stage, self._gram_buf, raw, self._raw_buf):
+        for buf in (self._stage, self._gram_buf, raw, self._upper):
             total += 0 if buf is None else buf.nbytes
         return total
 
