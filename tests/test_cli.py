@@ -46,6 +46,23 @@ def test_demo_prints_tables_and_saves_heatmaps(tmp_path, shared_cache, capsys):
     ]
 
 
+def test_demo_data_pass_feeds_the_healthy_cnns_iua_and_pfa(tmp_path, shared_cache, capsys):
+    """With the data sections on, the healthy CNN runs once: the results equal a pass of its own."""
+    import io
+
+    from introscope.cli import run_demo
+
+    pytest.importorskip("sklearn")
+    run_demo(tmp_path / "data", projection="pca", stream=io.StringIO())
+    stages = capsys.readouterr().err  # the progress of the stages
+    run_demo(tmp_path / "alone", data=False, stream=io.StringIO(), quiet=True)
+    assert "IUA and PFA of healthy CNN: 5 layers, fed by the data pass" in stages
+    assert "IUA and PFA of dying ReLU CNN: one pass over" in stages
+    for name in ("iua_healthy.json", "pfa_healthy.json", "iua_dying_relu.json"):
+        fed = (tmp_path / "data" / name).read_text()
+        assert fed == (tmp_path / "alone" / name).read_text(), name
+
+
 def test_demo_iua_table_shows_dead_units(tmp_path, shared_cache):
     import io
 

@@ -41,6 +41,46 @@ def _digits_source(data: Any) -> DataSource:
     return DataSource("arrays", pathlib.Path("sklearn digits"), ids, labels, "samples", array=x)
 
 
+def _data_pass(
+    source: DataSource,
+    model: Any,
+    iua_layers: list[str],
+    pfa_layers: list[str],
+    batch_size: int,
+    projection: str,
+    seed: int,
+    stages: A.Stages,
+    output: RunOutput,
+) -> tuple[Any, A.ModelPass | None]:
+    """The data sections on ``relu3`` of ``model``; the same pass feeds its IUA and PFA.
+
+    Returns (the data section, the IUA/PFA results, or None when not every sample went
+    through the pass and model_health must make its own).
+    """
+    from introscope.base import pipeline
+    from introscope.processors import FieldRemover
+
+    feed = A.ModelFeed(model, iua_layers, pfa_layers)
+    layers = list(dict.fromkeys([*feed.layers, "relu3"]))
+    producer = pipeline(
+        source.producer, model(layers), feed.stage(), FieldRemover("relu3", keep=True)
+    )
+    section = data_health(
+        producer=producer,
+        source=source,
+        response="relu3 of the healthy CNN",
+        components=["familiarity", "duplicates", "projection"],
+        batch_size=batch_size,
+        projection=projection,
+        max_thumbnails=5000,
+        seed=seed,
+        stages=stages,
+        output=output,
+        total=len(source),
+    )
+    return section, (feed.finish() if feed.samples == len(source) else None)
+
+
 def run_demo(
     out: str | os.PathLike = "out",
     *,
@@ -60,7 +100,6 @@ def run_demo(
     """
     os.environ.setdefault("MPLBACKEND", "Agg")  # files only, never a window
     import introscope.samples as samples
-    from introscope.base import pipeline
     from introscope.introspectors import IUA, PFA
     from introscope.viz._report_page import Report
 
@@ -85,7 +124,7 @@ def run_demo(
     sections = []
     iua_tables: dict[str, Any] = {}
     pfa_tables: dict[str, Any] = {}
-    healthy_model = None
+    data_section = None
     kinds = None
     for label, dying in _VARIANTS:
         stages.begin(f"the {label} CNN (training it unless cached)")
@@ -107,6 +146,13 @@ def run_demo(
             notes.append(
                 f"trained {int(recipe['epochs'])} epochs with Adam at learning rate {recipe['lr']:g}"
             )
+        done = None
+        if data and not dying:
+            # One pass of the healthy CNN: the data sections' pass feeds its IUA and PFA too.
+            data_section, done = _data_pass(
+                source, model, relus, convs if pfa else [], batch_size, projection, seed,
+                stages, output,
+            )  # fmt: skip
         section, iua, recipes = model_health(
             name=f"{label} CNN",
             tag=tag,
@@ -121,30 +167,13 @@ def run_demo(
             stages=stages,
             output=output,
             notes=notes,
+            done=done,
         )
         sections.append(section)
         if iua is not None:
             iua_tables[label] = IUA.show(iua, details=True)
         if recipes is not None:
             pfa_tables[label] = PFA.show(recipes)
-        if not dying:
-            healthy_model = model
-    data_section = None
-    if data and healthy_model is not None:
-        producer = pipeline(source.producer, healthy_model(["relu3"]))
-        data_section = data_health(
-            producer=producer,
-            source=source,
-            response="relu3 of the healthy CNN",
-            components=["familiarity", "duplicates", "projection"],
-            batch_size=batch_size,
-            projection=projection,
-            max_thumbnails=5000,
-            seed=seed,
-            stages=stages,
-            output=output,
-            total=n,
-        )
     if iua_tables:
         say("\nInactive Unit Analysis of the ReLU outputs (units inactive per sample; dead =")
         say("inactive on every sample):")
