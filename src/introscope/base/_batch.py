@@ -106,6 +106,11 @@ class _Storage:
             if not isinstance(name, str):
                 raise IntroscopeError(f"field names must be str, got {name!r}")
         self.fields = {name: _frozen(name, arr) for name, arr in fields.items()}
+        if not snapshots and not metadata:  # fields only: the common case, checked in short
+            self.snapshots = {}
+            self.metadata = {}
+            self.batch_size = self._check_sizes()
+            return
         snaps: dict[str, Batch] = {}
         for name, snap in (snapshots or {}).items():
             if not isinstance(snap, Batch):
@@ -125,10 +130,9 @@ class _Storage:
     def _check_sizes(self) -> int:
         if not self.metadata and not self.snapshots and self.fields:
             # The common case (fields only), without building descriptions.
-            arrays = iter(self.fields.values())
-            size = next(arrays).shape[0]
-            if all(a.shape[0] == size for a in arrays):
-                return size
+            sizes = {a.shape[0] for a in self.fields.values()}
+            if len(sizes) == 1:
+                return sizes.pop()
         sizes: list[tuple[str, int]] = [
             (f"field {n!r}", a.shape[0]) for n, a in self.fields.items()
         ]
