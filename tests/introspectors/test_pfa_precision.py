@@ -10,7 +10,7 @@ import pytest
 from introscope.base import Batch
 from introscope.introspectors import PFA
 from introscope.introspectors.pfa import PFACovarianceState
-from introscope.introspectors.pfa._field_sums import choose_shift, staging_rows
+from introscope.introspectors.pfa._sums_math import choose_shift, staging_rows
 
 U32 = 2.0**-24  # float32 unit roundoff
 

@@ -2,10 +2,10 @@
 
 The state per field is the sample count ``n``, a per-unit shift ``s`` and two float64 sums about
 it, ``T = sum(x - s)`` and ``S = sum((x - s)(x - s)^T)``. The covariance
-``(S - T T^T / n) / (n - 1)`` does not depend on ``s``. The shift is the first batch's column
-mean rounded to a short float32 (few significant bits) within half its standard deviation
-(see ``_field_sums.choose_shift``), so ``S`` stays at the scale of the variance and nothing
-cancels when the mean is large compared with the spread. ``merge`` re-expresses the other
+``(S - T T^T / n) / (n - 1)`` does not depend on ``s``. The shift is the column mean of the
+first batch (of its first 256 rows at most) rounded to a short float32 (few significant bits)
+within half its standard deviation (see ``_sums_math.choose_shift``), so ``S`` stays at the
+scale of the variance and nothing cancels when the mean is large compared with the spread. ``merge`` re-expresses the other
 state's sums about this state's shift (``T + n d`` and ``S + T d^T + d T^T + n d d^T`` with
 ``d = s_other - s``), so shards and workers merge to the one-pass covariance (up to float64
 rounding).
