@@ -103,6 +103,28 @@ def test_float32_underflow_and_overflow_fall_back_to_float64(rng, scale, mean, b
     assert np.all(np.isfinite(got)) and np.all(np.diag(got) > 0)
 
 
+@pytest.mark.parametrize(
+    ("dead", "tiny"),
+    # dead units as one run of columns or apart; a unit whose float32 squares all underflow
+    # to 0 among them (inside the run, or apart) or none
+    [((2, 3, 4), ()), ((0, 3), ()), ((2, 4), (3,)), ((0, 5), (3,))],
+)
+@pytest.mark.parametrize("batch", [64, 1200])  # staged, and multiplied directly about zero
+def test_zero_gram_diagonal_is_a_dead_unit_only_if_its_column_is_zero(
+    rng, dead, tiny, batch
+) -> None:
+    x = rng.standard_normal((2400, 6)).astype(np.float32)
+    x[:, list(dead)] = 0.0
+    for j in tiny:
+        x[:, j] = (1e-30 * rng.standard_normal(2400)).astype(np.float32)  # squares: 0 in float32
+    got = _stream(PFACovarianceState(), x, batch=batch).covariance("f")
+    ref = np.cov(x.astype(np.float64), rowvar=False)
+    assert np.all(got[list(dead)] == 0.0) and np.all(got[:, list(dead)] == 0.0)
+    live = [j for j in range(6) if j not in dead]
+    scale = np.sqrt(np.outer(np.diag(ref), np.diag(ref)))[np.ix_(live, live)]
+    assert np.all(np.abs(got - ref)[np.ix_(live, live)] <= 1e-6 * scale)
+
+
 def test_float32_subtraction_overflow_goes_to_float64() -> None:
     x = np.full((20, 2), -3e38, dtype=np.float32)
     x[10:, 0] = 3e38  # x - shift = 6e38 overflows float32 but is a finite float64
