@@ -57,7 +57,12 @@ def run_dnikit(script: str, arrays: dict[str, np.ndarray], workdir: pathlib.Path
         """
     )
     code = prelude + textwrap.dedent(script) + epilogue
-    proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True, cwd=workdir)
+    # DNIKit's own temporary files (e.g. its Cacher's pickles) go to the test's folder, which
+    # pytest removes, not to the system's temporary folder.
+    env = {**os.environ, "TMPDIR": str(workdir)}
+    proc = subprocess.run(
+        [str(python), "-c", code], capture_output=True, text=True, cwd=workdir, env=env
+    )
     if proc.returncode != 0:
         raise AssertionError(f"DNIKit reference run failed:\n{proc.stderr[-4000:]}")
     return json.loads((workdir / "result.json").read_text())

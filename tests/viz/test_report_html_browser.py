@@ -27,7 +27,10 @@ from report_inputs import (  # noqa: E402
 )
 
 SECTIONS = ("summary", "model-health", "data-map", "familiarity", "duplicates", "files")
-SHOTS = pathlib.Path(os.environ.get("INTROSCOPE_SCREENSHOTS", "")) or None
+# Screenshots for a person to look at, only where INTROSCOPE_SCREENSHOTS names a folder
+# (pathlib.Path("") is ".", which is truthy: test the string, not the path).
+_SHOTS_DIR = os.environ.get("INTROSCOPE_SCREENSHOTS", "")
+SHOTS = pathlib.Path(_SHOTS_DIR) if _SHOTS_DIR else None
 
 
 @pytest.fixture(scope="module")

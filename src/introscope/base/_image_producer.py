@@ -204,7 +204,8 @@ class ImageProducer:
         >>> import numpy as np
         >>> from PIL import Image
         >>> from introscope.base import Batch, ImageProducer
-        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> folder = pathlib.Path(tmp.name)
         >>> for name, value in [("a.png", 0), ("b.png", 255)]:
         ...     Image.fromarray(np.full((4, 6, 3), value, dtype=np.uint8)).save(folder / name)
         >>> images = ImageProducer(folder)
@@ -213,6 +214,7 @@ class ImageProducer:
         ((2, 4, 6, 3), dtype('uint8'))
         >>> sorted(pathlib.Path(p).name for p in batch.metadata[Batch.StdKeys.PATH])
         ['a.png', 'b.png']
+        >>> tmp.cleanup()
     """
 
     def __init__(
