@@ -37,5 +37,8 @@ def init_local(num_cpus: int | None = None, **kwargs: Any) -> Any:
     # ray_constants read the variable when ray was first imported; it may have been earlier.
     ray_constants.ENABLE_RAY_CLUSTER = False
     kwargs.setdefault("include_dashboard", False)
+    # Always a new local instance: without an address, ray.init joins the cluster named in
+    # /tmp/ray/ray_current_cluster, which a stopped `ray start` or test cluster leaves behind.
+    kwargs.setdefault("address", "local")
     kwargs.setdefault("_node_ip_address", "127.0.0.1")
     return ray.init(num_cpus=num_cpus, **kwargs)
