@@ -136,6 +136,9 @@ def test_responses_dataset_matches_single_process(cluster):
     assert stats.merges == [stats.blocks - 1] * 4  # one partial state per block, merged pairwise
     # a PFA state is O(units^2) whatever the block's rows; IUA's grows with them
     assert len(set(stats.state_bytes[1])) == 1
+    # one node: every state was made on the driver's node and nothing crossed between nodes
+    assert stats.states_by_node == {ray.get_runtime_context().get_node_id(): 4 * stats.blocks}
+    assert stats.remote_bytes == stats.combiner_remote_bytes == stats.driver_remote_bytes == 0
 
 
 def test_pfa_state_ships_the_upper_triangle_and_round_trips():
@@ -225,6 +228,8 @@ def test_worker_killed_mid_run_is_retried_without_loss(cluster, tmp_path, with_m
         )
         assert stats.blocks >= 6 and stats.rows == len(x)
         assert len(stats.state_bytes[0]) == len(stats.state_bytes[1]) < stats.blocks
+        assert sum(stats.states_by_node.values()) == 2 * len(stats.state_bytes[0])
+        assert stats.remote_bytes == 0  # one node
     else:
         # the responses themselves as the dataset; the killed worker is a task
         reference = pipeline(_producer({"x": x}), _digits_model()(["relu2"]))
@@ -363,3 +368,21 @@ def test_score_with_a_model_matches_single_process(cluster):
     feats = np.concatenate([b.fields["relu2"] for b in reference(64)])
     scores = np.array([r["relu2_score"] for r in scored])
     np.testing.assert_allclose(scores, fam.score("relu2", feats[got_ids]), rtol=1e-9)
+
+
+def test_combiner_counts_the_bytes_of_states_made_on_other_nodes(cluster):
+    from introscope.ray._entries import resolve_entries
+    from introscope.ray._worker import STATE_COLUMNS, BlockAccumulator, StateCombiner
+
+    entries = resolve_entries([IUA, PFA])
+    block = BlockAccumulator(entries, batch_size=8)
+    rng = np.random.default_rng(0)
+    parts = [block({"r": rng.normal(size=(20, 5)).astype(np.float32)}) for _ in range(3)]
+    here = cluster.get_runtime_context().get_node_id()
+    assert all(list(p["node"]) == [here, here] for p in parts)  # made in this process's node
+    parts[1]["node"] = np.array(["elsewhere", "elsewhere"], dtype=object)
+    part = {c: np.concatenate([p[c] for p in parts]) for c in STATE_COLUMNS}
+    out = StateCombiner(entries)(part)
+    assert list(out["node"]) == [here, here]
+    assert out["remote_bytes"].tolist() == [len(bytes(b)) for b in parts[1]["state"]]
+    assert out["rows"].tolist() == [60, 60] and out["blocks"].tolist() == [3, 3]

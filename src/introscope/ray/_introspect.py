@@ -17,7 +17,7 @@ from introscope.exceptions import IntroscopeError, IntroscopeValueError, require
 
 from ._codec import decode_state
 from ._entries import Entry, resolve_entries
-from ._worker import BlockAccumulator, ModelBlockAccumulator, StateCombiner
+from ._worker import STATE_COLUMNS, BlockAccumulator, ModelBlockAccumulator, StateCombiner, node_id
 
 __all__ = ["introspect", "RayRunStats", "actor_resources"]
 
@@ -42,6 +42,17 @@ class RayRunStats:
     block, or per ``combine`` blocks)."""
     merges: list[int] = field(default_factory=list)
     """For each introspector entry, the number of pairwise merges done on the driver."""
+    states_by_node: dict[str, int] = field(default_factory=dict)
+    """States the driver received, by the Ray node (id) that made them."""
+    combiner_remote_bytes: int = 0
+    """Bytes of block states that a combiner (``combine`` > 1) received from another node."""
+    driver_remote_bytes: int = 0
+    """Bytes of states the driver received from nodes other than its own."""
+
+    @property
+    def remote_bytes(self) -> int:
+        """Bytes of partial states that crossed from one node to another on their way."""
+        return self.combiner_remote_bytes + self.driver_remote_bytes
 
     def bytes_per_merge(self, entry: int) -> float:
         """Mean bytes shipped per partial state of entry ``entry``."""
@@ -295,15 +306,20 @@ def introspect(
         )
     mergers = [_TreeMerger(e) for e in entries]
     stats = RayRunStats(state_bytes=[[] for _ in entries])
+    here = node_id()
     with _preserved_order(mapped.context):
         for part in mapped.iter_batches(batch_size=None, batch_format="numpy"):
-            columns = (part["entry"], part["rows"], part["blocks"], part["state"])
-            for index, rows, blocks, blob in zip(*columns, strict=True):
+            columns = [part[c] for c in STATE_COLUMNS]
+            for index, rows, blocks, blob, node, moved in zip(*columns, strict=True):
                 i = int(index)
                 data = bytes(blob)
                 if i < 0:
                     _raise_worker_error(data)
                 stats.state_bytes[i].append(len(data))
+                stats.states_by_node[node] = stats.states_by_node.get(node, 0) + 1
+                stats.combiner_remote_bytes += int(moved)
+                if node != here:
+                    stats.driver_remote_bytes += len(data)
                 if i == 0:
                     stats.blocks += int(blocks)
                     stats.rows += int(rows)

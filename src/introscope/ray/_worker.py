@@ -19,8 +19,16 @@ __all__ = ["BlockAccumulator", "ModelBlockAccumulator", "StateCombiner", "STATE_
 _LOG = logging.getLogger("introscope.ray")
 
 #: Columns of the dataset of partial states: entry index (-1: an error), rows and blocks folded
-#: in, the encoded state.
-STATE_COLUMNS = ("entry", "rows", "blocks", "state")
+#: in, the encoded state, the Ray node that made it, and the bytes of block states that a
+#: combiner received from other nodes (0 for a block's own state).
+STATE_COLUMNS = ("entry", "rows", "blocks", "state", "node", "remote_bytes")
+
+
+def node_id() -> str:
+    """The Ray node this process runs on (hex), or "" outside Ray."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
 
 
 def _error_row(info: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -29,6 +37,8 @@ def _error_row(info: dict[str, Any]) -> dict[str, np.ndarray]:
         "rows": np.zeros(1, dtype=np.int64),
         "blocks": np.zeros(1, dtype=np.int64),
         "state": np.array([encode_state(info)], dtype=object),
+        "node": np.array([node_id()], dtype=object),
+        "remote_bytes": np.zeros(1, dtype=np.int64),
     }
 
 
@@ -120,6 +130,8 @@ class BlockAccumulator:
             "rows": np.full(len(encoded), rows, dtype=np.int64),
             "blocks": np.ones(len(encoded), dtype=np.int64),
             "state": np.array(encoded, dtype=object),
+            "node": np.array([node_id()] * len(encoded), dtype=object),
+            "remote_bytes": np.zeros(len(encoded), dtype=np.int64),
         }
 
 
@@ -166,18 +178,29 @@ class StateCombiner:
         errors = np.flatnonzero(part["entry"] < 0)
         if len(errors):
             return _error_row(decode_state(bytes(part["state"][errors[0]])))
+        here = node_id()
         merged: dict[int, Any] = {}
         rows: dict[int, int] = {}
         blocks: dict[int, int] = {}
-        for index, n, b, blob in zip(
-            part["entry"], part["rows"], part["blocks"], part["state"], strict=True
+        remote: dict[int, int] = {}
+        for index, n, b, blob, node, moved in zip(
+            part["entry"],
+            part["rows"],
+            part["blocks"],
+            part["state"],
+            part["node"],
+            part["remote_bytes"],
+            strict=True,
         ):
             i = int(index)
             entry = self.entries[i]
-            state = entry.from_state_dict(decode_state(bytes(blob)))
+            data = bytes(blob)
+            state = entry.from_state_dict(decode_state(data))
             merged[i] = entry.combined(merged[i], state) if i in merged else state
             rows[i] = rows.get(i, 0) + int(n)
             blocks[i] = blocks.get(i, 0) + int(b)
+            # A state made on another node came over the network to this combiner.
+            remote[i] = remote.get(i, 0) + int(moved) + (len(data) if node != here else 0)
         order = sorted(merged)
         return {
             "entry": np.array(order, dtype=np.int64),
@@ -186,4 +209,6 @@ class StateCombiner:
             "state": np.array(
                 [encode_state(self.entries[i].state_dict(merged[i])) for i in order], dtype=object
             ),
+            "node": np.array([here] * len(order), dtype=object),
+            "remote_bytes": np.array([remote[i] for i in order], dtype=np.int64),
         }
