@@ -117,6 +117,37 @@ def test_prune_errors() -> None:
     assert renamed.module[0].out_channels == 3
 
 
+@pytest.mark.parametrize("tail", ["logsoftmax", "relu", "softmax"])
+def test_prune_refuses_a_layer_whose_outputs_reach_the_model_output(tail: str) -> None:
+    # The classifier is followed by a module or function that keeps its width: the direct
+    # "is it the output tensor?" test misses it, the output-shape check does not.
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.fc = nn.Linear(4, 8), nn.Linear(8, 5)
+            self.tail = nn.LogSoftmax(dim=1) if tail == "logsoftmax" else nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.fc(torch.relu(self.a(x)))
+            return torch.softmax(y, 1) if tail == "softmax" else self.tail(y)
+
+    plan = PFAPruningPlan({"fc": PFALayerPlan(5, keep=(0, 1, 2), remove=(3, 4))})
+    with pytest.raises(IntroscopeError, match=r"changes the model's output shape from \[\(3, 5\)\]"):
+        PFA.prune(Net().eval(), plan, example_input=torch.randn(3, 4))
+
+
+def test_prune_takes_numpy_input_and_keeps_each_modules_mode() -> None:
+    model = _chain().train()
+    model[1].eval()  # a frozen BatchNorm inside a model being trained
+    x = np.random.default_rng(0).standard_normal((2, 1, 8, 8)).astype(np.float32)
+    pruned = PFA.prune(model, _plan(), example_input=x)
+    modes = {n: m.training for n, m in model.named_modules()}
+    assert {n: m.training for n, m in pruned.module.named_modules()} == modes
+    assert modes[""] and not modes["1"]
+    assert pruned.params_before == count_params_and_macs(model, x)[0]
+    assert {n: m.training for n, m in model.named_modules()} == modes  # counting restores them
+
+
 def test_monitor_feeds_state_on_device_and_plan_prunes() -> None:
     model = _chain()
     batches = [torch.randn(32, 1, 8, 8) for _ in range(4)]

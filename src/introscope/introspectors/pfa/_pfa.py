@@ -297,8 +297,13 @@ class PFA:
         Args:
             model: the module PFA's responses came from (not modified).
             recipes: ``pfa.get_recipe(...)`` or a ``PFAPruningPlan``.
-            example_input: a batch the model accepts, to trace it and count MACs.
+            example_input: a batch the model accepts (a tensor or numpy array, or a tuple of
+                them), to trace it and count MACs.
             layer_names: response name -> module name, where they differ.
+
+        The copy keeps each module's train/eval mode. A plan that would change the shape of
+        the model's outputs (a pruned classifier, also behind an activation or a softmax)
+        is refused.
         """
         plan = (
             recipes if isinstance(recipes, PFAPruningPlan) else PFAPruningPlan.from_recipes(recipes)

@@ -66,14 +66,23 @@ def count_params_and_macs(model: Any, example_input: Any) -> tuple[int, int]:
     activations, pooling), on the batch's first element.
     """
     tp, torch = _tp(), _torch()
-    was_training = model.training
+    training = {n: m.training for n, m in model.named_modules()}
     model.eval()
     try:
         with torch.no_grad():
-            macs, params = tp.utils.count_ops_and_params(model, _first_element(example_input))
+            macs, params = tp.utils.count_ops_and_params(
+                model, _first_element(_as_tensors(example_input))
+            )
     finally:
-        model.train(was_training)
+        _restore_modes(model, training)
     return int(params), int(macs)
+
+
+def _restore_modes(model: Any, training: Mapping[str, bool]) -> None:
+    """Give each module (by name) the train/eval flag it had (``model.train`` sets them all)."""
+    for name, module in model.named_modules():
+        if name in training:
+            module.training = training[name]
 
 
 def _first_element(example_input: Any) -> Any:
@@ -238,6 +247,22 @@ def _call(model: Any, example_input: Any) -> Any:
     return model(*example_input) if isinstance(example_input, tuple) else model(example_input)
 
 
+def _as_tensors(example_input: Any) -> Any:
+    """``example_input`` with numpy arrays (alone or in a tuple) made torch tensors."""
+    torch = _torch()
+    if isinstance(example_input, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(example_input))
+    if isinstance(example_input, tuple):
+        return tuple(_as_tensors(x) for x in example_input)
+    return example_input
+
+
+def _output_shapes(model: Any, example_input: Any) -> list[tuple[int, ...]]:
+    """The shapes of the tensors the model returns on ``example_input`` (in output order)."""
+    with _torch().no_grad():
+        return [tuple(t.shape) for t in _tensors(_call(model, example_input))]
+
+
 def _output_modules(model: Any, graph: _Graph, targets: list[str], example_input: Any) -> set[str]:
     """Which of ``targets`` produce (a tensor that is) the model's own output."""
     torch = _torch()
@@ -287,7 +312,12 @@ def prune_model(
         layer_names: response name -> module name, where they differ.
     """
     names = dict(layer_names or {})
-    new = copy.deepcopy(model).eval()
+    example_input = _as_tensors(example_input)
+    new = copy.deepcopy(model)
+    # Traced in eval mode; the copy gets each module's own train/eval flag back at the end.
+    training = {n: m.training for n, m in new.named_modules()}
+    new.eval()
+    shapes_before = _output_shapes(new, example_input)
     params_before, macs_before = count_params_and_macs(new, example_input)
     graph = _Graph(new, example_input)
     owner: dict[str, str] = {}  # response -> conv/linear module owning its channels
@@ -319,15 +349,24 @@ def prune_model(
         if _out_channels(graph.modules[t]) != n
     }
     try:
-        with _torch().no_grad():
-            _call(new, example_input)
+        shapes_after = _output_shapes(new, example_input)
     except Exception as exc:  # Torch-Pruning left a shape it does not support
         raise IntroscopeError(
             f"PFA.prune: the pruned model no longer runs on example_input "
             f"({type(exc).__name__}: {exc}); a layer the dependency graph does not handle sits "
             f"between the pruned channels and their consumers"
         ) from exc
+    if shapes_after != shapes_before:
+        # A pruned layer reaches the output through shape-keeping modules (an activation,
+        # a softmax) that the direct "is it the output?" test above does not see.
+        pruned = sorted(r for r, t in owner.items() if t in channels)
+        raise IntroscopeValueError(
+            f"PFA.prune: pruning {pruned} changes the model's output shape from "
+            f"{shapes_before} to {shapes_after}; leave the layers that produce the model's "
+            f"outputs (the classifier) out of the recipes given to the plan"
+        )
     params_after, macs_after = count_params_and_macs(new, example_input)
+    _restore_modes(new, training)
     applied = PFAPruningPlan(
         plan.layers,
         groups=tuple(groups),
