@@ -132,7 +132,9 @@ def test_prune_refuses_a_layer_whose_outputs_reach_the_model_output(tail: str) -
             return torch.softmax(y, 1) if tail == "softmax" else self.tail(y)
 
     plan = PFAPruningPlan({"fc": PFALayerPlan(5, keep=(0, 1, 2), remove=(3, 4))})
-    with pytest.raises(IntroscopeError, match=r"changes the model's output shape from \[\(3, 5\)\]"):
+    with pytest.raises(
+        IntroscopeError, match=r"changes the model's output shape from \[\(3, 5\)\]"
+    ):
         PFA.prune(Net().eval(), plan, example_input=torch.randn(3, 4))
 
 
