@@ -164,7 +164,11 @@ def test_attach_detach_and_context_manager_remove_every_hook() -> None:
     assert not mon.attached
     assert mon.attach() is mon and mon.attach() is mon  # idempotent
     assert mon.attached
-    assert len(net.relu._forward_hooks) == 1 and len(net._forward_pre_hooks) == 1
+    # Until a first pass has run, every module also has a hook following the layouts.
+    assert len(net.relu._forward_hooks) == 2 and len(net._forward_pre_hooks) == 1
+    net(torch.randn(2, 1, 8, 8))
+    net(torch.randn(2, 1, 8, 8))  # the layout hooks are removed as this pass begins
+    assert len(net.relu._forward_hooks) == 1 and not net.c1._forward_hooks
     mon.detach()
     assert not mon.attached
     for module in (net, net.relu, net.c2):
@@ -173,6 +177,8 @@ def test_attach_detach_and_context_manager_remove_every_hook() -> None:
         assert entered is mon and mon.attached
         net(torch.randn(2, 1, 8, 8))
     assert not mon.attached and not net._forward_hooks
+    for module in (net, net.relu, net.c2):
+        assert not module._forward_hooks and not module._forward_pre_hooks
     assert mon.state.fields == ["relu#0", "c2", "relu#1"]  # in the order they first ran
 
 
@@ -303,3 +309,54 @@ def test_iua_monitor_defaults_are_introspects_with_the_modules_layout() -> None:
     with IUA.monitor(net, channel_axis={"relu#0": None}) as none, torch.no_grad():
         net(x)
     assert list(none.result.channel_results) == ["relu#1"]  # relu#0 named before its rename
+
+
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_checkpointed_blocks_recomputed_in_backward_are_not_counted_twice(reentrant: bool) -> None:
+    from torch.utils.checkpoint import checkpoint
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.block = nn.Sequential(nn.Linear(4, 8), nn.ReLU())
+            self.head = nn.Linear(8, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(checkpoint(self.block, x, use_reentrant=reentrant))
+
+    torch.manual_seed(0)
+    net = Net().train()
+    layers = ["block.0", "block.1"]
+    with IUA.monitor(net, layers) as iua, PFA.monitor(net, layers) as pfa:
+        for _ in range(3):
+            x = torch.randn(10, 4, requires_grad=reentrant)
+            net(x).pow(2).mean().backward()  # the block runs again inside backward()
+    assert {n: iua.result.results[n].num_samples for n in layers} == dict.fromkeys(layers, 30)
+    assert {n: pfa.state.count(n) for n in layers} == dict.fromkeys(layers, 30)
+
+
+def test_monitors_take_features_last_layouts_from_the_layers_before() -> None:
+    # A Linear on (N, L, D) acts on the last axis, and so does the ReLU after it: IUA's
+    # channel view and PFA's pooling use the features (D), as introspect does via the adapter.
+    from introscope.torch import load_torch_model_from_memory
+
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Linear(16, 8), nn.ReLU()).eval()
+    x = torch.randn(6, 10, 16)
+    with IUA.monitor(net, ["1"]) as iua, PFA.monitor(net, ["0", "1"]) as pfa, torch.no_grad():
+        net(x)
+        net(x[:3])  # the layout hooks are gone after the first pass; results unchanged
+    with torch.no_grad():
+        y = torch.cat([net(x), net(x[:3])])
+    assert pfa.state.covariance("0").shape == (8, 8)
+    ref = PFA.accumulator()
+    ref.update("1", y.amax(dim=1).double().numpy())
+    np.testing.assert_allclose(pfa.state.covariance("1"), ref.covariance("1"), rtol=1e-6)
+    model = load_torch_model_from_memory(net, example_input=x[:2].numpy())
+    assert model.response_infos["1"].channel_axis == -1
+    arrays = torch.cat([x, x[:3]]).numpy()
+    want = IUA.introspect(
+        pipeline(lambda bs: iter([Batch({"x": arrays})]), model(["1"])),
+        response_infos=model.response_infos,
+    )
+    assert iua.result.channel_results["1"] == want.channel_results["1"]

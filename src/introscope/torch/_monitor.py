@@ -13,11 +13,14 @@ a module is seen to run twice in one pass, what was filed under the plain name i
 ``path#0`` (``accumulator.rename_field``). A call outside a forward pass of the model counts as
 the first call. The first output of each response also gives the accumulator a
 ``ResponseInfo`` as the adapter builds it (layer kind, channels-first layout), when the
-accumulator takes one (``add_response_info``).
+accumulator takes one (``add_response_info``). Calls made while autograd runs a backward pass
+(activation checkpointing recomputing a block) are not fed: those samples were seen in the
+forward.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -25,10 +28,10 @@ import numpy as np
 
 from introscope._validation import unknown_name_error
 from introscope.base import ResponseInfo
-from introscope.base._response_info import channels_first_axis
+from introscope.base._response_info import UNKNOWN_UPSTREAM, channels_first_axis
 from introscope.exceptions import IntroscopeError, require
 
-from ._capture import call_name, numpy_dtype
+from ._capture import call_name, flatten_output, numpy_dtype
 from ._layer_kinds import layer_kind
 
 __all__ = ["Monitor", "resolve_modules"]
@@ -122,7 +125,7 @@ class Monitor:
             module whose class name is in ``default_types``.
         owner: starts every error message (``"IUA.monitor"``).
         transform: applied to each output tensor before it is folded (e.g. spatial pooling);
-            gets ``(response name, tensor)``.
+            gets ``(response name, tensor, its ResponseInfo)``.
     """
 
     def __init__(
@@ -133,7 +136,7 @@ class Monitor:
         *,
         owner: str = "monitor",
         default_types: tuple[str, ...] = (),
-        transform: Callable[[str, Any], Any] | None = None,
+        transform: Callable[[str, Any, ResponseInfo], Any] | None = None,
     ) -> None:
         self._torch = torch = require("torch", "torch", owner)
         if not isinstance(model, torch.nn.Module):
@@ -154,6 +157,13 @@ class Monitor:
         self._described: set[str] = set()
         self._describe = getattr(accumulator, "add_response_info", None)
         self._handles: list[Any] = []
+        # Layouts as the adapter infers them: during the first forward pass every module's
+        # outputs are followed (an activation keeps the layout of the latest output of its
+        # shape), then those hooks go; each response's ResponseInfo is kept (also over resets).
+        self._layouts: dict[tuple[int, ...], int | None] = {}
+        self._infos: dict[str, ResponseInfo] = {}
+        self._trackers: list[Any] = []
+        self._tracked = False
 
     @property
     def state(self) -> Any:
@@ -180,13 +190,21 @@ class Monitor:
             self._handles.append(model.register_forward_hook(self._end_pass, always_call=True))
             for name, module in self._modules.items():
                 self._handles.append(module.register_forward_hook(self._make_hook(name, module)))
+            if not self._tracked:
+                # Registered after the watched modules' hooks: on a watched module the
+                # layout of its input is read before its own output is recorded.
+                script = self._torch.jit.ScriptModule
+                for _, module in model.named_modules():
+                    if not isinstance(module, script):
+                        self._trackers.append(module.register_forward_hook(self._track))
         return self
 
     def detach(self) -> None:
         """Remove every hook this monitor registered."""
-        for handle in self._handles:
+        for handle in self._handles + self._trackers:
             handle.remove()
         self._handles.clear()
+        self._trackers.clear()
 
     @property
     def attached(self) -> bool:
@@ -202,26 +220,52 @@ class Monitor:
     def _begin_pass(self, *_: Any) -> None:
         if self._depth == 0:
             self._calls.clear()
+            if self._tracked and self._trackers:
+                # Removed here, not in _end_pass: that runs while torch iterates the root
+                # module's forward hooks, one of which is a tracker.
+                for handle in self._trackers:
+                    handle.remove()
+                self._trackers.clear()
         self._depth += 1
 
     def _end_pass(self, *_: Any) -> None:
         self._depth = max(0, self._depth - 1)
+        if self._depth == 0 and self._trackers:
+            self._tracked = True  # one whole pass followed: the layouts are known
+
+    def _track(self, module: Any, _inputs: Any, output: Any) -> None:
+        if self._tracked:
+            return
+        kind = layer_kind(module)
+        for _, tensor in flatten_output(output):
+            shape = tuple(tensor.shape)
+            upstream = self._layouts.get(shape[1:], UNKNOWN_UPSTREAM)
+            self._layouts[shape[1:]] = channels_first_axis(kind, len(shape), upstream)
 
     def _make_hook(self, name: str, module: Any):  # noqa: ANN202
         accumulator = self.accumulator
         tensor_type = self._torch.Tensor
+        # The id of the autograd graph being run, -1 outside backward().
+        in_backward = getattr(self._torch._C, "_current_graph_task_id", lambda: -1)
 
         def hook(_module: Any, _inputs: Any, output: Any) -> None:
+            if in_backward() != -1:
+                # Activation checkpointing runs modules again during backward() to rebuild
+                # what it did not keep: the same samples, already counted in the forward.
+                return
             call = 0
             if self._depth:
                 call = self._calls.get(name, 0)
                 self._calls[name] = call + 1
                 if call and name not in self._repeated:
                     self._repeated.add(name)
-                    accumulator.rename_field(name, call_name(name, 0, True))
+                    first = call_name(name, 0, True)
+                    accumulator.rename_field(name, first)
                     if name in self._described:
                         self._described.discard(name)
-                        self._described.add(call_name(name, 0, True))
+                        self._described.add(first)
+                    if name in self._infos:
+                        self._infos[first] = dataclasses.replace(self._infos.pop(name), name=first)
             response = call_name(name, call, name in self._repeated)
             if type(output) is not tensor_type and not isinstance(output, tensor_type):
                 self._not_a_tensor(response, output)
@@ -231,11 +275,14 @@ class Monitor:
                     f"a batch dimension"
                 )
             x = output.detach()
+            info = self._infos.get(response)
+            if info is None:
+                info = self._infos[response] = self._info(response, module, x)
             if response not in self._described and self._describe is not None:
                 self._described.add(response)
-                self._describe(self._info(response, module, x))
+                self._describe(info)
             if self._transform is not None:
-                x = self._transform(response, x)
+                x = self._transform(response, x, info)
             accumulator.update(response, x, where="module output")
 
         return hook
@@ -248,18 +295,18 @@ class Monitor:
             f"'{name}[0]', '{name}[1]', ...)"
         )
 
-    @staticmethod
-    def _info(name: str, module: Any, x: Any) -> ResponseInfo:
-        """The response's ``ResponseInfo`` as the adapter describes it (channels-first)."""
+    def _info(self, name: str, module: Any, x: Any) -> ResponseInfo:
+        """The response's ``ResponseInfo`` as the adapter describes it (channels-first; the
+        layout of an activation is that of the latest output of its shape in the pass)."""
         kind = layer_kind(module)
         layer = ResponseInfo.Layer(name, kind, type(module).__name__)
         try:
             dtype = numpy_dtype(x.dtype)
         except Exception:  # noqa: BLE001 - a dtype numpy lacks (bfloat16): described as float32
             dtype = np.dtype(np.float32)
-        return ResponseInfo(
-            name, dtype, (None, *x.shape[1:]), layer, channels_first_axis(kind, x.dim())
-        )
+        upstream = self._layouts.get(tuple(x.shape[1:]), UNKNOWN_UPSTREAM)
+        axis = channels_first_axis(kind, x.dim(), upstream)
+        return ResponseInfo(name, dtype, (None, *x.shape[1:]), layer, axis)
 
     def __repr__(self) -> str:
         state = "attached" if self.attached else "detached"

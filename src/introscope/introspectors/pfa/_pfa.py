@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 
 from introscope._validation import check_batch_size, check_choice
+from introscope.base import ResponseInfo
 from introscope.base._producer import Producer
 from introscope.exceptions import IntroscopeError
 
@@ -32,9 +33,14 @@ _POOLS = ("max", "mean", None)
 
 
 def _pooling(pool: str | None):  # noqa: ANN202
-    """The monitor's transform: (N, C, ...) outputs pooled over every axis after the channels."""
+    """The monitor's transform: outputs pooled over every axis but the batch and the channels.
 
-    def transform(name: str, x: Any) -> Any:
+    The channel axis is the module's layout as the adapter describes it: 1 for (N, C, ...)
+    outputs, -1 for layers that act on the last axis (a Linear on (N, L, D)) and activations
+    after them.
+    """
+
+    def transform(name: str, x: Any, info: ResponseInfo) -> Any:
         if x.dim() <= 2:
             return x
         if pool is None:
@@ -42,7 +48,8 @@ def _pooling(pool: str | None):  # noqa: ANN202
                 f"PFA.monitor: module {name!r} output has shape {tuple(x.shape)}; "
                 f"pass pool='max' or 'mean' to reduce it to (samples, channels)"
             )
-        flat = x.flatten(2)
+        axis = 1 if info.channel_axis is None else info.channel_axis % x.dim()
+        flat = (x if axis == 1 else x.movedim(axis, 1)).flatten(2)
         return flat.amax(dim=2) if pool == "max" else flat.mean(dim=2)
 
     return transform
@@ -162,9 +169,11 @@ class PFA:
     ) -> Monitor:
         """Watch modules of a ``torch.nn.Module`` with forward hooks (a context manager).
 
-        Outputs of shape (N, C, ...) are pooled over every axis after the channel axis 1
-        (``pool`` "max", as DNIKit users do with ``Pooler(method=MAX)``, or "mean"); (N, C)
-        outputs are used as they are. Sums stay on the model's device in float64.
+        Outputs with more than two axes are pooled over every axis but the batch and the
+        channels (``pool`` "max", as DNIKit users do with ``Pooler(method=MAX)``, or "mean"):
+        the channel axis is 1 for convolution-like (N, C, ...) outputs and -1 for a Linear or
+        recurrent layer on (N, L, D) and the activations after it, as ``introscope.torch``
+        describes each module; (N, C) outputs are used as they are. Sums stay on the model's device in float64.
         ``monitor.result`` is a ``PFA`` of every output seen, ``monitor.state`` the
         ``PFACovarianceState``; other defaults are those of ``introspect``.
         """
