@@ -110,3 +110,43 @@ def test_int64_token_ids_feed_an_embedding() -> None:
     # int32 ids after an int64 first batch are converted within the integer kind
     got32 = _collect(model, ["output"], ids.astype(np.int32))
     np.testing.assert_array_equal(got32["output"], ref)
+
+
+def test_bfloat16_model_gets_its_inputs_in_bfloat16() -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten())
+    net = net.to(torch.bfloat16).eval()
+    x = np.random.default_rng(0).standard_normal((6, 3, 6, 6)).astype(np.float32)
+    model = load_torch_model_from_memory(net, example_input=x[:2])
+    got = _collect(model, ["1"], x)["1"]
+    with torch.no_grad():
+        want = net[:2](torch.from_numpy(x).to(torch.bfloat16)).float().numpy()
+    assert got.dtype == np.float32  # numpy has no bfloat16: responses come as float32
+    np.testing.assert_array_equal(got, want)
+
+
+def test_scripted_submodule_that_already_ran_with_autograd_still_runs() -> None:
+    # TorchScript specialises its graph while autograd is on; inference_mode then fails in
+    # the interpreter ("Inference tensors cannot be saved for backward"): no_grad is used.
+    inner = torch.jit.script(torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU()))
+    net = torch.nn.Sequential(inner, torch.nn.Linear(4, 2))
+    warm = torch.randn(3, 4, requires_grad=True)
+    for _ in range(2):
+        net(warm).sum().backward()
+    x = np.random.default_rng(1).standard_normal((5, 4)).astype(np.float32)
+    model = load_torch_model_from_memory(net, example_input=x[:2])
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(_collect(model, ["output"], x)["output"], want, rtol=1e-6)
+
+
+def test_meta_device_model_is_refused_with_a_clear_error() -> None:
+    from introscope.exceptions import IntroscopeError
+    from introscope.introspectors import IUA
+
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU()).to("meta")
+    with pytest.raises(IntroscopeError, match="'meta' device, which hold no data"):
+        load_torch_model_from_memory(net, example_input=np.zeros((2, 4), np.float32))
+    with pytest.raises(IntroscopeError, match="IUA.monitor: module '1' returned a tensor on"):
+        with IUA.monitor(net):
+            net(torch.zeros(2, 4, device="meta"))

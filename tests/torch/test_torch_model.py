@@ -218,9 +218,31 @@ def test_response_without_batch_dimension_is_refused():
         def forward(self, x):
             return self.lin(x).T  # (features, batch)
 
+    # (2, 2) on the example of 2 elements: the dry run's second pass (3 elements) shows that
+    # dimension 0 is not the batch, so the output is left out, and asking for it says why.
     model = load_torch_model_from_memory(Weird(), example_input=np.zeros((2, 2), np.float32))
-    with pytest.raises(IntroscopeError, match="dimension 0 is not the batch"):
+    assert "output" not in model.response_infos and "lin" in model.response_infos
+    with pytest.raises(IntroscopeError, match=r"shape was \(2, 2\), whose dimension 0 does not"):
         run(model, ["output"], np.zeros((3, 2), np.float32))
+
+
+def test_two_layer_lstm_state_is_not_taken_for_a_batched_response():
+    # nn.LSTM(num_layers=2) returns h and c of shape (2, batch, hidden): on a dry run of 2
+    # elements their dimension 0 looks like the batch.
+    class Seq(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = torch.nn.LSTM(3, 5, num_layers=2, batch_first=True)
+            self.fc = torch.nn.Linear(5, 2)
+
+        def forward(self, x):
+            out, _ = self.lstm(x)
+            return self.fc(out[:, -1])
+
+    x = np.random.default_rng(0).standard_normal((8, 6, 3)).astype(np.float32)
+    model = load_torch_model_from_memory(Seq(), example_input=x[:2])
+    assert list(model.response_infos) == ["lstm[0]", "fc", "output"]
+    assert run(model, ["lstm[0]", "fc"], x).fields["fc"].shape == (8, 2)
 
 
 def test_module_error_is_wrapped(images):

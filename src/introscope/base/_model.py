@@ -231,6 +231,12 @@ class Model:
             raise IntroscopeError("requested_responses is empty; name at least one response")
         unknown = requested - set(self._response_infos)
         if unknown:
+            # An adapter may know why an output it saw is not a response (torch: no batch axis).
+            explain = getattr(self._backend, "unavailable", None)
+            for name in sorted(unknown) if explain is not None else ():
+                reason = explain(name)
+                if reason:
+                    raise IntroscopeError(reason)
             raise unknown_name_error("response", unknown, self._response_infos)
         return _ModelStage(self, frozenset(requested))
 

@@ -102,12 +102,18 @@ class TorchBackend:
         self.optional_names = list(optional_names)
         self._keyword_names = keyword_names
         self._all_modules = list(module.modules())
+        # TorchScript code specialised while autograd was on fails under inference_mode
+        # ("Inference tensors cannot be saved for backward"); no_grad serves it as well.
+        script = torch.jit.ScriptModule
+        scripted = any(isinstance(m, script) for m in self._all_modules)
+        self._no_grad = torch.no_grad if scripted else torch.inference_mode
         self._hookable = self._find_hookable(module)
         self._root_name = "output"
         while self._root_name in self._hookable:
             self._root_name += "_"
         self._input_infos: list[ResponseInfo] = []
         self._specs: dict[str, _Spec] = {}
+        self._not_batched: dict[str, tuple[int, ...]] = {}  # outputs left out by the dry run
         self._calls: dict[str, int] = {}
         self.ready = False
         self._preliminary_infos()
@@ -149,6 +155,19 @@ class TorchBackend:
                 if p.is_floating_point():
                     return numpy_dtype(p.dtype)
         return np.dtype(np.float32)
+
+    def _torch_only_dtype(self) -> Any:
+        """The parameters' torch dtype when numpy has none (bfloat16), else None.
+
+        Floating inputs are then built in float32 (their numpy dtype) and cast on the way in.
+        """
+        if not self._cast_inputs:
+            return None
+        for tensors in (self._module.parameters(), self._module.buffers()):
+            for p in tensors:
+                if p.is_floating_point():
+                    return p.dtype if p.dtype == self._torch.bfloat16 else None
+        return None
 
     def _input_dtype(self, name: str, dtype: np.dtype) -> np.dtype:
         """What a floating input is fed as: the parameters' dtype (float64 data, float32 net)."""
@@ -199,18 +218,20 @@ class TorchBackend:
 
     # -- dry run --------------------------------------------------------------------------------
 
-    def dry_run(self, arrays: Sequence[np.ndarray]) -> None:
-        """Run ``arrays`` (one batch per input, in input order) once to learn every response."""
-        torch = self._torch
-        self._input_infos = [
-            ResponseInfo(
-                name,
-                self._input_dtype(name, np.dtype(a.dtype)),
-                (None, *a.shape[1:]),
-                ResponseInfo.Layer(name, _PLACEHOLDER, "Tensor"),
-            )
-            for name, a in zip(self._input_names, arrays)
-        ]
+    def unavailable(self, name: str) -> str | None:
+        """Why ``name``, an output the dry run saw, is not a response (None: not seen)."""
+        if name not in self._not_batched:
+            return None
+        return (
+            f"response {name!r} is not available: in the dry run its shape was "
+            f"{self._not_batched[name]}, whose dimension 0 does not follow the number of "
+            f"elements; introscope needs the batch on dimension 0 (e.g. batch_first=True for "
+            f"recurrent layers, or another module whose output has it)"
+        )
+
+    def _record_shapes(self, arrays: Sequence[np.ndarray]) -> dict[str, list[list[tuple]]]:
+        """One forward pass: per module path, per call, ``(key, (shape, dtype))`` of each output
+        tensor (the model's own output under ``""``)."""
         tensors = self._to_tensors(dict(zip(self._input_names, arrays)), check=False)
         records: dict[str, list[list[tuple[tuple, Any]]]] = {}
 
@@ -224,15 +245,58 @@ class TorchBackend:
 
         handles = [m.register_forward_hook(make_hook(p)) for p, m in self._hookable.items()]
         try:
-            with torch.inference_mode(), eval_mode(self._all_modules):
+            with self._no_grad(), eval_mode(self._all_modules):
                 out = self._forward(tensors)
         finally:
             for h in handles:
                 h.remove()
         records[""] = [[(k, (tuple(t.shape), t.dtype)) for k, t in flatten_output(out)]]
+        return records
+
+    def _fixed_first_dims(
+        self, arrays: Sequence[np.ndarray], records: Mapping[str, list[list[tuple]]]
+    ) -> set[tuple]:
+        """Outputs whose dimension 0 equals the dry run's batch size by coincidence.
+
+        A second pass with another number of elements (the first element repeated, 2 or 3
+        rows): an output whose dimension 0 does not follow it is not one row per element, e.g.
+        the (layers, batch, hidden) state of a 2-layer LSTM run on a batch of 2.
+        """
+        n = arrays[0].shape[0]
+        other = 3 if n == 2 else 2
+        try:
+            second = self._record_shapes([np.repeat(a[:1], other, axis=0) for a in arrays])
+        except Exception:  # noqa: BLE001 - a model that needs its batch as given: keep pass 1
+            _LOG.debug("dry run: the second pass (batch of %d) failed; not used", other)
+            return set()
+        fixed = set()
+        for path, calls in records.items():
+            again = second.get(path, [])
+            for call, outputs in enumerate(calls):
+                shapes = dict(again[call]) if call < len(again) else {}
+                for key, (shape, _) in outputs:
+                    if shape and shape[0] == n and key in shapes:
+                        if not shapes[key][0] or shapes[key][0][0] != other:
+                            fixed.add((path, call, key))
+        return fixed
+
+    def dry_run(self, arrays: Sequence[np.ndarray]) -> None:
+        """Run ``arrays`` (one batch per input, in input order) once to learn every response."""
+        self._input_infos = [
+            ResponseInfo(
+                name,
+                self._input_dtype(name, np.dtype(a.dtype)),
+                (None, *a.shape[1:]),
+                ResponseInfo.Layer(name, _PLACEHOLDER, "Tensor"),
+            )
+            for name, a in zip(self._input_names, arrays)
+        ]
+        records = self._record_shapes(arrays)
         batch_size = arrays[0].shape[0] if arrays else None
+        fixed = self._fixed_first_dims(arrays, records) if batch_size else set()
         specs: dict[str, _Spec] = {}
         not_batched = []
+        self._not_batched: dict[str, tuple[int, ...]] = {}
         layouts: dict[tuple, int | None] = {}
         for path, calls in records.items():  # dict order = order in which modules finished
             name_base = path or self._root_name
@@ -240,9 +304,14 @@ class TorchBackend:
             for call, outputs in enumerate(calls):
                 for key, (shape, tdtype) in outputs:
                     name = call_name(name_base, call, len(calls) > 1) + key_suffix(key)
-                    if not shape or (batch_size is not None and shape[0] != batch_size):
+                    if (
+                        not shape
+                        or (batch_size is not None and shape[0] != batch_size)
+                        or (path, call, key) in fixed
+                    ):
                         # e.g. an LSTM's (layers, batch, hidden) state: not one row per element
                         not_batched.append(f"{name} {shape}")
+                        self._not_batched[name] = shape
                         continue
                     # torch is channels-first (N, C, ...); an activation or sum keeps the layout
                     # of the latest response of its shape (a ReLU after a Linear on (N, L, D)
@@ -309,6 +378,7 @@ class TorchBackend:
                 f"the model expects inputs {self._input_names} but got {sorted(inputs)}"
             )
         tensors = []
+        cast_to = self._torch_only_dtype()
         for info in self._input_infos:
             arr = inputs[info.name]
             if not isinstance(arr, np.ndarray):
@@ -342,12 +412,14 @@ class TorchBackend:
             if self._device.type == "cpu":
                 # A private copy: torch ignores numpy's read-only flag, and a model that writes
                 # to its input in place must not change the caller's batch.
-                tensors.append(torch.from_numpy(np.array(arr, dtype=dtype, copy=True, order="C")))
+                t = torch.from_numpy(np.array(arr, dtype=dtype, copy=True, order="C"))
             else:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", UserWarning)  # read-only: copied by .to()
                     t = torch.from_numpy(np.ascontiguousarray(arr, dtype=dtype))
-                tensors.append(t.to(self._device))
+            if cast_to is not None and t.is_floating_point():
+                t = t.to(cast_to)  # a bfloat16 model: numpy has no such dtype
+            tensors.append(t if self._device.type == "cpu" else t.to(self._device))
         return tensors
 
     def _grab(self, out: Any, spec: _Spec) -> Any:
@@ -380,6 +452,10 @@ class TorchBackend:
             self.dry_run([inputs[n] for n in self._input_names])
         unknown = set(outputs) - set(self._specs)
         if unknown:
+            for name in sorted(unknown):
+                reason = self.unavailable(name)
+                if reason:
+                    raise IntroscopeError(reason)
             raise unknown_name_error("response", unknown, self._specs)
         tensors = self._to_tensors(inputs)
         batch_size = int(tensors[0].shape[0]) if tensors else 0
@@ -411,7 +487,7 @@ class TorchBackend:
         stopped = False
         out = None
         try:
-            with torch.inference_mode(), eval_mode(self._all_modules):
+            with self._no_grad(), eval_mode(self._all_modules):
                 try:
                     out = self._forward(tensors)
                 except _StopForward:

@@ -36,6 +36,13 @@ def resolve_device(device: Any, module: Any) -> Any:
     Raises a clear error for a malformed device or an accelerator torch cannot use here.
     """
     torch = torch_module()
+    meta = next((t for t in _tensors_of(module) if t.is_meta), None)
+    if meta is not None:
+        raise IntroscopeError(
+            f"the torch module {type(module).__name__} has tensors on the 'meta' device, which "
+            f"hold no data; materialise it first (e.g. module.to_empty(device='cpu') then "
+            f"load_state_dict(...))"
+        )
     if device is None:
         for tensor in _tensors_of(module):
             return tensor.device

@@ -277,6 +277,12 @@ class Monitor:
             x = output.detach()
             info = self._infos.get(response)
             if info is None:
+                if x.is_meta:
+                    raise IntroscopeError(
+                        f"{self._owner}: module {response!r} returned a tensor on the 'meta' "
+                        f"device, which holds no data; run the model with real weights and "
+                        f"inputs (e.g. model.to_empty(device='cpu') then load_state_dict(...))"
+                    )
                 info = self._infos[response] = self._info(response, module, x)
             if response not in self._described and self._describe is not None:
                 self._described.add(response)
