@@ -13,6 +13,7 @@ from introscope.introspectors import (
     FamiliarityResult,
     GMMCovarianceType,
 )
+from introscope.introspectors._state_contract import StateError
 from introscope.introspectors.familiarity import (
     DEFAULT_SEED,
     GMM,
@@ -319,8 +320,7 @@ def test_accumulator_shards_merge_save_and_finalize(data, tmp_path) -> None:
     accumulate(StubProducer({k: v[150:] for k, v in data.items()}), second, batch_size=64,
                finalize=False)  # fmt: skip
     first.save(tmp_path / "part.npz")
-    restored = type(first).load(tmp_path / "part.npz")
-    restored.strategy = strategy
+    restored = type(first).load(tmp_path / "part.npz")  # the strategy is saved with it
     for acc in (first.merge(second), restored.merge(second)):
         fam = acc.finalize()
         for field in data:
@@ -328,6 +328,60 @@ def test_accumulator_shards_merge_save_and_finalize(data, tmp_path) -> None:
                 fam.distributions[field].means, whole.distributions[field].means
             )
     assert first.merge(second).nbytes == sum(a.nbytes for a in data.values())
+
+
+def test_saved_accumulator_keeps_its_strategy_and_finalize_checks_its_options(
+    data, tmp_path
+) -> None:
+    from introscope.introspectors import GMMCovarianceType
+
+    strategy = GMM(gaussian_count=2, covariance_type=GMMCovarianceType.FULL, random_state=3)
+    acc = strategy.accumulator()
+    for field, x in data.items():
+        acc.update(field, x)
+    acc.save(tmp_path / "fam.npz")
+    loaded = type(acc).load(tmp_path / "fam.npz")  # no strategy passed again
+    assert loaded.strategy == strategy
+    for field in data:
+        got, want = loaded.finalize().distributions[field], acc.finalize().distributions[field]
+        np.testing.assert_array_equal(got.means, want.means)
+        assert got.covariances.ndim == 3  # full covariances, as saved
+    with pytest.raises(
+        IntroscopeValueError, match=r"finalize\(\) takes only strategy=.*'gaussians'"
+    ):
+        loaded.finalize(gaussians=3)
+    # A RandomState cannot be saved: the loaded state says to pass the strategy again.
+    shared = GMM(gaussian_count=2, random_state=np.random.RandomState(0))
+    custom = shared.accumulator()
+    custom.update("emb", data["emb"])
+    custom.save(tmp_path / "custom.npz")
+    restored = type(custom).load(tmp_path / "custom.npz")
+    with pytest.raises(
+        IntroscopeValueError, match=r"cannot be restored.*finalize\(strategy=\.\.\.\)"
+    ):
+        restored.finalize()
+    assert list(restored.finalize(strategy=GMM(gaussian_count=2)).distributions) == ["emb"]
+
+
+def test_sampled_shards_with_offsets_merge_to_the_one_stream_sample(data) -> None:
+    strategy = GMM(gaussian_count=2, max_fit_samples=60)
+    x = data["emb"]
+    whole = Familiarity.accumulator(strategy=strategy)
+    whole.update("emb", x)
+    first = Familiarity.accumulator(strategy=strategy)
+    second = first.spawn(offset=150)
+    first.update("emb", x[:150])
+    second.update("emb", x[150:])
+    np.testing.assert_array_equal(
+        first.merge(second).states["emb"].data(), whole.states["emb"].data()
+    )
+    third = Familiarity.accumulator(strategy=strategy, offset=150)
+    third.update("emb", x[150:])
+    np.testing.assert_array_equal(third.states["emb"].data(), second.states["emb"].data())
+    clash = Familiarity.accumulator(strategy=strategy)
+    clash.update("emb", x[150:])
+    with pytest.raises(StateError, match=r"Familiarity.accumulator\(strategy=\.\.\., offset="):
+        first.merge(clash)
 
 
 def test_accumulator_names_response_and_batch() -> None:

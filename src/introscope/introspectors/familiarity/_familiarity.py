@@ -73,9 +73,14 @@ class Familiarity(PipelineStage):
         return Familiarity(strategy.metadata_key, dict(distributions))
 
     @staticmethod
-    def accumulator(*, strategy: FamiliarityStrategyType | None = None) -> Any:
+    def accumulator(*, strategy: FamiliarityStrategyType | None = None, offset: int = 0) -> Any:
         """An empty accumulator for ``introspect``'s pass (for ``multi_introspect``,
-        monitors and shards); its ``finalize()`` returns the ``Familiarity``."""
+        monitors and shards); its ``finalize()`` returns the ``Familiarity``.
+
+        ``offset``: the index of the accumulator's first row in the whole stream. Shards of a
+        stream fitted on a sample (``GMM(max_fit_samples=...)``) each give theirs (e.g. 0 and
+        the first shard's length), so that their merged sample is the one-stream sample.
+        """
         if strategy is None:
             strategy = GMM()
         factory = getattr(strategy, "accumulator", None)
@@ -84,7 +89,7 @@ class Familiarity(PipelineStage):
                 f"Familiarity.accumulator: the strategy {type(strategy).__name__} has no "
                 f"accumulator() method; call Familiarity.introspect(producer, strategy=...)"
             )
-        return factory()
+        return factory(offset=offset) if offset else factory()
 
     @property
     def distributions(self) -> Mapping[str, FamiliarityDistribution]:

@@ -280,7 +280,8 @@ class FitData(State):
             if self.max_samples is not None and start < stop:
                 raise StateError(
                     f"the two sampled fit buffers cover overlapping rows (both hold row "
-                    f"{start}); give each shard's state its starting row as offset="
+                    f"{start}); give each shard's accumulator the index of its first row in "
+                    f"the whole stream: Familiarity.accumulator(strategy=..., offset=...)"
                 )
         out = FitData(self.name, max_samples=self.max_samples, seed=self.seed, offset=first.offset)
         out.n_seen = first.n_seen + second.n_seen

@@ -109,6 +109,28 @@ class GMM(FamiliarityStrategyType):
         setattr_(self, "_random_state", state)
         setattr_(self, "max_fit_samples", max_fit_samples)
 
+    def to_config(self) -> dict[str, Any]:
+        """JSON-able settings (``type`` "GMM"); a ``RandomState`` cannot be saved, and the
+        config says so (``from_config`` then refuses to fit with it)."""
+        state = self._random_state
+        if isinstance(state, np.random.RandomState):
+            return {"type": "custom:GMM with a numpy RandomState"}
+        return {
+            "type": "GMM",
+            "gaussian_count": self.gaussian_count,
+            "convergence_threshold": self.convergence_threshold,
+            "max_iterations": self.max_iterations,
+            "covariance_type": self.covariance_type.value,
+            "random_state": None if state is None else int(state),
+            "max_fit_samples": self.max_fit_samples,
+        }
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> GMM:
+        """The strategy ``to_config`` describes."""
+        settings = {k: v for k, v in config.items() if k != "type"}
+        return cls(**settings)
+
     @property
     def random_state(self) -> Any:
         """The random state as given (``None`` means seed ``DEFAULT_SEED``)."""
@@ -126,15 +148,18 @@ class GMM(FamiliarityStrategyType):
             return int(random_state.randint(0, 2**31 - 1))
         return DEFAULT_SEED if state is None else int(state)
 
-    def accumulator(self, random_state: np.random.RandomState | None = None) -> Any:
-        """An empty ``FamiliarityAccumulator`` holding this strategy (and its sampling)."""
+    def accumulator(
+        self, random_state: np.random.RandomState | None = None, *, offset: int = 0
+    ) -> Any:
+        """An empty ``FamiliarityAccumulator`` holding this strategy (and its sampling);
+        ``offset``: index of its first row in the whole stream (for sampled shards)."""
         from ._accumulator import FamiliarityAccumulator
 
         if self.max_fit_samples is None:
-            return FamiliarityAccumulator(self)
+            return FamiliarityAccumulator(self, offset=offset)
         rs = self._fresh_random_state() if random_state is None else random_state
         return FamiliarityAccumulator(
-            self, max_samples=self.max_fit_samples, seed=self._sample_seed(rs)
+            self, max_samples=self.max_fit_samples, seed=self._sample_seed(rs), offset=offset
         )
 
     def __call__(self, producer: Producer, batch_size: int = 1024) -> Mapping[str, GMMDistribution]:
