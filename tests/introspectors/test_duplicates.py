@@ -345,12 +345,29 @@ def test_merged_and_saved_accumulators_equal_one_pass(tmp_path):
     assert Batch.StdKeys.IDENTIFIER not in c.results["x"][0].batch.metadata
 
 
-def test_custom_threshold_is_not_saved(tmp_path):
+def test_custom_threshold_is_not_saved_and_is_asked_for_when_finishing(tmp_path):
     acc = Duplicates.accumulator(threshold=lambda d: float(d[0]))
     acc.update_batch(Batch({"x": np.random.default_rng(0).random((20, 3))}))
     acc.save(tmp_path / "dup.npz")
-    with pytest.raises(IntroscopeValueError, match="custom strategy"):
-        type(acc).load(tmp_path / "dup.npz")
+    loaded = type(acc).load(tmp_path / "dup.npz")  # the vectors load; the threshold cannot
+    with pytest.raises(IntroscopeValueError, match=r"custom strategy.*finalize\(threshold="):
+        loaded.finalize()
+    again = loaded.finalize(threshold=Duplicates.ThresholdStrategy.Percentile(90))
+    assert again.count == 20
+    loaded.save(tmp_path / "again.npz")  # the placeholder saves as the same name
+    assert type(acc).load(tmp_path / "again.npz").config() == acc.config()
+
+
+def test_a_wider_dtype_later_promotes_the_buffer_instead_of_truncating():
+    rng = np.random.default_rng(0)
+    ints = rng.integers(0, 5, (8, 4))
+    floats = rng.random((32, 4))  # distinct values in [0, 1): truncated to int they all equal 0
+    acc = Duplicates.accumulator()
+    acc.update_batch(Batch({"x": ints}))
+    acc.update_batch(Batch({"x": floats}))
+    stored = acc.states["x"].view()
+    assert stored.dtype == np.float64
+    np.testing.assert_array_equal(stored, np.concatenate([ints, floats]))
 
 
 def test_multi_introspect_runs_duplicates_in_the_same_pass():

@@ -20,6 +20,8 @@ __all__ = ["DuplicatesAccumulator"]
 
 
 def _threshold_config(strategy: DuplicatesThresholdStrategyType) -> Any:
+    if isinstance(strategy, _SavedCustomThreshold):
+        return strategy.spec
     if isinstance(strategy, _threshold.Slope):
         return {"Slope": {"sensitivity": strategy.sensitivity}}
     if isinstance(strategy, _threshold.Percentile):
@@ -32,10 +34,26 @@ def _threshold_from_config(spec: Any) -> DuplicatesThresholdStrategyType:
         ((kind, args),) = spec.items()
         if kind in ("Slope", "Percentile"):
             return getattr(_threshold, kind)(**args)
+    if isinstance(spec, str) and spec.startswith("custom:"):
+        # Loading works; only finishing needs the threshold, given again to finalize().
+        return _SavedCustomThreshold(spec)
     raise IntroscopeValueError(
-        f"Duplicates: the saved threshold {spec!r} is a custom strategy, which cannot be "
-        f"restored from a file; pass it again: accumulator.finalize(threshold=...)"
+        f"Duplicates: threshold {spec!r} is not a saved threshold (Slope, Percentile or "
+        f"'custom:<name>'); pass a Duplicates.ThresholdStrategy"
     )
+
+
+class _SavedCustomThreshold:
+    """A custom threshold named in a saved state: it cannot be rebuilt, so it asks for itself."""
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+
+    def __call__(self, *_: Any, **__: Any) -> Any:
+        raise IntroscopeValueError(
+            f"Duplicates: the saved threshold {self.spec!r} is a custom strategy, which cannot "
+            f"be restored from a file; pass it again: accumulator.finalize(threshold=...)"
+        )
 
 
 class DuplicatesAccumulator(Accumulator):

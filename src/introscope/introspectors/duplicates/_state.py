@@ -74,8 +74,12 @@ class ResponseBuffer(State):
                 f"must have the same width"
             )
         need = self._n + len(arr)
-        if need > len(self._buf):
-            grown = np.empty((max(need, 2 * len(self._buf)), self.dim), dtype=self._buf.dtype)
+        # A batch of a wider dtype (floats after ints) promotes the buffer, as merging does:
+        # casting it down would truncate values and invent duplicates.
+        dtype = np.result_type(self._buf.dtype, arr.dtype)
+        if need > len(self._buf) or dtype != self._buf.dtype:
+            rows = max(need, 2 * len(self._buf)) if need > len(self._buf) else len(self._buf)
+            grown = np.empty((rows, self.dim), dtype=dtype)
             grown[: self._n] = self._buf[: self._n]
             self._buf = grown
         self._buf[self._n : need] = arr
