@@ -285,3 +285,29 @@ def test_summary_report_round_trip(tmp_path: pathlib.Path) -> None:
     report = DatasetReport.introspect(_producer(labels=labels), config=SUMMARY_ONLY, batch_size=10)
     report.to_disk(tmp_path / "report")
     assert report.data.equals(DatasetReport.from_disk(tmp_path / "report").data)
+
+
+def test_projection_errors_name_the_projection_setting() -> None:
+    from introscope.introspectors import DimensionReduction
+
+    pca2 = DimensionReduction.Strategy.PCA(2)
+    unknown = ReportConfig(familiarity=None, duplicates=None, projection={"zz": pca2})
+    with pytest.raises(IntroscopeError, match=r"ReportConfig\.projection names responses \['zz'\]"):
+        DatasetReport.introspect(_producer(), config=unknown)
+    producer = _batches(
+        _batch({"a": np.zeros((30, 5)), "b": np.ones((30, 3))}, ids=list(range(30)))
+    )
+    partial = ReportConfig(familiarity=None, duplicates=None, projection={"a": pca2})
+    with pytest.raises(IntroscopeError, match=r"no strategy for response 'b'"):
+        DatasetReport.introspect(producer, config=partial)
+
+
+def test_default_reduction_leaves_wide_responses_with_few_samples_as_they_are() -> None:
+    # 30 samples of 64 features: the default PCA to 40 dimensions cannot be fitted.
+    from introscope.introspectors.report._components import default_dim_reduction
+
+    wide, many = np.zeros((30, 64)), np.zeros((41, 64))
+    assert default_dim_reduction({"w": wide, "m": many, "n": np.zeros((41, 8))}).keys() == {"m"}
+    config = ReportConfig(familiarity=None, projection=None)  # duplicates with the default PCA
+    report = DatasetReport.introspect(_producer(n=30, width=64), config=config)
+    assert len(report.data) == 30 and "duplicates_emb" in report.data.columns

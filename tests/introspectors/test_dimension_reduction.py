@@ -19,6 +19,7 @@ from introscope.introspectors import (
 )
 from introscope.introspectors._accumulator import NonFiniteValues, StateError, accumulate
 from introscope.introspectors.dimension_reduction import PCAState
+from introscope.samples import StubProducer
 
 S = DimensionReduction.Strategy
 
@@ -461,3 +462,12 @@ def test_pca_fit_memory_does_not_grow_with_samples():
 
     small, large = peak(4), peak(64)  # 1,024 and 16,384 samples (4 MiB of responses)
     assert large < small + (256 << 10), (small, large)
+
+
+def test_zero_features_and_too_few_samples_for_umap_are_clear_errors():
+    with pytest.raises(IntroscopeValueError, match=r"shape \(20, 0\).*0 features per sample"):
+        DimensionReduction.introspect(StubProducer({"e": np.zeros((20, 0))}), strategies=S.PCA(1))
+    pytest.importorskip("umap")
+    x = np.random.default_rng(0).random((3, 5))
+    with pytest.raises(IntroscopeValueError, match="needs at least 4 samples to fit, got 3"):
+        DimensionReduction.introspect(StubProducer({"e": x}), strategies=S.UMAP(2))

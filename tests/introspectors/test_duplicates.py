@@ -395,3 +395,15 @@ def test_approximate_falls_back_to_exact_without_local_structure():
     assert found.method == "exact" and found.recall_estimate is None
     _, truth = __import__("faiss").knn(x, x, 10)
     assert recall_at_k(found.indices, truth) > 0.99
+
+
+def test_zero_features_and_huge_finite_values():
+    with pytest.raises(IntroscopeValueError, match=r"shape \(20, 0\): 0 features per element"):
+        Duplicates.introspect(StubProducer({"e": np.zeros((20, 0))}))
+    # float64 values near 1e200: their squares overflow, the column norms must not.
+    x, _ = planted(n=300, d=6, copies=5, seed=4)
+    small = Duplicates.introspect(StubProducer({"e": x.astype(np.float64)}))
+    huge = Duplicates.introspect(StubProducer({"e": x.astype(np.float64) * 1e200}))
+    assert [list(s.indices) for s in huge.results["e"]] == [
+        list(s.indices) for s in small.results["e"]
+    ]

@@ -411,3 +411,9 @@ def test_multi_introspect_runs_familiarity_in_the_shared_pass(data) -> None:
         np.testing.assert_array_equal(
             fam.distributions[field].means, alone.distributions[field].means
         )
+
+
+def test_responses_too_large_for_float64_arithmetic_are_an_error_not_nan_scores() -> None:
+    x = np.random.default_rng(0).normal(size=(60, 3)) * 1e200  # finite; squares overflow
+    with pytest.raises(IntroscopeValueError, match=r"NaN or Inf parameters.*rescale"):
+        Familiarity.introspect(StubProducer({"e": x}), strategy=GMM(gaussian_count=2))

@@ -36,6 +36,11 @@ def check_responses(who: str, field: str, array: Any, where: str = "") -> np.nda
             f"{who}: {name} has shape {x.shape}{at(where)}, but dimension reduction needs 2-D "
             f"responses (samples, features): {hint}"
         )
+    if x.shape[1] == 0:
+        raise IntroscopeValueError(
+            f"{who}: {name} has shape {x.shape}{at(where)}: 0 features per sample; dimension "
+            f"reduction needs at least one (check the response name or the processing before it)"
+        )
     if x.dtype.kind not in "biuf":
         raise IntroscopeValueError(
             f"{who}: {name} has dtype {x.dtype}{at(where)}; dimension reduction needs numeric "

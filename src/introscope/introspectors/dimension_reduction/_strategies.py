@@ -367,6 +367,13 @@ class UMAP(_Embedding):
         self.neighbor_search: str | None = None
 
     def _fit(self, data: np.ndarray) -> None:
+        k, n = self.target_dimensions, data.shape[0]
+        if n < k + 2:
+            # umap-learn's spectral initialisation takes k + 1 eigenvectors of an n x n graph.
+            raise IntroscopeValueError(
+                f"{self._label}: UMAP with target_dimensions={k} needs at least {k + 2} samples "
+                f"to fit, got {n}; fit on more data, or use PCA for so few samples"
+            )
         umap_cls = _import("umap", "UMAP", "umap-learn", self._label)
         options = {"verbose": False, **self._parameters}
         options, self.neighbor_search = knn_options(self.neighbors, options, data)

@@ -80,6 +80,13 @@ def _column_norms(raw: np.ndarray) -> np.ndarray:
         part = raw[lo : lo + 8192].astype(np.float64)
         sq += np.einsum("ij,ij->j", part, part)
     norms = np.sqrt(sq)
+    huge = np.flatnonzero(~np.isfinite(norms))
+    if huge.size:
+        # float64 values above ~1e154 overflow their squares: those columns are summed after
+        # dividing by their largest magnitude (the norm is then finite, and so is x / norm).
+        cols = raw[:, huge].astype(np.float64)
+        peak = np.abs(cols).max(axis=0)
+        norms[huge] = peak * np.sqrt(np.einsum("ij,ij->j", cols / peak, cols / peak))
     norms[norms == 0] = 1.0
     return norms
 

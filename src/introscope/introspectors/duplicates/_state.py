@@ -30,6 +30,11 @@ def check_responses(array: Any) -> np.ndarray:
             f"features). Reduce the other axes first with introscope.processors.Pooler (e.g. "
             f"global average over spatial axes) or Flattener"
         )
+    if arr.shape[1] == 0:
+        raise StateError(
+            f"has shape {arr.shape}: 0 features per element; Duplicates needs at least one "
+            f"(check the response name or the processing before it)"
+        )
     return arr
 
 

@@ -210,11 +210,20 @@ class GMM(FamiliarityStrategyType):
                 covariance_type=self.covariance_type.value,
             )
             try:
-                model.fit(array)
+                with np.errstate(all="ignore"):  # overflow is checked below, not warned
+                    model.fit(array)
             except ValueError as exc:  # scikit-learn: ill-defined covariance, etc.
                 raise IntroscopeValueError(
                     f"Familiarity: fitting the mixture of response {name!r} "
                     f"({len(array)} x {array.shape[1]}) failed: {exc}"
                 ) from exc
+            fitted = (model.weights_, model.means_, model.precisions_cholesky_)
+            if not all(np.isfinite(p).all() for p in fitted):
+                peak = float(np.abs(array).max()) if array.size else 0.0
+                raise IntroscopeValueError(
+                    f"Familiarity: the mixture fitted to response {name!r} has NaN or Inf "
+                    f"parameters (its largest magnitude is {peak:.3g}; squares above ~1e154 "
+                    f"overflow float64); rescale the responses (e.g. standardise them) first"
+                )
             out[name] = GMMDistribution.from_sklearn(model, array, name=name)
         return out

@@ -44,14 +44,29 @@ class ArrayProducer:
 
 
 def default_dim_reduction(responses: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """PCA to 40 dimensions for each response wider than 40; the others are left as they are."""
+    """PCA to 40 dimensions for each response wider than 40; the others are left as they are.
+
+    With 40 samples or fewer a 40-dimensional PCA cannot be fitted (nor is it needed): the
+    responses are then used as they are.
+    """
     from introscope.introspectors.dimension_reduction import DimensionReduction
 
-    return {
-        name: DimensionReduction.Strategy.PCA(DEFAULT_DIMENSIONS)
-        for name, array in responses.items()
-        if array.shape[1] > DEFAULT_DIMENSIONS
-    }
+    out = {}
+    for name, array in responses.items():
+        if array.shape[1] <= DEFAULT_DIMENSIONS:
+            continue
+        if array.shape[0] <= DEFAULT_DIMENSIONS:
+            _logger.info(
+                "DatasetReport: response %r has %d samples, too few for the default PCA to "
+                "%d dimensions; its %d features are used as they are",
+                name,
+                array.shape[0],
+                DEFAULT_DIMENSIONS,
+                array.shape[1],
+            )
+            continue
+        out[name] = DimensionReduction.Strategy.PCA(DEFAULT_DIMENSIONS)
+    return out
 
 
 def _collect_fields(producer: Any, batch_size: int, names: Sequence[str], size: int) -> dict:
@@ -80,16 +95,20 @@ def _run_reduction(
 
 
 def reduce(
-    responses: Mapping[str, np.ndarray], strategies: Any, batch_size: int
+    responses: Mapping[str, np.ndarray],
+    strategies: Any,
+    batch_size: int,
+    setting: str = "dim_reduction",
 ) -> dict[str, np.ndarray]:
-    """Responses after ``strategies`` (one strategy, or response -> strategy; others unchanged)."""
+    """Responses after ``strategies`` (one strategy, or response -> strategy; others unchanged);
+    ``setting`` is the ``ReportConfig`` field errors name."""
     if isinstance(strategies, Mapping):
         if not strategies:
             return dict(responses)
         unknown = [n for n in strategies if n not in responses]
         if unknown:
             raise IntroscopeError(
-                f"DatasetReport: ReportConfig.dim_reduction names responses {unknown} that the "
+                f"DatasetReport: ReportConfig.{setting} names responses {unknown} that the "
                 f"producer does not have (it has {list(responses)})"
             )
         reduced = _run_reduction({n: responses[n] for n in strategies}, strategies, batch_size)
@@ -101,8 +120,14 @@ def project(
     responses: Mapping[str, np.ndarray], strategies: Any, batch_size: int
 ) -> dict[str, np.ndarray]:
     """2-D coordinates per response."""
-    projected = reduce(responses, strategies, batch_size)
+    projected = reduce(responses, strategies, batch_size, setting="projection")
     for name, coords in projected.items():
+        if isinstance(strategies, Mapping) and name not in strategies and coords.shape[1:] != (2,):
+            raise IntroscopeError(
+                f"DatasetReport: ReportConfig.projection has no strategy for response {name!r} "
+                f"({coords.shape[1:]} per element); map every response to a 2-D strategy, "
+                f"e.g. {{{name!r}: DimensionReduction.Strategy.PCA(2)}}"
+            )
         if coords.ndim != 2 or coords.shape[1] != 2:
             raise IntroscopeError(
                 f"DatasetReport: ReportConfig.projection must map each response to 2 dimensions, "
