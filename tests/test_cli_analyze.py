@@ -34,6 +34,8 @@ def inputs(tmp_path_factory):
     os.environ["INTROSCOPE_CACHE_DIR"] = str(cache)
     root = tmp_path_factory.mktemp("analyze")
     onnx_path = export_digits_onnx(root / "digits_cnn.onnx")
+    for junk in ("junk.onnx", "junk.pt"):
+        (root / junk).write_text("not a model\n")
     pngs = write_png_folder(root / "pngs")
     emb = write_embeddings_parquet(root / "emb.parquet")
     yield {"root": root, "onnx": onnx_path, "pngs": pngs, "emb": emb}
@@ -311,6 +313,41 @@ def test_layers_lists_kinds_shapes_and_channel_axes(inputs, capsys):
         ),
         (["analyze"], 2, "--data"),
         (["analyze", "--data", "x", "--batch-size", "-3"], 2, "positive integer"),
+        # --out is checked before any work: a file, or a folder inside a file
+        (
+            ["analyze", "--data", "{root}/emb.parquet", "--out", "{root}/emb.parquet"],
+            2,
+            "is a file, not a folder",
+        ),
+        (
+            ["analyze", "--data", "{root}/emb.parquet", "--out", "{root}/emb.parquet/sub"],
+            2,
+            "which is a file, not a folder",
+        ),
+        # files that are not models: input errors (3) that name --model
+        (
+            ["analyze", "--model", "{root}/junk.onnx", "--data", "{root}/pngs"],
+            3,
+            "not a readable ONNX model",
+        ),
+        (
+            ["analyze", "--model", "{root}/junk.pt", "--data", "{root}/pngs"],
+            3,
+            "also pass --constructor module:Class",
+        ),
+        (
+            [
+                "analyze",
+                "--model",
+                "{root}/digits_cnn.onnx",
+                "--data",
+                "{root}/pngs",
+                "--device",
+                "banana",
+            ],
+            2,
+            "not a device for an ONNX model",
+        ),
     ],
 )
 def test_bad_input_gives_one_line_and_a_documented_code(inputs, capsys, argv, code, message):
@@ -451,3 +488,57 @@ def test_one_model_pass_feeds_iua_and_pfa_as_their_own_pass_would(onnx_report, i
     assert "fed by the data pass" in err and "one pass over" not in err
     for name in ("iua_model.json", "pfa_model.json"):
         assert json.loads((again / name).read_text()) == json.loads((out / name).read_text())
+
+
+def test_labels_csv_with_a_byte_order_mark_and_without_an_id_column(tmp_path):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "emb.npy", rng.normal(size=(12, 4)).astype(np.float32))
+    # Excel's "CSV UTF-8" starts with a BOM; rows in reverse order, matched by id.
+    rows = "".join(f"{i},L{i}\n" for i in reversed(range(12)))
+    (tmp_path / "bom.csv").write_text("id,label\n" + rows, encoding="utf-8-sig")
+    argv = ["analyze", "--data", str(tmp_path / "emb.npy"), "--out", str(tmp_path / "r"),
+            "--projection", "pca", "-q", "--introspectors", "projection"]  # fmt: skip
+    assert main([*argv, "--labels", str(tmp_path / "bom.csv")]) == 0
+    import pandas as pd
+
+    frame = pd.read_parquet(tmp_path / "r" / "dataset_report.parquet")
+    assert frame["label"].tolist() == [f"L{i}" for i in range(12)]
+    (tmp_path / "key.csv").write_text("key,label\n" + rows)
+    assert main([*argv, "--labels", str(tmp_path / "key.csv")]) == 2
+
+
+def test_a_multi_line_error_keeps_its_cause(tmp_path, inputs, capsys, monkeypatch):
+    import torch
+
+    torch.save(torch.nn.Linear(3, 2).state_dict(), tmp_path / "sd.pt")
+    (tmp_path / "othernet.py").write_text(
+        "import torch\nclass Net(torch.nn.Module):\n    def __init__(self):\n"
+        "        super().__init__()\n        self.fc = torch.nn.Linear(64, 10)\n"
+        "    def forward(self, x):\n        return self.fc(x.flatten(1))\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code = main(["analyze", "--model", "sd.pt", "--constructor", "othernet:Net", "--data",
+                 str(inputs["root"] / "pngs"), "--out", str(tmp_path / "r"), "-q"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert "does not fit Net" in err and "Missing key(s)" in err  # the line after the colon
+
+
+def test_one_greyscale_image_does_not_decide_a_colour_folders_channels(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in ("cat", "dog"):
+        (tmp_path / "imgs" / label).mkdir(parents=True)
+        for i in range(6):
+            pixels = rng.integers(0, 255, (10, 10, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "imgs" / label / f"{i}.png")
+    (tmp_path / "imgs" / "aaa").mkdir()  # sorts first
+    Image.fromarray(rng.integers(0, 255, (10, 10), dtype=np.uint8)).save(
+        tmp_path / "imgs" / "aaa" / "grey.png"
+    )
+    from introscope.cli._data import load_data
+
+    source = load_data(tmp_path / "imgs", spec=None, with_model=False)
+    assert source.channels == 3

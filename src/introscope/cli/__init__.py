@@ -234,6 +234,21 @@ def _configure_logging(verbose: bool, debug: bool) -> None:
     # only introscope's own loggers get chattier: numba, matplotlib etc. stay at warnings
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("introscope").setLevel(level)
+    # Python warnings (e.g. PFA's "fewer samples than units") as one log line each, rather
+    # than warnings' two-line "file:line: UserWarning ..." pointing at the console script.
+    logging.captureWarnings(True)
+
+
+def _error_text(exc: BaseException, max_lines: int = 8) -> str:
+    """The error's message for the terminal: its lines (the cause often follows a colon on
+    the next ones, e.g. a state dict's missing keys), at most ``max_lines`` of them."""
+    lines = [line.rstrip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    shown = lines[:max_lines]
+    if len(lines) > max_lines:
+        shown.append(f"... ({len(lines) - max_lines} more lines with --debug)")
+    return "\n  ".join(shown)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -251,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ._analyze import run_analyze
 
             path = run_analyze(args)
-            print(f"Report: {path}\nOpen it in a browser: file://{path.resolve()}")
+            print(f"Report: {path}\nOpen it in a browser: {path.resolve().as_uri()}")
         elif args.command == "demo":
             run_demo(
                 args.out,
@@ -286,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         elif not isinstance(exc, IntroscopeError):
             _LOG.debug("unexpected error", exc_info=True)
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = _error_text(exc)
         if not isinstance(exc, IntroscopeError):
             message = f"{type(exc).__name__}: {message}"
         hint = "" if debug else " (run with --debug for the traceback)"

@@ -10,11 +10,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from introscope.exceptions import IntroscopeValueError
+from introscope.exceptions import IntroscopeValueError, require
 
 from . import _analysis as A
 from ._data import Preprocess, load_data
 from ._models import InputSpec, embedding_layer, input_spec, is_torch, load_model, select_layers
+from ._output import check_output_folder
 from ._report_files import RunOutput, data_health, model_health, write_report
 
 __all__ = ["run_analyze", "parse_components", "embedding_stage"]
@@ -67,6 +68,11 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
     with_model = args.model is not None
     components = parse_components(args.introspectors, with_model)
     data_parts = [c for c in components if c in _DATA_PARTS]
+    # Found now rather than after the whole analysis: an --out that cannot be written, and
+    # the Parquet writer the data table needs.
+    check_output_folder(args.out)
+    if data_parts:
+        require("pyarrow", "report", "the report's Parquet table")
     # one pass of the model gives IUA and PFA
     n_stages = (1 if with_model else 0) + 1 + (1 if {"iua", "pfa"} & set(components) else 0)
     n_stages += 2 if data_parts else 0

@@ -174,13 +174,30 @@ def _image_folder(root: pathlib.Path) -> tuple[list[pathlib.Path], list[str], li
     return files, labels, ids
 
 
+_GREY_MODES = ("L", "1", "I", "I;16", "F")
+#: Image headers read to choose the channel count (spread over the folder; headers only).
+_CHANNEL_PROBES = 64
+
+
 def _first_size(files: Sequence[pathlib.Path]) -> tuple[tuple[int, int], int]:
+    """The first image's size, and 3 channels if any of up to 64 images spread over the folder
+    is in colour (1 when all are greyscale): one greyscale file sorting first must not make
+    a colour folder greyscale."""
     pil = require("PIL.Image", "image", "reading an image folder")
-    try:
-        with pil.open(files[0]) as img:
-            return img.size, 1 if img.mode in ("L", "1", "I", "I;16", "F") else 3
-    except OSError as exc:
-        raise InputFileError(f"--data: cannot read the image {str(files[0])!r}: {exc}") from exc
+    step = max(1, len(files) // _CHANNEL_PROBES)
+    size, channels = None, 1
+    for path in [files[0], *files[step::step][: _CHANNEL_PROBES - 1]]:
+        try:
+            with pil.open(path) as img:
+                size = size or img.size
+                if img.mode not in _GREY_MODES:
+                    channels = 3
+        except OSError as exc:
+            raise InputFileError(f"--data: cannot read the image {str(path)!r}: {exc}") from exc
+        if channels == 3:
+            break
+    assert size is not None
+    return size, channels
 
 
 def _npz_pick(data: Any, keys: Sequence[str]) -> np.ndarray | None:
@@ -242,7 +259,8 @@ def _load_parquet(path: pathlib.Path) -> tuple[np.ndarray, Any, Any]:
 def _labels_csv(path: pathlib.Path, ids: Sequence[str]) -> list[str]:
     if not path.is_file():
         raise InputFileError(f"--labels {str(path)!r} does not exist")
-    with open(path, newline="", encoding="utf-8") as f:
+    # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") must not hide the id column's name.
+    with open(path, newline="", encoding="utf-8-sig") as f:
         rows = [r for r in csv.reader(f) if r]
     if not rows:
         raise InputFileError(f"--labels {str(path)!r} is empty")
@@ -260,6 +278,15 @@ def _labels_csv(path: pathlib.Path, ids: Sequence[str]) -> list[str]:
                 f"{missing[:3]}; ids are {'paths relative to the folder' if ids else 'row numbers'}"
             )
         return [mapping[i] for i in ids]
+    if has_header and len(head) >= 2:
+        # Labels by row order with an unrecognised id column would silently mislabel a
+        # CSV written in another order.
+        others = [h for h in head if h != "label"]
+        raise IntroscopeValueError(
+            f"--labels {str(path)!r} has columns {others} besides 'label', none of them an id "
+            f"column; name the id column one of {list(_ID_COLUMNS)}, or keep only the label "
+            f"column to give the labels in sample order"
+        )
     label_i = head.index("label") if has_header else len(rows[0]) - 1
     labels = [r[label_i] for r in body]
     if len(labels) != len(ids):

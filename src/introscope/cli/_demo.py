@@ -11,8 +11,11 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from introscope.exceptions import require
+
 from . import _analysis as A
 from ._data import DataSource
+from ._output import check_output_folder
 from ._report_files import RunOutput, data_health, model_health, write_report
 
 __all__ = ["run_demo"]
@@ -109,7 +112,9 @@ def run_demo(
     def say(text: str = "") -> None:
         print(text, file=stream, flush=True)
 
-    out_dir = pathlib.Path(out)
+    out_dir = check_output_folder(out)  # before training and analysing, not after
+    if data:
+        require("pyarrow", "report", "the report's Parquet table")
     components = ["iua", *(["pfa"] if pfa else [])]
     # per CNN: loading it, then one pass of it for IUA and PFA
     stages = A.Stages(1 + 2 * 2 + (2 if data else 0) + 1, quiet=quiet)

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import pathlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from introscope.exceptions import IntroscopeError, IntroscopeValueError
+from introscope.exceptions import IntroscopeError, IntroscopeValueError, MissingDependencyError
 
 __all__ = [
     "InputFileError",
@@ -82,8 +83,8 @@ def load_model(
     if suffix == ".onnx":
         from introscope.onnx import load_onnx_model
 
-        providers = ["CPUExecutionProvider"] if device in (None, "cpu") else None
-        return load_onnx_model(p, providers=providers)
+        with _reading_model(p):
+            return load_onnx_model(p, providers=onnx_providers(device))
     if suffix in _TORCH or constructor:
         from introscope.torch import load_torch_model_from_path
 
@@ -92,14 +93,54 @@ def load_model(
             raise InputFileError(f"--model {str(p)!r} is not a file")
         if example is None and example_shape is not None:
             example = np.zeros((2, *example_shape), dtype=np.float32)
-        return load_torch_model_from_path(p, ctor, example_input=example, device=device)
+        with _reading_model(p):  # reading the file; the dry run below is not a file error
+            model = load_torch_model_from_path(p, ctor, device=device)
+        return model if example is None else model.dry_run(example)
     if suffix in _KERAS or p.is_dir():
         from introscope.tensorflow import load_tf_model_from_path
 
-        return load_tf_model_from_path(p)
+        with _reading_model(p):
+            return load_tf_model_from_path(p)
     raise InputFileError(
         f"--model {str(p)!r}: unknown model type {suffix or '(no suffix)'!r}; expected .onnx, "
         f".keras/.h5, a TorchScript .pt, or a state dict with --constructor module:Class"
+    )
+
+
+@contextlib.contextmanager
+def _reading_model(path: pathlib.Path) -> Iterator[None]:
+    """A model file the adapter cannot read is an input error (exit status 3), named by flag."""
+    try:
+        yield
+    except (IntroscopeValueError, MissingDependencyError):
+        raise
+    except IntroscopeError as exc:
+        text = str(exc).replace(
+            "also pass model_constructor", "also pass --constructor module:Class"
+        )
+        if path.is_file() and "File not found" in text:  # Keras' words for an unreadable file
+            text = f"{str(path)!r} is not a readable Keras model file"
+        named = "--model" if repr(str(path)) in text else f"--model {str(path)!r}"
+        raise InputFileError(f"{named}: {text}") from exc
+
+
+def onnx_providers(device: str | None) -> list[str]:
+    """onnxruntime execution providers for ``--device`` (cpu, cuda, cuda:N)."""
+    if device in (None, "cpu"):
+        return ["CPUExecutionProvider"]
+    if device == "cuda" or (device or "").startswith("cuda:"):
+        import onnxruntime as ort
+
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise IntroscopeValueError(
+                f"--device {device!r}: this onnxruntime has no CUDA execution provider "
+                f"(available: {', '.join(ort.get_available_providers())}); use --device cpu"
+            )
+        index = device.partition(":")[2]
+        cuda = ("CUDAExecutionProvider", {"device_id": int(index)}) if index.isdigit() else None
+        return [cuda or "CUDAExecutionProvider", "CPUExecutionProvider"]  # type: ignore[list-item]
+    raise IntroscopeValueError(
+        f"--device {device!r} is not a device for an ONNX model; use cpu, cuda or cuda:N"
     )
 
 

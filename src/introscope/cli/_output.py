@@ -4,12 +4,46 @@ permissions from the user's umask)."""
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import tempfile
 from typing import Any
 
 from introscope._atomic import atomic_open, write_bytes, write_text
 
-__all__ = ["write_bytes", "write_text", "write_json", "write_parquet"]
+__all__ = ["check_output_folder", "write_bytes", "write_text", "write_json", "write_parquet"]
+
+
+def check_output_folder(out: str | os.PathLike[str], option: str = "--out") -> pathlib.Path:
+    """Check, before any work, that the results can be written to the folder ``out``.
+
+    ``out`` must be a folder or not exist yet; a probe file is created (and removed) in it, or
+    in its nearest existing parent, so a read-only folder or file system is found now and not
+    after the analysis. Nothing is left behind. Raises ``IntroscopeValueError`` naming
+    ``option``.
+    """
+    from introscope.exceptions import IntroscopeValueError
+
+    path = pathlib.Path(out)
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        what = "is" if probe == path else f"is inside {str(probe)!r}, which is"
+        raise IntroscopeValueError(
+            f"{option} {str(path)!r} {what} a file, not a folder; name a folder for the report"
+        )
+    try:
+        with tempfile.TemporaryFile(dir=probe, prefix=".introscope-probe-"):
+            pass
+    except OSError as exc:
+        raise IntroscopeValueError(
+            f"{option} {str(path)!r}: cannot write in {str(probe)!r} ({exc.strerror or exc}); "
+            f"name a folder you can write to"
+        ) from None
+    return path
 
 
 def write_json(path: pathlib.Path, obj: Any) -> pathlib.Path:

@@ -95,12 +95,13 @@ margin:16px 0}
 h2{margin:0 0 8px;font-size:18px}
 h3{margin:14px 0 6px;font-size:15px}
 p.note,.note{color:var(--muted);font-size:13px;margin:4px 0 8px}
-table{border-collapse:collapse;margin:6px 0 10px;font-size:13px}
+table{border-collapse:collapse;margin:6px 0 10px;font-size:13px;display:block;max-width:100%;
+overflow-x:auto}
 th,td{border-bottom:1px solid var(--line);padding:4px 9px;vertical-align:middle}
 th{background:#eef1f5;text-align:left;font-weight:600;white-space:nowrap}
 td.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
 td.name{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12px;
-word-break:break-all;max-width:420px}
+overflow-wrap:anywhere;min-width:14ch;max-width:420px}
 .bar{display:inline-block;width:90px;height:9px;background:#e9ecf1;border-radius:2px;
 vertical-align:middle;margin-left:6px;overflow:hidden}
 .bar>span{display:block;height:100%;background:var(--bad)}
