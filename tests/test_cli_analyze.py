@@ -542,3 +542,28 @@ def test_one_greyscale_image_does_not_decide_a_colour_folders_channels(tmp_path)
 
     source = load_data(tmp_path / "imgs", spec=None, with_model=False)
     assert source.channels == 3
+
+
+def test_too_few_samples_for_a_part_is_found_before_the_work(tmp_path, capsys):
+    np.save(tmp_path / "e5.npy", np.random.default_rng(0).random((5, 4)).astype(np.float32))
+    np.save(tmp_path / "e25.npy", np.random.default_rng(0).random((25, 4)).astype(np.float32))
+    out = str(tmp_path / "r")
+    assert main(["analyze", "--data", str(tmp_path / "e5.npy"), "--out", out, "-q"]) == 2
+    assert "--introspectors familiarity,projection" in capsys.readouterr().err
+    argv = ["analyze", "--data", str(tmp_path / "e25.npy"), "--out", out, "-q"]
+    assert main([*argv, "--projection", "tsne"]) == 2
+    assert "use --projection pca" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # nothing was written
+
+
+def test_summary_lists_only_what_ran_and_stale_files_are_reported(tmp_path, inputs, caplog):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "iua_old.json").write_text("{}")
+    code = main(["analyze", "--model", str(inputs["onnx"]), "--data", str(inputs["root"] / "pngs"),
+                 "--out", str(out), "--introspectors", "duplicates", "-q"])  # fmt: skip
+    assert code == 0
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "IUA layers" not in html and "PFA layers" not in html
+    assert "IUA and PFA: not requested" in html
+    assert "iua_old.json" in caplog.text and "earlier run" in caplog.text

@@ -113,6 +113,7 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
         source = open_data()
         stages.end(f"({'; '.join(source.notes)})")
     n = len(source)
+    _check_enough_samples(n, components, args.projection)
     output = RunOutput()
     facts: list[tuple[str, str]] = []
     models = []
@@ -189,8 +190,11 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
             done=done,
         )
         models.append(section)
-        facts += [("model", str(args.model)), ("IUA layers", ", ".join(iua_layers) or "none")]
-        facts.append(("PFA layers", ", ".join(pfa_layers) or "none"))
+        facts.append(("model", str(args.model)))
+        if "iua" in components:
+            facts.append(("IUA layers", ", ".join(iua_layers) or "none"))
+        if "pfa" in components:
+            facts.append(("PFA layers", ", ".join(pfa_layers) or "none"))
     facts += data_facts
     facts = [
         ("data", f"{args.data} ({source.kind}, {n} samples, {len(set(source.labels))} labels)"),
@@ -213,6 +217,21 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
     path = write_report(pathlib.Path(args.out), report, output)
     stages.end()
     return path
+
+
+def _check_enough_samples(n: int, components: Sequence[str], projection: str) -> None:
+    """Found before the model runs: parts that cannot work on so few samples, and what to do."""
+    others = ",".join(c for c in components if c != "duplicates") or "familiarity"
+    if "duplicates" in components and n < 10:
+        raise IntroscopeValueError(
+            f"--data has {n} samples; duplicates looks up 10 neighbours per sample and needs "
+            f"at least 10: give more data, or leave it out with --introspectors {others}"
+        )
+    if "projection" in components and projection == "tsne" and n <= 30:
+        raise IntroscopeValueError(
+            f"--data has {n} samples; t-SNE's perplexity of 30 needs more than 30: use "
+            f"--projection pca (or umap) for so few samples"
+        )
 
 
 def _tuple(values: Sequence[float] | None) -> tuple[float, ...] | None:

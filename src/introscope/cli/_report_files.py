@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import pathlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,6 +13,8 @@ import numpy as np
 
 from . import _analysis as A
 from ._output import write_bytes, write_json, write_parquet, write_text
+
+_LOG = logging.getLogger("introscope.cli")
 
 __all__ = ["RunOutput", "model_health", "data_health", "write_report"]
 
@@ -101,7 +104,13 @@ def model_health(
         units = sum(r.units for r in section.iua)
         summary_parts.append(f"{dead} of {units} units dead")
     elif "iua" in components:
-        skipped.append("IUA: no layers to analyse (choose some with --layers or --layer-kind).")
+        if len(order) <= 1:  # e.g. TorchScript: only the model's output is a response
+            skipped.append(
+                "IUA: the model exposes no inner layers (only its output); TorchScript runs "
+                "compiled code without hooks: give the state dict with --constructor instead."
+            )
+        else:
+            skipped.append("IUA: no layers to analyse (choose some with --layers or --layer-kind).")
     if result.pfa_error is not None:
         skipped.append(f"PFA could not run: {result.pfa_error}")
         summary_parts.append("PFA failed, see the report")
@@ -134,6 +143,8 @@ def model_health(
         stages.end(f"({'; '.join(summary_parts)})")
     if "pfa" in components and not pfa_layers:
         skipped.append("PFA: no conv or dense layers to analyse.")
+    if "iua" not in components and "pfa" not in components:
+        skipped.append("IUA and PFA: not requested (--introspectors has neither iua nor pfa).")
     section.skipped = skipped
     return section, iua, recipes
 
@@ -190,6 +201,18 @@ def write_report(out_dir: pathlib.Path, report: Any, output: RunOutput) -> pathl
     from introscope.viz._report_page import render_report
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    ours = {*output.files, "report.html"}
+    stale = sorted(
+        p.name for p in out_dir.iterdir() if p.is_file() and p.name not in ours and p.suffix in
+        (".html", ".json", ".png", ".parquet")
+    )  # fmt: skip
+    if stale:
+        _LOG.warning(
+            "%s also holds files from an earlier run that this one did not write (not listed in "
+            "the report): %s",
+            out_dir,
+            ", ".join(stale),
+        )
     for name, (content, _) in output.files.items():
         path = out_dir / name
         if isinstance(content, bytes):
