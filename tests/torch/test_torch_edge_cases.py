@@ -150,3 +150,20 @@ def test_meta_device_model_is_refused_with_a_clear_error() -> None:
     with pytest.raises(IntroscopeError, match="IUA.monitor: module '1' returned a tensor on"):
         with IUA.monitor(net):
             net(torch.zeros(2, 4, device="meta"))
+
+
+def test_a_compiled_model_keeps_the_names_of_the_original() -> None:
+    from introscope.introspectors import IUA
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU()).eval()
+    compiled = torch.compile(net, backend="eager")
+    x = np.random.default_rng(0).standard_normal((6, 4)).astype(np.float32)
+    model = load_torch_model_from_memory(compiled, example_input=x[:2])
+    assert list(model.response_infos) == ["0", "1", "output"]  # not "_orig_mod.0", ...
+    np.testing.assert_allclose(
+        _collect(model, ["1"], x)["1"], net(torch.from_numpy(x)).detach().numpy(), rtol=1e-6
+    )
+    with IUA.monitor(compiled, ["1"]) as mon, torch.no_grad():
+        compiled(torch.from_numpy(x))
+    assert mon.result.results["1"].num_samples == 6

@@ -34,6 +34,7 @@ from ._capture import (
     flatten_output,
     get_output,
     key_suffix,
+    naming_root,
     numpy_dtype,
     to_numpy,
     torch_module,
@@ -129,7 +130,7 @@ class TorchBackend:
             return {}
         hookable: dict[str, Any] = {}
         skip: list[str] = []
-        for path, sub in module.named_modules():
+        for path, sub in naming_root(module).named_modules():
             if not path or any(path.startswith(p + ".") for p in skip):
                 continue
             if isinstance(sub, script):

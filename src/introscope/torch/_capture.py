@@ -69,6 +69,16 @@ def resolve_device(device: Any, module: Any) -> Any:
     return dev
 
 
+def naming_root(module: Any) -> Any:
+    """The module whose ``named_modules()`` name the responses: for a ``torch.compile``d model
+    (an ``OptimizedModule``) the original one, so names do not start with ``_orig_mod.`` and
+    match those of the uncompiled model."""
+    inner = getattr(module, "_orig_mod", None)
+    if inner is not None and type(module).__name__ == "OptimizedModule":
+        return inner
+    return module
+
+
 def _tensors_of(module: Any) -> Iterator[Any]:
     yield from module.parameters()
     yield from module.buffers()

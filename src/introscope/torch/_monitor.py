@@ -31,7 +31,7 @@ from introscope.base import ResponseInfo
 from introscope.base._response_info import UNKNOWN_UPSTREAM, channels_first_axis
 from introscope.exceptions import IntroscopeError, require
 
-from ._capture import call_name, flatten_output, numpy_dtype
+from ._capture import call_name, flatten_output, naming_root, numpy_dtype
 from ._layer_kinds import layer_kind
 
 __all__ = ["Monitor", "resolve_modules"]
@@ -54,7 +54,7 @@ def resolve_modules(
     every message.
     """
     torch = require("torch", "torch", owner)
-    named = dict(model.named_modules())
+    named = dict(naming_root(model).named_modules())
     if layers is None:
         chosen = {n: m for n, m in named.items() if type(m).__name__ in default_types}
         if not chosen:
