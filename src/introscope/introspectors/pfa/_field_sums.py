@@ -105,7 +105,8 @@ class FieldSums(State):
         self._raw: list[Any] | None = None  # [count, sum, upper triangle of outer] about zero
         # float64 blocks' Gram matrices about the shift (upper triangle, Fortran order).
         self._upper: np.ndarray | None = None
-        if like is not None:
+        if like is not None and like.device.type != "mps":
+            # Sums on the tensors' own device, in float64 (MPS has no float64: host sums there).
             import torch
 
             self.total = torch.zeros(units, dtype=torch.float64, device=like.device)
@@ -375,7 +376,10 @@ class FieldSums(State):
         if x.is_complex() or not (x.is_floating_point() or x.dtype in torch_int_types()):
             raise StateError(f"has non-numeric dtype {x.dtype}; PFA needs real numbers")
         if self.on_host:
-            # The state lives on the host already: bring the batch there.
+            # The state lives on the host already: bring the batch there (numpy has no
+            # bfloat16: float32 holds it exactly).
+            if x.dtype == torch.bfloat16:
+                x = x.float()
             self._update_numpy(x.cpu().numpy())
             return
         x = x.to(device=self.outer.device, dtype=torch.float64)
