@@ -139,6 +139,48 @@ def test_misuse_errors(tmp_path):
         list(CachedProducer(tmp_path / "full")(0))
 
 
+def test_a_cacher_never_serves_another_cachers_batches(tmp_path, caplog):
+    def constant(value):
+        def producer(batch_size):
+            yield Batch({"x": np.full((2, 2), value, np.float32)})
+
+        return producer
+
+    # Both made before either runs: the second to finish must not read the first's cache.
+    a, b = Cacher(tmp_path / "c"), Cacher(tmp_path / "c")
+    pa, pb = pipeline(constant(1), a), pipeline(constant(2), b)
+    assert [x.fields["x"][0, 0] for x in pa(2)] == [1]
+    assert a.cached and not b.cached
+    with pytest.raises(IntroscopeError, match="another Cacher finished caching"):
+        list(pb(2))
+    # Overlapping passes: the one that commits second is told, and its next pass raises.
+    c, d = Cacher(tmp_path / "d"), Cacher(tmp_path / "d")
+    pc, pd = pipeline(constant(1), c), pipeline(constant(2), d)
+    first = pc(2)
+    next(first)  # c's pass is under way
+    assert [x.fields["x"][0, 0] for x in pd(2)] == [2]  # d finishes first
+    with caplog.at_level(logging.WARNING, logger="introscope.base.cacher"):
+        list(first)
+    assert "another Cacher finished caching there first" in caplog.text
+    assert d.cached and not c.cached
+    with pytest.raises(IntroscopeError, match="another Cacher finished caching"):
+        list(pc(2))
+    assert [x.fields["x"][0, 0] for x in pd(2)] == [2]  # d reads its own cache
+
+
+def test_the_lock_file_follows_the_umask(tmp_path):
+    old = os.umask(0o002)
+    try:
+        cacher = Cacher(tmp_path / "c")
+        passing = pipeline(Source(4), cacher)(2)
+        next(passing)
+        (run,) = (tmp_path / "c").glob("run-*")
+        assert (run / ".lock").stat().st_mode & 0o777 == 0o664
+        list(passing)
+    finally:
+        os.umask(old)
+
+
 def test_default_storage_is_a_temporary_folder_and_clear(tmp_path):
     cacher = Cacher()
     try:

@@ -50,7 +50,10 @@ def _run_is_live(run: pathlib.Path) -> bool:
     if fcntl is None:
         return False
     try:
-        fd = os.open(run / _LOCK, os.O_RDWR)
+        # Read-only suffices for flock, so another user of a shared folder can probe it.
+        fd = os.open(run / _LOCK, os.O_RDONLY)
+    except PermissionError:
+        return True  # cannot tell: treat it as live rather than delete someone's run
     except OSError:
         return False
     try:
@@ -111,7 +114,8 @@ class _RunWriter:
         self.run = root / f"{_RUN_PREFIX}{uuid.uuid4().hex}"
         self.run.mkdir(parents=True)
         _write_marker(root)  # again, in case the folder was cleared since the Cacher was made
-        self._lock_fd: int | None = os.open(self.run / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        # 0o666 less the umask, as every other file of the cache.
+        self._lock_fd: int | None = os.open(self.run / _LOCK, os.O_RDWR | os.O_CREAT, 0o666)
         if fcntl is not None:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         self.entries: list[dict[str, Any]] = []

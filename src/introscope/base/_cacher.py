@@ -280,6 +280,7 @@ class Cacher(PipelineStage):
             weakref.finalize(self, _remove_anonymous_cache, self._storage_path)
         self._drop_unsupported = bool(drop_unsupported_metadata)
         self._pipelined = False
+        self._run: str | None = None  # the run this Cacher committed
 
     @property
     def storage_path(self) -> pathlib.Path:
@@ -288,8 +289,22 @@ class Cacher(PipelineStage):
 
     @property
     def cached(self) -> bool:
-        """True once a pass has run to the end and its batches are on disk."""
-        return (self._storage_path / _MANIFEST).exists()
+        """True once a pass of this Cacher has run to the end and its batches are on disk."""
+        if self._run is None:
+            return False
+        manifest = _read_manifest(self._storage_path)
+        return manifest is not None and manifest.get("run") == self._run
+
+    def _check_not_taken(self) -> None:
+        """A cache this Cacher did not write is in its folder: never serve it as its own."""
+        manifest = _read_manifest(self._storage_path)
+        if manifest is not None and manifest.get("run") != self._run:
+            raise IntroscopeError(
+                f"another Cacher finished caching in {self._storage_path} (run "
+                f"{manifest.get('run')}) while this one had not: its batches come from another "
+                f"pipeline. Give each Cacher its own folder (read that cache with "
+                f"CachedProducer({str(self._storage_path)!r}))"
+            )
 
     def as_producer(self) -> CachedProducer:
         """A [`CachedProducer`][introscope.base.CachedProducer] over this Cacher's batches.
@@ -298,6 +313,7 @@ class Cacher(PipelineStage):
             IntroscopeError: if no pass has finished caching yet.
         """
         if not self.cached:
+            self._check_not_taken()
             raise IntroscopeError(
                 "Cacher.as_producer() needs the cache to be complete: run the pipeline to the end "
                 "first (e.g. list(producer(batch_size)) or an introspector)"
@@ -343,7 +359,14 @@ class Cacher(PipelineStage):
             self._write_chunk(writer, pending, policy)
             committed = writer.commit()
             if committed:
+                self._run = writer.run.name
                 _logger.info("cached %d batches in %s", len(writer.entries), self._storage_path)
+            else:
+                _logger.warning(
+                    "%s: another Cacher finished caching there first; this pass's batches were "
+                    "not kept, and the next pass through this Cacher raises",
+                    self._storage_path,
+                )
         finally:
             if not committed:
                 writer.abort()
@@ -385,6 +408,7 @@ class _CachingProducer:
                 self._reader = CachedProducer(self._cacher.storage_path)
             yield from self._reader(batch_size)
         else:
+            self._cacher._check_not_taken()
             yield from self._cacher._cache_pass(self._upstream, batch_size)
 
     def __repr__(self) -> str:
