@@ -199,3 +199,29 @@ def test_batches_are_shared_not_copied():
     _bounded(lambda: multi_introspect(keep(0), keep(1), producer=source))
     assert len(seen[0]) == len(seen[1]) == 2
     assert all(a is b for a, b in zip(seen[0], seen[1], strict=True))
+
+
+def test_recut_batches_keep_their_metadata_in_the_single_loop():
+    # Duplicates keeps each set's identifiers; re-cut from batches of 7 into batches of 10,
+    # they must be those of a Duplicates pass of its own.
+    from introscope.introspectors import IUA, Duplicates
+
+    rng = np.random.default_rng(0)
+    x = rng.random((60, 4)).astype(np.float32)
+    x[30:40] = x[:10] + 1e-6  # ten near-copies
+
+    def producer(batch_size):
+        for lo in range(0, len(x), batch_size):
+            builder = Batch.Builder({"x": x[lo : lo + batch_size]})
+            ids = [f"id{i}" for i in range(lo, min(lo + batch_size, len(x)))]
+            builder.metadata[Batch.StdKeys.IDENTIFIER] = ids
+            yield builder.make_batch()
+
+    dup = functools.partial(Duplicates.introspect, batch_size=10)
+    together, _ = multi_introspect(dup, IUA.introspect, producer=producer, batch_size=7)
+    alone = Duplicates.introspect(producer, batch_size=10)
+
+    def ids(result):
+        return [s.batch.metadata[Batch.StdKeys.IDENTIFIER] for s in result.results["x"]]
+
+    assert ids(together) == ids(alone) and len(ids(alone)) >= 10

@@ -11,11 +11,9 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-import numpy as np
-
 from introscope.exceptions import IntroscopeError
 
-from ._batch import Batch
+from ._batch import Batch, concatenate_batches
 from ._producer import Producer, check_batch_size, checked_batches
 from ._producer_utils import resize_batches
 
@@ -210,19 +208,20 @@ def one_pass_accumulator(introspector: Any) -> tuple[Any, int | None] | None:
 
 
 class _Recut:
-    """Re-cut pushed batches into batches of exactly ``size`` rows (fields only; the last short)."""
+    """Re-cut pushed batches into batches of exactly ``size`` rows (the last short), with their
+    metadata and snapshots (an accumulator such as Duplicates keeps them)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.parts: list[dict[str, np.ndarray]] = []
+        self.parts: list[Batch] = []
         self.rows = 0
 
     def push(self, batch: Batch) -> Iterator[Batch]:
-        fields = dict(batch.fields)
         n, start = batch.batch_size, 0
         while start < n:
             take = min(self.size - self.rows, n - start)
-            self.parts.append({k: v[start : start + take] for k, v in fields.items()})
+            whole = start == 0 and take == n
+            self.parts.append(batch if whole else batch.elements[start : start + take])
             self.rows += take
             start += take
             if self.rows == self.size:
@@ -235,15 +234,15 @@ class _Recut:
     def _emit(self) -> Batch:
         parts, self.parts, self.rows = self.parts, [], 0
         if len(parts) == 1:
-            return Batch(parts[0])
-        keys = list(parts[0])
+            return parts[0]
+        keys = set(parts[0].fields)
         for part in parts[1:]:
-            if set(part) != set(keys):
+            if set(part.fields) != keys:
                 raise IntroscopeError(
-                    f"the producer's batches have fields {sorted(keys)} and {sorted(part)}; "
-                    f"every batch must carry the same fields"
+                    f"the producer's batches have fields {sorted(keys)} and "
+                    f"{sorted(part.fields)}; every batch must carry the same fields"
                 )
-        return Batch({k: np.concatenate([p[k] for p in parts]) for k in keys})
+        return concatenate_batches(parts)
 
 
 def _single_pass(
