@@ -152,3 +152,41 @@ def test_pfa_matches_dnikit(dtype: type, tmp_path) -> None:
                     assert got[key] is None, where
                 else:
                     assert got[key] == pytest.approx(expected[key], rel=tol, abs=tol), where
+
+
+SIZE_ON_SAME_COVARIANCES = """
+import numpy as np
+from dnikit.introspectors import PFA, PFACovariancesResult
+covs = {k: PFACovariancesResult.make_covariance_result(covariances=v) for k, v in arrays.items()}
+result = {}
+for r in np.linspace(0.0, 1.0, 51):
+    recipes = PFA.Strategy.Size(relative_size=float(r))(covs)
+    result[f"{r:.2f}"] = {k: int(v.recommended_output_count) for k, v in recipes.items()}
+"""
+
+
+def test_size_counts_equal_dnikits_on_the_same_covariances(tmp_path):
+    # 51 units over three layers and fractions k/50: the shared threshold is then exactly one
+    # of the cumulative ratios, a tie that the last bits of the eigenvalues and sums decide.
+    from introscope.introspectors import PFACovariancesResult
+
+    covs = {}
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        for name, (units, mixed) in {
+            "fc": (20, True),
+            "fc2": (21, False),
+            "fc3": (10, True),
+        }.items():
+            x = rng.normal(size=(200, units))
+            covs[f"{seed}/{name}"] = np.cov(x @ rng.normal(size=(units, units)) if mixed else x,
+                                            rowvar=False)  # fmt: skip
+    for seed in range(3):
+        group = {k: v for k, v in covs.items() if k.startswith(f"{seed}/")}
+        want = run_dnikit(SIZE_ON_SAME_COVARIANCES, group, tmp_path / str(seed))
+        ours = {
+            k: PFACovariancesResult.make_covariance_result(covariances=v) for k, v in group.items()
+        }
+        for r, counts in want.items():
+            recipes = PFA.Strategy.Size(relative_size=float(r))(ours)
+            assert {k: v.recommended_output_count for k, v in recipes.items()} == counts, r

@@ -69,6 +69,20 @@ class _PendingEigenvectors:
         return "<eigenvectors, computed when first read>"
 
 
+def eigh_eigenvalues(result: PFACovariancesResult) -> np.ndarray:
+    """``result``'s eigenvalues as DNIKit computes them (``eigh``, clipped at 0, descending).
+
+    ``eigvalsh`` (what ``make_covariance_result`` uses: no vectors, ~3x cheaper) and ``eigh``
+    run different LAPACK algorithms, whose eigenvalues differ in the last bits. Where such bits
+    decide a count (Size's threshold is one of the cumulative ratios), use these. The vectors
+    ``eigh`` also gives are kept as the result's eigenvectors when those were not computed yet.
+    """
+    values, vectors = np.linalg.eigh(result.covariances)
+    if type(object.__getattribute__(result, "eigenvectors")) is _PendingEigenvectors:
+        object.__setattr__(result, "eigenvectors", vectors[:, ::-1])
+    return np.maximum(0.0, values)[::-1]
+
+
 @dataclass(frozen=True)
 class PFACovariancesResult:
     """A layer's response covariance, its spectrum and its inactive units.

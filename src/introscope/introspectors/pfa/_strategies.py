@@ -9,7 +9,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ._covariance import PFACovariancesResult
+from ._covariance import PFACovariancesResult, eigh_eigenvalues
 from ._recipe import PFAEnergyDiagnostics, PFAKLDiagnostics, PFARecipe
 
 __all__ = ["PFAStrategyType", "KL", "Energy", "Size"]
@@ -168,6 +168,12 @@ class Energy(PFAStrategyType):
 class Size(PFAStrategyType):
     """Keep about ``relative_size`` of all units, with one energy threshold shared by all layers.
 
+    The counts are DNIKit 2.0's, bit for bit on the same covariances (the eigenvalues come
+    from ``eigh``, as DNIKit's, so a Size recipe costs one ``eigh`` per layer). As in DNIKit,
+    the threshold is clamped below 1 - ``epsilon_energy``, so ``relative_size=1.0`` can drop a
+    layer's last direction (when it holds more than that share of the energy, DNIKit's ratios
+    decide the tie).
+
     Args:
         relative_size: fraction (0..1) of units to keep over all layers
         min_kept_count: keep at least this many units per layer
@@ -186,25 +192,53 @@ class Size(PFAStrategyType):
         object.__setattr__(self, "min_kept_count", min_kept_count)
         object.__setattr__(self, "epsilon_energy", epsilon_energy)
 
+    @staticmethod
+    def _exclusive_energies(values: np.ndarray) -> np.ndarray:
+        """For every k, the energy share of the k-1 leading directions (1 for a zero layer)."""
+        if not np.all(np.isfinite(values)):
+            raise ValueError("eigenvalues must be finite")
+        cumulative = np.cumsum(np.sort(np.abs(values))[::-1])
+        total = cumulative[-1]
+        if total > 0:
+            return np.concatenate(([0.0], cumulative[:-1])) / total
+        return np.ones_like(cumulative)
+
     def threshold(self, covariances: Mapping[str, PFACovariancesResult]) -> float:
-        """The shared energy threshold this strategy hands to ``Energy``."""
-        per_layer = []
-        for cov in covariances.values():
-            values = cov.eigenvalues
-            if not np.all(np.isfinite(values)):
-                raise ValueError("eigenvalues must be finite")
-            cumulative = np.cumsum(np.sort(np.abs(values))[::-1])
-            total = cumulative[-1]
-            if total > 0:
-                # Energy of the leading k-1 directions, for every k: unit k is needed while
-                # that is below the threshold.
-                per_layer.append(np.concatenate(([0.0], cumulative[:-1])) / total)
-            else:
-                per_layer.append(np.ones_like(cumulative))
-        if not per_layer:
+        """The shared energy threshold: a percentile of every layer's exclusive energies."""
+        return self._threshold([eigh_eigenvalues(c) for c in covariances.values()])
+
+    def _threshold(self, spectra: list[np.ndarray]) -> float:
+        if not spectra:
             return self.epsilon_energy
-        t = float(np.percentile(np.concatenate(per_layer), 100 * self.relative_size))
+        per_layer = np.concatenate([self._exclusive_energies(v) for v in spectra])
+        t = float(np.percentile(per_layer, 100 * self.relative_size))
         return min(max(t, self.epsilon_energy), 1 - self.epsilon_energy)
 
     def __call__(self, covariances: Mapping[str, PFACovariancesResult]) -> dict[str, PFARecipe]:
-        return Energy(self.threshold(covariances), self.min_kept_count)(covariances)
+        # The threshold is often exactly one of the layers' cumulative ratios (relative_size
+        # 1.0 always is), so the last bits of the eigenvalues and of the sums decide those
+        # counts. They are DNIKit's: eigh's eigenvalues (not eigvalsh's), the threshold from
+        # sequential sums, and Energy's ratios over numpy's (pairwise) total, compared exactly.
+        spectra = {name: eigh_eigenvalues(cov) for name, cov in covariances.items()}
+        t = self._threshold(list(spectra.values()))
+        result = {}
+        for name, cov in covariances.items():
+            values = spectra[name]
+            units = len(values)
+            cumulative = np.cumsum(values)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                reached = np.flatnonzero(np.divide(cumulative, float(np.sum(values))) >= t)
+            kept = int(reached[0]) + 1 if reached.size else units  # a zero layer: all
+            if kept < self.min_kept_count:
+                _logger.warning(
+                    "layer %r: keeping min_kept_count=%d units exceeds the shared energy "
+                    "threshold %s (%d units reach it)",
+                    name,
+                    self.min_kept_count,
+                    t,
+                    kept,
+                )
+            count = min(max(kept, self.min_kept_count), units)
+            energy = float(cumulative[kept - 1])
+            result[name] = _recipe(cov, count, PFAEnergyDiagnostics(total_kept_energy=energy))
+        return result
