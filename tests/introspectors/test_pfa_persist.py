@@ -75,13 +75,21 @@ def test_state_save_load_keeps_accumulating(tmp_path, arrays) -> None:
         IUA.load(tmp_path / "state.npz")
 
 
-def test_pure_merged_and_in_place_merge(arrays) -> None:
+def test_pure_merge_and_in_place_absorb(arrays) -> None:
+    from introscope.introspectors._accumulator import merge_all
+
     a, b = PFA.accumulator(), PFA.accumulator()
     a.update("relu", arrays["relu"][:100])
     b.update("relu", arrays["relu"][100:])
     pure = a.merged(b)
     assert a.count("relu") == 100 and pure.count("relu") == 200
-    assert a.merge(b) is a and a.count("relu") == 200
+    also_pure = a.merge(b)  # as every accumulator's merge: the inputs stay as they were
+    assert also_pure is not a and a.count("relu") == 100 and also_pure.count("relu") == 200
+    # merge_all merges pure too: calling it twice gives the same count (it once doubled).
+    parts = [a, b, a.spawn()]
+    parts[2].update("relu", arrays["relu"][:50])
+    assert merge_all(parts).count("relu") == merge_all(parts).count("relu") == 250
+    assert a.absorb(b) is a and a.count("relu") == 200
     np.testing.assert_array_equal(a.covariance("relu"), pure.covariance("relu"))
     np.testing.assert_allclose(
         pure.covariance("relu"), np.cov(arrays["relu"], rowvar=False), rtol=1e-10
@@ -95,3 +103,24 @@ def test_changing_field_sets_are_an_error(arrays) -> None:
 
     with pytest.raises(IntroscopeError, match=r"PFA: batch 1 has fields \['low', 'relu'\]"):
         PFA.introspect(producer)
+
+
+def test_merging_states_with_different_settings_is_refused(arrays) -> None:
+    from introscope.exceptions import IntroscopeValueError
+
+    a, b = PFA.accumulator(epsilon_inactive=1e-8), PFA.accumulator(epsilon_inactive=1e-3)
+    a.update("relu", arrays["relu"][:100])
+    b.update("relu", arrays["relu"][100:])
+    with pytest.raises(IntroscopeValueError, match="different settings"):
+        a.merge(b)
+    with pytest.raises(IntroscopeValueError, match="different settings"):
+        a.absorb(b)
+    assert a.count("relu") == 100  # refused before anything changed
+    c = PFA.accumulator(precision="float64")  # sums merge whatever formed their products
+    c.update("relu", arrays["relu"][100:])
+    assert a.merge(c).count("relu") == 200
+    raising, warning = IUA(), IUA(nonfinite="warn")
+    raising.update("r", arrays["relu"][:10])
+    warning.update("r", arrays["relu"][10:20])
+    with pytest.raises(IntroscopeValueError, match="nonfinite"):
+        raising.merge(warning)

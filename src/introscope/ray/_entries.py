@@ -148,8 +148,11 @@ class AccumulatorEntry(Entry):
         return acc
 
     def merged(self, left: Any, right: Any) -> Any:
-        """``left.merge(right)``."""
-        out = left.merge(right)
+        """``left`` and ``right`` merged: ``left.absorb(right)`` (in place, no copy of
+        ``left``'s matrices) where the accumulator has it, else ``left.merge(right)``; the
+        driver's tree owns ``left``."""
+        absorb = getattr(left, "absorb", None)
+        out = absorb(right) if absorb is not None else left.merge(right)
         out._defer_warnings = True
         return out
 

@@ -125,7 +125,8 @@ class IUA(Accumulator):
         return out
 
     def _merge_key(self) -> dict[str, Any]:
-        return {"rtol": self.rtol, "atol": self.atol}
+        # The NaN/Inf policy too: a "warn" state's kept values would pass into a "raise" one.
+        return {"rtol": self.rtol, "atol": self.atol, "nonfinite": self.nonfinite_policy}
 
     def _changed(self) -> None:
         self._cache.clear()

@@ -195,22 +195,34 @@ class PFACovarianceState(Accumulator):
         return {"precision": self.precision, "epsilon_inactive": self.epsilon_inactive}
 
     def _merge_key(self) -> dict[str, Any]:
-        # Sums merge whatever precision formed their products or the finishing threshold.
-        return {}
+        # Sums merge whatever precision formed their products; the finishing threshold is part
+        # of the result, so two states must agree on it (else the merge order would pick it).
+        return {"epsilon_inactive": self.epsilon_inactive}
 
     def count(self, field: str) -> int:
         """Number of samples accumulated for ``field``."""
         return self._states[field].count  # type: ignore[attr-defined]
 
     def merge(self, other: PFACovarianceState) -> PFACovarianceState:  # type: ignore[override]
+        """A new state: this one's data followed by ``other``'s (both inputs unchanged), as
+        every accumulator's ``merge``; ``absorb`` adds ``other`` into this state instead."""
+        return self.merged(other)
+
+    def absorb(self, other: PFACovarianceState) -> PFACovarianceState:
         """Add ``other``'s sums (computed on disjoint data) into this state; returns ``self``.
 
         ``other``'s sums are re-expressed about this state's shift first (exact up to float64
-        rounding), so states started on different data merge to the one-pass covariance.
-        ``merged`` is the pure form (a new state, both inputs unchanged).
+        rounding), so states started on different data merge to the one-pass covariance. No
+        copy of this state's matrices: for a merge tree whose intermediate states are its own.
         """
         if not isinstance(other, PFACovarianceState):
             raise TypeError(f"can only merge a PFACovarianceState, got {type(other).__name__}")
+        mine, theirs = self._merge_key(), other._merge_key()
+        if mine != theirs:
+            raise IntroscopeValueError(
+                f"PFA: cannot merge analyses with different settings {mine} and {theirs}; "
+                f"merge only analyses made with the same arguments"
+            )
         for field, theirs in other._states.items():
             mine = self._states.get(field)
             try:
@@ -228,7 +240,7 @@ class PFACovarianceState(Accumulator):
         """A new state: this one's data followed by ``other``'s (inputs unchanged)."""
         out = self.spawn()
         out._field_set = self._field_set
-        return out.merge(self).merge(other)
+        return out.absorb(self).absorb(other)
 
     # ------------------------------------------------------------------ flat state dict
     def state_dict(self) -> dict[str, np.ndarray]:
