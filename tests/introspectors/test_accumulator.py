@@ -269,3 +269,75 @@ def test_docstring_example_is_this_state() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert Means().finalize() == {}
+
+
+def test_a_batch_rejected_part_way_is_never_silently_kept(tmp_path):
+    # Field "a" takes the batch in, then "b" holds a NaN: the responses no longer cover the
+    # same samples, so going on (or finishing) says so until reset().
+    from introscope.introspectors import IUA, PFA
+
+    for acc in (IUA(), PFA.accumulator()):
+        acc.update_batch(Batch({"a": np.ones((3, 2)), "b": np.ones((3, 2))}))
+        bad = np.ones((3, 2))
+        bad[0, 0] = np.nan
+        with pytest.raises(IntroscopeValueError, match="NaN"):
+            acc.update_batch(Batch({"a": np.ones((3, 2)), "b": bad}))
+        for go_on in (
+            lambda a: a.update_batch(Batch({"a": np.ones((3, 2)), "b": np.ones((3, 2))})),
+            lambda a: a.finalize(),
+            lambda a: a.save(tmp_path / "s.npz"),
+        ):
+            with pytest.raises(IntroscopeValueError, match="rejected at response 'b' after 'a'"):
+                go_on(acc)
+        acc.reset()
+        acc.update_batch(Batch({"a": np.ones((3, 2)), "b": np.ones((3, 2))}))
+        acc.finalize()
+    # A batch rejected at its first field changed nothing: the accumulator goes on.
+    iua = IUA()
+    with pytest.raises(IntroscopeValueError):
+        iua.update_batch(Batch({"a": np.full((2, 2), np.nan), "b": np.ones((2, 2))}))
+    iua.update_batch(Batch({"a": np.ones((2, 2)), "b": np.ones((2, 2))}))
+    assert iua.finalize().results["a"].num_samples == 2
+
+
+def test_damaged_or_inconsistent_saved_states_are_clear_errors(tmp_path):
+    import json
+
+    from introscope.introspectors import IUA, PFA
+    from introscope.introspectors.pfa import PFACovarianceState
+
+    iua = IUA()
+    iua.update("relu", np.maximum(np.random.default_rng(0).normal(size=(10, 4)), 0))
+    iua.save(tmp_path / "iua.npz")
+    raw = (tmp_path / "iua.npz").read_bytes()
+    (tmp_path / "half.npz").write_bytes(raw[: len(raw) // 2])
+    (tmp_path / "empty.npz").write_bytes(b"")
+    flipped = bytearray(raw)
+    flipped[len(raw) // 3] ^= 0xFF
+    (tmp_path / "flip.npz").write_bytes(bytes(flipped))
+    for name in ("half", "empty", "flip"):
+        with pytest.raises(IntroscopeError, match="is damaged"):
+            IUA.load(tmp_path / f"{name}.npz")
+    header = {"type": "IUA", "kind": "state", "format": 1}
+    np.savez(tmp_path / "bare.npz", __introscope__=np.array(json.dumps(header)))
+    with pytest.raises(IntroscopeValueError, match="incomplete or inconsistent .missing 'config'"):
+        IUA.load(tmp_path / "bare.npz")
+    pfa = PFA.accumulator()
+    pfa.update("fc", np.random.default_rng(0).normal(size=(10, 4)))
+    pfa.save(tmp_path / "pfa.npz")
+    parts = dict(np.load(tmp_path / "pfa.npz"))
+    parts["0.outer"] = np.zeros((3, 3))
+    np.savez(tmp_path / "pfa_bad.npz", **parts)
+    with pytest.raises(IntroscopeValueError, match="'fc' holds inconsistent sums"):
+        PFACovarianceState.load(tmp_path / "pfa_bad.npz")
+
+
+def test_iua_skips_a_batch_without_rows():
+    from introscope.introspectors import IUA
+
+    def producer(batch_size):
+        yield Batch({"r": np.ones((3, 2, 2))})
+        yield Batch({"r": np.ones((0, 2, 2))})
+        yield Batch({"r": np.zeros((2, 2, 2))})
+
+    assert IUA.introspect(producer, batch_size=4).results["r"].num_samples == 5

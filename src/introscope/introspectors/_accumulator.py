@@ -96,6 +96,8 @@ class Accumulator(abc.ABC):
         self._nonfinite: dict[str, int] = {}
         self._defer_warnings = False
         self._warned: set[str] = set()
+        # (batch, fields already folded in, field that failed) of a batch rejected part-way.
+        self._partial: tuple[Any, tuple[str, ...], str] | None = None
 
     # ------------------------------------------------------------------ to implement
     @abc.abstractmethod
@@ -128,7 +130,20 @@ class Accumulator(abc.ABC):
     @property
     def states(self) -> Mapping[str, State]:
         """Read-only view of the per-field states, in first-seen order."""
+        self._check_whole()
         return types.MappingProxyType(self._states)
+
+    def _check_whole(self) -> None:
+        """Refuse to go on from a batch that was rejected after some of its fields counted."""
+        if self._partial is None:
+            return
+        index, done, failed = self._partial
+        raise IntroscopeValueError(
+            f"{self.owner}: batch {index} was rejected at {self.field_kind} {failed!r} after "
+            f"{', '.join(map(repr, done))} had taken it in, so the {self.field_kind}s now "
+            f"cover different samples; reset() and start again, or go on from a state saved "
+            f"before (load)"
+        )
 
     @property
     def fields(self) -> list[str]:
@@ -231,12 +246,21 @@ class Accumulator(abc.ABC):
                     f"{self.owner}: batch {index} has fields {sorted(names)}, earlier batches "
                     f"had {sorted(self._field_set)}; every batch must carry the same responses"
                 )
+        self._check_whole()
+        done: list[str] = []
         for name, array in fields.items():
-            self.update(name, array, where=index)
+            try:
+                self.update(name, array, where=index)
+            except Exception:
+                if done:  # earlier fields took the batch in: the state is no longer whole
+                    self._partial = (index, tuple(done), name)
+                raise
+            done.append(name)
         self._batches += 1
 
     def sync(self) -> None:
         """Collect non-finite counts found on a device and apply the policy to them."""
+        self._check_whole()
         found = {}
         for name, state in self._states.items():
             count = state.sync()
@@ -280,6 +304,7 @@ class Accumulator(abc.ABC):
         self._batches = 0
         self._nonfinite.clear()
         self._warned.clear()
+        self._partial = None
         self._changed()
 
     def rename_field(self, old: str, new: str) -> None:
@@ -408,15 +433,31 @@ class Accumulator(abc.ABC):
                 f"{cls.owner}: state format {header.get('format')!r} is not supported "
                 f"(this version reads format {FORMAT})"
             )
-        acc = cls.from_config(header["config"])
-        for i, (name, plain) in enumerate(zip(header["fields"], header["states"])):
-            prefix = f"{i}."
-            parts = dict(plain)
-            parts.update({k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)})
-            acc._states[name] = cls.state_type.from_state_dict(parts)
-        acc._field_set = None if header["field_set"] is None else tuple(header["field_set"])
-        acc._batches = int(header["batches"])
-        acc._nonfinite = {str(k): int(v) for k, v in header["nonfinite"].items()}
+        try:
+            acc = cls.from_config(header["config"])
+            for i, (name, plain) in enumerate(zip(header["fields"], header["states"], strict=True)):
+                prefix = f"{i}."
+                parts = dict(plain)
+                parts.update(
+                    {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+                )
+                try:
+                    acc._states[name] = cls.state_type.from_state_dict(parts)
+                except StateError as exc:
+                    raise type(exc)(
+                        f"{cls.owner}: the saved {cls.field_kind} {name!r} {exc}"
+                    ) from None
+            acc._field_set = None if header["field_set"] is None else tuple(header["field_set"])
+            acc._batches = int(header["batches"])
+            acc._nonfinite = {str(k): int(v) for k, v in header["nonfinite"].items()}
+        except StateError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            what = f"missing {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+            raise IntroscopeValueError(
+                f"{cls.owner}: the saved state is incomplete or inconsistent ({what}); save it "
+                f"again from the accumulator"
+            ) from exc
         acc._warned = set(acc._nonfinite)
         acc._changed()
         return acc

@@ -11,6 +11,7 @@ import json
 import os
 import pathlib
 import uuid
+import zipfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -56,18 +57,31 @@ def load_npz(path: str | os.PathLike[str], *, expect: str) -> tuple[dict[str, np
     if not target.exists():
         raise IntroscopeValueError(f"{expect}.load: no file at {str(target)!r}")
     not_ours = f"{expect}.load: {str(target)!r} is not an introscope .npz file"
+    damaged = (
+        f"{expect}.load: {str(target)!r} is damaged (truncated or changed after it was "
+        f"written); save it again from the analysis, or copy it again"
+    )
     try:
         data = np.load(target, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise IntroscopeError(f"{not_ours} ({exc})") from exc
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        what = damaged if zipfile.is_zipfile(target) or target.suffix == ".npz" else not_ours
+        raise IntroscopeError(f"{what} ({type(exc).__name__}: {exc})") from exc
     if not isinstance(data, np.lib.npyio.NpzFile):
         raise IntroscopeError(f"{not_ours} (it holds a single array)")
-    with data:
-        arrays = {k: data[k] for k in data.files}
+    try:
+        with data:  # each member is read, and its CRC checked, here
+            arrays = {k: data[k] for k in data.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise IntroscopeError(f"{damaged} ({type(exc).__name__}: {exc})") from exc
     raw = arrays.pop(HEADER_KEY, None)
     if raw is None:
         raise IntroscopeError(f"{expect}.load: {str(target)!r} has no introscope header")
-    header: dict[str, Any] = json.loads(str(raw))
+    try:
+        header: dict[str, Any] = json.loads(str(raw))
+    except ValueError as exc:
+        raise IntroscopeError(f"{damaged} (its header is not JSON: {exc})") from exc
+    if not isinstance(header, dict):
+        raise IntroscopeError(f"{damaged} (its header is not a JSON object)")
     if header.get("type") != expect:
         raise IntroscopeError(
             f"{expect}.load: {str(target)!r} holds a {header.get('type')!r}, not a {expect!r}; "

@@ -220,7 +220,8 @@ class IUAState(State):
             x = array.detach()
             if x.device.type != "cpu" or self.force_device_path:
                 self._check_shape(tuple(x.shape))
-                self._update_device(x)
+                if x.shape[0]:
+                    self._update_device(x)
                 return 0
             try:
                 array = x.numpy()
@@ -234,6 +235,8 @@ class IUAState(State):
                 f"has dtype {arr.dtype}; IUA needs numeric responses (float, complex, int or bool)"
             )
         self._check_shape(arr.shape)
+        if arr.shape[0] == 0:
+            return 0  # an empty batch holds no sample (as PFA's sums skip it)
         flat = arr.reshape(arr.shape[0], -1)
         counts = count_batch(flat, self.atol, self.channel_split())
         if counts.nonfinite and not allow_nonfinite:

@@ -217,6 +217,8 @@ class PFACovarianceState(Accumulator):
         """
         if not isinstance(other, PFACovarianceState):
             raise TypeError(f"can only merge a PFACovarianceState, got {type(other).__name__}")
+        self._check_whole()
+        other._check_whole()
         mine, theirs = self._merge_key(), other._merge_key()
         if mine != theirs:
             raise IntroscopeValueError(
@@ -301,6 +303,7 @@ class PFACovarianceState(Accumulator):
 
         A failed field is reported with a warning (not an exception), as DNIKit does.
         """
+        self._check_whole()
         eps = self.epsilon_inactive if epsilon_inactive is None else epsilon_inactive
         results: dict[str, PFACovariancesResult] = {}
         failed: list[str] = []

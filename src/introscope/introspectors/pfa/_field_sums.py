@@ -447,16 +447,27 @@ class FieldSums(State):
     def from_state_dict(cls, state: Mapping[str, Any]) -> FieldSums:
         """Rebuild sums from :meth:`state_dict` (no ``shift``: sums about zero)."""
         total = np.asarray(state["sum"], dtype=np.float64)
+        outer = np.asarray(state["outer"], np.float64)
+        shift = state.get("shift")
+        units = total.shape[0] if total.ndim == 1 else -1
+        if (
+            units < 1
+            or outer.shape != (units, units)
+            or (shift is not None and np.shape(shift) != (units,))
+        ):
+            raise StateError(
+                f"holds inconsistent sums: sum {total.shape}, outer {outer.shape}, shift "
+                f"{None if shift is None else np.shape(shift)}; save the state again"
+            )
         precision = str(np.asarray(state.get("precision", "auto")))
         sums = cls(total.shape[0], precision=precision)
         count = int(np.asarray(state["count"]))
         if count:
-            shift = state.get("shift")
             sums.set_shift(np.zeros_like(total) if shift is None else np.asarray(shift, float))
         sums.count = count
         sums.total = total.copy()
         # The upper triangle is read (as before), mirrored into a symmetric matrix.
-        upper = np.triu(np.asarray(state["outer"], np.float64))
+        upper = np.triu(outer)
         sums.outer = upper + np.triu(upper, 1).T
         return sums
 
