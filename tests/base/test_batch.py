@@ -274,3 +274,14 @@ def test_metadata_type_can_be_made_empty() -> None:
     assert not empty and len(empty) == 0 and list(empty.keys()) == []
     with pytest.raises(KeyError):
         _ = empty[Batch.MetaKey("missing")]
+
+
+def test_builder_fills_a_new_metakey_element_by_element_as_in_dnikit():
+    key = Batch.MetaKey("score")
+    builder = Batch.Builder({"x": np.zeros(3)})
+    for value in (0.1, 0.2, 0.3):
+        builder.metadata[key].append(value)
+    assert builder.make_batch().metadata[key] == [0.1, 0.2, 0.3]
+    untouched = Batch.Builder({"x": np.zeros(3)})
+    _ = untouched.metadata[key]  # read but never filled: no such metadata in the batch
+    assert key not in untouched.make_batch().metadata

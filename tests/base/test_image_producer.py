@@ -122,3 +122,13 @@ def test_image_and_pixel_formats():
     assert ImageFormat.HWC.value == (0, 1, 2) and ImageFormat.CHW.value == (2, 1, 0)
     assert PixelFormat.RGBA.alpha_channel == 3 and PixelFormat.RGB.alpha_channel is None
     assert {p.name for p in PixelFormat} == {"BGRA", "BGR", "RGBA", "RGB", "GRAY"}
+
+
+def test_16_bit_colour_png_keeps_all_16_bits(tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    rgb = np.random.default_rng(0).integers(0, 65535, (5, 7, 3), dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "deep.png"), rgb[..., ::-1])  # OpenCV writes BGR
+    (batch,) = list(ImageProducer(tmp_path)(4))
+    image = batch.fields["images"][0]
+    assert image.dtype == np.uint16
+    np.testing.assert_array_equal(image, rgb)  # Pillow alone gives rgb >> 8

@@ -139,3 +139,13 @@ def test_non_numeric_input_is_rejected():
     model = Model(TwoLayerBackend())
     with pytest.raises(IntroscopeError, match="numeric"):
         list(pipeline(_producer(np.array([["a", "b"]])), model("logits"))(1))
+
+
+def test_fields_besides_the_inputs_ride_along_as_in_dnikit():
+    model = Model(TwoInputBackend())
+    a, b = np.ones((3, 2)), np.full((3, 2), 2.0)
+    batch = Batch({"a": a, "b": b, "label": np.arange(3)})
+    (out,) = list(pipeline(lambda bs: iter([batch]), model("sum"))(3))
+    assert list(out.fields) == ["sum"] and out.fields["sum"].tolist() == [[3.0, 3.0]] * 3
+    with pytest.raises(IntroscopeError, match=r"expects inputs named \['a', 'b'\]"):
+        list(pipeline(lambda bs: iter([Batch({"a": a, "label": b})]), model("sum"))(3))

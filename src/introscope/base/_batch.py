@@ -281,7 +281,7 @@ class _Builder:
 
     def make_batch(self) -> Batch:
         return Batch._from_parts(
-            dict(self.fields), dict(self.snapshots), _meta.copy_storage(self.metadata._storage)
+            dict(self.fields), dict(self.snapshots), _meta.copy_storage(self.metadata.finished())
         )
 
 

@@ -120,11 +120,57 @@ def _layout(mode: str, info: dict) -> tuple[int, str]:
     return 3, "uint8"
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png16_colour_channels(path: pathlib.Path) -> int:
+    """3 or 4 for a 16-bit RGB / RGBA PNG (Pillow reads those as 8 bits per channel), else 0."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(26)
+    except OSError:
+        return 0
+    if len(head) < 26 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
+        return 0
+    depth, colour = head[24], head[25]
+    return {2: 3, 6: 4}.get(colour, 0) if depth == 16 else 0
+
+
+def _load_png16(
+    path: pathlib.Path, channels: int, size: tuple[int, int] | None, mode: str | None
+) -> np.ndarray:
+    """A 16-bit colour PNG as uint16 HWC, read with OpenCV (Pillow would drop the low bytes)."""
+    try:
+        import cv2
+    except ImportError:
+        raise IntroscopeError(
+            f"{path} is a 16-bit colour PNG; Pillow reads only the high 8 bits of each channel. "
+            f"Install OpenCV (pip install opencv-python-headless) to read all 16"
+        ) from None
+    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if array is None:
+        raise IntroscopeError(f"cannot read image {path}")
+    array = cv2.cvtColor(array, cv2.COLOR_BGRA2RGBA if channels == 4 else cv2.COLOR_BGR2RGB)
+    if mode == "L":
+        array = cv2.cvtColor(array, cv2.COLOR_RGBA2GRAY if channels == 4 else cv2.COLOR_RGB2GRAY)
+    elif mode == "RGB" and channels == 4:
+        array = array[..., :3]
+    elif mode == "RGBA" and channels == 3:
+        alpha = np.full(array.shape[:2] + (1,), np.iinfo(np.uint16).max, np.uint16)
+        array = np.concatenate([array, alpha], axis=2)
+    if size is not None and (array.shape[1], array.shape[0]) != tuple(size):
+        array = cv2.resize(array, tuple(size), interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(array if array.ndim == 3 else array[..., np.newaxis])
+
+
 def read_header(path: pathlib.Path) -> tuple[tuple[int, int], int, str]:
     """``((width, height), channels, dtype)`` of an image file, from its header alone."""
     image_module = _pil_image_module()
     try:
         with image_module.open(path) as im:
+            png16 = _png16_colour_channels(path)
+            if png16:
+                return im.size, png16, "uint16"
             return im.size, *_layout(im.mode, im.info)
     except (OSError, SyntaxError, ValueError) as exc:
         raise IntroscopeError(f"cannot read image {path}: {exc}") from exc
@@ -133,11 +179,16 @@ def read_header(path: pathlib.Path) -> tuple[tuple[int, int], int, str]:
 def load_image(
     path: pathlib.Path, size: tuple[int, int] | None = None, mode: str | None = None
 ) -> np.ndarray:
-    """Read one image as ``HWC``: C=1 grayscale, 3 RGB, 4 RGBA; 16-bit grayscale stays uint16.
+    """Read one image as ``HWC``: C=1 grayscale, 3 RGB, 4 RGBA; 16-bit images stay uint16.
 
     ``mode`` ("L", "RGB", "RGBA") converts every image to that many channels; ``size``
     (width, height) resizes with Pillow's bilinear filter (with antialiasing when shrinking).
+    16-bit RGB/RGBA PNGs, which Pillow reads as 8 bits per channel, are read with OpenCV
+    (and resized with its bilinear filter).
     """
+    png16 = _png16_colour_channels(path)
+    if png16:
+        return _load_png16(path, png16, size, mode)
     image_module = _pil_image_module()
     try:
         with image_module.open(path) as im:

@@ -298,6 +298,20 @@ class MutableMetadata:
 
     def __init__(self, storage: Storage | None = None) -> None:
         self._storage: Storage = storage if storage is not None else {}
+        self._defaulted: set[Any] = set()  # MetaKeys created empty by a read, to be filled
+
+    def finished(self) -> Storage:
+        """The storage for a new batch: keys read into existence are normalised as an
+        assignment would, or dropped when they were left empty."""
+        for key in self._defaulted:
+            if key in self._storage and not isinstance(key, DictMetaKey):
+                values = self._storage[key]
+                if len(values):
+                    self._storage[key] = normalise_value(key, values)
+                else:
+                    del self._storage[key]
+        self._defaulted.clear()
+        return self._storage
 
     def __getitem__(self, key: AnyKey) -> MutableSequence | dict[str, list]:
         check_key(key)
@@ -306,7 +320,10 @@ class MutableMetadata:
                 # As in DNIKit, ``builder.metadata[KEY]["entry"] = [...]`` works on a new key; a
                 # DictMetaKey left without entries is dropped when the batch is made.
                 return self._storage.setdefault(key, {})
-            raise KeyError(f"no metadata {key!r}; present: {list(self._storage)}")
+            # DNIKit's builder metadata is a defaultdict: ``metadata[KEY].append(v)`` fills a
+            # new key element by element (an empty list left behind is dropped).
+            self._defaulted.add(key)
+            return self._storage.setdefault(key, [])
         return self._storage[key]
 
     def __setitem__(self, key: AnyKey, value: Any) -> None:

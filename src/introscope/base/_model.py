@@ -130,12 +130,15 @@ class _ModelStage(PipelineStage):
                             f"the model input {input_name!r} expects {_fmt(expected)}"
                         )
                     fields = {input_name: value}
-            elif set(fields) != set(inputs):
+            elif not set(inputs) <= set(fields):
                 raise IntroscopeError(
                     f"the model expects inputs named {sorted(inputs)} but the batch has fields "
-                    f"{sorted(fields)}; rename fields with "
-                    f"introscope.processors.FieldRenamer or drop extra ones with FieldRemover"
+                    f"{sorted(fields)}; rename fields with introscope.processors.FieldRenamer"
                 )
+            elif len(fields) > len(inputs):
+                # Other fields (labels, masks) ride along as in DNIKit: the model reads its
+                # inputs by name, and the output batch holds the responses.
+                fields = {name: fields[name] for name in inputs}
             for name, value in fields.items():
                 if not (np.issubdtype(value.dtype, np.number) or value.dtype == bool):
                     raise IntroscopeError(
