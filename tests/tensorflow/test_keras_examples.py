@@ -119,3 +119,19 @@ def test_dataset_offline_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(keras.datasets.mnist, "load_data", offline)
     with pytest.raises(IntroscopeError, match=r"MNIST.*network.*split_dataset="):
         TFDatasetExamples.MNIST()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64])
+def test_mobilenet_preprocessing_leaves_float_inputs_alone(
+    mobilenet: TFModelWrapper, dtype: type
+) -> None:
+    # Keras' preprocess_input scales float arrays in place: the batch's (read-only) data must
+    # neither make it fail nor be changed.
+    images = np.random.default_rng(3).integers(0, 256, size=(2, 32, 32, 3)).astype(dtype)
+    original = images.copy()
+    batches = list(pipeline(lambda bs: iter([Batch({"images": images})]), *mobilenet(["conv1"]))(2))
+    np.testing.assert_array_equal(images, original)
+    scaled = images.astype(np.float32) / 127.5 - 1.0
+    (input_name,) = mobilenet.model.input_layers
+    direct = mobilenet.model.backend.run_inference({input_name: scaled}, frozenset(["conv1"]))
+    np.testing.assert_allclose(batches[0].fields["conv1"], direct["conv1"], rtol=1e-5, atol=1e-5)

@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 
 from introscope.base import ResponseInfo
-from introscope.base._response_info import FEATURES_LAST_KINDS, SPATIAL_KINDS
 from introscope.exceptions import IntroscopeError
 
 from ._keras import import_keras, layer_kind
+from ._layout import ChannelLayouts
 
 __all__ = ["KerasBackend"]
 
@@ -41,11 +41,17 @@ def _flatten(tensors: Any) -> list[Any]:
 class KerasBackend:
     """A ``ModelBackend`` for a Keras 3 Functional or Sequential model.
 
-    Responses are the model inputs (named after their ``InputLayer``) and the output of every
-    top-level layer, named after the layer. A layer called more than once gets one response per
-    call (``name/call_1``, ...) and a layer with several outputs one per output (``name:1``,
-    ...); a nested model is one layer. Inference builds (and caches) a functional sub-model from
-    the inputs to the requested outputs and runs it in inference mode.
+    Responses are the model inputs (named after their ``InputLayer``, or after their keys for a
+    model built with ``inputs={"image": ..., "meta": ...}``) and the output of every top-level
+    layer, named after the layer. A layer called more than once gets one response per call
+    (``name/call_1``, ...) and a layer with several outputs one per output (``name:1``, ...); a
+    nested model is one layer. Inference builds (and caches) a functional sub-model from the
+    inputs to the requested outputs and runs it in inference mode.
+
+    A response's ``channel_axis`` follows the graph from the tensors it was computed from: the
+    ``data_format`` of convolution-like layers, -1 for dense, recurrent and attention layers, the
+    layout of the input for element-wise layers, moved by ``Permute``, and ``None`` after a layer
+    that reinterprets axes (most ``Reshape``s, ``Lambda``, custom layers).
 
     Examples:
         >>> import numpy as np
@@ -85,19 +91,24 @@ class KerasBackend:
             raise IntroscopeError(f"the Keras model {model.name!r} has no defined inputs: {hint}")
         self._model = model
         self._input_tensors = inputs
-        self._input_names = [self._source_name(t, i) for i, t in enumerate(inputs)]
+        keys = self._input_keys(model, inputs)
+        self._input_names = [
+            keys.get(id(t)) or self._source_name(t, i) for i, t in enumerate(inputs)
+        ]
         self._input_dtypes = [_numpy_dtype(t.dtype) for t in inputs]
         self._input_shapes = [tuple(t.shape) for t in inputs]
 
         infos: list[ResponseInfo] = []
         tensors: dict[str, Any] = {}
-        for name, tensor in zip(self._input_names, inputs):
-            infos.append(
-                self._info(name, tensor, name, ResponseInfo.LayerKind.PLACEHOLDER, "InputLayer")
-            )
+        for i, (name, tensor) in enumerate(zip(self._input_names, inputs)):
+            if name in tensors:
+                raise IntroscopeError(f"two Keras model inputs are both named {name!r}")
+            layer_name = self._source_name(tensor, i)
+            kind = ResponseInfo.LayerKind.PLACEHOLDER
+            infos.append(self._info(name, tensor, layer_name, kind, "InputLayer"))
             tensors[name] = tensor
         node_ids = self._model_node_ids(model)
-        nearest_format: str | None = None
+        layouts = ChannelLayouts()
         for layer in model.layers:
             if type(layer).__name__ == "InputLayer":
                 continue
@@ -111,11 +122,20 @@ class KerasBackend:
                         raise IntroscopeError(f"two Keras responses are both named {name!r}")
                     tensors[name] = tensor
                     info = self._info(name, tensor, layer.name, kind, typename)
-                    infos.append(_with_channel_axis(info, layer, nearest_format))
-            nearest_format = getattr(layer, "data_format", None) or nearest_format
+                    axis = layouts.axis(tensor) if len(info.shape) >= 3 else None
+                    infos.append(dataclasses.replace(info, channel_axis=axis))
         self._infos = infos
         self._tensors = tensors
         self._submodels: OrderedDict[tuple[str, ...], Any] = OrderedDict()
+
+    @staticmethod
+    def _input_keys(model: Any, inputs: list[Any]) -> dict[int, str]:
+        """Input names from a model built with a dict of inputs: ``id(tensor) -> key``."""
+        struct = getattr(model, "_inputs_struct", None)
+        if not isinstance(struct, Mapping):
+            return {}
+        keys = {id(t): str(k) for k, t in struct.items() if any(t is x for x in inputs)}
+        return keys if len(keys) == len(inputs) else {}  # nested structures: layer names
 
     @staticmethod
     def _source_name(tensor: Any, index: int) -> str:
@@ -249,21 +269,3 @@ class KerasBackend:
 
     def __repr__(self) -> str:
         return f"KerasBackend({self._model.name!r}, {len(self._infos)} responses)"
-
-
-def _with_channel_axis(info: ResponseInfo, layer: Any, nearest_format: str | None) -> ResponseInfo:
-    """Record the channel axis of a response with positions from its layer's data format.
-
-    Layers without one (activations, Add, BatchNormalization) take the format of the nearest
-    earlier layer that has one; dense and recurrent layers act on the last axis.
-    """
-    if len(info.shape) < 3:
-        return info
-    fmt = getattr(layer, "data_format", None) or nearest_format
-    if info.layer.kind in FEATURES_LAST_KINDS or (
-        info.layer.kind not in SPATIAL_KINDS and fmt is None
-    ):
-        axis = -1 if info.layer.kind in FEATURES_LAST_KINDS else None
-    else:
-        axis = {"channels_first": 1, "channels_last": -1}.get(fmt or "channels_last")
-    return dataclasses.replace(info, channel_axis=axis)

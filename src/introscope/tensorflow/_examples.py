@@ -50,7 +50,11 @@ class TFModelWrapper:
     def from_keras(
         cls, model: Any, preprocessing: Callable[[np.ndarray], np.ndarray]
     ) -> TFModelWrapper:
-        """Wrap a Keras model and a function applied to every input field before it."""
+        """Wrap a Keras model and a function applied to every input field before it.
+
+        The function gets each field's array read-only, as batches share their data: it must
+        return a new array rather than change its argument in place (copy it first if needed).
+        """
         from introscope.processors import Processor
 
         return cls(model=cls.load_keras_model(model), preprocessing=Processor(preprocessing))
@@ -96,7 +100,17 @@ def _mobilenet(weights: str | None = "imagenet", **kwargs: Any) -> TFModelWrappe
             f"downloads ImageNet weights on first use, which needs network access; pass "
             f"weights=None for the untrained architecture or the path of a local weights file"
         ) from exc
-    return TFModelWrapper.from_keras(model, keras.applications.mobilenet.preprocess_input)
+    return TFModelWrapper.from_keras(model, _mobilenet_preprocessing)
+
+
+def _mobilenet_preprocessing(pixels: np.ndarray) -> np.ndarray:
+    """Keras' MobileNet preprocessing on a float32 copy of ``pixels``.
+
+    ``keras.applications.mobilenet.preprocess_input`` scales float arrays in place, which fails on
+    a batch's read-only arrays (and would change the caller's data if they were writable).
+    """
+    keras = import_keras()
+    return keras.applications.mobilenet.preprocess_input(np.array(pixels, np.float32, copy=True))
 
 
 class TFModelExamples:

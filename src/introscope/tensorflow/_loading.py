@@ -56,8 +56,12 @@ def load_tf_model_from_path(path: PathOrStr) -> Model:
     """Load a Keras model file or directory as an introscope ``Model``.
 
     Accepts a ``.keras`` file, a legacy ``.h5``/``.hdf5`` whole-model file, a directory holding
-    one architecture ``.json`` and one weights ``.h5`` file, or a TensorFlow SavedModel directory
-    (needs TensorFlow, and ``tf_keras`` for layer-level responses).
+    one architecture ``.json`` and one weights ``.h5`` file, or a TensorFlow SavedModel directory.
+    Every layer output of a Keras model is a response. A SavedModel needs TensorFlow and Keras on
+    its TensorFlow backend (``KERAS_BACKEND=tensorflow``, set before Keras is imported); it runs
+    through ``keras.layers.TFSMLayer`` and has no layers to look into: its responses are only the
+    inputs and outputs of its ``serving_default`` signature. Re-save the model as a ``.keras``
+    file for layer-level responses.
 
     Examples:
         >>> import numpy as np
