@@ -307,3 +307,15 @@ def test_pruning_plan_json_roundtrip(tmp_path) -> None:
                 "layers": {"a": {"original_count": 3, "keep": [0], "remove": [0, 1]}},
             }
         )
+
+
+def test_covariance_that_overflows_float64_names_the_response():
+    import warnings
+
+    from introscope.exceptions import IntroscopeValueError
+
+    x = np.random.default_rng(0).normal(size=(50, 3)) * 1e200  # finite; squares overflow
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(IntroscopeValueError, match="response 'fc' overflows float64"):
+            PFA.introspect(lambda bs: iter([Batch({"fc": x})]))

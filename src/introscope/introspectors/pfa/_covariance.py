@@ -318,8 +318,15 @@ class PFACovarianceState(Accumulator):
                 )
                 failed.append(field)
                 continue
+            cov = self.covariance(field)
+            if not np.all(np.isfinite(cov)):
+                # Every batch was finite (updates check): the sums overflowed float64.
+                raise IntroscopeValueError(
+                    f"PFA: the covariance of response {field!r} overflows float64 (responses "
+                    f"of magnitude above ~1e154); rescale the responses first"
+                )
             results[field] = PFACovariancesResult.make_covariance_result(
-                covariances=self.covariance(field), epsilon_inactive=eps
+                covariances=cov, epsilon_inactive=eps
             )
             _logger.debug(
                 "PFA field %r: %d units, %d inactive",
