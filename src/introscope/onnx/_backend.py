@@ -1,110 +1,29 @@
-"""ONNX models run with onnxruntime; every intermediate tensor of the graph is a response."""
+"""ONNX models run with onnxruntime; intermediate tensors that keep the batch are responses."""
 
 from __future__ import annotations
 
 import logging
-import pathlib
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from introscope.base import Model, ResponseInfo
-from introscope.base._response_info import UNKNOWN_UPSTREAM, channels_first_axis
-from introscope.exceptions import IntroscopeError, require
+from introscope.base._model import unknown_name_error
+from introscope.exceptions import IntroscopeError
 from introscope.typing import PathOrStr
 
-from ._kinds import node_kind
+from ._inputs import read_inputs
+from ._load import read_model
+from ._proto import format_shape, onnx
+from ._responses import find_responses
+from ._session import SessionFactory
 
 __all__ = ["OnnxBackend", "load_onnx_model"]
 
 _logger = logging.getLogger("introscope.onnx")
-
-# Ops whose outputs describe a tensor's shape, not its values: anything computed only from them
-# is bookkeeping (reshape targets, ...) and not a response of a sample.
-_SHAPE_OPS = frozenset({"Shape", "Size"})
 _SESSION_CACHE_SIZE = 4
-
-
-def _onnx() -> Any:
-    return require("onnx", "onnx", "ONNX models")
-
-
-def _ort() -> Any:
-    return require("onnxruntime", "onnx", "running ONNX models")
-
-
-class _Constants(Mapping[str, np.ndarray]):
-    """Initializers and ``Constant`` node values by name, converted to numpy only when read."""
-
-    def __init__(self, graph: Any) -> None:
-        self._protos: dict[str, Any] = {t.name: t for t in graph.initializer}
-        for node in graph.node:
-            if node.op_type == "Constant" and node.output:
-                for attr in node.attribute:
-                    if attr.name == "value":
-                        self._protos[node.output[0]] = attr.t
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        return _onnx().numpy_helper.to_array(self._protos[name])
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._protos
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._protos)
-
-    def __len__(self) -> int:
-        return len(self._protos)
-
-
-_UNKNOWN_KIND = ResponseInfo.LayerKind.UNKNOWN
-
-# Operators whose output has the layout of their (same-rank) data input.
-_LAYOUT_PRESERVING = frozenset(
-    """Abs Add BatchNormalization Cast Celu Clip Concat Div Dropout Elu Erf Exp Gelu HardSigmoid
-    HardSwish Identity InstanceNormalization LeakyRelu Log Max Mean Min Mish Mul Neg Pad Pow PRelu
-    QuantizeLinear DequantizeLinear Reciprocal Relu Resize Selu Sigmoid Sign Softplus Softsign
-    Sqrt Sub Sum Tanh ThresholdedRelu Upsample Where""".split()
-)
-
-
-def _tensor_type(value_info: Any) -> tuple[np.dtype, tuple[int | str | None, ...] | None] | None:
-    """(dtype, shape) of a tensor ValueInfoProto; ``None`` for sequences, maps and unknowns.
-
-    Shape entries are ints, a ``dim_param`` string, or ``None``; the shape is ``None`` if unknown.
-    """
-    onnx = _onnx()
-    if value_info is None or value_info.type.WhichOneof("value") != "tensor_type":
-        return None
-    tensor_type = value_info.type.tensor_type
-    if tensor_type.elem_type == 0:
-        return None
-    try:
-        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type))
-    except (KeyError, TypeError, ValueError):
-        return None
-    if not tensor_type.HasField("shape"):
-        return dtype, None
-    dims: list[int | str | None] = []
-    for dim in tensor_type.shape.dim:
-        which = dim.WhichOneof("value")
-        dims.append(
-            dim.dim_value
-            if which == "dim_value"
-            else dim.dim_param
-            if which == "dim_param"
-            else None
-        )
-    return dtype, tuple(dims)
-
-
-def _public_shape(shape: tuple[int | str | None, ...] | None) -> tuple[int | None, ...]:
-    if shape is None:
-        return ()
-    # The first dimension is the batch: report it as unknown, like every introscope adapter.
-    return (None,) + tuple(d if isinstance(d, int) else None for d in shape[1:])
 
 
 class OnnxBackend:
@@ -112,7 +31,15 @@ class OnnxBackend:
 
     Requested intermediate tensors are added as graph outputs; one onnxruntime session is kept
     for each of the last few requested sets, so the unrequested part of the graph keeps
-    onnxruntime's fusions.
+    onnxruntime's fusions. Responses are chosen as by
+    [`load_onnx_model`][introscope.onnx.load_onnx_model].
+
+    Args:
+        model: an ``onnx.ModelProto`` or the path of a ``.onnx`` file.
+        providers: onnxruntime execution providers (default: all available, best first).
+        session_options: an ``onnxruntime.SessionOptions`` for every session.
+        fixed_inputs: values of graph inputs that are not batched (a scalar, a lookup table),
+            fed as they are to every run instead of from batch fields.
 
     Examples:
         >>> import numpy as np
@@ -139,114 +66,29 @@ class OnnxBackend:
 
     def __init__(
         self,
-        model: Any,
+        model: PathOrStr | Any,
         *,
         providers: Sequence[str] | None = None,
         session_options: Any = None,
+        fixed_inputs: Mapping[str, Any] | None = None,
     ) -> None:
-        onnx = _onnx()
-        self._providers = list(providers) if providers is not None else None
-        self._session_options = session_options
+        model = read_model(model)
         try:
-            inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+            inferred = onnx().shape_inference.infer_shapes(model, strict_mode=False)
         except Exception as exc:  # an invalid graph; keep going with declared types only
             _logger.warning("ONNX shape inference failed (%s); using declared types only", exc)
             inferred = model
-        self._model = inferred
         graph = inferred.graph
-        initializers = {t.name for t in graph.initializer}
-        types: dict[str, Any] = {}
+        value_infos: dict[str, Any] = {}
         for vi in (*graph.input, *graph.value_info, *graph.output):
-            types[vi.name] = vi
-        self._value_infos = types
-        self._graph_outputs = {o.name for o in graph.output}
-
-        self._inputs: dict[str, tuple[np.dtype, tuple[int | str | None, ...] | None]] = {}
-        for vi in graph.input:
-            if vi.name in initializers:  # old exporters list weights as inputs with defaults
-                continue
-            typed = _tensor_type(vi)
-            if typed is None:
-                raise IntroscopeError(
-                    f"ONNX graph input {vi.name!r} is not a tensor with a known element type; "
-                    f"only tensor inputs are supported"
-                )
-            self._inputs[vi.name] = typed
-        if not self._inputs:
-            raise IntroscopeError("the ONNX graph has no inputs to feed")
-        batch_dims = {shape[0] for _, shape in self._inputs.values() if shape}
-        self._batch_dims = batch_dims
-
-        constants = _Constants(graph)
-        infos: list[ResponseInfo] = [
-            ResponseInfo(
-                name=name,
-                dtype=dtype,
-                shape=_public_shape(shape),
-                layer=ResponseInfo.Layer(name, ResponseInfo.LayerKind.PLACEHOLDER, "Input"),
-            )
-            for name, (dtype, shape) in self._inputs.items()
-        ]
-        data_dependent = set(self._inputs)
-        # tensor name -> (rank, channel axis); graph inputs are NCL / NCHW / NCDHW by rank
-        axes: dict[str, tuple[int | None, int | None]] = {
-            name: (len(shape), channels_first_axis(_UNKNOWN_KIND, len(shape)))
-            for name, (_, shape) in self._inputs.items()
-            if shape is not None
-        }
-        for index, node in enumerate(graph.node):
-            if node.op_type in _SHAPE_OPS or not any(i in data_dependent for i in node.input):
-                continue
-            typename = (
-                node.op_type
-                if node.domain in ("", "ai.onnx")
-                else (f"{node.domain}.{node.op_type}")
-            )
-            first = _tensor_type(types.get(node.output[0])) if node.output else None
-            rank = len(first[1]) if first is not None and first[1] is not None else None
-            kind = node_kind(node, rank, constants)
-            layer = ResponseInfo.Layer(node.name or f"{node.op_type}_{index}", kind, typename)
-            for out in node.output:
-                if not out:  # an omitted optional output
-                    continue
-                data_dependent.add(out)
-                typed = _tensor_type(types.get(out))
-                if typed is None:
-                    continue
-                dtype, shape = typed
-                if shape is not None and not self._is_per_sample(shape):
-                    continue
-                axis = None
-                if shape is not None:
-                    axis = channels_first_axis(kind, len(shape), self._upstream(node, shape, axes))
-                axes[out] = (len(shape) if shape is not None else None, axis)
-                infos.append(ResponseInfo(out, dtype, _public_shape(shape), layer, axis))
-        self._infos = infos
+            value_infos[vi.name] = vi
+        self._inputs = read_inputs(graph, fixed_inputs)
+        self._factory = SessionFactory(inferred, value_infos, providers, session_options)
+        found = find_responses(graph, value_infos, self._inputs, self._factory)
+        self._infos: list[ResponseInfo] = found.infos
+        self._names = frozenset(info.name for info in self._infos)
+        self._reasons = found.reasons
         self._sessions: OrderedDict[frozenset[str], Any] = OrderedDict()
-
-    @staticmethod
-    def _upstream(
-        node: Any, shape: tuple, axes: Mapping[str, tuple[int | None, int | None]]
-    ) -> int | None | object:
-        """The layout a node's output takes from its inputs (ONNX graphs say it explicitly)."""
-        if node.op_type not in _LAYOUT_PRESERVING:
-            return None  # Transpose, Reshape, Flatten, MatMul, ...: no channel layout follows
-        for name in node.input:
-            rank, axis = axes.get(name, (None, None))
-            if rank == len(shape):
-                return axis
-        return UNKNOWN_UPSTREAM
-
-    def _is_per_sample(self, shape: tuple[int | str | None, ...]) -> bool:
-        """Whether a tensor of this inferred shape starts with the batch dimension."""
-        if not shape:
-            return False
-        first = shape[0]
-        if first is None or first in self._batch_dims:
-            return True
-        # A symbol made up by shape inference ("unk__3") may still be the batch; a symbol the
-        # exporter named differently from the inputs' batch (a sequence length) is not.
-        return isinstance(first, str) and first.startswith("unk__")
 
     # -- ModelBackend ---------------------------------------------------------------------------
 
@@ -255,22 +97,33 @@ class OnnxBackend:
         return list(self._infos)
 
     def get_input_layer_responses(self) -> list[ResponseInfo]:
-        """The model's inputs."""
-        return [info for info in self._infos if info.name in self._inputs]
+        """The model's inputs fed from batch fields."""
+        return [info for info in self._infos if info.name in self._inputs.fed]
+
+    def unavailable(self, name: str) -> str | None:
+        """Why ``name``, a tensor of the graph, is not a response (``None``: not in the graph)."""
+        return None if name in self._names else self._reasons.get(name)
 
     def run_inference(
         self, inputs: Mapping[str, np.ndarray], outputs: frozenset[str]
     ) -> Mapping[str, np.ndarray]:
         """Run one batch of named inputs and return the requested responses as numpy arrays."""
+        unknown = set(outputs) - self._names
+        if unknown:
+            for name in sorted(unknown):
+                reason = self.unavailable(name)
+                if reason:
+                    raise IntroscopeError(reason)
+            raise unknown_name_error("response", unknown, [info.name for info in self._infos])
         feeds = self._checked_feeds(inputs)
         n = next(iter(feeds.values())).shape[0]
-        graph_side = sorted(o for o in outputs if o not in self._inputs)
-        results: dict[str, np.ndarray] = {o: feeds[o] for o in outputs if o in self._inputs}
+        graph_side = sorted(o for o in outputs if o not in feeds)
+        results: dict[str, np.ndarray] = {o: feeds[o] for o in outputs if o in feeds}
         if graph_side:
             session = self._session(frozenset(graph_side))
-            step = self._static_batch()
+            step = self._inputs.static_batch
             if step is None or step == n:
-                arrays = session.run(graph_side, feeds)
+                arrays = session.run(graph_side, {**self._inputs.fixed, **feeds})
             else:
                 arrays = self._run_in_chunks(session, graph_side, feeds, n, step)
             for name, array in zip(graph_side, arrays):
@@ -285,20 +138,15 @@ class OnnxBackend:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _static_batch(self) -> int | None:
-        sizes = {d for d in self._batch_dims if isinstance(d, int) and d > 0}
-        return sizes.pop() if len(sizes) == 1 else None
-
-    @staticmethod
     def _run_in_chunks(
-        session: Any, names: list[str], feeds: Mapping[str, np.ndarray], n: int, step: int
+        self, session: Any, names: list[str], feeds: Mapping[str, np.ndarray], n: int, step: int
     ) -> list[np.ndarray]:
         # The graph was exported for a fixed batch size: run it that many samples at a time,
         # padding the last chunk by repeating its final sample and dropping the padding after.
         parts: list[list[np.ndarray]] = [[] for _ in names]
         for start in range(0, n, step):
             stop = min(start + step, n)
-            chunk = {}
+            chunk = dict(self._inputs.fixed)
             for key, value in feeds.items():
                 piece = value[start:stop]
                 if stop - start < step:
@@ -306,17 +154,27 @@ class OnnxBackend:
                     piece = np.concatenate([piece, pad])
                 chunk[key] = piece
             for i, array in enumerate(session.run(names, chunk)):
-                parts[i].append(np.asarray(array)[: stop - start])
+                array = np.asarray(array)
+                if array.ndim == 0 or array.shape[0] != step:
+                    raise IntroscopeError(
+                        f"ONNX response {names[i]!r} has shape {array.shape} for a chunk of "
+                        f"{step} samples (the batch size the graph was exported for), so its "
+                        f"dimension 0 is not the batch and it cannot be computed chunk by chunk"
+                    )
+                parts[i].append(array[: stop - start])
         return [np.concatenate(p) for p in parts]
 
     def _checked_feeds(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if set(inputs) != set(self._inputs):
+        expected = self._inputs.fed
+        if set(inputs) != set(expected):
+            given = ", ".join(map(repr, sorted(self._inputs.fixed)))
+            fixed = f" ({given} given in fixed_inputs at load)" if given else ""
             raise IntroscopeError(
-                f"the ONNX model expects inputs {sorted(self._inputs)} but got {sorted(inputs)}"
+                f"the ONNX model expects inputs {sorted(expected)} but got {sorted(inputs)}{fixed}"
             )
         feeds: dict[str, np.ndarray] = {}
-        sizes = set()
-        for name, (dtype, shape) in self._inputs.items():
+        sizes: dict[str, int] = {}
+        for name, (dtype, shape) in expected.items():
             value = np.asarray(inputs[name])
             if value.dtype != dtype:
                 if not np.can_cast(value.dtype, dtype, casting="same_kind"):
@@ -324,21 +182,25 @@ class OnnxBackend:
                         f"input {name!r} has dtype {value.dtype}; the ONNX model expects {dtype}"
                     )
                 value = value.astype(dtype)
+            if value.ndim == 0:
+                raise IntroscopeError(
+                    f"input {name!r} is a scalar; every input needs the batch on dimension 0"
+                )
             if shape is not None:
                 ok = value.ndim == len(shape) and all(
                     not isinstance(d, int) or d <= 0 or d == a
                     for d, a in zip(shape[1:], value.shape[1:])
                 )
                 if not ok:
-                    expected = ", ".join("?" if not isinstance(d, int) else str(d) for d in shape)
+                    wanted = ("?",) + tuple(d if isinstance(d, int) else None for d in shape[1:])
                     raise IntroscopeError(
                         f"input {name!r} has shape {value.shape}; the ONNX model expects "
-                        f"({expected}) with any batch size"
+                        f"{format_shape(wanted)} with any batch size"
                     )
-            sizes.add(value.shape[0] if value.ndim else None)
+            sizes[name] = value.shape[0]
             feeds[name] = np.ascontiguousarray(value)
-        if len(sizes) != 1 or None in sizes:
-            raise IntroscopeError(f"model inputs have different batch sizes: {sorted(sizes)}")
+        if len(set(sizes.values())) != 1:
+            raise IntroscopeError(f"model inputs have different batch sizes: {sizes}")
         return feeds
 
     def _session(self, names: frozenset[str]) -> Any:
@@ -346,26 +208,14 @@ class OnnxBackend:
         if session is not None:
             self._sessions.move_to_end(names)
             return session
-        onnx = _onnx()
-        ort = _ort()
-        model = onnx.ModelProto()
-        model.CopyFrom(self._model)
-        for name in sorted(names - self._graph_outputs):
-            model.graph.output.append(self._value_infos[name])
-        providers = self._providers or ort.get_available_providers()
-        try:
-            session = ort.InferenceSession(
-                model.SerializeToString(), sess_options=self._session_options, providers=providers
-            )
-        except Exception as exc:
-            raise IntroscopeError(f"onnxruntime could not load the model: {exc}") from exc
+        session = self._factory.make(names)
         self._sessions[names] = session
         if len(self._sessions) > _SESSION_CACHE_SIZE:
             self._sessions.popitem(last=False)
         return session
 
     def __repr__(self) -> str:
-        return f"OnnxBackend(inputs={list(self._inputs)}, {len(self._infos)} responses)"
+        return f"OnnxBackend(inputs={list(self._inputs.fed)}, {len(self._infos)} responses)"
 
 
 def load_onnx_model(
@@ -373,16 +223,24 @@ def load_onnx_model(
     *,
     providers: Sequence[str] | None = None,
     session_options: Any = None,
+    fixed_inputs: Mapping[str, Any] | None = None,
 ) -> Model:
     """Load an ONNX model (a file path or an ``onnx.ModelProto``) as an introscope ``Model``.
 
-    Every tensor computed from the inputs is a response, named as in the graph, with its
-    ``LayerKind`` from the producing node's ``op_type`` and shape and dtype from ONNX shape
-    inference (the batch dimension is ``None``).
+    Every tensor computed from the inputs whose dimension 0 is the batch is a response, named as
+    in the graph, with its ``LayerKind`` from the producing node's ``op_type`` and shape and dtype
+    from ONNX shape inference (the batch dimension is ``None``). When the inputs have a dynamic
+    batch, a dry run on zeros with batch sizes 2 and 3 tells which tensors keep the batch on
+    dimension 0 (a sequence-first tensor of a recurrent or attention layer does not); otherwise
+    the inferred shapes tell, and a tensor whose dimension 0 is unknown is left out. Asking for a
+    tensor that was left out raises an error that says why.
 
     Args:
+        path: the path of a ``.onnx`` file, or an ``onnx.ModelProto``.
         providers: onnxruntime execution providers (default: all available, best first).
         session_options: an ``onnxruntime.SessionOptions`` for every session.
+        fixed_inputs: values of graph inputs that are not batched (a scalar, a lookup table),
+            fed as they are to every run instead of from batch fields.
 
     Examples:
         >>> import numpy as np
@@ -408,30 +266,7 @@ def load_onnx_model(
         >>> responses.fields["h"], responses.fields["y"]
         (array([[ 2. , -0.5]], dtype=float32), array([[2., 0.]], dtype=float32))
     """
-    onnx = _onnx()
-    _ort()
-    if isinstance(path, onnx.ModelProto):
-        model = path
-    else:
-        if not isinstance(path, (str, pathlib.Path)):
-            raise TypeError(
-                f"path must be a str, pathlib.Path or onnx.ModelProto, got {type(path).__name__}"
-            )
-        file = pathlib.Path(path)
-        if not file.exists():
-            raise IntroscopeError(f"ONNX model file {str(file)!r} does not exist")
-        if not file.is_file():
-            raise IntroscopeError(f"ONNX model path {str(file)!r} is not a file")
-        try:
-            model = onnx.load(str(file))
-        except Exception as exc:
-            raise IntroscopeError(
-                f"{str(file)!r} is not a readable ONNX model ({type(exc).__name__}: {exc})"
-            ) from exc
-        if not model.graph.node and not model.graph.input:
-            raise IntroscopeError(f"{str(file)!r} is not an ONNX model (it has an empty graph)")
-    try:
-        onnx.checker.check_model(model)
-    except Exception as exc:  # onnxruntime runs some graphs the checker rejects; let it decide
-        _logger.warning("onnx.checker reports a problem with the model: %s", exc)
-    return Model(OnnxBackend(model, providers=providers, session_options=session_options))
+    backend = OnnxBackend(
+        path, providers=providers, session_options=session_options, fixed_inputs=fixed_inputs
+    )
+    return Model(backend)
