@@ -752,8 +752,9 @@ def test_builder_sets_an_entry_of_a_new_dict_metakey():
     builder.metadata[labels]["color"] = ["red", "blue"]
     builder.metadata[labels]["size"] = [1, 2]
     assert builder.make_batch().metadata[labels] == {"color": ["red", "blue"], "size": [1, 2]}
-    with pytest.raises(KeyError, match="flat"):
-        builder.metadata[Batch.MetaKey("flat")]  # a MetaKey still has to be assigned first
+    # A new MetaKey reads as an empty list to fill, as DNIKit's defaultdict does.
+    builder.metadata[Batch.MetaKey("flat")].extend([0, 1])
+    assert builder.make_batch().metadata[Batch.MetaKey("flat")] == [0, 1]
 
 
 def test_std_keys_do_not_equal_user_keys_of_the_same_short_name():
