@@ -386,3 +386,46 @@ def test_combiner_counts_the_bytes_of_states_made_on_other_nodes(cluster):
     assert list(out["node"]) == [here, here]
     assert out["remote_bytes"].tolist() == [len(bytes(b)) for b in parts[1]["state"]]
     assert out["rows"].tolist() == [60, 60] and out["blocks"].tolist() == [3, 3]
+
+
+def _raising_factory():
+    raise RuntimeError("weights not found")
+
+
+def test_worker_side_failures_reach_the_driver_as_introscope_errors(cluster):
+    import warnings
+
+    from introscope.exceptions import IntroscopeError
+    from introscope.introspectors import Familiarity
+
+    torch = pytest.importorskip("torch")
+    ds = cluster.data.from_numpy(np.ones((40, 3), np.float32))
+    # A factory that raises inside the actor: its message, not Ray's ActorDiedError.
+    with pytest.raises(IntroscopeError, match="model factory raised RuntimeError: weights not"):
+        iray.introspect(ds, [IUA], model=_raising_factory)
+    # A torch module is not a factory; NaN GPUs are not a number of GPUs.
+    with pytest.raises(IntroscopeValueError, match="zero-argument function"):
+        iray.introspect(ds, [IUA], model=torch.nn.Linear(3, 2))
+    with pytest.raises(IntroscopeValueError, match="num_gpus"):
+        iray.introspect(ds, [IUA], num_gpus=float("nan"))
+    from introscope.ray._introspect import map_batch_rows
+
+    assert map_batch_rows(256, 0) is None and map_batch_rows(256, 1) == 16384
+    # nonfinite="warn": one summary warning on the driver, as in a single process.
+    rows = np.ones((40, 3), np.float32)
+    rows[5, 1] = np.nan
+    bad = cluster.data.from_numpy(rows)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        (iua,) = iray.introspect(bad, [IUA(nonfinite="warn")], batch_size=8)
+    assert iua.results["data"].nonfinite == 1
+    assert [w for w in caught if "NaN or Inf values counted as active" in str(w.message)]
+    # score: columns are checked on the driver, not by a worker when the scores are read.
+    fam = Familiarity.introspect(
+        lambda bs: iter([Batch({"data": np.random.default_rng(0).normal(size=(40, 3))})]),
+        strategy=Familiarity.Strategy.GMM(gaussian_count=1),
+    )
+    with pytest.raises(IntroscopeValueError, match=r"keep names columns \['id'\]"):
+        iray.score(ds, fam, keep=["id"])
+    with pytest.raises(IntroscopeValueError, match=r"has no column \['emb'\]"):
+        iray.score(ds, fam, responses=["emb"])

@@ -145,6 +145,9 @@ class AccumulatorEntry(Entry):
         """The accumulator rebuilt from ``data`` by its class's ``from_state_dict``."""
         acc = type(self.template).from_state_dict(data)
         acc._defer_warnings = True
+        # Blocks defer their NaN/Inf warnings: none was given yet, the driver's summary gives it
+        # (a loaded state otherwise counts its non-finite fields as warned about).
+        acc._warned = set()
         return acc
 
     def merged(self, left: Any, right: Any) -> Any:

@@ -95,6 +95,37 @@ def actor_resources(
     return pool, math.floor(per_actor * 100) / 100
 
 
+def check_num_gpus(num_gpus: Any, owner: str) -> float:
+    """``num_gpus`` as a finite number >= 0, or an error naming ``owner``."""
+    if (
+        isinstance(num_gpus, bool)
+        or not isinstance(num_gpus, (int, float))
+        or not math.isfinite(num_gpus)
+        or num_gpus < 0
+    ):
+        raise IntroscopeValueError(f"{owner}: num_gpus must be a number >= 0, got {num_gpus!r}")
+    return float(num_gpus)
+
+
+def check_model_factory(model: Any, owner: str) -> None:
+    """``model`` must be a zero-argument function that builds an introscope ``Model``."""
+    if model is None:
+        return
+    module = type(model).__module__.split(".")[0]
+    if isinstance(model, Model) or not callable(model) or module == "torch":
+        raise IntroscopeValueError(
+            f"{owner}: model must be a zero-argument function returning an introscope Model (so "
+            f"each worker loads its own copy), got {type(model).__name__}; e.g. "
+            f"model=lambda: load_torch_model_from_memory(net, example_input=x)"
+        )
+
+
+def map_batch_rows(batch_size: int, num_gpus: float) -> int | None:
+    """Rows per call of the map function: a whole block (None), or with GPUs (Ray then needs a
+    number) 64 of introscope's batches, each call giving one partial state."""
+    return None if not num_gpus else max(64 * batch_size, 4096)
+
+
 def _check_concurrency(concurrency: Any) -> int | tuple[int, int] | None:
     if concurrency is None:
         return None
@@ -132,7 +163,10 @@ def _raise_worker_error(data: bytes) -> None:
     # since Ray Data hands the driver only the text of a UDF's exception.
     info = decode_state(data)
     cls = IntroscopeValueError if info["value_error"] else IntroscopeError
-    raise cls(f"{info['message']} (raised on a Ray worker, in a block of the dataset)")
+    raise cls(
+        f"{info['message']} (raised on a Ray worker, in a block of the dataset; batch numbers "
+        f"count from that block's first row)"
+    )
 
 
 class _TreeMerger:
@@ -200,7 +234,8 @@ def introspect(
             (at least 1), or with ``num_gpus`` one per ``num_gpus`` of the cluster's GPUs. The
             actors share the CPUs but one, so the read tasks always have a CPU (no deadlock on
             small machines).
-        num_gpus: GPUs per worker (for a model on GPU).
+        num_gpus: GPUs per worker (for a model on GPU). Ray then needs a row count per call:
+            each call of 64 batches (at least 4,096 rows) gives one partial state.
         stages: pipeline stages run on each batch after the model (e.g. a ``Pooler`` so that
             PFA gets 2-D responses).
         combine: merge this many consecutive block states on the workers before they travel
@@ -240,21 +275,13 @@ def introspect(
     batch_size = check_batch_size(batch_size)
     combine = check_batch_size(combine, "combine")
     concurrency = _check_concurrency(concurrency)
-    if isinstance(num_gpus, bool) or not isinstance(num_gpus, (int, float)) or num_gpus < 0:
-        raise IntroscopeValueError(
-            f"introscope.ray.introspect: num_gpus must be a number >= 0, got {num_gpus!r}"
-        )
+    num_gpus = check_num_gpus(num_gpus, "introscope.ray.introspect")
     names = [responses] if isinstance(responses, str) else responses
     if names is not None and not names:
         raise IntroscopeValueError(
             "introscope.ray.introspect: responses is empty; pass None for every response"
         )
-    if model is not None and (isinstance(model, Model) or not callable(model)):
-        raise IntroscopeValueError(
-            f"introscope.ray.introspect: model must be a zero-argument function returning an "
-            f"introscope Model (so each worker loads its own copy), got {type(model).__name__}; "
-            f"e.g. model=lambda: load_torch_model_from_path(path)"
-        )
+    check_model_factory(model, "introscope.ray.introspect")
     if not ray.is_initialized():
         ray.init()  # a local cluster, as ray.data would start
     stages = list(stages)
@@ -264,7 +291,7 @@ def introspect(
         tasks = None if concurrency is None else max(np.atleast_1d(concurrency))
         mapped = dataset.map_batches(
             fn,
-            batch_size=None,
+            batch_size=map_batch_rows(batch_size, num_gpus),
             batch_format="numpy",
             compute=None if tasks is None else ray_data.TaskPoolStrategy(size=int(tasks)),
             num_gpus=num_gpus or None,
@@ -284,7 +311,7 @@ def introspect(
             ModelBlockAccumulator,
             fn_constructor_args=(model, entries),
             fn_constructor_kwargs={"batch_size": batch_size, "responses": names, "stages": stages},
-            batch_size=None,
+            batch_size=map_batch_rows(batch_size, num_gpus),
             batch_format="numpy",
             compute=ray_data.ActorPoolStrategy(**size),
             num_cpus=per_actor,

@@ -11,10 +11,26 @@ from introscope.base import Model, PipelineStage, pipeline
 from introscope.base._producer import check_batch_size
 from introscope.exceptions import IntroscopeError, IntroscopeValueError, require
 
-from ._introspect import _check_concurrency, actor_resources
+from ._introspect import (
+    _check_concurrency,
+    actor_resources,
+    check_model_factory,
+    check_num_gpus,
+    map_batch_rows,
+)
 from ._worker import _BlockProducer
 
 __all__ = ["score"]
+
+
+def _column_names(dataset: Any) -> list[str] | None:
+    """The dataset's column names from its schema (None when Ray cannot tell without reading)."""
+    try:
+        schema = dataset.schema()
+    except Exception:  # noqa: BLE001 - a schema Ray cannot give: the workers check instead
+        return None
+    names = getattr(schema, "names", None)
+    return list(names) if names else None
 
 
 class _Scorer:
@@ -131,7 +147,26 @@ def score(
         )
     batch_size = check_batch_size(batch_size)
     concurrency = _check_concurrency(concurrency)
+    num_gpus = check_num_gpus(num_gpus, "introscope.ray.score")
+    check_model_factory(model, "introscope.ray.score")
     names = [responses] if isinstance(responses, str) else responses
+    # The columns are checked here: the scores are computed lazily, and an error on a worker
+    # would reach the user as Ray's traceback when the dataset is first read.
+    columns = _column_names(dataset)
+    if columns is not None:
+        absent_keep = [k for k in keep if k not in columns]
+        if absent_keep:
+            raise IntroscopeValueError(
+                f"introscope.ray.score: keep names columns {absent_keep} the dataset does not "
+                f"have (columns: {sorted(columns)})"
+            )
+        wanted = list(names) if names is not None else list(familiarity.distributions)
+        absent = [n for n in wanted if n not in columns]
+        if model is None and absent:
+            raise IntroscopeValueError(
+                f"introscope.ray.score: the dataset has no column {absent} (columns: "
+                f"{sorted(columns)}); pass responses= naming the columns to score, or a model"
+            )
     kwargs = {
         "batch_size": batch_size,
         "responses": names,
@@ -150,7 +185,7 @@ def score(
         _Scorer,
         fn_constructor_args=(familiarity, model),
         fn_constructor_kwargs=kwargs,
-        batch_size=None,
+        batch_size=map_batch_rows(batch_size, num_gpus),
         batch_format="numpy",
         compute=ray_data.ActorPoolStrategy(**size),
         num_cpus=per_actor,

@@ -31,6 +31,10 @@ def node_id() -> str:
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
 
 
+def _error_info(exc: IntroscopeError) -> dict[str, Any]:
+    return {"message": str(exc), "value_error": isinstance(exc, IntroscopeValueError)}
+
+
 def _error_row(info: dict[str, Any]) -> dict[str, np.ndarray]:
     return {
         "entry": np.array([-1], dtype=np.int64),
@@ -94,8 +98,7 @@ class BlockAccumulator:
         except IntroscopeError as exc:
             # Returned, not raised: Ray Data would pass the driver only the message's text
             # (and bad input must not be retried).
-            info = {"message": str(exc), "value_error": isinstance(exc, IntroscopeValueError)}
-            return _error_row(info)
+            return _error_row(_error_info(exc))
 
     def _accumulate(self, block: Mapping[str, np.ndarray]) -> dict[str, Any]:
         columns = self._columns(block)
@@ -103,8 +106,9 @@ class BlockAccumulator:
             if col.dtype.hasobject:
                 raise IntroscopeError(
                     f"introscope.ray: column {name!r} holds Python objects (dtype object), "
-                    f"e.g. tensors of varying shape; every row of a column must have one shape "
-                    f"and a numeric dtype"
+                    f"e.g. strings or tensors of varying shape; every row of a column must have "
+                    f"one shape and a numeric dtype (name the response columns with responses=, "
+                    f"or drop others with dataset.drop_columns([...]))"
                 )
         states = [e.new() for e in self.entries]
         producer = pipeline(_BlockProducer(columns), *self._source_stages())
@@ -148,14 +152,30 @@ class ModelBlockAccumulator(BlockAccumulator):
         stages: Sequence[PipelineStage] = (),
     ) -> None:
         super().__init__(entries, batch_size=batch_size, stages=stages)
-        model = model_factory()
-        if not isinstance(model, Model):
-            raise IntroscopeError(
-                f"introscope.ray: model() returned a {type(model).__name__}; it must return an "
-                f"introscope Model (e.g. from introscope.torch.load_torch_model_from_memory)"
-            )
-        self.model = model
-        self.model_stage = model(None if responses is None else list(responses))
+        # An error here would kill the actor, and the driver would see Ray's ActorDiedError
+        # with the cause deep in its text: it is kept and returned as the first block's row.
+        self.init_error: dict[str, Any] | None = None
+        try:
+            model = model_factory()
+            if not isinstance(model, Model):
+                raise IntroscopeError(
+                    f"introscope.ray: model() returned a {type(model).__name__}; it must return "
+                    f"an introscope Model (e.g. from introscope.torch.load_torch_model_from_memory)"
+                )
+            self.model = model
+            self.model_stage = model(None if responses is None else list(responses))
+        except IntroscopeError as exc:
+            self.init_error = _error_info(exc)
+        except Exception as exc:  # noqa: BLE001 - the user's factory: any error, reported whole
+            self.init_error = {
+                "message": f"introscope.ray: the model factory raised {type(exc).__name__}: {exc}",
+                "value_error": False,
+            }
+
+    def __call__(self, block: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        if self.init_error is not None:
+            return _error_row(self.init_error)
+        return super().__call__(block)
 
     def _columns(self, block: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return dict(block)
