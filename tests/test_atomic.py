@@ -62,3 +62,17 @@ def test_pruning_plans_get_the_umask_permissions(tmp_path, umask_027) -> None:
     plan.save(tmp_path / "plan.json")
     assert _mode(tmp_path / "plan.json") == 0o640
     assert [p.name for p in tmp_path.iterdir()] == ["plan.json"]
+
+
+def test_overwriting_keeps_the_files_mode_and_writes_through_a_link(tmp_path) -> None:
+    private = write_text(tmp_path / "private.png", "old")
+    os.chmod(private, 0o600)
+    write_text(private, "new")
+    assert _mode(private) == 0o600 and private.read_text() == "new"  # not widened to 0644
+    real = write_text(tmp_path / "real.png", "old")
+    link = tmp_path / "link.png"
+    link.symlink_to(real)
+    write_text(link, "through")
+    assert link.is_symlink() and real.read_text() == "through"
+    with pytest.raises(FileNotFoundError, match="no folder .*missing.* to write"):
+        write_text(tmp_path / "missing" / "a.png", "x")

@@ -2,8 +2,9 @@
 
 Every file introscope writes (charts, plans, caches, saved results, reports) goes through here:
 the data goes to a temporary name in the target's folder, is flushed to disk, gets mode
-``0o666 & ~umask`` (``tempfile.mkstemp`` alone would leave it owner-only, 0600) and is renamed
-into place, so a reader sees either the old file or the whole new one, never a part.
+``0o666 & ~umask`` (``tempfile.mkstemp`` alone would leave it owner-only, 0600), or the mode of
+the file it replaces, and is renamed into place, so a reader sees either the old file or the
+whole new one, never a part. A symbolic link is written through (the link stays).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import stat
 import threading
 import uuid
 from collections.abc import Iterator
@@ -49,6 +51,16 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[pathlib.Path]:
     """Yield a temporary path beside ``path``; write it (by name), and on success it replaces
     ``path`` with umask-normal permissions. On an exception the temporary file is removed."""
     target = pathlib.Path(path)
+    if target.is_symlink():
+        target = target.resolve()  # write through the link, as open() would; keep the link
+    if not target.parent.is_dir():
+        # Named by the user's path, not by the temporary file's name.
+        raise FileNotFoundError(f"no folder {str(target.parent)!r} to write {str(path)!r} in")
+    try:
+        # Overwriting keeps the file's own permissions (never widens a private file).
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        mode = new_file_mode()
     tmp = _temp_name(target)
     try:
         yield tmp
@@ -56,7 +68,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[pathlib.Path]:
             raise FileNotFoundError(f"nothing was written to {tmp} for {target}")
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
-        os.chmod(tmp, new_file_mode())
+        os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

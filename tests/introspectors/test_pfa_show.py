@@ -1,4 +1,4 @@
-"""PFA.show: which strategy each row came from, layers PFA could not analyse, natural order."""
+"""PFA.show: which strategy each row came from, layers PFA could not analyse, model order."""
 
 from __future__ import annotations
 
@@ -63,8 +63,8 @@ def test_several_recipes_say_which_strategy_each_row_came_from(pfa_with_a_wide_l
         "note",
     ]
     assert table["strategy"].tolist() == ["KL + L1Max"] * 4 + ["Energy + AbsMax"] * 4
-    # natural order within each recipe, the failed layer in its place with the reason
-    assert table["layer name"].tolist() == ["relu", "relu_2", "relu_10", "wide"] * 2
+    # each recipe in its own (model) order, as DNIKit; then the failed layer, with the reason
+    assert table["layer name"].tolist() == ["relu_10", "relu", "relu_2", "wide"] * 2
     wide = table[table["layer name"] == "wide"]
     assert wide["note"].tolist() == ["not analysed: fewer samples (40) than units (64)"] * 2
     assert wide["recommended count"].tolist() == ["N/A", "N/A"]
@@ -87,7 +87,7 @@ def test_one_recipe_keeps_dnikits_columns_and_types(pfa_with_a_wide_layer) -> No
         "units to keep",
         "note",
     ]
-    assert table["layer name"].tolist() == ["relu", "relu_2", "relu_10", "wide"]
+    assert table["layer name"].tolist() == ["relu_10", "relu", "relu_2", "wide"]
     # a recipe built by hand (as DNIKit's tests do) has no failed layers: DNIKit's four columns
     plain = PFA.show(dict(kl))
     assert list(plain.columns) == [
@@ -103,5 +103,5 @@ def test_one_recipe_keeps_dnikits_columns_and_types(pfa_with_a_wide_layer) -> No
 def test_chart_leaves_out_layers_without_a_recipe(pfa_with_a_wide_layer) -> None:
     pytest.importorskip("matplotlib")
     ax = PFA.show(pfa_with_a_wide_layer.get_recipe(), vis_type=PFA.VisType.CHART)
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["relu", "relu_2", "relu_10"]
-    assert list(ax.lines[0].get_ydata()) == [4, 6, 5]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["relu_10", "relu", "relu_2"]
+    assert list(ax.lines[0].get_ydata()) == [5, 4, 6]

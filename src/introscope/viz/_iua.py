@@ -104,6 +104,8 @@ def _title(row: Row) -> str:
 def iua_chart(panels: Sequence[tuple[Row, np.ndarray, int | None]]) -> Any:
     """One heatmap panel per response with a colour bar; one Axes, or an array for several."""
     plt = require("matplotlib.pyplot", "report", "IUA.show(vis_type=CHART)")
+    from matplotlib.ticker import MaxNLocator
+
     n = len(panels)
     fig, axes = plt.subplots(n, 1, figsize=(9.0, 0.6 + 3.0 * n), squeeze=False)
     cmap = plt.get_cmap("magma_r").with_extremes(bad="#d0d0d0")
@@ -121,9 +123,22 @@ def iua_chart(panels: Sequence[tuple[Row, np.ndarray, int | None]]) -> Any:
         ax.set_xlabel(xlabel, fontsize=8)
         ax.set_ylabel(ylabel, fontsize=8)
         ax.tick_params(labelsize=7)
+        # Cells are whole units and channels: integer ticks only (no -0.4 ... 0.4 on a 1x1 grid).
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         fig.colorbar(im, ax=ax, label="inactive proportion", fraction=0.04, pad=0.02)
-    fig.suptitle("Inactive unit proportion per unit (dark = inactive more often)", fontsize=10)
-    fig.tight_layout()
+    # The figure title 0.12 in from the top edge and the panels from 0.7 in down, in inches:
+    # matplotlib's default places the title at 98 % of the height, which on a tall figure of
+    # many panels is more than an inch down, over the first panel's title.
+    height = fig.get_figheight()
+    fig.suptitle(
+        "Inactive unit proportion per unit (dark = inactive more often; grey: no unit)",
+        fontsize=10,
+        y=1.0 - 0.12 / height,
+        va="top",
+    )
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.45 / height))
+    fig.subplots_adjust(top=min(fig.subplotpars.top, 1.0 - 0.7 / height))
     return axes[0, 0] if n == 1 else axes[:, 0]
 
 

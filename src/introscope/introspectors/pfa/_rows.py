@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from introscope._order import natural_key
-
 from ._recipe import PFAEnergyDiagnostics, PFAKLDiagnostics, PFARecipe
 
 __all__ = ["recipe_rows"]
@@ -58,14 +56,14 @@ def _failed_row(name: str, reason: str, strategy: str) -> dict[str, Any]:
 
 
 def recipe_rows(mappings: Sequence[Mapping[str, PFARecipe]]) -> list[dict[str, Any]]:
-    """One row per layer of each recipe mapping, layers in natural order (``relu_2`` before
-    ``relu_10``); layers PFA could not analyse (``PFARecipes.failed``) are rows with a note."""
+    """One row per layer of each recipe mapping, in the mapping's order (as DNIKit: the order of
+    ``get_recipe``, which is model order); then the layers PFA could not analyse
+    (``PFARecipes.failed``), as rows with a note."""
     rows: list[dict[str, Any]] = []
     for mapping in mappings:
         failed: Mapping[str, str] = getattr(mapping, "failed", {}) or {}
         labels = {_label(r) for r in mapping.values()}
         strategy = labels.pop() if len(labels) == 1 else NA
-        entries = [(name, _row(name, recipe)) for name, recipe in mapping.items()]
-        entries += [(name, _failed_row(name, why, strategy)) for name, why in failed.items()]
-        rows += [row for _, row in sorted(entries, key=lambda e: natural_key(e[0]))]
+        rows += [_row(name, recipe) for name, recipe in mapping.items()]
+        rows += [_failed_row(name, why, strategy) for name, why in failed.items()]
     return rows
