@@ -87,3 +87,20 @@ def test_jupyter_kernels_get_bars(monkeypatch) -> None:
     assert progress_enabled()
     fake.get_ipython = lambda: TerminalInteractiveShell()
     assert not progress_enabled()  # plain IPython on a captured stderr
+
+
+def test_jupyter_without_ipywidgets_gets_the_text_bar_not_a_warning(monkeypatch):
+    import importlib.util
+
+    import tqdm.std
+
+    from introscope import _progress
+
+    monkeypatch.setattr(_progress, "_in_jupyter", lambda: True)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "ipywidgets" else real_find_spec(name, *a),
+    )
+    assert _progress._tqdm_class() is tqdm.std.tqdm

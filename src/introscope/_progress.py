@@ -81,6 +81,21 @@ def producer_size(producer: Any) -> int | None:
     return None
 
 
+def _tqdm_class() -> Any:
+    """``tqdm.auto``'s bar: a widget in Jupyter when ipywidgets is installed. Without it,
+    tqdm.auto warns ("IProgress not found") on every bar; the text bar is used instead."""
+    if _in_jupyter():
+        import importlib.util
+
+        if importlib.util.find_spec("ipywidgets") is None:
+            from tqdm.std import tqdm as text_tqdm
+
+            return text_tqdm
+    from tqdm.auto import tqdm
+
+    return tqdm
+
+
 def progress(
     iterable: Iterable[_T],
     desc: str,
@@ -96,7 +111,7 @@ def progress(
     if not progress_enabled():
         yield from iterable
         return
-    from tqdm.auto import tqdm
+    tqdm = _tqdm_class()
 
     if total is None:
         with tqdm(iterable, desc=desc, unit=unit, leave=False) as bar:
