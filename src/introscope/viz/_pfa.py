@@ -80,15 +80,23 @@ def pfa_table(
 def pfa_chart(rows: Sequence[Mapping[str, Any]]) -> Any:
     """Original and recommended unit counts per analysed layer, as matplotlib Axes."""
     plt = require("matplotlib.pyplot", "report", "PFA.show charts")
+    skipped = [r["layer name"] for r in rows if r.get("note")]
     rows = [r for r in rows if not r.get("note")]
     names = [r["layer name"] for r in rows]
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(names) + 3), 5))
+    # Vertical tick labels take ~0.075 in per character: the plot keeps 3.5 in whatever the
+    # names' length (a fixed 5 in height left 1.3 in of plot for 36-character names).
+    longest = max((len(str(n)) for n in names), default=0)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(names) + 3), 3.5 + 0.075 * longest + 0.6))
     ax.plot([r["original count"] for r in rows], "o-", label="original")
     ax.plot([r["recommended count"] for r in rows], "o-", label="recommended")
     ax.set_xticks(range(len(names)), names, rotation="vertical")
     ax.set_xlabel("layer name")
     ax.set_ylabel("number of units")
-    ax.set_title("PFA: original vs recommended units per layer")
+    title = "PFA: original vs recommended units per layer"
+    if skipped:  # listed in the table with the reason; say here that they are left out
+        shown = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+        title += f"\n(not analysed, not drawn: {shown})"
+    ax.set_title(title)
     ax.legend()
     ax.grid(True)
     fig.tight_layout()
