@@ -143,9 +143,17 @@ def test_default_is_seeded_and_repeatable(data) -> None:
     ref = a.distributions["emb"].means
     for fam in (b, c, d):
         np.testing.assert_array_equal(fam.distributions["emb"].means, ref)
+    for fam in (b, c):  # an int seed starts every field's fit afresh (as DNIKit's)
         np.testing.assert_array_equal(
             fam.distributions["small"].means, a.distributions["small"].means
         )
+    alone = Familiarity.introspect(
+        lambda bs: (Batch({"small": b.fields["small"]}) for b in source(bs)),
+        strategy=GMM(random_state=DEFAULT_SEED),
+    )
+    np.testing.assert_array_equal(
+        alone.distributions["small"].means, a.distributions["small"].means
+    )
     assert not np.array_equal(other.distributions["emb"].means, ref)
 
 

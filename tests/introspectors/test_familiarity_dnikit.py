@@ -139,3 +139,31 @@ def test_far_outliers_and_seeds(tmp_path, seed: int) -> None:
     fit = _blobs(rng, 400, 8, 5)
     new = np.concatenate([_blobs(rng, 20, 8, 5), 30.0 + rng.normal(size=(5, 8))])
     _case({"x": (fit, new)}, seed=seed, batch_size=50, tmp_path=tmp_path)
+
+
+INT_SEED_SCRIPT = """
+import numpy as np
+from dnikit.base import Batch
+from dnikit.introspectors import Familiarity
+x = arrays["x"]
+result = {}
+for order in (["a"], ["z", "a"]):
+    strategy = Familiarity.Strategy.GMM(gaussian_count=5, _random_state=7)
+    fam = Familiarity.introspect(lambda bs: iter([Batch({k: x for k in order})]), strategy=strategy)
+    dist = fam._distributions["a"]
+    result["+".join(order)] = [float(r.score) for r in dist.compute_familiarity_score(x[:5])]
+"""
+
+
+def test_int_seed_starts_every_field_afresh_as_dnikit(tmp_path) -> None:
+    # DNIKit hands an int seed to scikit-learn, which seeds each field's fit with it: a field's
+    # mixture does not depend on the fields fitted before it (a shared RandomState would).
+    x = np.random.default_rng(0).standard_normal((200, 3))  # no clusters: the start matters
+    ref = run_dnikit(INT_SEED_SCRIPT, {"x": x}, tmp_path / "dnikit")
+    for order in (["a"], ["z", "a"]):
+        strategy = Familiarity.Strategy.GMM(gaussian_count=5, _random_state=7)
+        fam = Familiarity.introspect(
+            lambda bs, order=order: iter([Batch({k: x for k in order})]), strategy=strategy
+        )
+        ours = [float(r.score) for r in fam._distributions["a"].compute_familiarity_score(x[:5])]
+        np.testing.assert_allclose(ours, ref["+".join(order)], rtol=1e-9, atol=1e-9)

@@ -42,8 +42,10 @@ class GMM(FamiliarityStrategyType):
         max_iterations: most EM iterations
         covariance_type: ``GMMCovarianceType`` (``DIAG`` by default)
         random_state: ``None`` (seed ``DEFAULT_SEED`` = 0, fresh each fit, so runs repeat), an
-            int seed, or a ``numpy.random.RandomState`` that is shared by the fields in field
-            order and advanced, as DNIKit does; ``_random_state`` is DNIKit's spelling
+            int seed (every response's fit starts from it afresh, as scikit-learn does with
+            the int DNIKit passes on), or a ``numpy.random.RandomState`` that is shared by the
+            fields in field order and advanced, as DNIKit does; ``_random_state`` is DNIKit's
+            spelling
         max_fit_samples: fit each response on a uniform sample of at most this many elements,
             seeded from the int seed (or one draw of a given ``RandomState``); ``None`` fits on
             all of them
@@ -182,8 +184,13 @@ class GMM(FamiliarityStrategyType):
         from sklearn.mixture import GaussianMixture
 
         rs = self._fresh_random_state() if random_state is None else random_state
+        # A RandomState is shared by the fields and advanced; an int (or None) seeds every
+        # field's fit afresh, so a field's mixture does not depend on the fields before it.
+        shared = isinstance(self._random_state, np.random.RandomState)
         out: dict[str, GMMDistribution] = {}
         for name, source in data.items():
+            if not shared and out:
+                rs = self._fresh_random_state()
             if isinstance(source, FitData):
                 array = source.data()
             else:
