@@ -130,18 +130,24 @@ def pooling_hint(shape: Sequence[int], channel_axis: int | None = None) -> str:
     )
 
 
-def user_stacklevel() -> int:
-    """The ``stacklevel`` for ``warnings.warn`` that points at the first caller outside introscope.
+def user_stacklevel(*skip: str) -> int:
+    """The ``stacklevel`` for ``warnings.warn`` that points at the first caller outside introscope
+    (and outside the packages named in ``skip``, e.g. ``"torch"`` for a warning from a hook).
 
     Call it right where you warn: ``warnings.warn(msg, stacklevel=user_stacklevel())``.
     """
     import os
     import sys
 
-    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    packages = [os.path.dirname(os.path.abspath(__file__)) + os.sep]
+    for name in skip:
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "__file__", None):
+            packages.append(os.path.dirname(os.path.abspath(module.__file__)) + os.sep)
+    prefixes = tuple(packages)
     frame = sys._getframe(1)  # the function that warns
     level = 1
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(prefixes):
         frame = frame.f_back
         level += 1
     return level

@@ -182,6 +182,57 @@ def test_attach_detach_and_context_manager_remove_every_hook() -> None:
     assert mon.state.fields == ["relu#0", "c2", "relu#1"]  # in the order they first ran
 
 
+def test_a_watched_model_can_be_copied_and_saved_and_copies_are_not_watched(tmp_path) -> None:
+    import copy
+
+    net = SharedReLU()
+    x = torch.randn(3, 1, 8, 8)
+    with IUA.monitor(net) as mon, torch.no_grad():
+        net(x)
+        twin = copy.deepcopy(net)  # a checkpoint / EMA copy
+        torch.save(net, tmp_path / "net.pt")
+        twin(x)  # not counted: the copy is another model
+        net(x)
+    loaded = torch.load(tmp_path / "net.pt", weights_only=False)
+    loaded(x)  # its hooks are inert
+    assert mon.result.results["relu#0"].num_samples == 6
+
+
+def test_a_dropped_attached_monitor_detaches_with_a_warning() -> None:
+    import gc
+
+    net = SharedReLU()
+    IUA.monitor(net).attach()  # no reference kept: nobody can read what it counts
+    with pytest.warns(RuntimeWarning, match="garbage-collected"):
+        gc.collect()
+    for module in net.modules():
+        assert not module._forward_hooks and not module._forward_pre_hooks
+
+
+def test_rows_that_are_not_samples_warn_once() -> None:
+    # A sequence-first layer inside a batch-first model: its rows are positions (5), not the
+    # forward's 12 samples.
+    class SeqFirst(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = nn.Linear(4, 4)
+            self.relu = nn.ReLU()
+
+        def forward(self, x):  # noqa: ANN001, ANN201 - x: (N, L, 4)
+            return self.relu(self.proj(x.transpose(0, 1))).mean(0)
+
+    net = SeqFirst()
+    with IUA.monitor(net, ["relu"]) as mon:
+        with pytest.warns(UserWarning, match="returned 5 rows in a forward pass of 12 samples"):
+            net(torch.randn(12, 5, 4))
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            net(torch.randn(12, 5, 4))  # once per response
+    assert mon.result.results["relu"].num_samples == 10
+
+
 def test_module_resolution_errors_name_the_problem() -> None:
     net = SharedReLU()
     with pytest.raises(IntroscopeError, match=r"unknown module 'rleu' \(did you mean 'relu'"):

@@ -16,17 +16,26 @@ the first call. The first output of each response also gives the accumulator a
 accumulator takes one (``add_response_info``). Calls made while autograd runs a backward pass
 (activation checkpointing recomputing a block) are not fed: those samples were seen in the
 forward.
+
+Each hook is a small ``_Hook`` object that holds the monitor and its module weakly, so
+``copy.deepcopy(model)`` (a checkpoint, an EMA copy, ``PFA.prune``) and ``torch.save(model)``
+work while a monitor is attached: a copy shares the hook objects, which ignore calls on any
+module but their own (the copy is not watched), and a saved model holds inert hooks. A monitor
+dropped while attached detaches (with a warning) when it is garbage-collected, instead of
+counting on unseen.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+import warnings
+import weakref
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import numpy as np
 
-from introscope._validation import unknown_name_error
+from introscope._validation import unknown_name_error, user_stacklevel
 from introscope.base import ResponseInfo
 from introscope.base._response_info import UNKNOWN_UPSTREAM, channels_first_axis
 from introscope.exceptions import IntroscopeError, require
@@ -164,6 +173,10 @@ class Monitor:
         self._infos: dict[str, ResponseInfo] = {}
         self._trackers: list[Any] = []
         self._tracked = False
+        self._watch: dict[int, Callable[..., None]] = {}  # id(module) -> its hook, attached
+        self._finalizer: Any = None
+        self._batch: int | None = None  # dimension 0 of the current pass's first input tensor
+        self._warned_rows: set[str] = set()
 
     @property
     def state(self) -> Any:
@@ -185,22 +198,35 @@ class Monitor:
         """Register the forward hooks (idempotent)."""
         if not self._handles:
             model = self._model
-            self._handles.append(model.register_forward_pre_hook(self._begin_pass))
+            self._watch = {id(m): self._make_hook(n, m) for n, m in self._modules.items()}
+            self._handles.append(model.register_forward_pre_hook(_Hook(self, model, "_begin_pass")))
             # always_call: a forward pass that raises still ends (the next one starts afresh).
-            self._handles.append(model.register_forward_hook(self._end_pass, always_call=True))
-            for name, module in self._modules.items():
-                self._handles.append(module.register_forward_hook(self._make_hook(name, module)))
+            self._handles.append(
+                model.register_forward_hook(_Hook(self, model, "_end_pass"), always_call=True)
+            )
+            for module in self._modules.values():
+                self._handles.append(module.register_forward_hook(_Hook(self, module, "_watched")))
             if not self._tracked:
                 # Registered after the watched modules' hooks: on a watched module the
                 # layout of its input is read before its own output is recorded.
                 script = self._torch.jit.ScriptModule
                 for _, module in model.named_modules():
                     if not isinstance(module, script):
-                        self._trackers.append(module.register_forward_hook(self._track))
+                        self._trackers.append(
+                            module.register_forward_hook(_Hook(self, module, "_track"))
+                        )
+            self._finalizer = weakref.finalize(
+                self, _orphaned, self._handles + self._trackers, self._owner
+            )
+            self._finalizer.atexit = False
         return self
 
     def detach(self) -> None:
         """Remove every hook this monitor registered."""
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
+        self._watch = {}
         for handle in self._handles + self._trackers:
             handle.remove()
         self._handles.clear()
@@ -217,9 +243,10 @@ class Monitor:
     def __exit__(self, *exc: object) -> None:
         self.detach()
 
-    def _begin_pass(self, *_: Any) -> None:
+    def _begin_pass(self, _module: Any, args: tuple[Any, ...]) -> None:
         if self._depth == 0:
             self._calls.clear()
+            self._batch = _batch_rows(self._torch.Tensor, args)
             if self._tracked and self._trackers:
                 # Removed here, not in _end_pass: that runs while torch iterates the root
                 # module's forward hooks, one of which is a tracker.
@@ -232,6 +259,11 @@ class Monitor:
         self._depth = max(0, self._depth - 1)
         if self._depth == 0 and self._trackers:
             self._tracked = True  # one whole pass followed: the layouts are known
+
+    def _watched(self, module: Any, inputs: Any, output: Any) -> None:
+        hook = self._watch.get(id(module))
+        if hook is not None:
+            hook(module, inputs, output)
 
     def _track(self, module: Any, _inputs: Any, output: Any) -> None:
         if self._tracked:
@@ -248,10 +280,14 @@ class Monitor:
         # The id of the autograd graph being run, -1 outside backward().
         in_backward = getattr(self._torch._C, "_current_graph_task_id", lambda: -1)
 
+        tracing = self._torch._C._get_tracing_state
+
         def hook(_module: Any, _inputs: Any, output: Any) -> None:
-            if in_backward() != -1:
+            if in_backward() != -1 or tracing():
                 # Activation checkpointing runs modules again during backward() to rebuild
                 # what it did not keep: the same samples, already counted in the forward.
+                # torch.jit.trace (and the TorchScript ONNX export) runs the model on its
+                # example inputs, which are not data either.
                 return
             call = 0
             if self._depth:
@@ -275,6 +311,8 @@ class Monitor:
                     f"a batch dimension"
                 )
             x = output.detach()
+            if self._depth and self._batch is not None and x.shape[0] != self._batch:
+                self._rows_differ(response, x.shape[0])
             info = self._infos.get(response)
             if info is None:
                 if x.is_meta:
@@ -292,6 +330,19 @@ class Monitor:
             accumulator.update(response, x, where="module output")
 
         return hook
+
+    def _rows_differ(self, name: str, rows: int) -> None:
+        if name in self._warned_rows:
+            return
+        self._warned_rows.add(name)
+        warnings.warn(
+            f"{self._owner}: module {name!r} returned {rows} rows in a forward pass of "
+            f"{self._batch} samples; its rows are counted as samples. A sequence-first layer "
+            f"(nn.LSTM, nn.TransformerEncoderLayer with batch_first=False) returns one row per "
+            f"position: build it with batch_first=True, or watch a module whose outputs hold "
+            f"one row per sample",
+            stacklevel=user_stacklevel("torch"),
+        )
 
     def _not_a_tensor(self, name: str, output: Any) -> None:
         raise IntroscopeError(
@@ -317,3 +368,65 @@ class Monitor:
     def __repr__(self) -> str:
         state = "attached" if self.attached else "detached"
         return f"{self._owner}({list(self._modules)}, {state})"
+
+
+class _Hook:
+    """A forward (pre-)hook calling ``monitor.<method>(module, *args)``, holding both weakly.
+
+    A deep copy of the model shares it (``__deepcopy__``): called on the copy's module, which is
+    not its own, it does nothing. Pickled (``torch.save(model)``), it becomes ``_inert_hook``.
+    """
+
+    __slots__ = ("_monitor", "_module", "_method")
+
+    def __init__(self, monitor: Monitor, module: Any, method: str) -> None:
+        self._monitor = weakref.ref(monitor)
+        self._module = weakref.ref(module)
+        self._method = method
+
+    def __call__(self, module: Any, *args: Any) -> None:
+        if module is not self._module():
+            return None
+        monitor = self._monitor()
+        if monitor is None:
+            return None
+        getattr(monitor, self._method)(module, *args)
+        return None
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Hook:
+        return self
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return (_inert, ())
+
+
+def _inert_hook(*_: Any) -> None:
+    """What a monitor's hook is in a saved model: nothing."""
+    return None
+
+
+def _inert() -> Callable[..., None]:
+    return _inert_hook
+
+
+def _batch_rows(tensor_type: type, args: tuple[Any, ...]) -> int | None:
+    """Dimension 0 of the first tensor among a forward's positional arguments (or the values
+    of a mapping among them), None when there is none."""
+    for arg in args:
+        values = arg.values() if isinstance(arg, Mapping) else (arg,)
+        for value in values:
+            if isinstance(value, tensor_type) and value.dim() >= 1:
+                return int(value.shape[0])
+    return None
+
+
+def _orphaned(handles: list[Any], owner: str) -> None:
+    for handle in handles:
+        handle.remove()
+    warnings.warn(
+        f"{owner}: a monitor still attached was garbage-collected, so its hooks were removed "
+        f"and what it counted is lost; keep a reference to it (``with {owner}(model) as "
+        f"monitor:`` or ``monitor = {owner}(model).attach()``) and read monitor.result",
+        RuntimeWarning,
+        stacklevel=2,
+    )
