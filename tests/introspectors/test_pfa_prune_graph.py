@@ -81,6 +81,25 @@ def test_residual_coupling_keeps_the_union_and_gives_the_same_function():
     assert model.stem.out_channels == 6  # not modified
 
 
+@pytest.mark.parametrize("frozen", [("stem",), ("stem", "a", "b", "head")])
+def test_frozen_parameters_are_pruned_and_stay_frozen(frozen):
+    # A frozen backbone has no autograd graph to trace; the copy is traced with grad and every
+    # parameter gets its own flag back (pruned ones are new parameters).
+    torch.manual_seed(0)
+    model = _dead(Res(), coupled=[1, 4], inner=[0, 2, 5])
+    for name in frozen:
+        getattr(model, name).requires_grad_(False)
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    x = torch.randn(4, 1, 6, 6)
+    plan = PFAPruningPlan({"a": PFALayerPlan(6, keep=(1, 3, 4), remove=(0, 2, 5))})
+    small = PFA.prune(model, plan, example_input=x).module
+    assert small.a.out_channels == 3
+    assert {n: p.requires_grad for n, p in small.named_parameters()} == flags
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
+    with torch.no_grad():
+        torch.testing.assert_close(small(x), model(x), rtol=1e-5, atol=1e-6)
+
+
 def test_depthwise_separable_and_grouped_convolutions():
     torch.manual_seed(0)
     model = nn.Sequential(

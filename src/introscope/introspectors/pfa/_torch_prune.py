@@ -317,6 +317,13 @@ def prune_model(
     # Traced in eval mode; the copy gets each module's own train/eval flag back at the end.
     training = {n: m.training for n, m in new.named_modules()}
     new.eval()
+    # The dependency graph is traced through autograd, which skips frozen parameters; and
+    # pruned parameters come back as new ones that require grad. Every parameter is traced
+    # with grad and gets its own flag back at the end.
+    requires_grad = {n: p.requires_grad for n, p in new.named_parameters()}
+    for param in new.parameters():
+        if param.is_floating_point() or param.is_complex():
+            param.requires_grad_(True)
     shapes_before = _output_shapes(new, example_input)
     params_before, macs_before = count_params_and_macs(new, example_input)
     graph = _Graph(new, example_input)
@@ -367,6 +374,8 @@ def prune_model(
         )
     params_after, macs_after = count_params_and_macs(new, example_input)
     _restore_modes(new, training)
+    for name, param in new.named_parameters():
+        param.requires_grad_(requires_grad.get(name, param.requires_grad))
     applied = PFAPruningPlan(
         plan.layers,
         groups=tuple(groups),
