@@ -167,3 +167,26 @@ def test_a_compiled_model_keeps_the_names_of_the_original() -> None:
     with IUA.monitor(compiled, ["1"]) as mon, torch.no_grad():
         compiled(torch.from_numpy(x))
     assert mon.result.results["1"].num_samples == 6
+
+
+def test_a_module_that_caches_a_tensor_can_be_trained_after_introspection() -> None:
+    # A cache built during a forward (a rotary table, a mask) must not be an inference tensor,
+    # or the next training step fails ("Inference tensors cannot be saved for backward").
+    class Cached(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 4)
+            self.table = None
+
+        def forward(self, x):  # noqa: ANN001, ANN201
+            if self.table is None:
+                self.table = torch.linspace(0.0, 1.0, 4)
+            return torch.relu(self.fc(x) * self.table)
+
+    net = Cached()
+    x = np.random.default_rng(2).standard_normal((6, 4)).astype(np.float32)
+    model = load_torch_model_from_memory(net, example_input=x[:2])
+    _collect(model, ["fc"], x)
+    net.train()
+    net(torch.from_numpy(x)).sum().backward()  # raised before
+    assert net.fc.weight.grad is not None

@@ -103,11 +103,11 @@ class TorchBackend:
         self.optional_names = list(optional_names)
         self._keyword_names = keyword_names
         self._all_modules = list(module.modules())
-        # TorchScript code specialised while autograd was on fails under inference_mode
-        # ("Inference tensors cannot be saved for backward"); no_grad serves it as well.
-        script = torch.jit.ScriptModule
-        scripted = any(isinstance(m, script) for m in self._all_modules)
-        self._no_grad = torch.no_grad if scripted else torch.inference_mode
+        # no_grad, not inference_mode: a tensor a module keeps from a forward (a cached rotary
+        # table, a mask) would be an inference tensor, and training the model afterwards would
+        # fail ("Inference tensors cannot be saved for backward"), as would TorchScript code
+        # specialised while autograd was on.
+        self._no_grad = torch.no_grad
         self._hookable = self._find_hookable(module)
         self._root_name = "output"
         while self._root_name in self._hookable:
