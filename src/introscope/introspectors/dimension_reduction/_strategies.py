@@ -22,7 +22,7 @@ from introscope.introspectors._state_contract import StateError
 from ._checks import at, check_responses, check_target_dimensions
 from ._pca_state import PCAFit, PCAState
 from ._protocols import DimensionReductionStrategyType
-from ._rows import FittedRows
+from ._rows import POSITION_RTOL, FittedRows
 from ._umap_knn import UMAPNeighbors, check_umap_neighbors, fit_umap, knn_options
 
 __all__ = ["PCA", "StandardPCA", "TSNE", "UMAP", "PaCMAP"]
@@ -276,9 +276,11 @@ class _Embedding(_Collecting):
         raise IntroscopeValueError(
             f"{self._label}: {unseen.size} of the {data.shape[0]} rows{at(where)} (first: row "
             f"{int(unseen[0])}) are not among the {n_fit} rows {self._algorithm} was fitted on; "
-            f"{self._algorithm} embeds only the data it was fitted on. Pipe the fitting "
-            f"producer's data through it, fit DimensionReduction on this data, or use "
-            f"Strategy.PCA or Strategy.UMAP, which project new data"
+            f"{self._algorithm} embeds only the data it was fitted on (a row is recognised at "
+            f"its fitting position, within {POSITION_RTOL:g} of the data's largest magnitude, "
+            f"or anywhere by its exact values). Pipe the fitting producer's data through it, "
+            f"fit DimensionReduction on this data, or use Strategy.PCA or Strategy.UMAP, which "
+            f"project new data"
         )
 
 
