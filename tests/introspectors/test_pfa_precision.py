@@ -314,3 +314,38 @@ def test_non_finite_small_batch_raises_and_changes_nothing(rng, bad, dtype) -> N
     np.testing.assert_allclose(
         state.covariance("f"), ref, rtol=1e-3 if dtype == np.float16 else 1e-5
     )
+
+
+@pytest.mark.parametrize("batch", [1, 2, 5])
+def test_small_first_batches_choose_the_shift_from_enough_rows(rng, batch) -> None:
+    # One row has no spread: a shift at a full-precision data value made float32 products
+    # 40x less accurate. Small first batches are held until 32 rows choose the shift.
+    mix = rng.standard_normal((64, 64))
+    x = np.maximum(rng.standard_normal((4000, 64)) @ mix * 0.3 + 0.2, 0).astype(np.float32)
+    exact = np.cov(x.astype(np.float64), rowvar=False)
+    scale = np.abs(exact).max()
+    small = _stream(PFACovarianceState(), x, batch).covariance("f")
+    large = _stream(PFACovarianceState(), x, 256).covariance("f")
+    assert np.abs(small - exact).max() / scale < 1e-6
+    assert np.abs(small - exact).max() <= 2 * np.abs(large - exact).max() + 1e-12 * scale
+
+
+def test_held_first_rows_check_finiteness_merge_and_save(rng) -> None:
+    x = rng.standard_normal((40, 3)).astype(np.float32)
+    state = PFACovarianceState()
+    state.update("f", x[:4])  # held: fewer rows than choose a shift
+    bad = x[4:6].copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(Exception, match="NaN|non-finite|Inf"):
+        state.update("f", bad)
+    state.reset()
+    for i in range(0, 10, 2):
+        state.update("f", x[i : i + 2])  # 10 rows, all held
+    other = _stream(PFACovarianceState(), x[10:], 7)
+    merged = state.merge(other)
+    want = np.cov(x.astype(np.float64), rowvar=False)
+    np.testing.assert_allclose(merged.covariance("f"), want, rtol=1e-5, atol=1e-6)
+    again = PFACovarianceState.from_state_dict(state.state_dict())
+    np.testing.assert_allclose(
+        again.covariance("f"), np.cov(x[:10].astype(np.float64), rowvar=False), rtol=1e-5, atol=1e-6
+    )
