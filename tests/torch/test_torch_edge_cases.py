@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from introscope.base import Batch, pipeline
+from introscope.base import Batch, ResponseInfo, pipeline
 
 torch = pytest.importorskip("torch")
 
@@ -190,3 +190,21 @@ def test_a_module_that_caches_a_tensor_can_be_trained_after_introspection() -> N
     net.train()
     net(torch.from_numpy(x)).sum().backward()  # raised before
     assert net.fc.weight.grad is not None
+
+
+def test_embedding_outputs_are_features_last() -> None:
+    # (N, L, D) from nn.Embedding: D embedding dimensions, L positions (not channels-first).
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = torch.nn.Embedding(20, 6)
+            self.act = torch.nn.ReLU()
+
+        def forward(self, t):  # noqa: ANN001, ANN201
+            return self.act(self.emb(t)).mean(1)
+
+    tokens = np.random.default_rng(0).integers(0, 20, (4, 11)).astype(np.int64)
+    model = load_torch_model_from_memory(Net(), example_input=tokens[:2])
+    assert model.response_infos["emb"].channel_axis == -1
+    assert model.response_infos["act"].channel_axis == -1
+    assert model.response_infos["emb"].layer.kind is ResponseInfo.LayerKind.EMBEDDING

@@ -17,6 +17,7 @@ class _LayerKind(enum.Enum):
     LINEAR = 1000
     DENSE = 1000
     PLACEHOLDER = 1001
+    EMBEDDING = 1002  # introscope's addition: a look-up table (features last), not in DNIKit
     CONV_1D = 2000
     CONV_2D = 2001
     CONV_3D = 2002
@@ -118,6 +119,7 @@ SPATIAL_KINDS = frozenset(
 FEATURES_LAST_KINDS = frozenset(
     {
         _LayerKind.DENSE,
+        _LayerKind.EMBEDDING,
         _LayerKind.RNN,
         _LayerKind.LSTM,
         _LayerKind.GRU,

@@ -12,6 +12,8 @@ _Kind = ResponseInfo.LayerKind
 _KINDS: dict[str, _Kind] = {
     "Linear": _Kind.LINEAR,
     "LazyLinear": _Kind.LINEAR,
+    "Embedding": _Kind.EMBEDDING,
+    "EmbeddingBag": _Kind.EMBEDDING,
     "Conv1d": _Kind.CONV_1D,
     "Conv2d": _Kind.CONV_2D,
     "Conv3d": _Kind.CONV_3D,
