@@ -18,6 +18,8 @@ import uuid
 from collections.abc import Iterator
 from typing import IO, Any
 
+from introscope.exceptions import IntroscopeValueError
+
 __all__ = ["atomic_open", "atomic_path", "new_file_mode", "write_bytes", "write_text"]
 
 _UMASK_LOCK = threading.Lock()
@@ -84,7 +86,9 @@ def atomic_open(
     ``mode`` is ``"wb"`` or ``"w"`` (text, UTF-8 unless ``encoding`` says otherwise).
     """
     if mode not in ("wb", "w"):
-        raise ValueError(f"atomic_open writes new files: mode must be 'wb' or 'w', got {mode!r}")
+        raise IntroscopeValueError(
+            f"atomic_open writes new files: mode must be 'wb' or 'w', got {mode!r}"
+        )
     with atomic_path(path) as tmp:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         if mode == "w":

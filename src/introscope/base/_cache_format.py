@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from introscope.exceptions import IntroscopeError
+from introscope.exceptions import IntroscopeError, IntroscopeValueError
 
 from . import _metadata as _meta
 from ._batch import Batch
@@ -444,7 +444,7 @@ class _StoredNpz:
             elif version == (2, 0):
                 shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
             else:
-                raise ValueError(f"unsupported .npy version {version}")
+                raise IntroscopeValueError(f"unsupported .npy version {version}")
         except ValueError as exc:
             raise self._corrupt(name, f"has no valid .npy header ({exc})") from None
         return dtype, tuple(shape), fortran, stream.tell()

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, MutableSequence, Sequence
 from typing import Any, Generic, TypeVar
 
+from introscope.exceptions import IntroscopeValueError
+
 _T = TypeVar("_T")
 
 Storage = dict  # dict[MetaKey | DictMetaKey, list | dict[str, list]]
@@ -151,14 +153,14 @@ def concat_storages(storages: Sequence[Storage]) -> Storage:
     for key, value in first.items():
         for i, other in enumerate(storages[1:], start=1):
             if key not in other:
-                raise ValueError(f"batch {i} lacks metadata {key!r} that batch 0 has")
+                raise IntroscopeValueError(f"batch {i} lacks metadata {key!r} that batch 0 has")
         if isinstance(value, dict):
             merged: dict[str, list] = {}
             for name in value:
                 merged[name] = []
                 for i, s in enumerate(storages):
                     if name not in s[key]:
-                        raise ValueError(f"batch {i} lacks metadata {key!r}[{name!r}]")
+                        raise IntroscopeValueError(f"batch {i} lacks metadata {key!r}[{name!r}]")
                     merged[name].extend(s[key][name])
             out[key] = merged
         else:
@@ -166,7 +168,7 @@ def concat_storages(storages: Sequence[Storage]) -> Storage:
     for i, other in enumerate(storages[1:], start=1):
         extra = set(other) - set(first)
         if extra:
-            raise ValueError(
+            raise IntroscopeValueError(
                 f"batch {i} has metadata {sorted(map(repr, extra))} that batch 0 lacks"
             )
     return out

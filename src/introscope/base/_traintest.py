@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from introscope.exceptions import IntroscopeError
+from introscope.exceptions import IntroscopeError, IntroscopeValueError
 from introscope.typing import OneManyOrNone, TrainTestSplitType
 
 from ._batch import Batch
@@ -141,7 +141,7 @@ class TrainTestSplitProducer:
         if dataset_set is not None:
             unknown = dataset_set - set(_DATASETS)
             if unknown:
-                raise ValueError(
+                raise IntroscopeValueError(
                     f"subset(datasets=...) accepts 'train' and 'test', got {sorted(map(str, unknown))}"
                 )
         (x_train, y_train), (x_test, y_test) = self.split_dataset
@@ -193,7 +193,7 @@ def _resolve_hashables(value: Any, argument: str) -> frozenset | None:
     else:
         values = frozenset(_plain(v) for v in value)
     if not values:
-        raise ValueError(f"subset({argument}=...) is empty; pass None to keep everything")
+        raise IntroscopeValueError(f"subset({argument}=...) is empty; pass None to keep everything")
     return values
 
 

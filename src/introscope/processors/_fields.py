@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from introscope.base import Batch, PipelineStage
-from introscope.exceptions import IntroscopeError
+from introscope.exceptions import IntroscopeError, IntroscopeValueError
 from introscope.typing import OneManyOrNone, OneOrMany
 
 from ._base import Processor, check_names_present, resolve_fields
@@ -52,9 +52,11 @@ class MeanStdNormalizer(Processor):
         std_arr = np.asarray(std)
         for name, arr in (("mean", mean_arr), ("std", std_arr)):
             if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
-                raise ValueError(f"MeanStdNormalizer: {name} must be finite numbers, got {arr!r}")
+                raise IntroscopeValueError(
+                    f"MeanStdNormalizer: {name} must be finite numbers, got {arr!r}"
+                )
         if np.any(std_arr == 0):
-            raise ValueError(f"MeanStdNormalizer: std must be non-zero, got {std!r}")
+            raise IntroscopeValueError(f"MeanStdNormalizer: std must be non-zero, got {std!r}")
         self.mean = mean
         self.std = std
 
@@ -88,12 +90,12 @@ class Transposer(Processor):
     def __init__(self, dim: Sequence[int], *, fields: OneManyOrNone[str] = None) -> None:
         dims = tuple(int(d) for d in dim)
         if not dims or dims[0] != 0:
-            raise ValueError(
+            raise IntroscopeValueError(
                 f"Transposer: dim must start with 0 (dimension 0 is the batch and cannot move), "
                 f"got {tuple(dim)}"
             )
         if sorted(dims) != list(range(len(dims))):
-            raise ValueError(
+            raise IntroscopeValueError(
                 f"Transposer: dim must be a permutation of 0..{len(dims) - 1}, got {dims}"
             )
         self.dim = dims
@@ -130,7 +132,9 @@ class Flattener(Processor):
 
     def __init__(self, order: str = "C", fields: OneManyOrNone[str] = None) -> None:
         if order not in ("C", "F", "A", "K"):
-            raise ValueError(f"Flattener: order must be 'C', 'F', 'A' or 'K', got {order!r}")
+            raise IntroscopeValueError(
+                f"Flattener: order must be 'C', 'F', 'A' or 'K', got {order!r}"
+            )
         self.order = order
 
         def flatten(data: np.ndarray) -> np.ndarray:
@@ -167,7 +171,7 @@ class FieldRemover(PipelineStage):
     def __init__(self, fields: OneOrMany[str], *, keep: bool = False) -> None:
         names = resolve_fields(fields)
         if not names:
-            raise ValueError("FieldRemover: fields must name at least one field")
+            raise IntroscopeValueError("FieldRemover: fields must name at least one field")
         self._fields = names
         self._keep = bool(keep)
 
@@ -207,7 +211,7 @@ def check_rename_mapping(stage: str, mapping: Mapping[str, str]) -> dict[str, st
     targets = list(mapping.values())
     duplicates = sorted({t for t in targets if targets.count(t) > 1})
     if duplicates:
-        raise ValueError(f"{stage}: several names are renamed to {duplicates}")
+        raise IntroscopeValueError(f"{stage}: several names are renamed to {duplicates}")
     return dict(mapping)
 
 
@@ -261,14 +265,16 @@ class Concatenator(PipelineStage):
 
     def __init__(self, dim: int, output_field: str, fields: Sequence[str]) -> None:
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim == 0:
-            raise ValueError(
+            raise IntroscopeValueError(
                 f"Concatenator: dim must be a non-zero int (0 is the batch dimension), got {dim!r}"
             )
         if not isinstance(output_field, str) or not output_field:
-            raise ValueError(f"Concatenator: output_field must be a str, got {output_field!r}")
+            raise IntroscopeValueError(
+                f"Concatenator: output_field must be a str, got {output_field!r}"
+            )
         names = [fields] if isinstance(fields, str) else list(fields)
         if not names or not all(isinstance(n, str) for n in names):
-            raise ValueError(
+            raise IntroscopeValueError(
                 f"Concatenator: fields must be a non-empty list of str, got {fields!r}"
             )
         self.dim = int(dim)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from introscope.base._image_producer import ImageFormat
-from introscope.exceptions import IntroscopeError, MissingDependencyError
+from introscope.exceptions import IntroscopeError, IntroscopeValueError, MissingDependencyError
 from introscope.typing import OneManyOrNone
 
 from . import _image_cv
@@ -41,7 +41,9 @@ def _opencv_selected() -> bool:
     if BACKEND == "numpy":
         return False
     if BACKEND not in ("auto", "opencv"):
-        raise ValueError(f"image BACKEND must be 'auto', 'opencv' or 'numpy', got {BACKEND!r}")
+        raise IntroscopeValueError(
+            f"image BACKEND must be 'auto', 'opencv' or 'numpy', got {BACKEND!r}"
+        )
     if _image_cv.load() is None:
         if BACKEND == "opencv":
             raise MissingDependencyError("cv2", "image", "the OpenCV image kernels")
@@ -179,10 +181,12 @@ class ImageResizer(Processor):
     ) -> None:
         self.pixel_format = _check_layout("ImageResizer", pixel_format)
         if len(size) != 2:
-            raise ValueError(f"ImageResizer: size must be (width, height), got {size!r}")
+            raise IntroscopeValueError(f"ImageResizer: size must be (width, height), got {size!r}")
         for what, value in (("width (size[0])", size[0]), ("height (size[1])", size[1])):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-                raise ValueError(f"ImageResizer: {what} must be a positive int, got {value!r}")
+                raise IntroscopeValueError(
+                    f"ImageResizer: {what} must be a positive int, got {value!r}"
+                )
         self.size = (int(size[0]), int(size[1]))
         super().__init__(lambda a: a, fields=fields)
 
@@ -282,7 +286,9 @@ class ImageRotationProcessor(Processor):
         fields: OneManyOrNone[str] = None,
     ) -> None:
         if not math.isfinite(angle):
-            raise ValueError(f"ImageRotationProcessor: angle must be finite, got {angle!r}")
+            raise IntroscopeValueError(
+                f"ImageRotationProcessor: angle must be finite, got {angle!r}"
+            )
         self.angle = float(angle)
         self.pixel_format = _check_layout("ImageRotationProcessor", pixel_format)
         self.cval = tuple(float(c) for c in np.atleast_1d(cval))
@@ -396,7 +402,9 @@ class ImageGaussianBlurProcessor(Processor):
         pixel_format: ImageFormat = ImageFormat.HWC,
     ) -> None:
         if not math.isfinite(sigma) or sigma < 0:
-            raise ValueError(f"ImageGaussianBlurProcessor: sigma must be >= 0, got {sigma!r}")
+            raise IntroscopeValueError(
+                f"ImageGaussianBlurProcessor: sigma must be >= 0, got {sigma!r}"
+            )
         self.sigma = float(sigma)
         self.pixel_format = _check_layout("ImageGaussianBlurProcessor", pixel_format)
         super().__init__(lambda a: a, fields=fields)
@@ -432,7 +440,9 @@ class ImageGammaContrastProcessor(Processor):
 
     def __init__(self, gamma: float = 1.0, *, fields: OneManyOrNone[str] = None) -> None:
         if not math.isfinite(gamma) or gamma < 0:
-            raise ValueError(f"ImageGammaContrastProcessor: gamma must be >= 0, got {gamma!r}")
+            raise IntroscopeValueError(
+                f"ImageGammaContrastProcessor: gamma must be >= 0, got {gamma!r}"
+            )
         self.gamma = float(gamma)
         self._table = ((np.arange(256) / 255.0) ** self.gamma * 255).astype(np.uint8)
         super().__init__(lambda a: a, fields=fields)

@@ -6,7 +6,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from introscope.base import Batch, PipelineStage
-from introscope.exceptions import IntroscopeError
+from introscope.exceptions import IntroscopeError, IntroscopeValueError
 from introscope.typing import OneManyOrNone
 
 from ._base import resolve_fields
@@ -91,7 +91,9 @@ class MetadataRemover(PipelineStage):
             isinstance(keys, _AnyKey)
             or (isinstance(keys, Collection) and any(isinstance(k, _AnyKey) for k in keys))
         ):
-            raise ValueError("MetadataRemover: keys holds metadata keys; pass them as meta_keys")
+            raise IntroscopeValueError(
+                "MetadataRemover: keys holds metadata keys; pass them as meta_keys"
+            )
         self._simple, self._nested = _split_meta_keys(meta_keys, "meta_keys")
         self._keys = resolve_fields(keys, "keys")
         self._keep = bool(keep)

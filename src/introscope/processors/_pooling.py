@@ -10,7 +10,7 @@ import numpy as np
 
 from introscope._validation import user_stacklevel
 from introscope.base import ResponseInfo
-from introscope.exceptions import IntroscopeError
+from introscope.exceptions import IntroscopeError, IntroscopeValueError
 from introscope.typing import OneManyOrNone, OneOrMany
 
 from ._base import Processor
@@ -70,14 +70,14 @@ class Pooler(Processor):
             raise TypeError(f"Pooler: dim must be an int or a collection of ints, got {dim!r}")
         dims = tuple(int(d) for d in items)
         if not dims:
-            raise ValueError("Pooler: dim must name at least one dimension")
+            raise IntroscopeValueError("Pooler: dim must name at least one dimension")
         if 0 in dims:
-            raise ValueError("Pooler: cannot pool dimension 0 (the batch dimension)")
+            raise IntroscopeValueError("Pooler: cannot pool dimension 0 (the batch dimension)")
         if isinstance(method, str):
             try:
                 method = _Method[method.upper()]
             except KeyError:
-                raise ValueError(
+                raise IntroscopeValueError(
                     f"Pooler: unknown method {method!r}; use one of {[m.name for m in _Method]}"
                 ) from None
         if not isinstance(method, _Method):

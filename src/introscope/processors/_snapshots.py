@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable
 
 from introscope.base import Batch, PipelineStage
-from introscope.exceptions import IntroscopeError
+from introscope.exceptions import IntroscopeError, IntroscopeValueError
 from introscope.typing import OneManyOrNone
 
 from ._base import check_names_present, resolve_fields
@@ -40,7 +40,9 @@ class SnapshotSaver(PipelineStage):
 
     def __post_init__(self) -> None:
         if not isinstance(self.save, str) or not self.save:
-            raise ValueError(f"SnapshotSaver: save must be a non-empty str, got {self.save!r}")
+            raise IntroscopeValueError(
+                f"SnapshotSaver: save must be a non-empty str, got {self.save!r}"
+            )
         resolve_fields(self.fields)
 
     def _get_batch_processor(self) -> Callable[[Batch], Batch]:

@@ -9,13 +9,14 @@ import numpy as np
 
 from introscope.base import Batch
 from introscope.base._producer import check_batch_size
+from introscope.exceptions import IntroscopeValueError
 
 __all__ = ["StubProducer", "StubImageDataset", "StubGatedAdditionDataset"]
 
 
 def _positive_int(value: Any, argument: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{argument} must be an int >= {minimum}, got {value!r}")
+        raise IntroscopeValueError(f"{argument} must be an int >= {minimum}, got {value!r}")
     return int(value)
 
 
@@ -131,7 +132,7 @@ class StubGatedAdditionDataset:
             maximum_sequence_length, "maximum_sequence_length", minimum=2
         )
         if self.minimum_sequence_length > self.maximum_sequence_length:
-            raise ValueError(
+            raise IntroscopeValueError(
                 f"minimum_sequence_length ({minimum_sequence_length}) must be <= "
                 f"maximum_sequence_length ({maximum_sequence_length})"
             )

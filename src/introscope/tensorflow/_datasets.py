@@ -6,7 +6,7 @@ from collections.abc import Callable, Hashable
 from typing import Any, ClassVar
 
 from introscope.base import TrainTestSplitProducer
-from introscope.exceptions import IntroscopeError
+from introscope.exceptions import IntroscopeError, IntroscopeValueError
 from introscope.typing import OneManyOrNone, TrainTestSplitType
 
 from ._keras import import_keras
@@ -137,7 +137,7 @@ class CIFAR100(_KerasDataset):
         label_mode: str = "fine",
     ) -> None:
         if label_mode not in ("fine", "coarse"):
-            raise ValueError(f"label_mode must be 'fine' or 'coarse', got {label_mode!r}")
+            raise IntroscopeValueError(f"label_mode must be 'fine' or 'coarse', got {label_mode!r}")
         self.label_mode = label_mode
         super().__init__(split_dataset, attach_metadata=attach_metadata, max_samples=max_samples)
 

@@ -7,7 +7,7 @@ import pathlib
 from typing import Any
 
 from introscope.base import Model
-from introscope.exceptions import IntroscopeError, require
+from introscope.exceptions import IntroscopeError, IntroscopeValueError, require
 from introscope.typing import PathOrStr, resolve_path_or_str
 
 from ._backend import KerasBackend
@@ -44,11 +44,11 @@ def load_tf_model_from_memory(*, session: Any = None, model: Any = None) -> Mode
         {'hidden': (5, 4), 'logits': (5, 2)}
     """
     if session is not None:
-        raise ValueError(
+        raise IntroscopeValueError(
             "TensorFlow 1 sessions are not supported; pass a Keras 3 model with model=..."
         )
     if model is None:
-        raise ValueError("pass the Keras model with model=...")
+        raise IntroscopeValueError("pass the Keras model with model=...")
     return Model(KerasBackend(model))
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from introscope._order import natural_key, natural_sorted
 from introscope._validation import check_choice, check_tolerance, unknown_name_error
 from introscope.base import Producer, ResponseInfo
-from introscope.exceptions import IntroscopeError
+from introscope.exceptions import IntroscopeError, IntroscopeValueError
 
 from .._accumulator import Accumulator, StateError, accumulate
 from ._channels import ChannelAxisArg, resolve_channel_axis
@@ -187,7 +187,7 @@ class IUA(Accumulator):
         """One dict per response (natural order: relu, relu_2, relu_10): sizes, mean/std
         inactive, dead and mostly-dead counts."""
         if not 0.0 < dead_fraction <= 1.0:
-            raise ValueError(f"dead_fraction must be in (0, 1], got {dead_fraction!r}")
+            raise IntroscopeValueError(f"dead_fraction must be in (0, 1], got {dead_fraction!r}")
         rows = []
         channel_results = self.channel_results
         for name, res in sorted(self.results.items(), key=lambda item: natural_key(item[0])):
@@ -298,9 +298,9 @@ class IUA(Accumulator):
             names = [response_names] if isinstance(response_names, str) else list(response_names)
             unknown = [n for n in names if n not in iua.results]
             if unknown:
-                raise ValueError(str(unknown_name_error("response", unknown, known)))
+                raise IntroscopeValueError(str(unknown_name_error("response", unknown, known)))
         if not names:
-            raise ValueError(
+            raise IntroscopeValueError(
                 "no response to show: response_names is empty (pass None to show every response)"
             )
         return natural_sorted(names)
@@ -341,7 +341,7 @@ class IUA(Accumulator):
                     prop = iua.results[name].unit_inactive_proportion_array
                     panels.append((row, prop, iua.channel_axis(name)))
             return iua_chart(panels)
-        raise ValueError(
+        raise IntroscopeValueError(
             f"unknown vis_type {vis_type!r}; expected IUA.VisType.TABLE ({IUA.VisType.TABLE!r}) "
             f"or IUA.VisType.CHART ({IUA.VisType.CHART!r})"
         )

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from introscope.exceptions import IntroscopeValueError
+
 __all__ = ["IUAResult"]
 
 
@@ -129,7 +131,7 @@ class IUAResult:
     def dead_units(self, fraction: float = 1.0) -> int:
         """Number of units inactive for at least ``fraction`` (in (0, 1]) of the samples."""
         if not 0.0 < fraction <= 1.0:
-            raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+            raise IntroscopeValueError(f"fraction must be in (0, 1], got {fraction!r}")
         if fraction == 1.0:
             return int(np.count_nonzero(self.unit_inactive_count_array == self.num_samples))
         return int(np.count_nonzero(self.unit_inactive_proportion_array >= fraction))

@@ -12,7 +12,7 @@ import numpy as np
 from introscope._validation import check_batch_size, check_choice
 from introscope.base import ResponseInfo
 from introscope.base._producer import Producer
-from introscope.exceptions import IntroscopeError
+from introscope.exceptions import IntroscopeError, IntroscopeValueError
 
 from .._accumulator import accumulate
 from .._npz import load_npz, save_npz
@@ -351,7 +351,7 @@ class PFA:
         else:
             many = list(recipe_result)
         if not many or any(len(r) == 0 for r in many):
-            raise ValueError("`recipe_result` is empty: there is nothing to show")
+            raise IntroscopeValueError("`recipe_result` is empty: there is nothing to show")
         if vis_type == PFA.VisType.TABLE:
             return pfa_table(
                 recipe_rows(many),
@@ -366,7 +366,7 @@ class PFA:
                     "for vis_type=PFA.VisType.CHART"
                 )
             return pfa_chart(recipe_rows(many))
-        raise ValueError(
+        raise IntroscopeValueError(
             f"unexpected vis_type {vis_type!r}; expected PFA.VisType.CHART or PFA.VisType.TABLE"
         )
 

@@ -9,6 +9,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from introscope.exceptions import IntroscopeValueError
+
 from ._covariance import PFACovariancesResult, eigh_eigenvalues
 from ._recipe import PFAEnergyDiagnostics, PFAKLDiagnostics, PFARecipe
 
@@ -108,7 +110,7 @@ class KL(PFAStrategyType):
 
 def _check_fraction(value: float, name: str) -> None:
     if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} should be between 0.0 and 1.0, but it is {value}")
+        raise IntroscopeValueError(f"{name} should be between 0.0 and 1.0, but it is {value}")
 
 
 @dataclass(frozen=True, init=False)
@@ -196,7 +198,7 @@ class Size(PFAStrategyType):
     def _exclusive_energies(values: np.ndarray) -> np.ndarray:
         """For every k, the energy share of the k-1 leading directions (1 for a zero layer)."""
         if not np.all(np.isfinite(values)):
-            raise ValueError("eigenvalues must be finite")
+            raise IntroscopeValueError("eigenvalues must be finite")
         cumulative = np.cumsum(np.sort(np.abs(values))[::-1])
         total = cumulative[-1]
         if total > 0:

@@ -21,7 +21,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from introscope.exceptions import IntroscopeError
+from introscope.exceptions import IntroscopeError, IntroscopeValueError
 
 from ._covariance import PFACovariancesResult
 
@@ -119,7 +119,7 @@ class _Directional(PFAUnitSelectionStrategyType):
 
     def __call__(self, covariances: PFACovariancesResult, *, num_units_to_keep: int) -> np.ndarray:
         if num_units_to_keep <= 0:
-            raise ValueError(
+            raise IntroscopeValueError(
                 f"Number of units to keep should be greater than zero but found "
                 f"{num_units_to_keep}."
             )
