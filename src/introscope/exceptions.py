@@ -7,6 +7,7 @@ import warnings
 __all__ = [
     "IntroscopeError",
     "IntroscopeValueError",
+    "StateError",
     "DNIKitException",
     "DNIKitDeprecationWarning",
     "MissingDependencyError",
@@ -62,6 +63,11 @@ class IntroscopeValueError(IntroscopeError, ValueError):
         ...     print(type(error).__name__, "-", error)
         IntroscopeValueError - cannot create a Batch without fields
     """
+
+
+class StateError(IntroscopeValueError):
+    """Bad data found by an introspector's accumulated state (shape, dtype, units, a saved
+    state that does not fit); the message names the introspector, the response and the batch."""
 
 
 #: DNIKit's name for the package error; ``except DNIKitException`` catches every introscope error.

@@ -71,3 +71,13 @@ def test_large_batches_need_little_memory_beyond_the_batch() -> None:
     # PFA stages a batch larger than its staging buffer as one float32 block (about 1x).
     assert pfa_peak < 1.3 * x.nbytes
     assert iua.results["a"].num_samples == 40_000 and state.count("a") == 80_000
+
+
+def test_pfa_refuses_a_response_without_units() -> None:
+    import pytest
+
+    from introscope.exceptions import StateError
+
+    empty = np.zeros((10, 0), np.float32)
+    with pytest.raises(StateError, match=r"'a' \(batch 0\) has shape \(10, 0\): no units"):
+        PFA.introspect(lambda bs: iter([Batch({"a": empty})]))

@@ -63,7 +63,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from introscope.exceptions import IntroscopeValueError
+from introscope.exceptions import StateError
 
 __all__ = ["Capabilities", "NonFiniteValues", "State", "StateError", "json_scalar"]
 
@@ -82,10 +82,6 @@ class Capabilities:
     """Passes over the data the introspector needs (only one-pass ones use ``accumulate``)."""
     grows_with: tuple[str, ...] = ("units",)
     """What the state's size is proportional to: ``"units"`` and/or ``"samples"``."""
-
-
-class StateError(IntroscopeValueError):
-    """Bad input found by a state; the accumulator re-raises it with owner, field and batch."""
 
 
 class NonFiniteValues(StateError):

@@ -188,6 +188,10 @@ class PFACovarianceState(Accumulator):
                 f"has shape {shape}; PFA needs 2-D responses (samples, units): "
                 + pooling_hint(shape)
             )
+        if shape[1] == 0:
+            raise StateError(
+                f"has shape {shape}: no units to analyse; PFA needs at least one unit per sample"
+            )
         like = array if is_torch_tensor(array) else None
         return FieldSums(shape[1], like=like, precision=self.precision)
 
