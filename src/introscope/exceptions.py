@@ -67,7 +67,19 @@ class IntroscopeValueError(IntroscopeError, ValueError):
 
 class StateError(IntroscopeValueError):
     """Bad data found by an introspector's accumulated state (shape, dtype, units, a saved
-    state that does not fit); the message names the introspector, the response and the batch."""
+    state that does not fit); the message names the introspector, the response and the batch.
+
+    Examples:
+        >>> import numpy as np
+        >>> from introscope.base import Batch
+        >>> from introscope.exceptions import StateError
+        >>> from introscope.introspectors import PFA
+        >>> try:
+        ...     PFA.introspect(lambda bs: iter([Batch({"a": np.zeros((4, 2, 3, 3))})]))
+        ... except StateError as error:
+        ...     print(str(error)[:47])
+        PFA: response 'a' (batch 0) has shape (4, 2, 3,
+    """
 
 
 #: DNIKit's name for the package error; ``except DNIKitException`` catches every introscope error.
