@@ -74,7 +74,15 @@ def pfa_table(
         strategy_column=strategy_column,
         note_column=any(r.get("note") for r in rows),
     )
-    return pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns)
+    frame = pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns)
+    if any(r.get("note") for r in rows):
+        # A layer PFA could not analyse has no counts: missing values of an integer column,
+        # so sums and comparisons over the analysed layers still work (not "N/A" strings).
+        for column in ("original count", "recommended count"):
+            if column in frame.columns:
+                values = [None if r.get("note") else r.get(column) for r in rows]
+                frame[column] = pd.array(values, dtype="Int64")
+    return frame
 
 
 def pfa_chart(rows: Sequence[Mapping[str, Any]]) -> Any:
