@@ -187,3 +187,30 @@ def test_missing_torch_pruning_names_the_extra():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "MissingDependencyError" in out.stdout and "introscope[prune]" in out.stdout
+
+
+def test_prune_takes_the_adapters_input_forms_and_refuses_torchscript():
+    class KW(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.r, self.b = nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 2)
+
+        def forward(self, x, *, scale):  # noqa: ANN001, ANN201
+            return self.b(self.r(self.a(x))) * scale
+
+    torch.manual_seed(0)
+    net = KW().eval()
+    plan = PFAPruningPlan({"a": PFALayerPlan(16, keep=tuple(range(8)), remove=tuple(range(8, 16)))})
+    x = np.random.default_rng(0).standard_normal((4, 6))  # float64 into a float32 model
+    mapping = {"x": x, "scale": np.ones((4, 1), np.float32)}
+    small = PFA.prune(net, plan, example_input=mapping).module
+    assert small.a.out_features == 8 and small.b.in_features == 8
+    plain = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 2)).eval()
+    seq_plan = PFAPruningPlan(
+        {"0": PFALayerPlan(16, keep=tuple(range(8)), remove=tuple(range(8, 16)))}
+    )
+    assert PFA.prune(plain, seq_plan, example_input=x).module[0].out_features == 8
+    compiled = torch.compile(plain)  # pruned through the module it wraps, by its names
+    assert PFA.prune(compiled, seq_plan, example_input=x).module[0].out_features == 8
+    with pytest.raises(IntroscopeError, match="TorchScript"):
+        PFA.prune(torch.jit.script(plain), seq_plan, example_input=x)

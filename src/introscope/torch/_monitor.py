@@ -64,6 +64,7 @@ def resolve_modules(
     """
     torch = require("torch", "torch", owner)
     named = dict(naming_root(model).named_modules())
+    _check_not_scripted(torch, named, {}, owner)  # a scripted root, before "no such module"
     if layers is None:
         chosen = {n: m for n, m in named.items() if type(m).__name__ in default_types}
         if not chosen:

@@ -304,10 +304,14 @@ class PFA:
         module after one (BatchNorm, activation, pooling); anything else is an error.
 
         Args:
-            model: the module PFA's responses came from (not modified).
+            model: the module PFA's responses came from (not modified); a ``torch.compile``'d
+                model prunes the module it wraps (compile the copy again). TorchScript
+                modules cannot be pruned.
             recipes: ``pfa.get_recipe(...)`` or a ``PFAPruningPlan``.
-            example_input: a batch the model accepts (a tensor or numpy array, or a tuple of
-                them), to trace it and count MACs.
+            example_input: a batch the model accepts (a tensor or numpy array, a tuple of
+                them, or a mapping of ``forward``'s argument names to them), to trace it and
+                count MACs; floating inputs are cast to the model's dtype, integers (token
+                ids) stay as they are.
             layer_names: response name -> module name, where they differ.
 
         The copy keeps each module's train/eval mode. A plan that would change the shape of

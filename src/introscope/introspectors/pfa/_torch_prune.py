@@ -89,6 +89,8 @@ def _first_element(example_input: Any) -> Any:
     """The batch cut to its first element (MACs are counted for one sample)."""
     if isinstance(example_input, tuple):
         return tuple(_first_element(x) for x in example_input)
+    if isinstance(example_input, Mapping):
+        return {k: _first_element(v) for k, v in example_input.items()}
     return example_input[:1] if getattr(example_input, "ndim", 0) else example_input
 
 
@@ -244,17 +246,35 @@ def _sources(model: Any, example_input: Any) -> dict[str, str]:
 
 
 def _call(model: Any, example_input: Any) -> Any:
+    if isinstance(example_input, Mapping):
+        return model(**example_input)
     return model(*example_input) if isinstance(example_input, tuple) else model(example_input)
 
 
-def _as_tensors(example_input: Any) -> Any:
-    """``example_input`` with numpy arrays (alone or in a tuple) made torch tensors."""
+def _as_tensors(example_input: Any, dtype: Any = None) -> Any:
+    """``example_input`` (an array or tensor, a tuple of them, or a mapping of forward argument
+    names to them) with numpy arrays made torch tensors and floating inputs cast to ``dtype``
+    (the model's floating dtype), as the adapter feeds them; integers (token ids) stay."""
     torch = _torch()
     if isinstance(example_input, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(example_input))
+        example_input = torch.from_numpy(np.ascontiguousarray(example_input))
+    if isinstance(example_input, torch.Tensor):
+        if dtype is not None and example_input.is_floating_point():
+            return example_input.to(dtype)
+        return example_input
     if isinstance(example_input, tuple):
-        return tuple(_as_tensors(x) for x in example_input)
+        return tuple(_as_tensors(x, dtype) for x in example_input)
+    if isinstance(example_input, Mapping):
+        return {k: _as_tensors(v, dtype) for k, v in example_input.items()}
     return example_input
+
+
+def _float_dtype(model: Any) -> Any:
+    """The dtype of the model's first floating parameter (None without one)."""
+    for param in model.parameters():
+        if param.is_floating_point():
+            return param.dtype
+    return None
 
 
 def _output_shapes(model: Any, example_input: Any) -> list[tuple[int, ...]]:
@@ -273,9 +293,7 @@ def _output_modules(model: Any, graph: _Graph, targets: list[str], example_input
     ]
     try:
         with torch.no_grad():
-            final = (
-                model(*example_input) if isinstance(example_input, tuple) else model(example_input)
-            )
+            final = _call(model, example_input)
     finally:
         for h in hooks:
             h.remove()
@@ -312,7 +330,15 @@ def prune_model(
         layer_names: response name -> module name, where they differ.
     """
     names = dict(layer_names or {})
-    example_input = _as_tensors(example_input)
+    torch = _torch()
+    if isinstance(model, torch.jit.ScriptModule):
+        raise IntroscopeValueError(
+            "PFA.prune: the model is a TorchScript module, whose layers cannot be traced or "
+            "pruned; prune the original (unscripted) module, then script the pruned copy"
+        )
+    # A torch.compile'd model: prune the module it wraps (the responses' names are its own).
+    model = getattr(model, "_orig_mod", model)
+    example_input = _as_tensors(example_input, _float_dtype(model))
     new = copy.deepcopy(model)
     # Traced in eval mode; the copy gets each module's own train/eval flag back at the end.
     training = {n: m.training for n, m in new.named_modules()}
