@@ -208,3 +208,28 @@ def test_embedding_outputs_are_features_last() -> None:
     assert model.response_infos["emb"].channel_axis == -1
     assert model.response_infos["act"].channel_axis == -1
     assert model.response_infos["emb"].layer.kind is ResponseInfo.LayerKind.EMBEDDING
+
+
+def test_namedtuple_outputs_are_named_by_field_and_packed_sequences_give_no_response() -> None:
+    import collections
+
+    Out = collections.namedtuple("Out", ["logits", "feats"])
+    pack = torch.nn.utils.rnn.pack_padded_sequence
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = torch.nn.GRU(3, 4, batch_first=True)
+            self.fc = torch.nn.Linear(4, 2)
+
+        def forward(self, x):  # noqa: ANN001, ANN201
+            packed, h = self.rnn(pack(x, [x.shape[1]] * x.shape[0], batch_first=True))
+            return Out(self.fc(h[-1]), h[-1])
+
+    x = np.random.default_rng(0).standard_normal((5, 6, 3)).astype(np.float32)
+    model = load_torch_model_from_memory(Net(), example_input=x[:2])
+    names = list(model.response_infos)
+    assert "output[logits]" in names and "output[feats]" in names
+    assert not any(n.startswith("rnn[0]") for n in names)  # the PackedSequence
+    got = _collect(model, ["output[logits]"], x)["output[logits]"]
+    assert got.shape == (5, 2)

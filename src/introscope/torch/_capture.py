@@ -99,10 +99,17 @@ def eval_mode(modules: list[Any]) -> Iterator[None]:
 
 
 def flatten_output(value: Any, key: tuple = ()) -> Iterator[tuple[tuple, Any]]:
-    """Yield ``(key, tensor)`` for every tensor in a module output (nested tuples/lists/dicts)."""
+    """Yield ``(key, tensor)`` for every tensor in a module output (nested tuples/lists/dicts;
+    a namedtuple's items are keyed by field name). A ``PackedSequence`` holds no per-sample
+    tensor (its data is every sequence's steps, packed): it gives no response."""
     torch = torch_module()
     if isinstance(value, torch.Tensor):
         yield key, value
+    elif isinstance(value, torch.nn.utils.rnn.PackedSequence):
+        return
+    elif isinstance(value, tuple) and isinstance(getattr(value, "_fields", None), tuple):
+        for name, item in zip(value._fields, value, strict=False):
+            yield from flatten_output(item, key + (str(name),))
     elif isinstance(value, (tuple, list)):
         for i, item in enumerate(value):
             yield from flatten_output(item, key + (i,))
@@ -115,7 +122,7 @@ def flatten_output(value: Any, key: tuple = ()) -> Iterator[tuple[tuple, Any]]:
 def get_output(value: Any, key: tuple) -> Any:
     """The part of a module output at ``key`` (as built by :func:`flatten_output`)."""
     for k in key:
-        value = value[k]
+        value = getattr(value, k) if isinstance(value, tuple) and isinstance(k, str) else value[k]
     return value
 
 
