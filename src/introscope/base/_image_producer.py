@@ -233,8 +233,9 @@ class ImageProducer:
     """Producer of the images in a folder, as ``NHWC`` arrays in field ``field``.
 
     Before the first image is loaded, every file's header is read, so images that do not fit
-    together (sizes, channel counts, bit depths) are reported at once, all of them, before any
-    work (``check`` does it up front). Images load lazily, per batch. Each batch carries the
+    together (sizes, channel counts, bit depths) are reported at once, before any work: how
+    many differ from the most common size and format, and up to 3 files of each other kind
+    (``check`` does it up front). Images load lazily, per batch. Each batch carries the
     files' absolute paths as ``Batch.StdKeys.PATH`` and ``Batch.StdKeys.IDENTIFIER``.
 
     Args:
@@ -323,7 +324,7 @@ class ImageProducer:
         self._checked = False
 
     def check(self) -> None:
-        """Read every file's header and raise, listing them all, if the images do not fit together.
+        """Read every file's header and raise, naming examples, if the images do not fit together.
 
         Runs by itself before the first batch is loaded; call it to check a folder up front.
         """

@@ -1,7 +1,7 @@
 """The scikit-learn digits data (1,797 8x8 images, bundled, no download) and a tiny CNN for it.
 
 ``load_digits_dataset()`` is a :class:`TrainTestSplitProducer`; ``load_digits_cnn()`` trains
-(in about a second on one CPU thread, deterministically for a seed) or loads from the user cache
+(in a few seconds on one CPU thread, deterministically for a seed) or loads from the user cache
 a small CNN reaching >= 95 % test accuracy, and wraps it as an introscope ``Model``.
 ``load_digits_cnn(dying_relu=True)`` is the same network trained with a learning rate fifteen
 times too high: accuracy stays above 90 % but many ReLU units never fire.
@@ -167,8 +167,8 @@ def train_digits_cnn(
             trains.
 
     Examples:
-        The first call trains for about half a minute on a CPU and caches the weights; later
-        calls load them:
+        The first call trains for a few seconds (on one CPU thread) and caches the weights;
+        later calls load them:
 
         >>> from introscope.samples import digits_cnn_accuracy, train_digits_cnn
         >>> module = train_digits_cnn()

@@ -171,8 +171,8 @@ class DimensionReduction(PipelineStage):
     def pca_accumulator(*, target_dimensions: int = 2, precision: str = "auto") -> PCAAccumulator:
         """An empty streamed-PCA accumulator; its ``finalize()`` gives a DimensionReduction.
 
-        Feed it with ``accumulate(producer, acc, batch_size=...)``, a forward hook or Ray
-        workers, merge partial ones with ``merge``; the result equals ``introspect`` with
+        Feed it with ``multi_introspect(acc, producer=...)``, ``acc.update_batch(batch)``,
+        ``acc.update(field, array)`` (e.g. from a forward hook) or Ray workers, merge partial ones with ``merge``; the result equals ``introspect`` with
         ``Strategy.PCA(target_dimensions)`` (up to float64 rounding).
         """
         from ._pca_accumulator import PCAAccumulator
