@@ -8,6 +8,7 @@ __all__ = [
     "IntroscopeError",
     "IntroscopeValueError",
     "StateError",
+    "IntroscopeKeyError",
     "DNIKitException",
     "DNIKitDeprecationWarning",
     "MissingDependencyError",
@@ -63,6 +64,24 @@ class IntroscopeValueError(IntroscopeError, ValueError):
         ...     print(type(error).__name__, "-", error)
         IntroscopeValueError - cannot create a Batch without fields
     """
+
+
+class IntroscopeKeyError(IntroscopeError, KeyError):
+    """An unknown name (response, field, module) where DNIKit raised ``KeyError``: ``except
+    KeyError`` and ``except DNIKitException`` both catch it, and a mapping's ``get`` or ``in``
+    works as for any mapping. The message lists close matches and the names available.
+
+    Examples:
+        >>> from introscope.exceptions import DNIKitException, IntroscopeKeyError
+        >>> error = IntroscopeKeyError("unknown response 'rleu' (did you mean 'relu'?)")
+        >>> isinstance(error, KeyError) and isinstance(error, DNIKitException)
+        True
+        >>> print(error)  # not quoted, unlike a plain KeyError
+        unknown response 'rleu' (did you mean 'relu'?)
+    """
+
+    def __str__(self) -> str:  # KeyError's would quote the message
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
 
 
 class StateError(IntroscopeValueError):

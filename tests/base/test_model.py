@@ -119,6 +119,10 @@ def test_unknown_response_name_suggests_close_match():
         model([])
     with pytest.raises(IntroscopeError, match="did you mean 'logits'"):
         model.response_infos["logit"]
+    # DNIKit raised KeyError: both except clauses work, and the mapping's get/in work
+    with pytest.raises(KeyError, match=r"^unknown response 'hiden'"):
+        model(["hiden"])
+    assert model.response_infos.get("logit") is None and "logit" not in model.response_infos
 
 
 def test_response_infos_mapping_and_call():

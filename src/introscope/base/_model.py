@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from introscope.exceptions import IntroscopeError
+from introscope.exceptions import IntroscopeError, IntroscopeKeyError
 from introscope.typing import OneManyOrNone, resolve_one_many_or_none
 
 from ._batch import Batch
@@ -56,7 +56,9 @@ class ModelBackend(Protocol):
         ...
 
 
-def unknown_name_error(kind: str, unknown: Iterable[str], known: Iterable[str]) -> IntroscopeError:
+def unknown_name_error(
+    kind: str, unknown: Iterable[str], known: Iterable[str]
+) -> IntroscopeKeyError:
     """An error for names not among ``known``, listing close matches."""
     known = list(known)
     parts = []
@@ -65,7 +67,7 @@ def unknown_name_error(kind: str, unknown: Iterable[str], known: Iterable[str]) 
         hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
         parts.append(f"{name!r}{hint}")
     shown = ", ".join(map(repr, known[:20])) + (", ..." if len(known) > 20 else "")
-    return IntroscopeError(f"unknown {kind} {', '.join(parts)}; available: {shown}")
+    return IntroscopeKeyError(f"unknown {kind} {', '.join(parts)}; available: {shown}")
 
 
 class ResponseInfoMapping(Mapping[str, ResponseInfo]):
