@@ -96,11 +96,13 @@ def _write_json_atomic(path: pathlib.Path, data: dict[str, Any]) -> None:
     write_text(path, json.dumps(data, indent=1))
 
 
-def _remove_stale(root: pathlib.Path, keep: str | None) -> None:
-    """Delete runs that no manifest names and no live process writes, and leftover temp files."""
+def _remove_stale(root: pathlib.Path, keep: str | None, *, clearing: bool = False) -> None:
+    """Delete runs that no manifest names and no live process writes, and leftover temp files
+    (``clearing``: every run is being removed on purpose, finished ones too)."""
+    what = "cache run" if clearing else "unfinished cache run"
     for run in _runs(root):
         if run.name != keep and not _run_is_live(run):
-            _logger.info("removing unfinished cache run %s", run)
+            _logger.info("removing %s %s", what, run)
             shutil.rmtree(run, ignore_errors=True)
     for tmp in root.glob(f".{_MANIFEST}.*.tmp"):
         tmp.unlink(missing_ok=True)

@@ -257,7 +257,7 @@ class Cacher(PipelineStage):
                 _logger.warning("not clearing %s: a Cacher is still writing to it", folder)
                 continue
             (folder / _MANIFEST).unlink(missing_ok=True)
-            _remove_stale(folder, keep=None)
+            _remove_stale(folder, keep=None, clearing=True)
             (folder / _MARKER).unlink(missing_ok=True)
             try:
                 folder.rmdir()  # only when nothing of the user's is left in it
@@ -360,7 +360,12 @@ class Cacher(PipelineStage):
             committed = writer.commit()
             if committed:
                 self._run = writer.run.name
-                _logger.info("cached %d batches in %s", len(writer.entries), self._storage_path)
+                _logger.info(
+                    "cached %d elements (%d files) in %s",
+                    sum(e["size"] for e in writer.entries),
+                    len(writer.entries),
+                    self._storage_path,
+                )
             else:
                 _logger.warning(
                     "%s: another Cacher finished caching there first; this pass's batches were "
