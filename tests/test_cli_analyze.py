@@ -135,9 +135,10 @@ def test_pfa_json_lists_recommended_sizes_and_units_to_keep(onnx_report):
     assert saved["strategy"] == "KL"
     names = ["/conv1/Conv_output_0", "/conv2/Conv_output_0", "/fc1/Gemm_output_0"]
     assert list(saved["layers"]) == names  # model order; not the logits layer
-    from introscope.introspectors.pfa._plan import PFAPruningPlan
+    from introscope.introspectors.pfa import PFAPruningPlan
 
-    plan = PFAPruningPlan.from_dict(saved["pruning_plan"])
+    plan = PFAPruningPlan.load(onnx_report / "pfa_model.json")  # the file is the plan
+    assert list(plan.layers) == names
     for name in names:
         sizes = saved["layers"][name]
         assert 0 < sizes["recommended_count"] <= sizes["original_count"]
@@ -507,7 +508,7 @@ def test_labels_csv_with_a_byte_order_mark_and_without_an_id_column(tmp_path):
     assert main([*argv, "--labels", str(tmp_path / "key.csv")]) == 2
 
 
-def test_a_multi_line_error_keeps_its_cause(tmp_path, inputs, capsys, monkeypatch):
+def test_a_state_dict_that_does_not_fit_says_why_on_one_line(tmp_path, inputs, capsys, monkeypatch):
     import torch
 
     torch.save(torch.nn.Linear(3, 2).state_dict(), tmp_path / "sd.pt")
@@ -522,7 +523,9 @@ def test_a_multi_line_error_keeps_its_cause(tmp_path, inputs, capsys, monkeypatc
                  str(inputs["root"] / "pngs"), "--out", str(tmp_path / "r"), "-q"])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 3, err
-    assert "does not fit Net" in err and "Missing key(s)" in err  # the line after the colon
+    (line,) = err.strip().splitlines()  # one line, with the key facts of torch's long message
+    assert "does not fit Net" in line and "2 of Net's 2 keys missing (fc.bias, fc.weight)" in line
+    assert "2 unexpected keys (bias, weight)" in line
 
 
 def test_one_greyscale_image_does_not_decide_a_colour_folders_channels(tmp_path):

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from introscope.exceptions import IntroscopeError, IntroscopeValueError, MissingDependencyError
 
 from ._analysis import COMPONENTS, PROJECTIONS
+from ._console import configure_logging, error_text
 from ._demo import run_demo
 from ._models import InputFileError
 
@@ -33,6 +34,9 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INPUT, EXIT_DEPENDENCY, EXIT_INTERRUPTED 
 
 _LOG = logging.getLogger("introscope.cli")
 
+#: ``--input-dtype`` of ``layers``: the dtype of the example input fed to a PyTorch model.
+INPUT_DTYPES = ("float32", "float64", "float16", "int64", "int32", "uint8", "bool")
+
 _EXIT_TEXT = """exit status: 0 success, 1 the analysis failed, 2 bad arguments, 3 a model or data file
 is missing or unreadable, 4 an optional dependency is missing, 130 interrupted."""
 
@@ -44,8 +48,13 @@ _ANALYZE_EXAMPLES = """examples:
   introscope analyze --data clip_embeddings.parquet --out clip-report/
 
 data: a folder of images (one sub-folder per label), an .npy/.npz array (.npz keys samples/x,
-labels/y, ids), or with no --model a table of embeddings (.parquet with an embedding list
-column or numeric columns and optional id/label columns, or a 2-D .npy).
+labels/y, ids; integer arrays such as token ids are fed unchanged, uint8 ones as float32
+pixels), or with no --model a table of embeddings (.parquet with an embedding list column or
+numeric columns and optional id/label columns, other columns left out; or a 2-D .npy).
+
+results beside report.html: dataset_report.parquet, iua_model.json/.png, and pfa_model.json,
+which is a pruning plan: introscope.introspectors.pfa.PFAPruningPlan.load("pfa_model.json")
+reads it for PFA.prune (each layer also has its recommended_count).
 """
 
 
@@ -119,7 +128,9 @@ def _parser() -> argparse.ArgumentParser:
     an.add_argument("--model", help=".onnx, .keras/.h5, TorchScript .pt, or a state dict with "
                     "--constructor; omit for a table of embeddings")  # fmt: skip
     an.add_argument("--constructor", metavar="MODULE:CLASS",
-                    help="builds the module a state dict belongs to (importable from here)")  # fmt: skip
+                    help="builds, without arguments, the module a state dict belongs to "
+                    "(importable from here); checkpoint dicts ({'model': sd, ...}) and "
+                    "module./model. key prefixes are unwrapped")  # fmt: skip
     an.add_argument("--data", required=True, help="image folder, .npy/.npz, or .parquet")
     an.add_argument(
         "--out", default="introscope-report", help="output folder (default: %(default)s)"
@@ -142,7 +153,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     an.add_argument("--mean", type=float, nargs="+", help="subtract per channel, after --scale")
     an.add_argument("--std", type=float, nargs="+", help="divide per channel, after --mean")
-    an.add_argument("--labels", metavar="CSV", help="labels: an id,label CSV, or one label per row")
+    an.add_argument("--labels", metavar="CSV",
+                    help="labels: a CSV with a header naming an id column (id, path, file, "
+                    "filename, name) and a label column (label, labels, class, category, y), "
+                    "or one label per row in sample order")  # fmt: skip
     an.add_argument("--projection", choices=PROJECTIONS, default="umap",
                     help="2-D map method (default: %(default)s)")  # fmt: skip
     an.add_argument("--max-thumbnails", type=_count, default=5000,
@@ -161,11 +175,15 @@ def _parser() -> argparse.ArgumentParser:
 
     lay = _sub(sub, "layers", "list a model's inputs and responses: kinds, shapes, channel axes",
                "examples:\n  introscope layers --model cnn.onnx\n"
-               "  introscope layers --model net.pt --constructor mynet:Net --input-shape 3,32,32")  # fmt: skip
+               "  introscope layers --model net.pt --constructor mynet:Net --input-shape 3,32,32\n"
+               "  introscope layers --model text.pt --constructor mynet:TextNet --input-shape 128 "
+               "--input-dtype int64")  # fmt: skip
     lay.add_argument("--model", required=True, help="model file (as for analyze)")
     lay.add_argument("--constructor", metavar="MODULE:CLASS", help="for a PyTorch state dict")
     lay.add_argument("--input-shape", type=_parse_shape,
                      help="per-sample input shape of a PyTorch model, e.g. 3,32,32")  # fmt: skip
+    lay.add_argument("--input-dtype", choices=INPUT_DTYPES, default="float32",
+                     help="dtype of that input (default: %(default)s; int64 for token ids)")  # fmt: skip
 
     resp = _sub(sub, "responses", "list the responses of a PyTorch model file (see layers)",
                 "example:\n  introscope responses net.pt --constructor mynet:Net --input-shape 1,8,8")  # fmt: skip
@@ -174,6 +192,8 @@ def _parser() -> argparse.ArgumentParser:
     resp.add_argument(
         "--input-shape", type=_parse_shape, help="per-sample input shape, e.g. 3,32,32"
     )
+    resp.add_argument("--input-dtype", choices=INPUT_DTYPES, default="float32",
+                      help="dtype of that input (default: %(default)s; int64 for token ids)")  # fmt: skip
 
     _sub(
         sub,
@@ -184,17 +204,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _layers(model_path: str, constructor: str | None, input_shape: tuple[int, ...] | None) -> None:
+def _layers(
+    model_path: str,
+    constructor: str | None,
+    input_shape: tuple[int, ...] | None,
+    input_dtype: str = "float32",
+) -> None:
     from ._models import layer_rows, load_model
 
-    model = load_model(model_path, constructor=constructor, example_shape=input_shape)
+    model = load_model(
+        model_path, constructor=constructor, example_shape=input_shape, example_dtype=input_dtype
+    )
     backend = getattr(model, "backend", None)
     if getattr(backend, "ready", True) is False:
         # a PyTorch module's responses exist only once it has run: never list guessed names
         raise IntroscopeValueError(
             f"{model_path}: a PyTorch model's responses (names such as relu#0/relu#1, shapes, "
             f"channel axes) are known only after a forward pass; pass --input-shape with the "
-            f"shape of one input sample, e.g. --input-shape 3,224,224"
+            f"shape of one input sample, e.g. --input-shape 3,224,224 (and --input-dtype int64 "
+            f"for token ids)"
         )
     rows = layer_rows(model)
     widths = [
@@ -229,28 +257,6 @@ def _info() -> None:
             print(f"  {module:<12} not installed")
 
 
-def _configure_logging(verbose: bool, debug: bool) -> None:
-    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
-    # only introscope's own loggers get chattier: numba, matplotlib etc. stay at warnings
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("introscope").setLevel(level)
-    # Python warnings (e.g. PFA's "fewer samples than units") as one log line each, rather
-    # than warnings' two-line "file:line: UserWarning ..." pointing at the console script.
-    logging.captureWarnings(True)
-
-
-def _error_text(exc: BaseException, max_lines: int = 8) -> str:
-    """The error's message for the terminal: its lines (the cause often follows a colon on
-    the next ones, e.g. a state dict's missing keys), at most ``max_lines`` of them."""
-    lines = [line.rstrip() for line in str(exc).strip().splitlines() if line.strip()]
-    if not lines:
-        return type(exc).__name__
-    shown = lines[:max_lines]
-    if len(lines) > max_lines:
-        shown.append(f"... ({len(lines) - max_lines} more lines with --debug)")
-    return "\n  ".join(shown)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``introscope`` command; returns the exit status."""
     parser = _parser()
@@ -260,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
     debug = getattr(args, "debug", False)
     args.quiet = getattr(args, "quiet", False)
-    _configure_logging(getattr(args, "verbose", False), debug)
+    configure_logging(getattr(args, "verbose", False), debug)
     try:
         if args.command == "analyze":
             from ._analyze import run_analyze
@@ -279,9 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 quiet=args.quiet,
             )
         elif args.command == "layers":
-            _layers(args.model, args.constructor, args.input_shape)
+            _layers(args.model, args.constructor, args.input_shape, args.input_dtype)
         elif args.command == "responses":
-            _layers(args.path, args.constructor, args.input_shape)
+            _layers(args.path, args.constructor, args.input_shape, args.input_dtype)
         else:
             _info()
     except KeyboardInterrupt:
@@ -301,9 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         elif not isinstance(exc, IntroscopeError):
             _LOG.debug("unexpected error", exc_info=True)
-        message = _error_text(exc)
-        if not isinstance(exc, IntroscopeError):
-            message = f"{type(exc).__name__}: {message}"
+        message = error_text(exc)
         hint = "" if debug else " (run with --debug for the traceback)"
         print(f"introscope {args.command}: error: {message}{hint if code == EXIT_FAILED else ''}",
               file=sys.stderr)  # fmt: skip

@@ -14,7 +14,15 @@ from introscope.exceptions import IntroscopeValueError, require
 
 from . import _analysis as A
 from ._data import Preprocess, load_data
-from ._models import InputSpec, embedding_layer, input_spec, is_torch, load_model, select_layers
+from ._models import (
+    InputSpec,
+    check_one_input,
+    embedding_layer,
+    input_spec,
+    is_torch,
+    load_model,
+    select_layers,
+)
 from ._output import check_output_folder
 from ._report_files import RunOutput, data_health, model_health, write_report
 
@@ -107,6 +115,7 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
         if with_model:
             stages.begin(f"loading the model {args.model}")
             model = load_model(args.model, constructor=args.constructor, device=args.device)
+            check_one_input(model, args.model)
             spec = input_spec(model)
             stages.end(f"({len(model.response_infos)} responses)")
         stages.begin(f"opening the data {args.data}")

@@ -3,7 +3,6 @@ of embeddings (``.parquet``/``.npy``), each as a producer with ids and labels in
 
 from __future__ import annotations
 
-import csv
 import pathlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +14,8 @@ import numpy as np
 from introscope.exceptions import IntroscopeValueError, require
 
 from ._models import InputFileError, InputSpec
+from ._tables import labels_csv as read_labels_csv
+from ._tables import load_parquet
 
 __all__ = ["DataSource", "Preprocess", "load_data", "IMAGE_SUFFIXES"]
 
@@ -22,8 +23,6 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".t
 _SAMPLE_KEYS = ("samples", "x", "images", "data", "embeddings", "inputs", "arr_0")
 _LABEL_KEYS = ("labels", "label", "y", "targets", "classes")
 _ID_KEYS = ("ids", "id", "paths", "path", "filenames", "names")
-_ID_COLUMNS = ("id", "path", "file", "filename", "name")
-_LABEL_COLUMNS = ("label", "labels", "class", "category", "y")
 
 
 @dataclass(frozen=True)
@@ -76,6 +75,26 @@ class DataSource:
         return len(self.ids)
 
     @property
+    def integer_dtype(self) -> np.dtype | None:
+        """The dtype integer samples are fed as, unchanged (token ids for an embedding layer);
+        None when they become float32 like any other samples.
+
+        Integers stay integers when the model declares an integer input, or declares none
+        (PyTorch) and no --scale/--mean/--std is given; uint8 arrays are pixels (float32)."""
+        if self.array is None or self.kind != "arrays":
+            return None
+        dtype = np.dtype(self.array.dtype)
+        if not np.issubdtype(dtype, np.integer):
+            return None
+        declared = self.spec.dtype if self.spec is not None else None
+        if declared is not None:
+            declared = np.dtype(declared)
+            integral = np.issubdtype(declared, np.integer) or declared == np.bool_
+            return declared if integral else None
+        plain = self.preprocess == Preprocess()
+        return dtype if plain and dtype != np.uint8 else None
+
+    @property
     def sample_shape(self) -> tuple[int, ...]:
         if self.array is not None:
             return tuple(self.array.shape[1:])
@@ -90,6 +109,9 @@ class DataSource:
             x = np.asarray(self.array[start:stop])
             if self.kind == "embeddings" or not np.issubdtype(x.dtype, np.number):
                 return np.ascontiguousarray(x, dtype=np.float32)
+            kept = self.integer_dtype
+            if kept is not None:
+                return np.ascontiguousarray(x, dtype=kept)
             axis = _channel_axis(x.shape[1:])
             return self.preprocess.apply(x, 1.0, axis)
         assert self.files is not None
@@ -227,76 +249,6 @@ def _load_array_file(path: pathlib.Path) -> tuple[np.ndarray, Any, Any]:
         raise InputFileError(f"--data {str(path)!r} is not a readable numpy file: {exc}") from exc
 
 
-def _load_parquet(path: pathlib.Path) -> tuple[np.ndarray, Any, Any]:
-    pq = require("pyarrow.parquet", "report", "reading a Parquet table of embeddings")
-    try:
-        frame = pq.read_table(path).to_pandas()
-    except Exception as exc:
-        raise InputFileError(f"--data {str(path)!r} is not a readable Parquet file: {exc}") from exc
-    lower = {c.lower(): c for c in frame.columns}
-    id_col = next((lower[c] for c in _ID_COLUMNS if c in lower), None)
-    label_col = next((lower[c] for c in _LABEL_COLUMNS if c in lower), None)
-    rest = [c for c in frame.columns if c not in (id_col, label_col)]
-    vector_cols = [
-        c
-        for c in rest
-        if frame[c].dtype == object and len(frame) and hasattr(frame[c].iloc[0], "__len__")
-    ]
-    if vector_cols:
-        x = np.stack([np.asarray(v, dtype=np.float32) for v in frame[vector_cols[0]]])
-    else:
-        numeric = [c for c in rest if np.issubdtype(frame[c].dtype, np.number)]
-        if not numeric:
-            raise InputFileError(
-                f"--data {str(path)!r}: no embedding column (a list column, or numeric columns)"
-            )
-        x = frame[numeric].to_numpy(dtype=np.float32)
-    labels = frame[label_col].astype(str).tolist() if label_col else None
-    ids = frame[id_col].astype(str).tolist() if id_col else None
-    return x, labels, ids
-
-
-def _labels_csv(path: pathlib.Path, ids: Sequence[str]) -> list[str]:
-    if not path.is_file():
-        raise InputFileError(f"--labels {str(path)!r} does not exist")
-    # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") must not hide the id column's name.
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = [r for r in csv.reader(f) if r]
-    if not rows:
-        raise InputFileError(f"--labels {str(path)!r} is empty")
-    head = [h.strip().lower() for h in rows[0]]
-    has_header = "label" in head
-    body = rows[1:] if has_header else rows
-    if has_header and len(head) >= 2 and any(c in head for c in _ID_COLUMNS):
-        id_i = next(head.index(c) for c in _ID_COLUMNS if c in head)
-        label_i = head.index("label")
-        mapping = {r[id_i]: r[label_i] for r in body}
-        missing = [i for i in ids if i not in mapping]
-        if missing:
-            raise IntroscopeValueError(
-                f"--labels {str(path)!r} has no label for {len(missing)} samples, e.g. "
-                f"{missing[:3]}; ids are {'paths relative to the folder' if ids else 'row numbers'}"
-            )
-        return [mapping[i] for i in ids]
-    if has_header and len(head) >= 2:
-        # Labels by row order with an unrecognised id column would silently mislabel a
-        # CSV written in another order.
-        others = [h for h in head if h != "label"]
-        raise IntroscopeValueError(
-            f"--labels {str(path)!r} has columns {others} besides 'label', none of them an id "
-            f"column; name the id column one of {list(_ID_COLUMNS)}, or keep only the label "
-            f"column to give the labels in sample order"
-        )
-    label_i = head.index("label") if has_header else len(rows[0]) - 1
-    labels = [r[label_i] for r in body]
-    if len(labels) != len(ids):
-        raise IntroscopeValueError(
-            f"--labels {str(path)!r} has {len(labels)} labels for {len(ids)} samples; give one "
-            "per sample in order, or an id,label header"
-        )
-    return labels
-
-
 def load_data(
     path: str | pathlib.Path,
     *,
@@ -311,6 +263,7 @@ def load_data(
     if not p.exists():
         raise InputFileError(f"--data {str(p)!r} does not exist")
     preprocess = preprocess or Preprocess()
+    from_file = False  # ids read from the data file (else paths, or row numbers)
     if p.is_dir():
         files, labels, ids = _image_folder(p)
         if not files:
@@ -331,10 +284,11 @@ def load_data(
         )
     else:
         suffix = p.suffix.lower()
+        notes: list[str] = []
         if suffix in (".npy", ".npz"):
             x, labels_arr, ids_arr = _load_array_file(p)
         elif suffix == ".parquet":
-            x, labels_arr, ids_arr = _load_parquet(p)
+            x, labels_arr, ids_arr, notes = load_parquet(p)
         else:
             raise InputFileError(
                 f"--data {str(p)!r}: expected a folder of images, .npy/.npz or .parquet, "
@@ -351,6 +305,7 @@ def load_data(
                 "without a model the data must be embeddings of shape (n, d)"
             )
         n = len(x)
+        from_file = ids_arr is not None
         ids = [str(i) for i in ids_arr] if ids_arr is not None else [str(i) for i in range(n)]
         labels = [str(v) for v in labels_arr] if labels_arr is not None else ["(no label)"] * n
         if len(ids) != n or len(labels) != n:
@@ -361,6 +316,28 @@ def load_data(
         src = DataSource(kind, p, ids, labels, field_name, array=x, spec=spec,
                          preprocess=preprocess)  # fmt: skip
         src.notes.append(f"{n} samples of shape {tuple(x.shape[1:])} from {p.name}")
+        src.notes += notes
+        kept = src.integer_dtype
+        if kept is not None:
+            fed = "unchanged" if kept == x.dtype else f"as {kept}, the model's input dtype"
+            src.notes.append(
+                f"{x.dtype} values fed {fed}, not as float32 (integers such as token ids; "
+                f"--scale, --mean or --std make them float32)"
+            )
     if labels_csv:
-        src.labels = _labels_csv(pathlib.Path(labels_csv), src.ids)
+        hint = _id_hint(src, from_file)
+        src.labels = read_labels_csv(pathlib.Path(labels_csv), src.ids, hint)
     return src
+
+
+def _id_hint(src: DataSource, from_file: bool) -> str:
+    """What the samples' ids are, for a --labels CSV that names others."""
+    e_g = ", ".join(repr(i) for i in src.ids[:2])
+    if src.kind == "images":
+        return f"the ids are the image paths relative to the --data folder ({e_g}, ...)"
+    if from_file:
+        return f"the ids are those of the data file's id column or array ({e_g}, ...)"
+    return (
+        f"{src.path.name} has no ids, so the ids are row numbers '0' to '{len(src) - 1}': "
+        f"use those in the id column, or give one label per row in order"
+    )

@@ -21,6 +21,7 @@ __all__ = [
     "load_model",
     "is_torch",
     "input_spec",
+    "check_one_input",
     "layer_rows",
     "select_layers",
     "embedding_layer",
@@ -71,11 +72,13 @@ def load_model(
     device: str | None = None,
     example_shape: Sequence[int] | None = None,
     example: np.ndarray | None = None,
+    example_dtype: str = "float32",
 ) -> Any:
     """An introscope ``Model`` from ``.onnx``, ``.keras``/``.h5``, TorchScript or a state dict.
 
     PyTorch modules declare no input: ``example`` (a batch of the data) or ``example_shape``
-    (per sample) lets the adapter run them once to learn their responses."""
+    (per sample, of ``example_dtype``: int64 for token ids) lets the adapter run them once to
+    learn their responses."""
     p = pathlib.Path(path)
     if not p.exists():
         raise InputFileError(f"--model {str(p)!r} does not exist")
@@ -86,16 +89,33 @@ def load_model(
         with _reading_model(p):
             return load_onnx_model(p, providers=onnx_providers(device))
     if suffix in _TORCH or constructor:
-        from introscope.torch import load_torch_model_from_path
+        from introscope.torch import load_torch_model_from_memory, load_torch_model_from_path
 
         ctor = load_constructor(constructor) if constructor else None
         if not p.is_file():
             raise InputFileError(f"--model {str(p)!r} is not a file")
         if example is None and example_shape is not None:
-            example = np.zeros((2, *example_shape), dtype=np.float32)
-        with _reading_model(p):  # reading the file; the dry run below is not a file error
-            model = load_torch_model_from_path(p, ctor, device=device)
-        return model if example is None else model.dry_run(example)
+            example = np.zeros((2, *example_shape), dtype=np.dtype(example_dtype))
+        if ctor is not None:
+            from ._checkpoint import load_state_dict_module
+
+            module = load_state_dict_module(p, ctor, str(constructor))
+            model = load_torch_model_from_memory(module, device=device)
+        else:
+            with _reading_model(p):  # reading the file; the dry run below is not a file error
+                model = load_torch_model_from_path(p, None, device=device)
+        if example is None:
+            return model
+        check_one_input(model, p)
+        if example_shape is None:
+            return model.dry_run(example)
+        try:
+            return model.dry_run(example)
+        except IntroscopeError as exc:  # the shape and dtype came from the command line
+            raise IntroscopeValueError(
+                f"{exc}; check --input-shape {','.join(map(str, example_shape))} and "
+                f"--input-dtype {example_dtype} (int64 for token ids)"
+            ) from exc
     if suffix in _KERAS or p.is_dir():
         from introscope.tensorflow import load_tf_model_from_path
 
@@ -112,7 +132,7 @@ def _reading_model(path: pathlib.Path) -> Iterator[None]:
     """A model file the adapter cannot read is an input error (exit status 3), named by flag."""
     try:
         yield
-    except (IntroscopeValueError, MissingDependencyError):
+    except (IntroscopeValueError, MissingDependencyError, InputFileError):
         raise
     except IntroscopeError as exc:
         text = str(exc).replace(
@@ -122,6 +142,23 @@ def _reading_model(path: pathlib.Path) -> Iterator[None]:
             text = f"{str(path)!r} is not a readable Keras model file"
         named = "--model" if repr(str(path)) in text else f"--model {str(path)!r}"
         raise InputFileError(f"{named}: {text}") from exc
+
+
+def check_one_input(model: Any, path: pathlib.Path) -> None:
+    """The command line feeds one array per sample: a forward with more inputs is refused."""
+    names = list(getattr(getattr(model, "backend", None), "input_names", None) or [])
+    if not names:
+        try:
+            names = list(model.input_layers)
+        except Exception:  # a model that declares its inputs only after a run
+            names = []
+    if len(names) > 1:
+        raise IntroscopeValueError(
+            f"--model {str(path)!r} takes {len(names)} inputs {names}, but the command line "
+            f"feeds one input array (--data, or --input-shape); wrap the model in a module "
+            f"whose forward takes one tensor and makes the others, or use the Python API with "
+            f"batches that hold every input"
+        )
 
 
 def onnx_providers(device: str | None) -> list[str]:
@@ -152,17 +189,20 @@ class InputSpec:
     layout: str  # "HWC", "CHW" or "HW"
     channels: int | None
     size: tuple[int, int] | None  # (width, height)
-    dtype: Any = np.float32
+    dtype: Any = None  # the declared dtype (None when the model declares none: PyTorch)
 
 
 def input_spec(model: Any, channels_last: bool | None = None) -> InputSpec:
     """Read the image layout from the model's declared input (one 2-D or 3-D image input)."""
     inputs = list(model.input_layers.values()) if model is not None else []
     if len(inputs) != 1:
-        return InputSpec(None, "HWC", None, None)
+        return InputSpec(None, "HWC", None, None, None)
     info = inputs[0]
     shape = tuple(info.shape[1:])
-    dtype = info.dtype if np.issubdtype(np.dtype(info.dtype), np.floating) else np.float32
+    try:
+        dtype = np.dtype(info.dtype)
+    except TypeError:
+        dtype = None
     if len(shape) == 2:
         h, w = shape
         size = (w, h) if h is not None and w is not None else None
@@ -224,7 +264,7 @@ def select_layers(
 
     ``--layers`` and ``--layer-kind`` pick both. By default IUA looks at activation outputs (ReLU
     family), or at conv/dense outputs when the model has none (Keras fuses activations); PFA at
-    conv and dense layers except the final one.
+    conv and dense layers except those that make the output (:func:`output_layers`).
     """
     infos = model.response_infos
     order = list(infos)
@@ -248,14 +288,9 @@ def select_layers(
         return chosen, chosen
     acts = _kinds(["relu", "relu6", "leaky_relu", "prelu", "elu"])
     weighted = _kinds(["conv_1d", "conv_2d", "conv_3d", "dense"])
-    dense = _kinds(["dense"])
-    last = order[-1] if order else None
     iua = [n for n in order if infos[n].layer.kind in acts]
-    pfa = [n for n in order if infos[n].layer.kind in weighted and n != last]
-    # the final dense layer gives the logits; its size is the number of classes, not a choice
-    final_dense = [n for n in pfa if infos[n].layer.kind in dense]
-    if final_dense and last is not None and _same_shape(infos[final_dense[-1]], infos[last]):
-        pfa.remove(final_dense[-1])
+    heads = output_layers(model, weighted)
+    pfa = [n for n in order if infos[n].layer.kind in weighted and n not in heads]
     if not iua:
         iua = list(pfa)
     return iua, pfa
@@ -263,6 +298,44 @@ def select_layers(
 
 def _same_shape(a: Any, b: Any) -> bool:
     return tuple(a.shape[1:]) == tuple(b.shape[1:])
+
+
+def _units(info: Any) -> int | None:
+    """Channels (along the channel axis) or features (last axis) of a response."""
+    shape = tuple(info.shape)
+    if len(shape) < 2:
+        return None
+    axis = info.channel_axis if info.channel_axis is not None else len(shape) - 1
+    return shape[axis]
+
+
+def output_layers(model: Any, weighted: set[Any]) -> set[str]:
+    """Conv and dense layers that make the model's output: their units are the output's (the
+    classes of a classifier, the channels of a segmentation map), so PFA must not shrink them.
+
+    Walking back from the final response past parameter-free ones (activation, pooling,
+    flatten): the last conv or dense layer is one when it is the final response or has as many
+    units as the output (logits; a fully-convolutional classifier's 1x1 conv before its global
+    pooling), and so is each one before it of the output's shape; the walk stops at the first
+    conv or dense layer that is neither."""
+    infos = model.response_infos
+    order = list(infos)
+    if not order:
+        return set()
+    final = infos[order[-1]]
+    heads: set[str] = set()
+    for name in reversed(order):
+        info = infos[name]
+        if info.layer.kind not in weighted:
+            continue
+        first = not heads
+        if _same_shape(info, final) or (
+            first and (name == order[-1] or _units(info) == _units(final))
+        ):
+            heads.add(name)
+        else:
+            break
+    return heads
 
 
 def embedding_layer(model: Any, requested: str | None) -> str:

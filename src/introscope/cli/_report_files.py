@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from . import _analysis as A
+from ._console import error_text
 from ._output import write_bytes, write_json, write_parquet, write_text
 
 _LOG = logging.getLogger("introscope.cli")
@@ -105,35 +106,20 @@ def model_health(
         summary_parts.append(f"{dead} of {units} units dead")
     elif "iua" in components:
         if len(order) <= 1:  # e.g. TorchScript: only the model's output is a response
-            skipped.append(
-                "IUA: the model exposes no inner layers (only its output); TorchScript runs "
-                "compiled code without hooks: give the state dict with --constructor instead."
-            )
+            skipped.append(f"IUA: {_NO_INNER_LAYERS}")
         else:
             skipped.append("IUA: no layers to analyse (choose some with --layers or --layer-kind).")
     if result.pfa_error is not None:
-        skipped.append(f"PFA could not run: {result.pfa_error}")
+        skipped.append(f"PFA could not run: {error_text(result.pfa_error)}")
         summary_parts.append("PFA failed, see the report")
     elif recipes is not None:
         section.pfa = A.pfa_rows(recipes, order)
         plan = PFA.pruning_plan(recipes).to_dict()
         output.add(
             f"pfa_{tag}.json",
-            _jsonable(
-                {
-                    "strategy": "KL",
-                    "unit_selection": "L1Max",
-                    "layers": {
-                        r.name: {
-                            "original_count": r.original,
-                            "recommended_count": r.recommended,
-                        }
-                        for r in section.pfa
-                    },
-                    "pruning_plan": plan,
-                }
-            ),
-            f"PFA recommended sizes and units to keep of {name}",
+            _jsonable(_pfa_file(section.pfa, plan)),
+            f"PFA recommended sizes and units to keep of {name} (a pruning plan: "
+            f"introscope.introspectors.pfa.PFAPruningPlan.load reads it)",
         )
         summary_parts.append(
             f"{sum(r.recommended for r in section.pfa)} of "
@@ -142,11 +128,50 @@ def model_health(
     if want_iua or want_pfa:
         stages.end(f"({'; '.join(summary_parts)})")
     if "pfa" in components and not pfa_layers:
-        skipped.append("PFA: no conv or dense layers to analyse.")
+        skipped.append(
+            f"PFA: {_NO_INNER_LAYERS}"
+            if len(order) <= 1
+            else "PFA: no conv or dense layers to analyse, besides those making the output "
+            "(choose some with --layers or --layer-kind)."
+        )
+    # requested but not done: say so on stderr too, not only inside report.html
+    blind = [line.split(":")[0] for line in skipped if line.endswith(_NO_INNER_LAYERS)]
+    if blind:
+        _LOG.warning("%s: %s %s", name, " and ".join(blind), _NO_INNER_LAYERS)
+    for line in skipped:
+        if not line.endswith(_NO_INNER_LAYERS):
+            _LOG.warning("%s: %s", name, line)
     if "iua" not in components and "pfa" not in components:
         skipped.append("IUA and PFA: not requested (--introspectors has neither iua nor pfa).")
     section.skipped = skipped
     return section, iua, recipes
+
+
+_NO_INNER_LAYERS = (
+    "skipped, the model exposes no inner layers (only its output): a TorchScript file runs "
+    "compiled code without hooks; give the model's state dict with --constructor module:Class "
+    "instead."
+)
+
+
+def _pfa_file(rows: Sequence[Any], plan: dict[str, Any]) -> dict[str, Any]:
+    """``pfa_<tag>.json``: a pruning plan that ``PFAPruningPlan.load`` reads (its ``format``,
+    and per layer ``original_count``, ``keep`` and ``remove``), with the strategy and each
+    layer's ``recommended_count`` beside them."""
+    layers = plan.get("layers", {})
+    return {
+        **plan,
+        "strategy": "KL",
+        "unit_selection": "L1Max",
+        "layers": {
+            r.name: {
+                "original_count": r.original,
+                "recommended_count": r.recommended,
+                **{k: v for k, v in layers.get(r.name, {}).items() if k != "original_count"},
+            }
+            for r in rows
+        },
+    }
 
 
 def data_health(
