@@ -214,3 +214,23 @@ def test_prune_takes_the_adapters_input_forms_and_refuses_torchscript():
     assert PFA.prune(compiled, seq_plan, example_input=x).module[0].out_features == 8
     with pytest.raises(IntroscopeError, match="TorchScript"):
         PFA.prune(torch.jit.script(plain), seq_plan, example_input=x)
+
+
+def test_transposed_convolution_channels_are_pruned():
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.ConvTranspose2d(4, 6, 2, stride=2),
+        nn.ReLU(),
+        nn.Conv2d(6, 2, 1),
+    ).eval()
+    with torch.no_grad():  # channels 1 and 4 of the transposed conv carry exact zeros
+        net[2].weight[:, [1, 4]] = 0
+        net[2].bias[[1, 4]] = 0
+    x = torch.randn(3, 1, 5, 5)
+    plan = PFAPruningPlan({"2": PFALayerPlan(6, keep=(0, 2, 3, 5), remove=(1, 4))})
+    small = PFA.prune(net, plan, example_input=x).module
+    assert small[2].out_channels == 4 and small[4].in_channels == 4
+    with torch.no_grad():
+        torch.testing.assert_close(small(x), net(x), rtol=1e-5, atol=1e-6)

@@ -287,7 +287,17 @@ def select_layers(
             )
         return chosen, chosen
     acts = _kinds(["relu", "relu6", "leaky_relu", "prelu", "elu"])
-    weighted = _kinds(["conv_1d", "conv_2d", "conv_3d", "dense"])
+    weighted = _kinds(
+        [
+            "conv_1d",
+            "conv_2d",
+            "conv_3d",
+            "conv_transpose_1d",
+            "conv_transpose_2d",
+            "conv_transpose_3d",
+            "dense",
+        ]
+    )
     iua = [n for n in order if infos[n].layer.kind in acts]
     heads = output_layers(model, weighted)
     pfa = [n for n in order if infos[n].layer.kind in weighted and n not in heads]

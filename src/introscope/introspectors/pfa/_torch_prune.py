@@ -108,7 +108,9 @@ _PASSTHROUGH = (
 def _producer_kind(module: Any) -> str | None:
     nn = _torch().nn
     if isinstance(module, nn.modules.conv._ConvTransposeNd):
-        return None
+        # Torch-Pruning's conv pruner handles transposed weights (in, out / groups, ...);
+        # grouped ones are left out (their channel coupling is not handled here).
+        return "conv" if module.groups == 1 else None
     if isinstance(module, nn.modules.conv._ConvNd):
         return "conv"
     if isinstance(module, nn.Linear):
