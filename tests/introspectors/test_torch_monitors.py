@@ -411,3 +411,26 @@ def test_monitors_take_features_last_layouts_from_the_layers_before() -> None:
         response_infos=model.response_infos,
     )
     assert iua.result.channel_results["1"] == want.channel_results["1"]
+
+
+def test_a_forward_that_raises_after_counting_warns_once() -> None:
+    class Fails(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.relu = nn.ReLU()
+
+        def forward(self, x):  # noqa: ANN001, ANN201
+            h = self.relu(x)
+            if x.shape[0] == 3:
+                raise RuntimeError("out of memory")
+            return h
+
+    net = Fails()
+    with IUA.monitor(net, ["relu"]) as mon:
+        with pytest.warns(RuntimeWarning, match="raised after 1 watched module output"):
+            with pytest.raises(RuntimeError, match="out of memory"):
+                net(torch.randn(3, 4))
+        net(torch.randn(2, 4))
+        with pytest.raises(RuntimeError):
+            net(torch.randn(3, 4))  # said once
+    assert mon.result.results["relu"].num_samples == 8

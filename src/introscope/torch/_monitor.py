@@ -28,6 +28,7 @@ counting on unseen.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -178,6 +179,8 @@ class Monitor:
         self._finalizer: Any = None
         self._batch: int | None = None  # dimension 0 of the current pass's first input tensor
         self._warned_rows: set[str] = set()
+        self._warned_partial = False
+        self._fed = 0  # watched outputs folded in during the current pass
 
     @property
     def state(self) -> Any:
@@ -247,6 +250,7 @@ class Monitor:
     def _begin_pass(self, _module: Any, args: tuple[Any, ...]) -> None:
         if self._depth == 0:
             self._calls.clear()
+            self._fed = 0
             self._batch = _batch_rows(self._torch.Tensor, args)
             if self._tracked and self._trackers:
                 # Removed here, not in _end_pass: that runs while torch iterates the root
@@ -258,8 +262,24 @@ class Monitor:
 
     def _end_pass(self, *_: Any) -> None:
         self._depth = max(0, self._depth - 1)
+        if self._depth == 0 and self._fed and sys.exc_info()[1] is not None:
+            # torch runs this hook (always_call) while the forward's exception propagates.
+            self._partial_pass()
         if self._depth == 0 and self._trackers:
             self._tracked = True  # one whole pass followed: the layouts are known
+
+    def _partial_pass(self) -> None:
+        if self._warned_partial:
+            return
+        self._warned_partial = True
+        counted = self._fed
+        warnings.warn(
+            f"{self._owner}: a forward pass raised after {counted} watched module output(s) "
+            f"were counted; those outputs stay in the result (the other modules did not see "
+            f"that batch). Call monitor.reset() to start afresh. (Said once per monitor.)",
+            RuntimeWarning,
+            stacklevel=user_stacklevel("torch"),
+        )
 
     def _watched(self, module: Any, inputs: Any, output: Any) -> None:
         hook = self._watch.get(id(module))
@@ -329,6 +349,8 @@ class Monitor:
             if self._transform is not None:
                 x = self._transform(response, x, info)
             accumulator.update(response, x, where="module output")
+            if self._depth:
+                self._fed += 1
 
         return hook
 
