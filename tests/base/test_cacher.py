@@ -543,3 +543,17 @@ def test_same_batches_and_identifiers_as_dnikit(tmp_path):
     assert [b.batch_size for b in again] == ref["sizes"]
     assert [list(b.metadata[ID]) for b in again] == ref["ids"]
     np.testing.assert_array_equal(_x(again), np.asarray(ref["x"], dtype=np.float32))
+
+
+def test_a_dnikit_cache_folder_is_named_not_read_or_mixed(tmp_path) -> None:
+    from introscope.base import CachedProducer
+    from introscope.exceptions import IntroscopeError
+
+    (tmp_path / ".dni_cache_dir").touch()  # what DNIKit 2.0's Cacher leaves
+    (tmp_path / ".cache.done").touch()
+    (tmp_path / "0.pkl").write_bytes(b"not read")
+    with pytest.raises(IntroscopeError, match="holds a DNIKit cache"):
+        CachedProducer(tmp_path)
+    with pytest.raises(IntroscopeError, match="holds a DNIKit cache"):
+        Cacher(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".cache.done", ".dni_cache_dir", "0.pkl"]

@@ -172,10 +172,32 @@ class _RunWriter:
         shutil.rmtree(self.run, ignore_errors=True)
 
 
+def _holds_dnikit_cache(root: pathlib.Path) -> bool:
+    """Whether ``root`` holds a DNIKit 2.0 cache (its markers or its ``<n>.pkl`` batches)."""
+    try:
+        return (
+            (root / ".dni_cache_dir").exists()
+            or (root / ".cache.done").exists()
+            or any(p.stem.isdigit() for p in root.glob("*.pkl"))
+        )
+    except OSError:
+        return False
+
+
+def _dnikit_cache_text(root: pathlib.Path) -> str:
+    return (
+        f"{root} holds a DNIKit cache (pickled batches), which introscope does not read "
+        f"(unpickling can run code); re-create the cache with introscope's Cacher in another "
+        f"folder, or delete DNIKit's files"
+    )
+
+
 def _check_folder(root: pathlib.Path) -> None:
     """Make ``root`` a cache folder for a new Cacher, or say why it cannot be one."""
     if root.exists() and not root.is_dir():
         raise IntroscopeError(f"Cacher storage_path {root} exists and is not a folder")
+    if root.is_dir() and _holds_dnikit_cache(root):
+        raise IntroscopeError(_dnikit_cache_text(root))
     if root.is_dir():
         if (root / _MANIFEST).exists():
             raise IntroscopeError(
@@ -207,4 +229,6 @@ def _describe_missing_cache(root: pathlib.Path) -> str:
         )
     if (root / _MARKER).exists():
         return f"{root} is a cache folder whose caching has not finished (or was cleared)"
+    if _holds_dnikit_cache(root):
+        return _dnikit_cache_text(root)
     return f"{root} holds no cached batches"
