@@ -233,3 +233,21 @@ def test_namedtuple_outputs_are_named_by_field_and_packed_sequences_give_no_resp
     assert not any(n.startswith("rnn[0]") for n in names)  # the PackedSequence
     got = _collect(model, ["output[logits]"], x)["output[logits]"]
     assert got.shape == (5, 2)
+
+
+def test_responses_are_listed_in_the_order_the_calls_ran() -> None:
+    # A shared module's calls stay where they ran (as the monitors list them), not grouped.
+    class Shared(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.act = torch.nn.ReLU()
+            self.a = torch.nn.Linear(3, 4)
+            self.b = torch.nn.Linear(4, 2)
+
+        def forward(self, x):  # noqa: ANN001, ANN201
+            return self.act(self.b(self.act(self.a(x))))
+
+    x = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    model = load_torch_model_from_memory(Shared(), example_input=x[:2])
+    names = [n for n in model.response_infos if n != "x"]
+    assert names == ["a", "act#0", "b", "act#1", "output"]

@@ -230,17 +230,21 @@ class TorchBackend:
             f"recurrent layers, or another module whose output has it)"
         )
 
-    def _record_shapes(self, arrays: Sequence[np.ndarray]) -> dict[str, list[list[tuple]]]:
+    def _record_shapes(
+        self, arrays: Sequence[np.ndarray], order: list[tuple[str, int]] | None = None
+    ) -> dict[str, list[list[tuple]]]:
         """One forward pass: per module path, per call, ``(key, (shape, dtype))`` of each output
-        tensor (the model's own output under ``""``)."""
+        tensor (the model's own output under ``""``); ``order`` gets ``(path, call)`` in the
+        order the calls finished."""
         tensors = self._to_tensors(dict(zip(self._input_names, arrays)), check=False)
         records: dict[str, list[list[tuple[tuple, Any]]]] = {}
 
         def make_hook(path: str):  # noqa: ANN202
             def hook(_module: Any, _args: Any, out: Any) -> None:
-                records.setdefault(path, []).append(
-                    [(k, (tuple(t.shape), t.dtype)) for k, t in flatten_output(out)]
-                )
+                calls = records.setdefault(path, [])
+                if order is not None:
+                    order.append((path, len(calls)))
+                calls.append([(k, (tuple(t.shape), t.dtype)) for k, t in flatten_output(out)])
 
             return hook
 
@@ -252,6 +256,8 @@ class TorchBackend:
             for h in handles:
                 h.remove()
         records[""] = [[(k, (tuple(t.shape), t.dtype)) for k, t in flatten_output(out)]]
+        if order is not None:
+            order.append(("", 0))
         return records
 
     def _fixed_first_dims(
@@ -292,36 +298,40 @@ class TorchBackend:
             )
             for name, a in zip(self._input_names, arrays)
         ]
-        records = self._record_shapes(arrays)
+        order: list[tuple[str, int]] = []
+        records = self._record_shapes(arrays, order)
         batch_size = arrays[0].shape[0] if arrays else None
         fixed = self._fixed_first_dims(arrays, records) if batch_size else set()
         specs: dict[str, _Spec] = {}
         not_batched = []
         self._not_batched: dict[str, tuple[int, ...]] = {}
         layouts: dict[tuple, int | None] = {}
-        for path, calls in records.items():  # dict order = order in which modules finished
+        # In the order the calls finished: the calls of a shared module stay where they ran
+        # (its second call after the layers before it), and layouts follow the data.
+        for path, call in dict.fromkeys(order):
+            calls = records[path]
+            outputs = calls[call]
             name_base = path or self._root_name
             layer = self._layer(path)
-            for call, outputs in enumerate(calls):
-                for key, (shape, tdtype) in outputs:
-                    name = call_name(name_base, call, len(calls) > 1) + key_suffix(key)
-                    if (
-                        not shape
-                        or (batch_size is not None and shape[0] != batch_size)
-                        or (path, call, key) in fixed
-                    ):
-                        # e.g. an LSTM's (layers, batch, hidden) state: not one row per element
-                        not_batched.append(f"{name} {shape}")
-                        self._not_batched[name] = shape
-                        continue
-                    # torch is channels-first (N, C, ...); an activation or sum keeps the layout
-                    # of the latest response of its shape (a ReLU after a Linear on (N, L, D)
-                    # has features last), else NCL / NCHW / NCDHW by rank.
-                    upstream = layouts.get(shape[1:], UNKNOWN_UPSTREAM)
-                    axis = channels_first_axis(layer.kind, len(shape), upstream)
-                    layouts[shape[1:]] = axis
-                    info = ResponseInfo(name, numpy_dtype(tdtype), (None, *shape[1:]), layer, axis)
-                    specs[name] = _Spec(name, path, call, key, info)
+            for key, (shape, tdtype) in outputs:
+                name = call_name(name_base, call, len(calls) > 1) + key_suffix(key)
+                if (
+                    not shape
+                    or (batch_size is not None and shape[0] != batch_size)
+                    or (path, call, key) in fixed
+                ):
+                    # e.g. an LSTM's (layers, batch, hidden) state: not one row per element
+                    not_batched.append(f"{name} {shape}")
+                    self._not_batched[name] = shape
+                    continue
+                # torch is channels-first (N, C, ...); an activation or sum keeps the layout
+                # of the latest response of its shape (a ReLU after a Linear on (N, L, D)
+                # has features last), else NCL / NCHW / NCDHW by rank.
+                upstream = layouts.get(shape[1:], UNKNOWN_UPSTREAM)
+                axis = channels_first_axis(layer.kind, len(shape), upstream)
+                layouts[shape[1:]] = axis
+                info = ResponseInfo(name, numpy_dtype(tdtype), (None, *shape[1:]), layer, axis)
+                specs[name] = _Spec(name, path, call, key, info)
         if not_batched:
             _LOG.info(
                 "outputs left out because dimension 0 is not the batch of %s: %s",
