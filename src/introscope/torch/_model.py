@@ -208,8 +208,16 @@ def _example_arrays(
             x = x.detach()
             x = (x.float() if x.dtype == torch.bfloat16 else x).cpu().numpy()
         if not isinstance(x, np.ndarray):
+            hint = ""
+            if isinstance(x, Mapping):
+                # forward(batch: dict): introscope feeds forward's arguments one array each
+                hint = (
+                    f"; a forward that takes a dict of tensors needs a wrapper module whose "
+                    f"forward takes them as arguments ({', '.join(map(str, x))}) and builds "
+                    f"the dict"
+                )
             raise IntroscopeError(
-                f"{what} must be a numpy array or torch tensor, got {type(x).__name__}"
+                f"{what} must be a numpy array or torch tensor, got {type(x).__name__}{hint}"
             )
         if x.ndim == 0:
             raise IntroscopeError(f"{what} needs a batch dimension (dimension 0), got a 0-d array")
