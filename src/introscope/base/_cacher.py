@@ -360,10 +360,12 @@ class Cacher(PipelineStage):
             committed = writer.commit()
             if committed:
                 self._run = writer.run.name
+                files = len(writer.entries)
                 _logger.info(
-                    "cached %d elements (%d files) in %s",
+                    "cached %d elements (%d file%s) in %s",
                     sum(e["size"] for e in writer.entries),
-                    len(writer.entries),
+                    files,
+                    "" if files == 1 else "s",
                     self._storage_path,
                 )
             else:

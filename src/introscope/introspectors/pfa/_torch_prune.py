@@ -13,8 +13,10 @@ recipe of the group removes it. Torch-Pruning is the optional ``prune`` extra, i
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
+import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,7 +71,7 @@ def count_params_and_macs(model: Any, example_input: Any) -> tuple[int, int]:
     training = {n: m.training for n, m in model.named_modules()}
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
             macs, params = tp.utils.count_ops_and_params(
                 model, _first_element(_as_tensors(example_input))
             )
@@ -128,7 +130,9 @@ class _Graph:
     def __init__(self, model: Any, example_input: Any) -> None:
         tp, torch = _tp(), _torch()
         self.model = model
-        with torch.enable_grad():  # the graph is traced through autograd
+        # The graph is traced through autograd; Torch-Pruning prints notices on stdout
+        # ("No positional inputs found ...", for keyword inputs): not the user's output.
+        with torch.enable_grad(), contextlib.redirect_stdout(io.StringIO()):
             self.dg = tp.DependencyGraph().build_dependency(
                 model, example_inputs=example_input, verbose=False
             )
