@@ -390,7 +390,9 @@ def load_torch_model_from_path(
         except Exception as exc:  # torch raises RuntimeError or ValueError for non-archives
             raise IntroscopeError(
                 f"{str(p)!r} is not a TorchScript file; for a state dict saved with "
-                f"torch.save(module.state_dict(), path) also pass model_constructor"
+                f"torch.save(module.state_dict(), path) also pass model_constructor (a whole "
+                f"module pickled with torch.save(module, path) is not loaded: save its "
+                f"state_dict() instead)"
             ) from exc
     else:
         state = _load_state_dict(p)
