@@ -284,6 +284,14 @@ def test_tsne_projects_its_fitting_rows_in_any_order_and_rejects_other_data(rng)
     )
     other = x.copy()
     other[42] += 1e-2
+    # The tolerance is each fitted row's own: an outlier elsewhere does not widen it.
+    outlier = x.copy()
+    outlier[0, 0] = 1e4
+    dr_out = DimensionReduction.introspect(producer_of({"a": outlier}), strategies=strategy)
+    moved = outlier.copy()
+    moved[42] += 1e-2
+    with pytest.raises(IntroscopeValueError, match="not among the 60 rows"):
+        collect(pipeline(producer_of({"a": moved}), dr_out), 10, "a")
     with pytest.raises(IntroscopeValueError, match=r"field 'a' \(batch 4\).*not among the 60 rows"):
         collect(pipeline(producer_of({"a": other}), dr), 10, "a")
     with pytest.raises(IntroscopeValueError, match="t-SNE embeds only the data it was fitted on"):

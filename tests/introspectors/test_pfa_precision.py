@@ -349,3 +349,16 @@ def test_held_first_rows_check_finiteness_merge_and_save(rng) -> None:
     np.testing.assert_allclose(
         again.covariance("f"), np.cov(x[:10].astype(np.float64), rowvar=False), rtol=1e-5, atol=1e-6
     )
+
+
+def test_a_rejected_batch_after_held_ones_changes_nothing(rng) -> None:
+    a, bad, c = (rng.standard_normal((n, 3)).astype(np.float32) for n in (10, 30, 30))
+    bad[5, 1] = np.nan
+    state = PFACovarianceState()
+    state.update("f", a)  # held: fewer rows than choose the shift
+    with pytest.raises(Exception, match="NaN|non-finite|Inf"):
+        state.update("f", bad)
+    state.update("f", c)
+    assert state.count("f") == 40
+    want = np.cov(np.concatenate([a, c]).astype(np.float64), rowvar=False)
+    np.testing.assert_allclose(state.covariance("f"), want, rtol=1e-5, atol=1e-6)

@@ -434,3 +434,54 @@ def test_a_forward_that_raises_after_counting_warns_once() -> None:
         with pytest.raises(RuntimeError):
             net(torch.randn(3, 4))  # said once
     assert mon.result.results["relu"].num_samples == 8
+
+
+def test_monitor_lifecycle_edge_cases() -> None:
+    import gc
+    import warnings
+
+    net = SharedReLU()
+    # A forward run inside the user's own except block is not "a forward that raised".
+    with IUA.monitor(net, ["relu"]) as mon:
+        try:
+            raise ValueError("the user's own")
+        except ValueError:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                net(torch.randn(2, 1, 8, 8))
+    assert mon.state.fields == ["relu#0", "relu#1"]
+    # An unknown module is a KeyError too.
+    with pytest.raises(KeyError, match="unknown module 'rleu'"):
+        IUA.monitor(net, ["rleu"])
+
+    # A monitor and its model dropped together: no warning.
+    def local() -> None:
+        model = SharedReLU()
+        IUA.monitor(model).attach()
+        model(torch.randn(2, 1, 8, 8))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        local()
+        gc.collect()
+
+
+def test_an_interrupted_pass_does_not_make_later_passes_nested() -> None:
+    class Stop(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.relu = nn.ReLU()
+
+        def forward(self, x):  # noqa: ANN001, ANN201
+            h = self.relu(x)
+            if x.shape[0] == 3:
+                raise KeyboardInterrupt  # torch runs no always_call hook for it
+            return h
+
+    net = Stop()
+    with IUA.monitor(net, ["relu"]) as mon:
+        with pytest.raises(KeyboardInterrupt):
+            net(torch.randn(3, 4))
+        net(torch.randn(2, 4))
+        net(torch.randn(2, 4))
+    assert mon.state.fields == ["relu"] and mon.result.results["relu"].num_samples == 7

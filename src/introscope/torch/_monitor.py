@@ -39,7 +39,7 @@ import numpy as np
 from introscope._validation import unknown_name_error, user_stacklevel
 from introscope.base import ResponseInfo
 from introscope.base._response_info import UNKNOWN_UPSTREAM, channels_first_axis
-from introscope.exceptions import IntroscopeError, require
+from introscope.exceptions import IntroscopeError, IntroscopeKeyError, require
 
 from ._capture import call_name, flatten_output, naming_root, numpy_dtype
 from ._layer_kinds import layer_kind
@@ -100,7 +100,7 @@ def resolve_modules(
                 )
         if unknown:
             err = unknown_name_error("module", unknown, [n for n in named if n])
-            raise IntroscopeError(f"{owner}: {err}")
+            raise IntroscopeKeyError(f"{owner}: {err}")
     _check_not_scripted(torch, named, chosen, owner)
     return chosen
 
@@ -181,6 +181,7 @@ class Monitor:
         self._warned_rows: set[str] = set()
         self._warned_partial = False
         self._fed = 0  # watched outputs folded in during the current pass
+        self._outer_exc: BaseException | None = None
 
     @property
     def state(self) -> Any:
@@ -196,6 +197,9 @@ class Monitor:
         """Forget everything seen so far (hooks stay attached), e.g. once per epoch."""
         self.accumulator.reset()
         self._described.clear()
+        self._depth = 0
+        self._calls.clear()
+        self._fed = 0
 
     # ------------------------------------------------------------------ hooks
     def attach(self: _M) -> _M:
@@ -220,7 +224,7 @@ class Monitor:
                             module.register_forward_hook(_Hook(self, module, "_track"))
                         )
             self._finalizer = weakref.finalize(
-                self, _orphaned, self._handles + self._trackers, self._owner
+                self, _orphaned, self._handles + self._trackers, self._owner, weakref.ref(model)
             )
             self._finalizer.atexit = False
         return self
@@ -248,10 +252,17 @@ class Monitor:
         self.detach()
 
     def _begin_pass(self, _module: Any, args: tuple[Any, ...]) -> None:
+        # The model's own forward starts a pass. A depth left behind means a pass that ended
+        # without its end hook (KeyboardInterrupt skips torch's always_call hooks), not a
+        # model that calls itself: this is a new pass.
+        self._depth = 0
         if self._depth == 0:
             self._calls.clear()
             self._fed = 0
-            self._batch = _batch_rows(self._torch.Tensor, args)
+            # An exception being handled around this pass is not one the pass raises.
+            self._outer_exc = sys.exc_info()[1]
+            tracing = self._torch._C._get_tracing_state()
+            self._batch = None if tracing else _batch_rows(self._torch.Tensor, args)
             if self._tracked and self._trackers:
                 # Removed here, not in _end_pass: that runs while torch iterates the root
                 # module's forward hooks, one of which is a tracker.
@@ -262,7 +273,8 @@ class Monitor:
 
     def _end_pass(self, *_: Any) -> None:
         self._depth = max(0, self._depth - 1)
-        if self._depth == 0 and self._fed and sys.exc_info()[1] is not None:
+        exc = sys.exc_info()[1]
+        if self._depth == 0 and self._fed and exc is not None and exc is not self._outer_exc:
             # torch runs this hook (always_call) while the forward's exception propagates.
             self._partial_pass()
         if self._depth == 0 and self._trackers:
@@ -443,9 +455,11 @@ def _batch_rows(tensor_type: type, args: tuple[Any, ...]) -> int | None:
     return None
 
 
-def _orphaned(handles: list[Any], owner: str) -> None:
+def _orphaned(handles: list[Any], owner: str, model: Any) -> None:
     for handle in handles:
         handle.remove()
+    if model() is None:
+        return  # the model went too: nothing is left to watch (e.g. both were local)
     warnings.warn(
         f"{owner}: a monitor still attached was garbage-collected, so its hooks were removed "
         f"and what it counted is lost; keep a reference to it (``with {owner}(model) as "

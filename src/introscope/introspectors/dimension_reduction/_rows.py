@@ -4,7 +4,7 @@ Strategies that need all of the data (StandardPCA, t-SNE, UMAP, PaCMAP) stream e
 one preallocated array that doubles when full (never a list of batches). The one-shot ones
 (t-SNE, PaCMAP) and UMAP then recognise their fitted rows when data is piped through them: by
 position first (the same producer, in the same order, with any batch size; a row matches when
-every feature is within ``POSITION_RTOL`` of the fitted data's largest magnitude, because a
+every feature is within ``POSITION_RTOL`` of that fitted row's largest magnitude, because a
 model's outputs differ in the last bits with the batch size), then by exact content (a sorted
 byte-key index, built on first need), so a shuffled pass over the fitted data is recognised
 too.
@@ -22,7 +22,7 @@ __all__ = ["FittedRows"]
 
 _INITIAL_ROWS = 1024
 #: A row at the same position as a fitted row matches it when every feature differs by at most
-#: this times the fitted data's largest magnitude (float data; integers match exactly).
+#: this times that fitted row's largest magnitude (float data; integers match exactly).
 POSITION_RTOL = 1e-4
 
 
@@ -35,7 +35,6 @@ class FittedRows:
         self._count = 0
         self._order: np.ndarray | None = None
         self._keys: np.ndarray | None = None
-        self._tol: float | None = None
 
     def __len__(self) -> int:
         return self._count
@@ -70,7 +69,6 @@ class FittedRows:
             block += 0.0
         self._count = needed
         self._order = self._keys = None
-        self._tol = None
 
     def finish(self) -> np.ndarray:
         """Trim the array to the rows appended and return it."""
@@ -93,9 +91,12 @@ class FittedRows:
         if start is not None and 0 <= start < data.shape[0]:
             m = min(n, data.shape[0] - start)
             fitted = data[start : start + m]
-            tol = self._position_tolerance()
-            if tol > 0 and batch.dtype.kind in "fc":
+            if data.dtype.kind in "fc" and batch.dtype.kind in "fc":
+                # Within POSITION_RTOL of the fitted row's own largest magnitude (a model's
+                # rounding is relative to the values it computes; another row's outlier must
+                # not widen the match).
                 with np.errstate(invalid="ignore", over="ignore"):
+                    tol = POSITION_RTOL * np.max(np.abs(fitted), axis=1, keepdims=True)
                     same = np.all(np.abs(batch[:m] - fitted) <= tol, axis=1)
             else:
                 same = np.all(batch[:m] == fitted, axis=1)
@@ -121,17 +122,6 @@ class FittedRows:
         hit = self._keys[pos] == wanted
         found[missing[hit]] = self._order[pos[hit]]
         return found
-
-    def _position_tolerance(self) -> float:
-        if self._tol is None:
-            data = self.data
-            if data.dtype.kind in "fc" and data.size:
-                with np.errstate(invalid="ignore"):
-                    peak = float(np.nanmax(np.abs(data)))
-                self._tol = POSITION_RTOL * peak if np.isfinite(peak) else 0.0
-            else:
-                self._tol = 0.0
-        return self._tol
 
 
 def _byte_keys(rows: np.ndarray) -> np.ndarray:

@@ -277,7 +277,7 @@ class _Embedding(_Collecting):
             f"{self._label}: {unseen.size} of the {data.shape[0]} rows{at(where)} (first: row "
             f"{int(unseen[0])}) are not among the {n_fit} rows {self._algorithm} was fitted on; "
             f"{self._algorithm} embeds only the data it was fitted on (a row is recognised at "
-            f"its fitting position, within {POSITION_RTOL:g} of the data's largest magnitude, "
+            f"its fitting position, within {POSITION_RTOL:g} of that row's largest magnitude, "
             f"or anywhere by its exact values). Pipe the fitting producer's data through it, "
             f"fit DimensionReduction on this data, or use Strategy.PCA or Strategy.UMAP, which "
             f"project new data"

@@ -139,11 +139,19 @@ class FieldSums(State):
         """Choose the shift from the held batches and add them (before the sums are read)."""
         if self._pending:
             held = self._pending
-            self._pending = []
             x = held[0] if len(held) == 1 else np.concatenate(held)
-            self._start(x)
-            if not self.add_numpy(x, product_dtype(x.dtype, self.precision)):
-                raise NonFiniteValues()  # x - shift overflowed
+            self._add_first(x)
+            self._pending = []
+
+    def _add_first(self, x: np.ndarray) -> None:
+        """Choose the shift from the first rows ``x`` and sum them (host state); on failure
+        nothing changes (no shift, nothing summed) and ``NonFiniteValues`` is raised."""
+        self._start(x)
+        if not self.add_numpy(x, product_dtype(x.dtype, self.precision)):
+            self.shift = None  # as before: the next batch chooses the shift again
+            self._stage = self._shift_cast = None
+            self._direct = self._raw_ok = False
+            raise NonFiniteValues()
 
     def shift_numpy(self) -> np.ndarray:
         self._settle()
@@ -354,8 +362,14 @@ class FieldSums(State):
                 self._pending.append(np.array(x))  # a copy: the caller may reuse its array
                 return
             if self._pending:
-                x = np.concatenate([*self._pending, x])
+                if x.dtype.kind == "f" and not np.isfinite(x).all():
+                    raise NonFiniteValues()  # the held batches stay as they are
+                self._add_first(np.concatenate([*self._pending, x]))
                 self._pending = []
+                return
+            if self.on_host:
+                self._add_first(x)
+                return
             self._start(x)
         if self.on_host:
             if not self.add_numpy(x, product_dtype(x.dtype, self.precision)):
