@@ -34,6 +34,18 @@ class Small(nn.Module):
         return self.out(self.relu2(self.fc(self.relu(self.conv(x)).flatten(1))))
 
 
+class Wide(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 32),
+            nn.ReLU(), nn.Linear(32, 32),
+        )
+
+    def forward(self, x):
+        return self.body(x)
+
+
 class TextNet(nn.Module):
     def __init__(self):
         super().__init__()
@@ -377,3 +389,21 @@ def test_warnings_print_as_one_clean_line():
         "warning: stale files",
         "warning: numba: slow",
     ]
+
+
+def test_hidden_layers_as_wide_as_the_output_stay_in_pfa_and_int16_data_feeds_a_cnn(nets, tmp_path):
+    # A constant-width MLP: only its last layer makes the output.
+    torch.save(nets.Wide().state_dict(), "wide.pt")
+    np.save("v.npy", np.random.default_rng(0).standard_normal((60, 16)).astype(np.float32))
+    argv = ["analyze", "--model", "wide.pt", "--constructor", "auditnets:Wide", "--data",
+            "v.npy", "--out", "w", "-q", "--introspectors", "pfa"]  # fmt: skip
+    assert main(argv) == 0
+    saved = json.loads((tmp_path / "w" / "pfa_model.json").read_text())
+    assert list(saved["layers"]) == ["body.0", "body.2", "body.4"]
+    # int16 scans into a float CNN: fed as float32 (integers stay integers for embeddings).
+    torch.save(nets.Small().state_dict(), "small.pt")
+    scans = np.random.default_rng(1).integers(-1000, 1000, (50, 1, 6, 6)).astype(np.int16)
+    np.save("ct.npy", scans)
+    argv = ["analyze", "--model", "small.pt", "--constructor", "auditnets:Small", "--data",
+            "ct.npy", "--out", "c", "-q", "--introspectors", "iua"]  # fmt: skip
+    assert main(argv) == 0

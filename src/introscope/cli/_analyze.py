@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from introscope.exceptions import IntroscopeValueError, require
+from introscope.exceptions import IntroscopeError, IntroscopeValueError, require
 
 from . import _analysis as A
 from ._data import Preprocess, load_data
@@ -107,9 +107,21 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
         stages.end(f"({'; '.join(source.notes)})")
         stages.begin(f"loading the model {args.model}")
         example = next(iter(source.producer(2))).fields[source.field]
-        model = load_model(
-            args.model, constructor=args.constructor, device=args.device, example=example
-        )
+        try:
+            model = load_model(
+                args.model, constructor=args.constructor, device=args.device, example=example
+            )
+        except IntroscopeError:
+            if source.integer_dtype is None:
+                raise
+            # Integer samples stay integers for token ids (an embedding layer); a model that
+            # refuses them (a CNN given int16 scans) gets them as float32, as before.
+            source.integers_as_float = True
+            example = next(iter(source.producer(2))).fields[source.field]
+            model = load_model(
+                args.model, constructor=args.constructor, device=args.device, example=example
+            )
+            _LOG.info("integer samples fed as float32: the model refused them as integers")
         stages.end(f"({len(model.response_infos)} responses)")
     else:
         if with_model:

@@ -70,6 +70,9 @@ class DataSource:
     preprocess: Preprocess = field(default_factory=Preprocess)
     image_size: tuple[int, int] | None = None
     channels: int = 3
+    #: Set when a PyTorch model refused the integer samples (a CNN given int16 scans): they
+    #: are then fed as float32, like any other samples.
+    integers_as_float: bool = False
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -81,7 +84,7 @@ class DataSource:
 
         Integers stay integers when the model declares an integer input, or declares none
         (PyTorch) and no --scale/--mean/--std is given; uint8 arrays are pixels (float32)."""
-        if self.array is None or self.kind != "arrays":
+        if self.array is None or self.kind != "arrays" or self.integers_as_float:
             return None
         dtype = np.dtype(self.array.dtype)
         if not np.issubdtype(dtype, np.integer):

@@ -324,28 +324,23 @@ def output_layers(model: Any, weighted: set[Any]) -> set[str]:
     classes of a classifier, the channels of a segmentation map), so PFA must not shrink them.
 
     Walking back from the final response past parameter-free ones (activation, pooling,
-    flatten): the last conv or dense layer is one when it is the final response or has as many
-    units as the output (logits; a fully-convolutional classifier's 1x1 conv before its global
-    pooling), and so is each one before it of the output's shape; the walk stops at the first
-    conv or dense layer that is neither."""
+    flatten): the last conv or dense layer is one when it is the final response, has the
+    output's shape or as many units as the output (logits; a fully-convolutional classifier's
+    1x1 conv before its global pooling). Only that one: a layer before it of the same width is
+    a hidden layer (a constant-width MLP), which PFA may shrink."""
     infos = model.response_infos
     order = list(infos)
     if not order:
         return set()
     final = infos[order[-1]]
-    heads: set[str] = set()
     for name in reversed(order):
         info = infos[name]
         if info.layer.kind not in weighted:
             continue
-        first = not heads
-        if _same_shape(info, final) or (
-            first and (name == order[-1] or _units(info) == _units(final))
-        ):
-            heads.add(name)
-        else:
-            break
-    return heads
+        if _same_shape(info, final) or name == order[-1] or _units(info) == _units(final):
+            return {name}
+        return set()
+    return set()
 
 
 def embedding_layer(model: Any, requested: str | None) -> str:
