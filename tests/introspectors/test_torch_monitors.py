@@ -32,6 +32,21 @@ class SharedReLU(nn.Module):
         return self.head(y.mean(dim=(2, 3)))
 
 
+class RaisesOnThreeRows(nn.Module):
+    """A ReLU whose forward raises ``error`` after the ReLU when the batch has 3 rows."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__()
+        self.relu = nn.ReLU()
+        self.error = error
+
+    def forward(self, x):  # noqa: ANN001, ANN201
+        h = self.relu(x)
+        if x.shape[0] == 3:
+            raise self.error
+        return h
+
+
 class TupleOut(nn.Module):
     """A submodule that returns a (tensor, tensor) tuple, as recurrent layers do."""
 
@@ -414,18 +429,7 @@ def test_monitors_take_features_last_layouts_from_the_layers_before() -> None:
 
 
 def test_a_forward_that_raises_after_counting_warns_once() -> None:
-    class Fails(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.relu = nn.ReLU()
-
-        def forward(self, x):  # noqa: ANN001, ANN201
-            h = self.relu(x)
-            if x.shape[0] == 3:
-                raise RuntimeError("out of memory")
-            return h
-
-    net = Fails()
+    net = RaisesOnThreeRows(RuntimeError("out of memory"))
     with IUA.monitor(net, ["relu"]) as mon:
         with pytest.warns(RuntimeWarning, match="raised after 1 watched module output"):
             with pytest.raises(RuntimeError, match="out of memory"):
@@ -467,21 +471,26 @@ def test_monitor_lifecycle_edge_cases() -> None:
 
 
 def test_an_interrupted_pass_does_not_make_later_passes_nested() -> None:
-    class Stop(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.relu = nn.ReLU()
-
-        def forward(self, x):  # noqa: ANN001, ANN201
-            h = self.relu(x)
-            if x.shape[0] == 3:
-                raise KeyboardInterrupt  # torch runs no always_call hook for it
-            return h
-
-    net = Stop()
+    net = RaisesOnThreeRows(KeyboardInterrupt())  # torch runs no always_call hook for it
     with IUA.monitor(net, ["relu"]) as mon:
         with pytest.raises(KeyboardInterrupt):
             net(torch.randn(3, 4))
         net(torch.randn(2, 4))
         net(torch.randn(2, 4))
     assert mon.state.fields == ["relu"] and mon.result.results["relu"].num_samples == 7
+
+
+def test_torch_jit_trace_of_a_watched_model_works_and_is_not_counted() -> None:
+    import warnings
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)).eval()
+    x = torch.randn(5, 4)
+    with IUA.monitor(net) as mon:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch 2.13 deprecates TorchScript
+            traced = torch.jit.trace(net, x)  # a trace pass, then a check pass: neither counted
+        assert mon.state.fields == []
+        net(x[:3])
+        assert mon.result.results["1"].num_samples == 3
+    torch.testing.assert_close(traced(x), net(x))

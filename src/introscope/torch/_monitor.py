@@ -28,6 +28,7 @@ counting on unseen.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import warnings
 import weakref
@@ -182,6 +183,7 @@ class Monitor:
         self._warned_partial = False
         self._fed = 0  # watched outputs folded in during the current pass
         self._outer_exc: BaseException | None = None
+        self._checking = False  # the current pass is torch.jit.trace's check of its trace
 
     @property
     def state(self) -> Any:
@@ -263,6 +265,8 @@ class Monitor:
             self._outer_exc = sys.exc_info()[1]
             tracing = self._torch._C._get_tracing_state()
             self._batch = None if tracing else _batch_rows(self._torch.Tensor, args)
+            # torch.jit.trace then checks the trace by running the model again, untraced.
+            self._checking = not tracing and _in_trace_check()
             if self._tracked and self._trackers:
                 # Removed here, not in _end_pass: that runs while torch iterates the root
                 # module's forward hooks, one of which is a tracker.
@@ -277,8 +281,12 @@ class Monitor:
         if self._depth == 0 and self._fed and exc is not None and exc is not self._outer_exc:
             # torch runs this hook (always_call) while the forward's exception propagates.
             self._partial_pass()
-        if self._depth == 0 and self._trackers:
-            self._tracked = True  # one whole pass followed: the layouts are known
+        if self._depth == 0:
+            if self._trackers and not self._checking and not self._torch._C._get_tracing_state():
+                # One whole pass followed: the layouts are known. Not after torch.jit.trace's
+                # passes: removing hooks between its trace and its check makes them differ.
+                self._tracked = True
+            self._checking = False
 
     def _partial_pass(self) -> None:
         if self._warned_partial:
@@ -316,11 +324,11 @@ class Monitor:
         tracing = self._torch._C._get_tracing_state
 
         def hook(_module: Any, _inputs: Any, output: Any) -> None:
-            if in_backward() != -1 or tracing():
+            if in_backward() != -1 or tracing() or self._checking:
                 # Activation checkpointing runs modules again during backward() to rebuild
                 # what it did not keep: the same samples, already counted in the forward.
                 # torch.jit.trace (and the TorchScript ONNX export) runs the model on its
-                # example inputs, which are not data either.
+                # example inputs, which are not data either, and again to check the trace.
                 return
             call = 0
             if self._depth:
@@ -403,6 +411,20 @@ class Monitor:
     def __repr__(self) -> str:
         state = "attached" if self.attached else "detached"
         return f"{self._owner}({list(self._modules)}, {state})"
+
+
+def _in_trace_check() -> bool:
+    """Whether ``torch.jit.trace`` is running the model to check its trace (check_trace)."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "_check_trace" and code.co_filename.endswith(_TRACE_FILE):
+            return True
+        frame = frame.f_back
+    return False
+
+
+_TRACE_FILE = os.path.join("jit", "_trace.py")
 
 
 class _Hook:
