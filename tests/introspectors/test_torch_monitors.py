@@ -213,6 +213,21 @@ def test_a_watched_model_can_be_copied_and_saved_and_copies_are_not_watched(tmp_
     assert mon.result.results["relu#0"].num_samples == 6
 
 
+def test_a_monitor_kept_on_the_model_is_shared_by_deepcopy_and_refused_by_save(tmp_path) -> None:
+    import copy
+
+    net = SharedReLU()
+    net.monitor = IUA.monitor(net).attach()
+    twin = copy.deepcopy(net)
+    assert twin.monitor is net.monitor
+    twin(torch.randn(2, 1, 8, 8))  # the copy is not watched
+    net(torch.randn(3, 1, 8, 8))
+    assert net.monitor.result.results["relu#0"].num_samples == 3
+    with pytest.raises(TypeError, match="cannot be pickled.*model.state_dict"):
+        torch.save(net, tmp_path / "net.pt")
+    net.monitor.detach()
+
+
 def test_a_dropped_attached_monitor_detaches_with_a_warning() -> None:
     import gc
 

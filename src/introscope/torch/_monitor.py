@@ -408,6 +408,18 @@ class Monitor:
         axis = channels_first_axis(kind, x.dim(), upstream)
         return ResponseInfo(name, dtype, (None, *x.shape[1:]), layer, axis)
 
+    def __deepcopy__(self: _M, memo: dict[int, Any]) -> _M:
+        # A model holding its monitor as an attribute is deep-copied (checkpoints, EMA): the
+        # copy shares the monitor, which watches the original model only.
+        return self
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError(
+            f"{self._owner}: a monitor cannot be pickled (e.g. torch.save(model) of a model that "
+            f"holds it as an attribute); save model.state_dict(), keep the monitor outside the "
+            f"model, and save what it counted with monitor.accumulator.state_dict()"
+        )
+
     def __repr__(self) -> str:
         state = "attached" if self.attached else "detached"
         return f"{self._owner}({list(self._modules)}, {state})"
