@@ -234,3 +234,17 @@ def test_transposed_convolution_channels_are_pruned():
     assert small[2].out_channels == 4 and small[4].in_channels == 4
     with torch.no_grad():
         torch.testing.assert_close(small(x), net(x), rtol=1e-5, atol=1e-6)
+
+
+def test_example_inputs_follow_the_models_device_and_floating_dtype():
+    from introscope.introspectors.pfa._torch_prune import _as_tensors
+
+    meta = torch.device("meta")  # stands for an accelerator: tensors move there, no data
+    x = np.zeros((2, 3))
+    ids = np.arange(4).reshape(2, 2)
+    moved = _as_tensors({"x": x, "ids": ids, "t": torch.zeros(2)}, torch.float16, meta)
+    assert moved["x"].device == meta and moved["x"].dtype == torch.float16
+    assert moved["ids"].device == meta and moved["ids"].dtype == torch.int64  # token ids stay
+    assert moved["t"].device == meta and moved["t"].dtype == torch.float16
+    kept = _as_tensors((x,), None, None)[0]
+    assert kept.device.type == "cpu" and kept.dtype == torch.float64

@@ -73,7 +73,7 @@ def count_params_and_macs(model: Any, example_input: Any) -> tuple[int, int]:
     try:
         with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
             macs, params = tp.utils.count_ops_and_params(
-                model, _first_element(_as_tensors(example_input))
+                model, _first_element(_as_tensors(example_input, *_float_dtype_and_device(model)))
             )
     finally:
         _restore_modes(model, training)
@@ -257,30 +257,31 @@ def _call(model: Any, example_input: Any) -> Any:
     return model(*example_input) if isinstance(example_input, tuple) else model(example_input)
 
 
-def _as_tensors(example_input: Any, dtype: Any = None) -> Any:
+def _as_tensors(example_input: Any, dtype: Any = None, device: Any = None) -> Any:
     """``example_input`` (an array or tensor, a tuple of them, or a mapping of forward argument
-    names to them) with numpy arrays made torch tensors and floating inputs cast to ``dtype``
-    (the model's floating dtype), as the adapter feeds them; integers (token ids) stay."""
+    names to them) with numpy arrays made torch tensors, moved to ``device`` (the model's) and
+    floating inputs cast to ``dtype`` (the model's floating dtype), as the adapter feeds them;
+    integers (token ids) keep their dtype."""
     torch = _torch()
     if isinstance(example_input, np.ndarray):
         example_input = torch.from_numpy(np.ascontiguousarray(example_input))
     if isinstance(example_input, torch.Tensor):
         if dtype is not None and example_input.is_floating_point():
-            return example_input.to(dtype)
-        return example_input
+            return example_input.to(device=device, dtype=dtype)
+        return example_input if device is None else example_input.to(device)
     if isinstance(example_input, tuple):
-        return tuple(_as_tensors(x, dtype) for x in example_input)
+        return tuple(_as_tensors(x, dtype, device) for x in example_input)
     if isinstance(example_input, Mapping):
-        return {k: _as_tensors(v, dtype) for k, v in example_input.items()}
+        return {k: _as_tensors(v, dtype, device) for k, v in example_input.items()}
     return example_input
 
 
-def _float_dtype(model: Any) -> Any:
-    """The dtype of the model's first floating parameter (None without one)."""
+def _float_dtype_and_device(model: Any) -> tuple[Any, Any]:
+    """The dtype and device of the model's first floating parameter ((None, None) without)."""
     for param in model.parameters():
         if param.is_floating_point():
-            return param.dtype
-    return None
+            return param.dtype, param.device
+    return None, None
 
 
 def _output_shapes(model: Any, example_input: Any) -> list[tuple[int, ...]]:
@@ -344,7 +345,7 @@ def prune_model(
         )
     # A torch.compile'd model: prune the module it wraps (the responses' names are its own).
     model = getattr(model, "_orig_mod", model)
-    example_input = _as_tensors(example_input, _float_dtype(model))
+    example_input = _as_tensors(example_input, *_float_dtype_and_device(model))
     new = copy.deepcopy(model)
     # Traced in eval mode; the copy gets each module's own train/eval flag back at the end.
     training = {n: m.training for n, m in new.named_modules()}
