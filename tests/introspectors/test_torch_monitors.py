@@ -126,7 +126,9 @@ def test_shared_module_called_outside_the_forward_pass_counts_as_the_first_call(
         net.relu(torch.randn(3, 4, 6, 6))  # before any pass: filed under the plain name
         assert pfa.state.fields == ["relu"] and list(iua.result.results) == ["relu"]
         net(torch.randn(5, 1, 8, 8))  # the second call renames the first's data to relu#0
-        net.relu(torch.randn(2, 4, 6, 6))
+        with pytest.warns(UserWarning, match="'relu'.*outside a forward pass.*'relu#0'") as said:
+            net.relu(torch.randn(2, 4, 6, 6))
+        assert len(said) == 2  # once per monitor
     assert pfa.state.fields == ["relu#0", "relu#1"]
     assert pfa.state.count("relu#0") == 10 and pfa.state.count("relu#1") == 5
     assert list(iua.result.results) == ["relu#0", "relu#1"]
@@ -137,6 +139,26 @@ def test_shared_module_called_outside_the_forward_pass_counts_as_the_first_call(
     with pfa, iua, torch.no_grad():
         net.relu(torch.randn(2, 4, 6, 6))
     assert pfa.state.fields == ["relu#0"] and list(iua.result.results) == ["relu#0"]
+
+
+def test_a_method_other_than_forward_merging_a_shared_modules_calls_warns() -> None:
+    class AutoEncoder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.relu, self.b = nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4)
+
+        def encode(self, x):  # noqa: ANN001, ANN201
+            return self.relu(self.b(self.relu(self.a(x))))
+
+        def forward(self, x):  # noqa: ANN001, ANN201
+            return self.encode(x)
+
+    net = AutoEncoder()
+    with IUA.monitor(net) as mon:
+        net(torch.randn(3, 4))
+        with pytest.warns(UserWarning, match="model.encode"):
+            net.encode(torch.randn(2, 4))
+    assert {k: r.num_samples for k, r in mon.result.results.items()} == {"relu#0": 7, "relu#1": 3}
 
 
 @pytest.mark.parametrize(

@@ -28,11 +28,10 @@ counting on unseen.
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 import warnings
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import numpy as np
@@ -43,6 +42,9 @@ from introscope.base._response_info import UNKNOWN_UPSTREAM, channels_first_axis
 from introscope.exceptions import IntroscopeError, IntroscopeKeyError, require
 
 from ._capture import call_name, flatten_output, naming_root, numpy_dtype
+
+# _inert stays importable here: models saved whole by earlier versions name it at this path.
+from ._hooks import _batch_rows, _Hook, _in_trace_check, _inert, _orphaned  # noqa: F401
 from ._layer_kinds import layer_kind
 
 __all__ = ["Monitor", "resolve_modules"]
@@ -180,6 +182,7 @@ class Monitor:
         self._finalizer: Any = None
         self._batch: int | None = None  # dimension 0 of the current pass's first input tensor
         self._warned_rows: set[str] = set()
+        self._warned_outside: set[str] = set()
         self._warned_partial = False
         self._fed = 0  # watched outputs folded in during the current pass
         self._outer_exc: BaseException | None = None
@@ -343,6 +346,8 @@ class Monitor:
                         self._described.add(first)
                     if name in self._infos:
                         self._infos[first] = dataclasses.replace(self._infos.pop(name), name=first)
+            elif name in self._repeated and name not in self._warned_outside:
+                self._outside_pass(name)
             response = call_name(name, call, name in self._repeated)
             if type(output) is not tensor_type and not isinstance(output, tensor_type):
                 self._not_a_tensor(response, output)
@@ -373,6 +378,17 @@ class Monitor:
                 self._fed += 1
 
         return hook
+
+    def _outside_pass(self, name: str) -> None:
+        self._warned_outside.add(name)
+        first = call_name(name, 0, True)
+        warnings.warn(
+            f"{self._owner}: module {name!r}, which runs several times per forward pass, ran "
+            f"outside a forward pass of the model (e.g. in model.encode(x)); calls there cannot "
+            f"be told apart and all are counted as {first!r}. Run the model itself (model(x)), "
+            f"or monitor the submodule whose forward makes those calls. (Said once per module.)",
+            stacklevel=user_stacklevel("torch"),
+        )
 
     def _rows_differ(self, name: str, rows: int) -> None:
         if name in self._warned_rows:
@@ -423,81 +439,3 @@ class Monitor:
     def __repr__(self) -> str:
         state = "attached" if self.attached else "detached"
         return f"{self._owner}({list(self._modules)}, {state})"
-
-
-def _in_trace_check() -> bool:
-    """Whether ``torch.jit.trace`` is running the model to check its trace (check_trace)."""
-    frame = sys._getframe(2)
-    while frame is not None:
-        code = frame.f_code
-        if code.co_name == "_check_trace" and code.co_filename.endswith(_TRACE_FILE):
-            return True
-        frame = frame.f_back
-    return False
-
-
-_TRACE_FILE = os.path.join("jit", "_trace.py")
-
-
-class _Hook:
-    """A forward (pre-)hook calling ``monitor.<method>(module, *args)``, holding both weakly.
-
-    A deep copy of the model shares it (``__deepcopy__``): called on the copy's module, which is
-    not its own, it does nothing. Pickled (``torch.save(model)``), it becomes ``_inert_hook``.
-    """
-
-    __slots__ = ("_monitor", "_module", "_method")
-
-    def __init__(self, monitor: Monitor, module: Any, method: str) -> None:
-        self._monitor = weakref.ref(monitor)
-        self._module = weakref.ref(module)
-        self._method = method
-
-    def __call__(self, module: Any, *args: Any) -> None:
-        if module is not self._module():
-            return None
-        monitor = self._monitor()
-        if monitor is None:
-            return None
-        getattr(monitor, self._method)(module, *args)
-        return None
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> _Hook:
-        return self
-
-    def __reduce__(self) -> tuple[Any, tuple[()]]:
-        return (_inert, ())
-
-
-def _inert_hook(*_: Any) -> None:
-    """What a monitor's hook is in a saved model: nothing."""
-    return None
-
-
-def _inert() -> Callable[..., None]:
-    return _inert_hook
-
-
-def _batch_rows(tensor_type: type, args: tuple[Any, ...]) -> int | None:
-    """Dimension 0 of the first tensor among a forward's positional arguments (or the values
-    of a mapping among them), None when there is none."""
-    for arg in args:
-        values = arg.values() if isinstance(arg, Mapping) else (arg,)
-        for value in values:
-            if isinstance(value, tensor_type) and value.dim() >= 1:
-                return int(value.shape[0])
-    return None
-
-
-def _orphaned(handles: list[Any], owner: str, model: Any) -> None:
-    for handle in handles:
-        handle.remove()
-    if model() is None:
-        return  # the model went too: nothing is left to watch (e.g. both were local)
-    warnings.warn(
-        f"{owner}: a monitor still attached was garbage-collected, so its hooks were removed "
-        f"and what it counted is lost; keep a reference to it (``with {owner}(model) as "
-        f"monitor:`` or ``monitor = {owner}(model).attach()``) and read monitor.result",
-        RuntimeWarning,
-        stacklevel=2,
-    )

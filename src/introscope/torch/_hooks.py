@@ -1,0 +1,93 @@
+"""The objects a monitor registers as torch hooks, and what they need to know about a pass."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+import weakref
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._monitor import Monitor
+
+__all__ = ["_Hook", "_batch_rows", "_in_trace_check", "_inert", "_orphaned"]
+
+
+def _in_trace_check() -> bool:
+    """Whether ``torch.jit.trace`` is running the model to check its trace (check_trace)."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "_check_trace" and code.co_filename.endswith(_TRACE_FILE):
+            return True
+        frame = frame.f_back
+    return False
+
+
+_TRACE_FILE = os.path.join("jit", "_trace.py")
+
+
+class _Hook:
+    """A forward (pre-)hook calling ``monitor.<method>(module, *args)``, holding both weakly.
+
+    A deep copy of the model shares it (``__deepcopy__``): called on the copy's module, which is
+    not its own, it does nothing. Pickled (``torch.save(model)``), it becomes ``_inert_hook``.
+    """
+
+    __slots__ = ("_monitor", "_module", "_method")
+
+    def __init__(self, monitor: Monitor, module: Any, method: str) -> None:
+        self._monitor = weakref.ref(monitor)
+        self._module = weakref.ref(module)
+        self._method = method
+
+    def __call__(self, module: Any, *args: Any) -> None:
+        if module is not self._module():
+            return None
+        monitor = self._monitor()
+        if monitor is None:
+            return None
+        getattr(monitor, self._method)(module, *args)
+        return None
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Hook:
+        return self
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return (_inert, ())
+
+
+def _inert_hook(*_: Any) -> None:
+    """What a monitor's hook is in a saved model: nothing."""
+    return None
+
+
+def _inert() -> Callable[..., None]:
+    return _inert_hook
+
+
+def _batch_rows(tensor_type: type, args: tuple[Any, ...]) -> int | None:
+    """Dimension 0 of the first tensor among a forward's positional arguments (or the values
+    of a mapping among them), None when there is none."""
+    for arg in args:
+        values = arg.values() if isinstance(arg, Mapping) else (arg,)
+        for value in values:
+            if isinstance(value, tensor_type) and value.dim() >= 1:
+                return int(value.shape[0])
+    return None
+
+
+def _orphaned(handles: list[Any], owner: str, model: Any) -> None:
+    for handle in handles:
+        handle.remove()
+    if model() is None:
+        return  # the model went too: nothing is left to watch (e.g. both were local)
+    warnings.warn(
+        f"{owner}: a monitor still attached was garbage-collected, so its hooks were removed "
+        f"and what it counted is lost; keep a reference to it (``with {owner}(model) as "
+        f"monitor:`` or ``monitor = {owner}(model).attach()``) and read monitor.result",
+        RuntimeWarning,
+        stacklevel=2,
+    )
