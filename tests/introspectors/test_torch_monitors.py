@@ -531,3 +531,19 @@ def test_torch_jit_trace_of_a_watched_model_works_and_is_not_counted() -> None:
         net(x[:3])
         assert mon.result.results["1"].num_samples == 3
     torch.testing.assert_close(traced(x), net(x))
+
+
+def test_torch_jit_script_of_a_watched_model_says_to_detach_first() -> None:
+    import warnings
+
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU())
+    with IUA.monitor(net) as mon, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch 2.13 deprecates TorchScript
+        with pytest.raises(AttributeError, match=r"torch.jit.script: detach the monitor"):
+            torch.jit.script(net)
+        mon.detach()
+        scripted = torch.jit.script(net)
+        mon.attach()
+        net(torch.randn(3, 4))
+        scripted(torch.randn(2, 4))  # not watched
+    assert mon.result.results["1"].num_samples == 3

@@ -52,6 +52,17 @@ class _Hook:
         getattr(monitor, self._method)(module, *args)
         return None
 
+    @property
+    def __name__(self) -> str:
+        # torch.jit.script compiles a module's hooks and reads their names first; an object
+        # without one fails as "'_Hook' object has no attribute '__name__'". Still an
+        # AttributeError (getattr(hook, "__name__", default) works), with the way out.
+        raise AttributeError(
+            "an introscope monitor's hooks cannot be compiled by torch.jit.script: detach the "
+            "monitor (monitor.detach()) while scripting, then attach it again; the scripted "
+            "copy is not watched (monitors watch Python modules)"
+        )
+
     def __deepcopy__(self, memo: dict[int, Any]) -> _Hook:
         return self
 
