@@ -547,3 +547,16 @@ def test_torch_jit_script_of_a_watched_model_says_to_detach_first() -> None:
         net(torch.randn(3, 4))
         scripted(torch.randn(2, 4))  # not watched
     assert mon.result.results["1"].num_samples == 3
+
+
+def test_data_parallel_replicas_are_said_not_to_be_watched() -> None:
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU())
+    # nn.DataParallel replicates each module this way on every forward (CUDA devices only).
+    replica = net[1]._replicate_for_data_parallel()
+    with IUA.monitor(net) as mon:
+        with pytest.warns(RuntimeWarning, match="DataParallel replicas") as said:
+            replica(torch.randn(2, 8))
+            replica(torch.randn(2, 8))
+        assert len(said) == 1
+        net(torch.randn(3, 4))
+    assert mon.result.results["1"].num_samples == 3

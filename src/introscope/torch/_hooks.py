@@ -45,6 +45,10 @@ class _Hook:
 
     def __call__(self, module: Any, *args: Any) -> None:
         if module is not self._module():
+            if getattr(module, "_is_replica", False):  # nn.DataParallel's copy for a device
+                monitor = self._monitor()
+                if monitor is not None:
+                    monitor._replica_ran()
             return None
         monitor = self._monitor()
         if monitor is None:

@@ -183,6 +183,7 @@ class Monitor:
         self._batch: int | None = None  # dimension 0 of the current pass's first input tensor
         self._warned_rows: set[str] = set()
         self._warned_outside: set[str] = set()
+        self._warned_replica = False
         self._warned_partial = False
         self._fed = 0  # watched outputs folded in during the current pass
         self._outer_exc: BaseException | None = None
@@ -378,6 +379,19 @@ class Monitor:
                 self._fed += 1
 
         return hook
+
+    def _replica_ran(self) -> None:
+        if self._warned_replica:
+            return
+        self._warned_replica = True
+        warnings.warn(
+            f"{self._owner}: the model ran as nn.DataParallel replicas, whose outputs the "
+            f"monitor does not see (nothing of those passes is counted); monitor the model "
+            f"unwrapped, or run one process per device (DistributedDataParallel) with a monitor "
+            f"in each and merge their accumulators. (Said once per monitor.)",
+            RuntimeWarning,
+            stacklevel=user_stacklevel("torch"),
+        )
 
     def _outside_pass(self, name: str) -> None:
         self._warned_outside.add(name)
