@@ -193,6 +193,26 @@ def test_input_dtype_is_converted_within_kind(net, images):
     b = run(model, ["output"], images).fields["output"]
     assert a.dtype == np.float32
     np.testing.assert_allclose(a, b, rtol=1e-6)
+    pixels = np.round(images * 255).astype(np.uint8)  # integers into a float net: exact
+    np.testing.assert_array_equal(
+        run(model, ["output"], pixels).fields["output"],
+        run(model, ["output"], pixels.astype(np.float32)).fields["output"],
+    )
+
+
+def test_integer_inputs_that_the_models_dtype_cannot_hold_are_refused():
+    ident = torch.nn.Sequential(torch.nn.Identity())
+    floats = load_torch_model_from_memory(ident, example_input=torch.ones(2, 2))
+    big = np.array([[2**24 + 1, 3], [5, 7]], dtype=np.int64)  # float32 would give 2**24
+    with pytest.raises(IntroscopeError, match=r"int64 values in \[3, 16777217\].*float32"):
+        run(floats, ["output"], big)
+    exact = run(floats, ["output"], big - 2).fields["output"]  # 2**24 - 1 is exact
+    assert exact.dtype == np.float32 and exact[0, 0] == 2**24 - 1
+    ints = load_torch_model_from_memory(ident, example_input=torch.ones(2, 2, dtype=torch.int64))
+    ids = np.array([[2**63 + 5, 1], [2, 3]], dtype=np.uint64)  # would wrap to negative int64
+    with pytest.raises(IntroscopeError, match=r"uint64 values.*int64"):
+        run(ints, ["output"], ids)
+    assert run(ints, ["output"], ids % 100).fields["output"].tolist() == [[13, 1], [2, 3]]
 
 
 @pytest.mark.parametrize(
