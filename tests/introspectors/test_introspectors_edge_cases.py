@@ -81,3 +81,43 @@ def test_pfa_refuses_a_response_without_units() -> None:
     empty = np.zeros((10, 0), np.float32)
     with pytest.raises(StateError, match=r"'a' \(batch 0\) has shape \(10, 0\): no units"):
         PFA.introspect(lambda bs: iter([Batch({"a": empty})]))
+
+
+def test_data_accumulators_take_torch_tensors_numpy_lacks_or_that_require_grad() -> None:
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    from introscope.introspectors import Duplicates, Familiarity
+
+    rows = torch.relu(torch.randn(60, 6, generator=torch.Generator().manual_seed(0)))
+    for make in (Familiarity.accumulator, Duplicates.accumulator):
+        want = make()
+        want.update("r", rows.bfloat16().float().numpy())
+        for tensor in (rows.bfloat16(), rows.bfloat16().clone().requires_grad_(True)):
+            acc = make()
+            acc.update("r", tensor)
+            got, ref = acc.state_dict(), want.state_dict()  # the same rows, read as float32
+            assert got.keys() == ref.keys()
+            for key in got:
+                np.testing.assert_array_equal(got[key], ref[key])
+            acc.finalize()
+
+
+def test_pca_refuses_what_it_cannot_fit_right_with_what_to_do() -> None:
+    import pytest
+
+    from introscope.exceptions import IntroscopeError
+    from introscope.introspectors import DimensionReduction
+
+    rng = np.random.default_rng(0)
+    fine = DimensionReduction.pca_accumulator()
+    fine.update("r", rng.standard_normal((40, 3)) * 1e-150)  # squares still normal floats
+    fine.finalize()
+    tiny = DimensionReduction.pca_accumulator()
+    tiny.update("r", rng.standard_normal((40, 3)) * 1e-160)  # squares lose their digits
+    with pytest.raises(IntroscopeError, match="largest variance.*multiply the responses"):
+        tiny.finalize()
+    wide = DimensionReduction.pca_accumulator()
+    with pytest.raises(IntroscopeError, match=r"200,000 features.*StandardPCA"):
+        wide.update("r", np.zeros((3, 200_000), np.float32))
+    assert wide.fields == []  # nothing allocated, nothing kept

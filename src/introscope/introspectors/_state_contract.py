@@ -63,6 +63,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
+import numpy as np
+
 from introscope.exceptions import StateError
 
 __all__ = ["Capabilities", "NonFiniteValues", "State", "StateError", "json_scalar"]
@@ -146,3 +148,22 @@ def json_scalar(value: Any) -> bool:
     if isinstance(value, dict):
         return all(isinstance(k, str) and json_scalar(v) for k, v in value.items())
     return False
+
+
+def is_torch_tensor(x: Any) -> bool:
+    """Whether ``x`` is a torch tensor (without importing torch)."""
+    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+
+
+def host_array(array: Any) -> np.ndarray:
+    """``array`` as a numpy array; a torch tensor is detached and brought to the CPU (dtypes
+    numpy lacks, such as bfloat16, as float32)."""
+    if is_torch_tensor(array):
+        x = array.detach().cpu()
+        try:
+            return x.numpy()
+        except TypeError:  # bfloat16 and other dtypes numpy lacks
+            import torch
+
+            return x.to(torch.float32).numpy()
+    return np.asarray(array)

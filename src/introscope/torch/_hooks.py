@@ -7,10 +7,7 @@ import sys
 import warnings
 import weakref
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from ._monitor import Monitor
+from typing import Any
 
 __all__ = ["_Hook", "_batch_rows", "_in_trace_check", "_inert", "_orphaned"]
 
@@ -38,7 +35,7 @@ class _Hook:
 
     __slots__ = ("_monitor", "_module", "_method")
 
-    def __init__(self, monitor: Monitor, module: Any, method: str) -> None:
+    def __init__(self, monitor: Any, module: Any, method: str) -> None:
         self._monitor = weakref.ref(monitor)
         self._module = weakref.ref(module)
         self._method = method

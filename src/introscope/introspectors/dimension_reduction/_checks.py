@@ -8,6 +8,7 @@ import numpy as np
 
 from introscope._validation import pooling_hint
 from introscope.exceptions import IntroscopeValueError
+from introscope.introspectors._state_contract import host_array
 
 __all__ = ["check_responses", "check_target_dimensions", "at"]
 
@@ -28,7 +29,7 @@ def check_target_dimensions(who: str, value: object) -> int:
 
 def check_responses(who: str, field: str, array: Any, where: str = "") -> np.ndarray:
     """``array`` as a 2-D numeric, finite numpy array, or an error naming ``field``."""
-    x = np.asarray(array)
+    x = host_array(array)
     name = f"field {field!r}" if field else "the data"
     if x.ndim != 2:
         hint = pooling_hint(x.shape) or "make them (samples, features) first, e.g. Flattener()"

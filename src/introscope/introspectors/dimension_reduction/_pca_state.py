@@ -136,6 +136,7 @@ class PCAState(State):
             )
         sums = self._sums
         if sums is None:
+            _check_fits_in_memory(shape[1])
             sums = _Sums(shape[1], like=array if torch_input else None, precision=self.precision)
         sums.update(array)
         self._sums = sums
@@ -242,6 +243,7 @@ class PCAState(State):
         from scipy.linalg import eigh
 
         mean, cov = self.mean_and_covariance()
+        _check_normal_range(who, cov)
         total_variance = float(np.trace(cov))
         # Only the k largest eigenpairs (ascending from scipy).
         values, vectors = eigh(cov, subset_by_index=(d - k, d - 1))
@@ -258,3 +260,39 @@ class PCAState(State):
             explained_variance_ratio=ratio,
             n_samples=n,
         )
+
+
+# Variances below this have squares near float64's subnormal range: the sums lose digits.
+_TINY_VARIANCE = float(np.finfo(np.float64).tiny) * 2.0**20
+
+
+def _check_normal_range(who: str, cov: np.ndarray) -> None:
+    """Refuse a covariance whose every variance lies where float64 squares lose precision."""
+    largest = float(np.max(np.diagonal(cov))) if cov.size else 0.0
+    if 0.0 < largest < _TINY_VARIANCE:
+        raise IntroscopeError(
+            f"{who}: the data's largest variance is {largest:.3g}, so small that float64 "
+            f"squares of it lose precision (below ~{_TINY_VARIANCE:.0e}) and the components would "
+            f"be wrong; multiply the responses by a constant (e.g. 2.0**500) before fitting: the "
+            f"components do not change"
+        )
+
+
+def _check_fits_in_memory(features: int) -> None:
+    """Refuse a (features x features) covariance that would take over half the memory."""
+    need = 3 * 8 * features * features  # the float64 sums, a product buffer, a copy to solve
+    try:
+        import os
+
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not POSIX
+        return
+    if need > memory // 2:
+        raise StateError(
+            f"has {features:,} features: exact streamed PCA keeps {features:,} x {features:,} "
+            f"covariance sums (~{need / 2**30:,.0f} GiB) and this machine has "
+            f"{memory / 2**30:,.0f} GiB; use DimensionReduction.Strategy.StandardPCA(k) "
+            f"(scikit-learn's PCA on the rows, memory O(samples x features)), or reduce the "
+            f"features first (introscope.processors.Pooler)"
+        )
+

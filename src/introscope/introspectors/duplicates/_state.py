@@ -12,14 +12,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from introscope.introspectors._state_contract import Capabilities, State, StateError
+from introscope.introspectors._state_contract import Capabilities, State, StateError, host_array
 
 __all__ = ["ResponseBuffer", "check_responses"]
 
 
 def check_responses(array: Any) -> np.ndarray:
     """Return ``array`` as a numeric (n, d) array, or raise a ``StateError`` saying why."""
-    arr = np.asarray(array)
+    arr = host_array(array)
     if arr.dtype.kind not in "biuf":
         raise StateError(
             f"has dtype {arr.dtype}; Duplicates needs real numeric responses (float, int or bool)"

@@ -18,7 +18,7 @@ import numpy as np
 from introscope._validation import count_nonfinite
 from introscope.exceptions import IntroscopeError, IntroscopeValueError
 
-from .._state_contract import Capabilities, State, StateError
+from .._state_contract import Capabilities, State, StateError, host_array
 
 __all__ = ["FitData", "check_rows", "check_responses"]
 
@@ -54,7 +54,7 @@ def check_rows(array: Any) -> np.ndarray:
 
     The message reads after ``"Familiarity: response 'name' (batch 3) "``.
     """
-    data = np.asarray(array)
+    data = host_array(array)
     if data.ndim != 2:
         raise StateError(
             f"has shape {data.shape}; familiarity needs one vector per element, shape "

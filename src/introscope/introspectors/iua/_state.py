@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .._state_contract import Capabilities, NonFiniteValues, State, StateError
+from .._state_contract import Capabilities, NonFiniteValues, State, StateError, is_torch_tensor
 from ._kernel import BatchCounts, count_batch, work_dtype
 
 __all__ = ["Tally", "IUAState"]
@@ -155,10 +155,6 @@ class _DeviceTally:
         return buf
 
 
-def _is_torch(x: Any) -> bool:
-    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
-
-
 class IUAState(State):
     """IUA counters of one response: a unit tally, an optional channel tally, non-finite count.
 
@@ -216,7 +212,7 @@ class IUAState(State):
 
     # ------------------------------------------------------------------ update
     def update(self, array: Any, *, allow_nonfinite: bool = False) -> int:
-        if _is_torch(array):
+        if is_torch_tensor(array):
             x = array.detach()
             if x.device.type != "cpu" or self.force_device_path:
                 self._check_shape(tuple(x.shape))

@@ -20,7 +20,7 @@ import numpy as np
 
 from introscope._validation import pooling_hint
 
-from .._state_contract import Capabilities, NonFiniteValues, State, StateError
+from .._state_contract import Capabilities, NonFiniteValues, State, StateError, is_torch_tensor
 from ._sums_math import (
     MOMENT_ROWS,
     add_gram64,
@@ -28,7 +28,6 @@ from ._sums_math import (
     column_sums,
     covariance_of,
     first_batch_moments,
-    is_torch_tensor,
     product_dtype,
     reexpress,
     staging_rows,
@@ -353,7 +352,7 @@ class FieldSums(State):
     def _update_numpy(self, array: Any) -> None:
         x = np.asarray(array)
         if x.dtype.kind not in "biuf":
-            raise StateError(f"has non-numeric dtype {x.dtype}; PFA needs real numbers")
+            raise StateError(f"has non-numeric dtype {x.dtype}; it needs real numbers (float, int, bool)")
         if self.shift is None:
             held = sum(len(p) for p in self._pending) + x.shape[0]
             if self.on_host and held < _SHIFT_ROWS:
@@ -421,7 +420,7 @@ class FieldSums(State):
 
         x = tensor.detach()
         if x.is_complex() or not (x.is_floating_point() or x.dtype in torch_int_types()):
-            raise StateError(f"has non-numeric dtype {x.dtype}; PFA needs real numbers")
+            raise StateError(f"has non-numeric dtype {x.dtype}; it needs real numbers (float, int, bool)")
         if self.on_host:
             # The state lives on the host already: bring the batch there (numpy has no
             # bfloat16: float32 holds it exactly).

@@ -146,10 +146,6 @@ def reexpress(
     return total + count * d, outer + (td + td.T) + count * np.outer(d, d)
 
 
-def is_torch_tensor(x: Any) -> bool:
-    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
-
-
 def to_like(array: np.ndarray, like: Any) -> Any:
     """``array`` as a float64 tensor on ``like``'s device."""
     import torch
