@@ -560,3 +560,45 @@ def test_data_parallel_replicas_are_said_not_to_be_watched() -> None:
         assert len(said) == 1
         net(torch.randn(3, 4))
     assert mon.result.results["1"].num_samples == 3
+
+
+def test_results_read_before_a_reset_are_kept_and_the_accumulator_can_be_replaced() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU())
+    history = []
+    with IUA.monitor(net) as mon:
+        for epoch in range(2):
+            net(torch.randn(10 + epoch, 4))
+            history.append(mon.result)  # once per epoch, as the docs say
+            mon.reset()
+        net(torch.randn(3, 4))
+        assert [r.results["1"].num_samples for r in history] == [10, 11]  # snapshots
+        saved = mon.accumulator.state_dict()  # a checkpoint...
+        mon.accumulator = IUA.from_state_dict(saved)  # ...to go on from
+        net(torch.randn(2, 4))
+    assert mon.result.results["1"].num_samples == 5
+    with pytest.raises(TypeError, match="must have update"):
+        mon.accumulator = object()
+
+
+def test_a_model_run_from_several_threads_counts_each_pass_once() -> None:
+    import threading
+
+    torch.manual_seed(0)
+    net = SharedReLU().eval()
+    x = torch.randn(16, 1, 8, 8)
+
+    def work() -> None:
+        with torch.no_grad():
+            for _ in range(30):
+                net(x)
+
+    with IUA.monitor(net) as mon, PFA.monitor(net, [net.relu]) as pfa:
+        threads = [threading.Thread(target=work) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    counts = {k: r.num_samples for k, r in mon.result.results.items()}
+    assert counts == {"relu#0": 3 * 30 * 16, "relu#1": 3 * 30 * 16}
+    assert pfa.state.fields == ["relu#0", "relu#1"] and pfa.state.count("relu#1") == 1440

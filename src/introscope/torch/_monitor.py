@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import threading
 import warnings
 import weakref
 from collections.abc import Callable, Iterable
@@ -129,6 +130,26 @@ def _check_not_scripted(
             )
 
 
+class _Pass:
+    """One thread's forward pass of the model in progress."""
+
+    __slots__ = ("depth", "calls", "batch", "fed", "outer_exc", "checking")
+
+    def __init__(self) -> None:
+        self.depth = 0  # nesting of the model's own forward (0: outside a pass)
+        self.calls: dict[str, int] = {}  # calls of each watched module in this pass
+        self.batch: int | None = None  # dimension 0 of the pass's first input tensor
+        self.fed = 0  # watched outputs folded in during this pass
+        self.outer_exc: BaseException | None = None
+        self.checking = False  # this pass is torch.jit.trace's check of its trace
+
+
+def _compiling(torch: Any) -> bool:
+    """Whether torch.compile (Dynamo) is tracing the model now."""
+    compiler = getattr(torch, "compiler", None)
+    return bool(compiler is not None and compiler.is_compiling())
+
+
 class Monitor:
     """Forward hooks on chosen modules of a ``torch.nn.Module`` feeding an accumulator.
 
@@ -155,21 +176,17 @@ class Monitor:
         self._torch = torch = require("torch", "torch", owner)
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"{owner} needs a torch.nn.Module, got {type(model).__name__}")
-        for verb in ("update", "finalize", "reset", "rename_field"):
-            if not callable(getattr(accumulator, verb, None)):
-                raise TypeError(
-                    f"{owner}: the accumulator must have {verb}(); got {type(accumulator).__name__}"
-                )
         self._owner = owner
         self._model = model
+        # Passes in progress, one per thread (a model may run in several threads at once);
+        # the lock guards the accumulator and what the threads share.
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._described: set[str] = set()
         self.accumulator = accumulator
         self._transform = transform
         self._modules = resolve_modules(model, layers, owner=owner, default_types=default_types)
-        self._calls: dict[str, int] = {}  # calls of each watched module in the current pass
-        self._depth = 0  # nesting of the model's own forward (0: outside a pass)
         self._repeated: set[str] = set()  # modules seen running several times in one pass
-        self._described: set[str] = set()
-        self._describe = getattr(accumulator, "add_response_info", None)
         self._handles: list[Any] = []
         # Layouts as the adapter infers them: during the first forward pass every module's
         # outputs are followed (an activation keeps the layout of the latest output of its
@@ -180,32 +197,60 @@ class Monitor:
         self._tracked = False
         self._watch: dict[int, Callable[..., None]] = {}  # id(module) -> its hook, attached
         self._finalizer: Any = None
-        self._batch: int | None = None  # dimension 0 of the current pass's first input tensor
         self._warned_rows: set[str] = set()
         self._warned_outside: set[str] = set()
         self._warned_replica = False
         self._warned_partial = False
-        self._fed = 0  # watched outputs folded in during the current pass
-        self._outer_exc: BaseException | None = None
-        self._checking = False  # the current pass is torch.jit.trace's check of its trace
+
+    @property
+    def accumulator(self) -> Any:
+        """The accumulator the hooks feed; assign another (e.g. one loaded from a checkpoint
+        with ``from_state_dict``) to go on from it."""
+        return self._acc
+
+    @accumulator.setter
+    def accumulator(self, accumulator: Any) -> None:
+        for verb in ("update", "finalize", "reset", "rename_field"):
+            if not callable(getattr(accumulator, verb, None)):
+                raise TypeError(
+                    f"{self._owner}: the accumulator must have {verb}(); got "
+                    f"{type(accumulator).__name__}"
+                )
+        with self._lock:
+            self._acc = accumulator
+            self._describe = getattr(accumulator, "add_response_info", None)
+            self._described = set()
 
     @property
     def state(self) -> Any:
         """The accumulator fed by the hooks (the same object as :attr:`accumulator`)."""
-        return self.accumulator
+        return self._acc
 
     @property
     def result(self) -> Any:
-        """``accumulator.finalize()``: the result of everything seen since the last reset."""
-        return self.accumulator.finalize()
+        """The result of everything seen since the last reset: ``accumulator.finalize()``, as a
+        snapshot that later batches and :meth:`reset` leave as it is."""
+        with self._lock:
+            acc = self._acc
+            result = acc.finalize()
+            if result is acc and callable(getattr(acc, "spawn", None)):
+                # An accumulator that is its own result (IUA, as in DNIKit): a copy.
+                result = acc.merge(acc.spawn()).finalize()
+            return result
 
     def reset(self) -> None:
         """Forget everything seen so far (hooks stay attached), e.g. once per epoch."""
-        self.accumulator.reset()
-        self._described.clear()
-        self._depth = 0
-        self._calls.clear()
-        self._fed = 0
+        with self._lock:
+            self._acc.reset()
+            self._described.clear()
+        self._local.__dict__.pop("now", None)
+
+    def _pass(self) -> _Pass:
+        """This thread's forward pass."""
+        now = self._local.__dict__.get("now")
+        if now is None:
+            now = self._local.now = _Pass()
+        return now
 
     # ------------------------------------------------------------------ hooks
     def attach(self: _M) -> _M:
@@ -261,42 +306,41 @@ class Monitor:
         # The model's own forward starts a pass. A depth left behind means a pass that ended
         # without its end hook (KeyboardInterrupt skips torch's always_call hooks), not a
         # model that calls itself: this is a new pass.
-        self._depth = 0
-        if self._depth == 0:
-            self._calls.clear()
-            self._fed = 0
-            # An exception being handled around this pass is not one the pass raises.
-            self._outer_exc = sys.exc_info()[1]
-            tracing = self._torch._C._get_tracing_state()
-            self._batch = None if tracing else _batch_rows(self._torch.Tensor, args)
-            # torch.jit.trace then checks the trace by running the model again, untraced.
-            self._checking = not tracing and _in_trace_check()
-            if self._tracked and self._trackers:
-                # Removed here, not in _end_pass: that runs while torch iterates the root
-                # module's forward hooks, one of which is a tracker.
+        now = self._local.now = _Pass()
+        # An exception being handled around this pass is not one the pass raises.
+        now.outer_exc = sys.exc_info()[1]
+        tracing = self._torch._C._get_tracing_state()
+        now.batch = None if tracing else _batch_rows(self._torch.Tensor, args)
+        # torch.jit.trace then checks the trace by running the model again, untraced.
+        now.checking = not tracing and not _compiling(self._torch) and _in_trace_check()
+        if self._tracked and self._trackers:
+            # Removed here, not in _end_pass: that runs while torch iterates the root
+            # module's forward hooks, one of which is a tracker.
+            with self._lock:
                 for handle in self._trackers:
                     handle.remove()
                 self._trackers.clear()
-        self._depth += 1
+        now.depth = 1
 
     def _end_pass(self, *_: Any) -> None:
-        self._depth = max(0, self._depth - 1)
+        now = self._pass()
+        now.depth = max(0, now.depth - 1)
+        if now.depth:
+            return
         exc = sys.exc_info()[1]
-        if self._depth == 0 and self._fed and exc is not None and exc is not self._outer_exc:
+        if now.fed and exc is not None and exc is not now.outer_exc:
             # torch runs this hook (always_call) while the forward's exception propagates.
-            self._partial_pass()
-        if self._depth == 0:
-            if self._trackers and not self._checking and not self._torch._C._get_tracing_state():
-                # One whole pass followed: the layouts are known. Not after torch.jit.trace's
-                # passes: removing hooks between its trace and its check makes them differ.
-                self._tracked = True
-            self._checking = False
+            self._partial_pass(now.fed)
+        if self._trackers and not now.checking and not self._torch._C._get_tracing_state():
+            # One whole pass followed: the layouts are known. Not after torch.jit.trace's
+            # passes: removing hooks between its trace and its check makes them differ.
+            self._tracked = True
+        now.checking = False
 
-    def _partial_pass(self) -> None:
+    def _partial_pass(self, counted: int) -> None:
         if self._warned_partial:
             return
         self._warned_partial = True
-        counted = self._fed
         warnings.warn(
             f"{self._owner}: a forward pass raised after {counted} watched module output(s) "
             f"were counted; those outputs stay in the result (the other modules did not see "
@@ -314,13 +358,13 @@ class Monitor:
         if self._tracked:
             return
         kind = layer_kind(module)
-        for _, tensor in flatten_output(output):
-            shape = tuple(tensor.shape)
-            upstream = self._layouts.get(shape[1:], UNKNOWN_UPSTREAM)
-            self._layouts[shape[1:]] = channels_first_axis(kind, len(shape), upstream)
+        with self._lock:
+            for _, tensor in flatten_output(output):
+                shape = tuple(tensor.shape)
+                upstream = self._layouts.get(shape[1:], UNKNOWN_UPSTREAM)
+                self._layouts[shape[1:]] = channels_first_axis(kind, len(shape), upstream)
 
     def _make_hook(self, name: str, module: Any):  # noqa: ANN202
-        accumulator = self.accumulator
         tensor_type = self._torch.Tensor
         # The id of the autograd graph being run, -1 outside backward().
         in_backward = getattr(self._torch._C, "_current_graph_task_id", lambda: -1)
@@ -328,25 +372,21 @@ class Monitor:
         tracing = self._torch._C._get_tracing_state
 
         def hook(_module: Any, _inputs: Any, output: Any) -> None:
-            if in_backward() != -1 or tracing() or self._checking:
+            if in_backward() != -1 or tracing():
                 # Activation checkpointing runs modules again during backward() to rebuild
                 # what it did not keep: the same samples, already counted in the forward.
                 # torch.jit.trace (and the TorchScript ONNX export) runs the model on its
                 # example inputs, which are not data either, and again to check the trace.
                 return
+            now = self._pass()
+            if now.checking:
+                return
             call = 0
-            if self._depth:
-                call = self._calls.get(name, 0)
-                self._calls[name] = call + 1
+            if now.depth:
+                call = now.calls.get(name, 0)
+                now.calls[name] = call + 1
                 if call and name not in self._repeated:
-                    self._repeated.add(name)
-                    first = call_name(name, 0, True)
-                    accumulator.rename_field(name, first)
-                    if name in self._described:
-                        self._described.discard(name)
-                        self._described.add(first)
-                    if name in self._infos:
-                        self._infos[first] = dataclasses.replace(self._infos.pop(name), name=first)
+                    self._first_repeat(name)
             elif name in self._repeated and name not in self._warned_outside:
                 self._outside_pass(name)
             response = call_name(name, call, name in self._repeated)
@@ -358,8 +398,8 @@ class Monitor:
                     f"a batch dimension"
                 )
             x = output.detach()
-            if self._depth and self._batch is not None and x.shape[0] != self._batch:
-                self._rows_differ(response, x.shape[0])
+            if now.depth and now.batch is not None and x.shape[0] != now.batch:
+                self._rows_differ(response, x.shape[0], now.batch)
             info = self._infos.get(response)
             if info is None:
                 if x.is_meta:
@@ -369,16 +409,31 @@ class Monitor:
                         f"inputs (e.g. model.to_empty(device='cpu') then load_state_dict(...))"
                     )
                 info = self._infos[response] = self._info(response, module, x)
-            if response not in self._described and self._describe is not None:
-                self._described.add(response)
-                self._describe(info)
             if self._transform is not None:
                 x = self._transform(response, x, info)
-            accumulator.update(response, x, where="module output")
-            if self._depth:
-                self._fed += 1
+            with self._lock:
+                if response not in self._described and self._describe is not None:
+                    self._described.add(response)
+                    self._describe(info)
+                self._acc.update(response, x, where="module output")
+            if now.depth:
+                now.fed += 1
 
         return hook
+
+    def _first_repeat(self, name: str) -> None:
+        """``name`` runs a second time in a pass: its data so far is its first call's."""
+        with self._lock:
+            if name in self._repeated:
+                return  # another thread's pass got here first
+            first = call_name(name, 0, True)
+            self._acc.rename_field(name, first)
+            if name in self._described:
+                self._described.discard(name)
+                self._described.add(first)
+            if name in self._infos:
+                self._infos[first] = dataclasses.replace(self._infos.pop(name), name=first)
+            self._repeated.add(name)
 
     def _replica_ran(self) -> None:
         if self._warned_replica:
@@ -404,13 +459,13 @@ class Monitor:
             stacklevel=user_stacklevel("torch"),
         )
 
-    def _rows_differ(self, name: str, rows: int) -> None:
+    def _rows_differ(self, name: str, rows: int, batch: int) -> None:
         if name in self._warned_rows:
             return
         self._warned_rows.add(name)
         warnings.warn(
             f"{self._owner}: module {name!r} returned {rows} rows in a forward pass of "
-            f"{self._batch} samples; its rows are counted as samples. A sequence-first layer "
+            f"{batch} samples; its rows are counted as samples. A sequence-first layer "
             f"(nn.LSTM, nn.TransformerEncoderLayer with batch_first=False) returns one row per "
             f"position: build it with batch_first=True, or watch a module whose outputs hold "
             f"one row per sample",
