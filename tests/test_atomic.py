@@ -8,6 +8,7 @@ import stat
 import pytest
 
 from introscope._atomic import atomic_open, atomic_path, new_file_mode, write_bytes, write_text
+from introscope.exceptions import IntroscopeError
 
 
 @pytest.fixture
@@ -76,3 +77,45 @@ def test_overwriting_keeps_the_files_mode_and_writes_through_a_link(tmp_path) ->
     assert link.is_symlink() and real.read_text() == "through"
     with pytest.raises(FileNotFoundError, match="no folder .*missing.* to write"):
         write_text(tmp_path / "missing" / "a.png", "x")
+
+
+def test_saved_results_and_reports_keep_a_private_files_mode_and_links(tmp_path) -> None:
+    import numpy as np
+
+    from introscope.base import Batch, producer_from_batches
+    from introscope.introspectors import IUA, DatasetReport, ReportConfig
+
+    iua = IUA()
+    iua.update("relu", np.maximum(np.random.default_rng(0).normal(size=(10, 4)), 0))
+    private = tmp_path / "iua.npz"
+    iua.save(private)
+    os.chmod(private, 0o600)
+    iua.save(private)
+    assert _mode(private) == 0o600  # was widened to the umask's 0644
+    real = tmp_path / "real.npz"
+    iua.save(real)
+    (tmp_path / "link.npz").symlink_to(real)
+    iua.save(tmp_path / "link.npz")
+    assert (tmp_path / "link.npz").is_symlink()  # was replaced by a regular file
+    assert IUA.load(tmp_path / "link.npz").results["relu"].num_samples == 10
+
+    pytest.importorskip("pyarrow")
+    rows = np.random.default_rng(0).random((30, 3)).astype(np.float32)
+    builder = Batch.Builder(fields={"x": rows})
+    builder.metadata[Batch.StdKeys.IDENTIFIER] = [str(i) for i in range(30)]
+    config = ReportConfig(projection=None, familiarity=None)
+    report = DatasetReport.introspect(producer_from_batches(builder.make_batch()), config=config)
+    report.to_disk(tmp_path / "report")
+    files = sorted((tmp_path / "report").iterdir())
+    for path in files:
+        os.chmod(path, 0o600)
+    report.to_disk(tmp_path / "report", overwrite=True)
+    assert [_mode(p) for p in files] == [0o600] * len(files)
+    assert sorted((tmp_path / "report").iterdir()) == files  # no temporary left
+    (tmp_path / "report" / "report_meta.json").write_text("[1, 2]")
+    with pytest.raises(IntroscopeError, match="JSON list, not an object"):
+        DatasetReport.from_disk(tmp_path / "report")
+    (tmp_path / "bad.npz").write_bytes(b"<html>not found</html>")
+    with pytest.raises(IntroscopeError, match="damaged or not an .npz archive") as raised:
+        IUA.load(tmp_path / "bad.npz")
+    assert "pickle" not in str(raised.value)

@@ -251,7 +251,7 @@ def test_load_refuses_other_files(tmp_path, data) -> None:
     acc.save(tmp_path / "m.npz")
     with pytest.raises(IntroscopeError, match=r"holds a 'Means', not a 'IUA'.*Means.load"):
         IUA.load(tmp_path / "m.npz")
-    with pytest.raises(IntroscopeValueError, match="no file at"):
+    with pytest.raises(FileNotFoundError, match="no file at"):
         Means.load(tmp_path / "absent.npz")
     np.save(tmp_path / "plain.npy", np.zeros(3))
     (tmp_path / "plain.npz").write_bytes((tmp_path / "plain.npy").read_bytes())

@@ -1,8 +1,8 @@
 """Save and load analysis state as one ``.npz`` file: numpy arrays plus a JSON header, no pickle.
 
-Files are written to a temporary name beside the target and renamed into place, created with
-the permissions the user's umask gives (``0o666 & ~umask``), so an interrupted write leaves no
-file that a later load reads as complete.
+Files are written through ``introscope._atomic`` (a temporary name beside the target, renamed
+into place; the umask's permissions for a new file, the old file's for a replaced one; a link is
+written through), so an interrupted write leaves no file that a later load reads as complete.
 """
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import uuid
 import zipfile
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from introscope._atomic import atomic_open
 from introscope.exceptions import IntroscopeError, IntroscopeValueError
 
 __all__ = ["HEADER_KEY", "load_npz", "save_npz"]
@@ -37,25 +37,15 @@ def save_npz(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray], hea
                 f"save: array {key!r} has dtype object, which cannot be stored without pickle"
             )
     payload[HEADER_KEY] = np.array(json.dumps(header, allow_nan=False))
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    # os.open applies the umask to 0o666, as open() does for ordinary files.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_open(target, "wb") as handle:
+        np.savez(handle, **payload)
 
 
 def load_npz(path: str | os.PathLike[str], *, expect: str) -> tuple[dict[str, np.ndarray], dict]:
     """Read a file written by ``save_npz``; ``expect`` is the header's ``"type"``."""
     target = pathlib.Path(path)
     if not target.exists():
-        raise IntroscopeValueError(f"{expect}.load: no file at {str(target)!r}")
+        raise FileNotFoundError(f"{expect}.load: no file at {str(target)!r}")
     not_ours = f"{expect}.load: {str(target)!r} is not an introscope .npz file"
     damaged = (
         f"{expect}.load: {str(target)!r} is damaged (truncated or changed after it was "
@@ -64,8 +54,17 @@ def load_npz(path: str | os.PathLike[str], *, expect: str) -> tuple[dict[str, np
     try:
         data = np.load(target, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        what = damaged if zipfile.is_zipfile(target) or target.suffix == ".npz" else not_ours
-        raise IntroscopeError(f"{what} ({type(exc).__name__}: {exc})") from exc
+        if zipfile.is_zipfile(target):
+            raise IntroscopeError(f"{damaged} ({type(exc).__name__}: {exc})") from exc
+        # Not a zip archive (truncated, a failed download, another format). numpy's message
+        # would advise allow_pickle=True, which introscope never does.
+        if target.suffix == ".npz":
+            raise IntroscopeError(
+                f"{expect}.load: {str(target)!r} is damaged or not an .npz archive (truncated, "
+                f"or another kind of file under that name); save it again from the analysis, or "
+                f"copy it again"
+            ) from None
+        raise IntroscopeError(f"{not_ours} (it is not a zip archive)") from None
     if not isinstance(data, np.lib.npyio.NpzFile):
         raise IntroscopeError(f"{not_ours} (it holds a single array)")
     try:

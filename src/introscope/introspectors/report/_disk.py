@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pathlib
-import uuid
 from typing import Any
 
 import numpy as np
 
+from introscope._atomic import atomic_path, write_text
 from introscope.exceptions import IntroscopeError, require
 
 __all__ = ["DATA_FILE", "META_FILE", "LEGACY_FILE", "save_frame", "load_frame", "existing_files"]
@@ -49,10 +48,6 @@ def _sha256(path: pathlib.Path) -> str:
     return digest.hexdigest()
 
 
-def _temp_name(path: pathlib.Path) -> pathlib.Path:
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-
-
 def save_frame(frame: Any, directory: pathlib.Path) -> None:
     """Write ``frame`` as Parquet + JSON; each file goes to a temporary name and is renamed.
 
@@ -84,9 +79,9 @@ def save_frame(frame: Any, directory: pathlib.Path) -> None:
 
     data_path = directory / DATA_FILE
     meta_path = directory / META_FILE
-    tmp_data = _temp_name(data_path)
-    tmp_meta = _temp_name(meta_path)
-    try:
+    # Through introscope._atomic: the permissions of the files replaced (or the umask's),
+    # links written through, the data renamed into place before the JSON that vouches for it.
+    with atomic_path(data_path) as tmp_data:
         pq.write_table(table, tmp_data)
         meta = {
             "format": _FORMAT,
@@ -98,15 +93,7 @@ def save_frame(frame: Any, directory: pathlib.Path) -> None:
             "data_bytes": tmp_data.stat().st_size,
             "data_sha256": _sha256(tmp_data),
         }
-        with open(tmp_meta, "w", encoding="utf-8") as f:
-            json.dump(meta, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_data, data_path)
-        os.replace(tmp_meta, meta_path)
-    finally:
-        tmp_data.unlink(missing_ok=True)
-        tmp_meta.unlink(missing_ok=True)
+    write_text(meta_path, json.dumps(meta, indent=1))
 
 
 def load_frame(directory: pathlib.Path) -> Any:
@@ -130,6 +117,11 @@ def load_frame(directory: pathlib.Path) -> Any:
         raise IntroscopeError(
             f"DatasetReport.from_disk: {meta_path} is unreadable ({exc})"
         ) from None
+    if not isinstance(meta, dict):
+        raise IntroscopeError(
+            f"DatasetReport.from_disk: {meta_path} is not an introscope report description (it "
+            f"holds a JSON {type(meta).__name__}, not an object); save the report again"
+        )
     if meta.get("format") != _FORMAT or meta.get("version") != _VERSION:
         raise IntroscopeError(
             f"DatasetReport.from_disk: {meta_path} is not an introscope report of format version "
