@@ -65,6 +65,8 @@ def rotate(images: np.ndarray, angle: float, fill: Sequence[float]) -> np.ndarra
     OpenCV 5.0 samples exactly for 1-, 3- and 4-channel uint8, uint16 and float32 images, but
     rounds sample positions to 1/32 pixel for int16, float64 and 2-channel images (an error of
     up to 1/32 of the local value range); DNIKit's numbers have that error, so these do too.
+    Images of more than 4 channels are rotated 4 channels at a time (OpenCV's limit for a
+    per-channel border), each group as exactly as OpenCV samples it: not DNIKit's numbers there.
     """
     cv2 = load()
     n, h, w, c = images.shape
