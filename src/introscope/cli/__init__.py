@@ -148,9 +148,8 @@ def _parser() -> argparse.ArgumentParser:
     an.add_argument("--image-size", type=_positive_int, nargs=2, metavar=("W", "H"),
                     help="resize images to W x H (default: the model's input size, else the "
                     "first image's)")  # fmt: skip
-    an.add_argument(
-        "--scale", type=float, help="multiply pixels by this (default 1/255 for images)"
-    )
+    an.add_argument("--scale", type=float, help="multiply raw pixels by this (default 1/255 for "
+                    "8-bit images, 1/65535 for 16-bit ones)")  # fmt: skip
     an.add_argument("--mean", type=float, nargs="+", help="subtract per channel, after --scale")
     an.add_argument("--std", type=float, nargs="+", help="divide per channel, after --mean")
     an.add_argument("--labels", metavar="CSV",

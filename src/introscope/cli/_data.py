@@ -11,11 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from introscope.exceptions import IntroscopeValueError, require
+from introscope.base._image_producer import load_image, read_header
+from introscope.exceptions import IntroscopeError, IntroscopeValueError, require
 
 from ._models import InputFileError, InputSpec
+from ._tables import NO_LABEL, label_strings, load_parquet
 from ._tables import labels_csv as read_labels_csv
-from ._tables import load_parquet
 
 __all__ = ["DataSource", "Preprocess", "load_data", "IMAGE_SUFFIXES"]
 
@@ -27,15 +28,22 @@ _ID_KEYS = ("ids", "id", "paths", "path", "filenames", "names")
 
 @dataclass(frozen=True)
 class Preprocess:
-    """Pixel normalisation: ``(pixel * scale - mean) / std`` per channel."""
+    """Pixel normalisation: ``(pixel * scale - mean) / std`` per channel.
+
+    ``scale`` multiplies the raw values (0-255 for 8-bit images, 0-65535 for 16-bit ones);
+    left None, each image is divided by its bit depth's maximum, so pixels are in [0, 1]."""
 
     scale: float | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
 
-    def apply(self, x: np.ndarray, default_scale: float, channel_axis: int | None) -> np.ndarray:
+    def apply(
+        self, x: np.ndarray, default_scale: float | np.ndarray, channel_axis: int | None
+    ) -> np.ndarray:
+        """``x`` normalised; ``default_scale`` (a number, or one per sample broadcasting against
+        ``x``) applies when no ``scale`` was given."""
         scale = default_scale if self.scale is None else self.scale
-        x = x.astype(np.float32) * np.float32(scale)
+        x = x.astype(np.float32) * np.asarray(scale, dtype=np.float32)
         for values, op in ((self.mean, np.subtract), (self.std, np.divide)):
             if values is None:
                 continue
@@ -119,29 +127,37 @@ class DataSource:
             return self.preprocess.apply(x, 1.0, axis)
         assert self.files is not None
         paths = self.files[start:stop]
-        images = list(pool.map(self._read_image, paths)) if pool else map(self._read_image, paths)
-        x = np.stack(list(images))  # (n, h, w) or (n, h, w, c)
+        read = list(pool.map(self._read_image, paths)) if pool else map(self._read_image, paths)
+        images, peaks = zip(*read)
+        x = np.stack(images)  # (n, h, w) or (n, h, w, c); 8- and 16-bit images stack as uint16
         layout = self.spec.layout if self.spec else "HWC"
         axis = None if x.ndim == 3 else x.ndim - 1
-        x = self.preprocess.apply(x, 1.0 / 255.0, axis)
+        per_image = (1.0 / np.asarray(peaks, dtype=np.float64)).reshape(-1, *[1] * (x.ndim - 1))
+        x = self.preprocess.apply(x, per_image, axis)
         if layout == "CHW":
             x = np.moveaxis(x, -1, 1)
         return np.ascontiguousarray(x)
 
-    def _read_image(self, path: pathlib.Path) -> np.ndarray:
-        pil = require("PIL.Image", "image", "reading an image folder")
+    def _read_image(self, path: pathlib.Path) -> tuple[np.ndarray, float]:
+        """One image as HWC (HW for an HW model), and the largest value of its bit depth.
+
+        16-bit images keep their 16 bits (ImageProducer's reader): Pillow's conversion to
+        L/RGB would clip them to 255."""
+        require("PIL.Image", "image", "reading an image folder")
         try:
-            with pil.open(path) as img:
-                img = img.convert("L" if self.channels == 1 else "RGB")
-                if self.image_size is not None and img.size != self.image_size:
-                    img = img.resize(self.image_size, pil.Resampling.BILINEAR)
-                arr = np.asarray(img, dtype=np.uint8)
-        except (OSError, ValueError) as exc:
-            raise InputFileError(f"--data: cannot read the image {str(path)!r}: {exc}") from exc
+            _, channels, dtype = read_header(path)
+            mode: str | None = "L" if self.channels == 1 else "RGB"
+            if dtype != "uint8" and channels == 1:
+                mode = None  # kept 16-bit (or float) grey; made RGB below
+            arr = load_image(path, self.image_size, mode)
+        except IntroscopeError as exc:
+            raise InputFileError(f"--data: {exc}") from exc
+        if arr.shape[-1] == 1 and self.channels == 3:
+            arr = np.repeat(arr, 3, axis=-1)
         layout = self.spec.layout if self.spec else "HWC"
-        if arr.ndim == 2 and layout != "HW":
-            arr = arr[..., None]
-        return arr
+        if layout == "HW" and arr.shape[-1] == 1:
+            arr = arr[..., 0]
+        return arr, _PEAKS.get(dtype, 1.0)
 
     def producer(self, batch_size: int) -> Iterator[Any]:
         """Batches of ``{field: samples}`` with identifiers and ``label`` metadata."""
@@ -164,11 +180,16 @@ class DataSource:
         if self.files is not None:
             pil = require("PIL.Image", "image", "report thumbnails")
             try:
+                _, _, dtype = read_header(self.files[index])
+                if dtype in ("uint16", "int32"):  # 16 bits: to 8 for the eye, not clipped
+                    arr = load_image(self.files[index]).astype(np.float64) * (255.0 / 65535.0)
+                    arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+                    return arr[..., 0] if arr.shape[-1] == 1 else arr[..., :3]
                 with pil.open(self.files[index]) as img:
                     img.draft("RGB", (64, 64))  # JPEG: decode at reduced size
                     img.thumbnail((64, 64))
                     return np.asarray(img.convert("L" if img.mode in ("L", "1") else "RGB"))
-            except OSError:
+            except (OSError, IntroscopeError):
                 return None
         if self.kind == "arrays" and self.array is not None:
             sample = np.asarray(self.array[index])
@@ -182,24 +203,40 @@ def _channel_axis(shape: Sequence[int]) -> int | None:
     return None
 
 
+def _hidden(path: pathlib.Path, root: pathlib.Path) -> bool:
+    """Whether a file or folder below ``root`` is hidden: a dot name anywhere on its way
+    (macOS ``._x.png`` AppleDouble files, ``.ipynb_checkpoints``) or a ``__MACOSX`` folder."""
+    return any(p.startswith(".") or p == "__MACOSX" for p in path.relative_to(root).parts)
+
+
+def _images_in(folder: pathlib.Path, root: pathlib.Path, recursive: bool) -> list[pathlib.Path]:
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(
+        p
+        for p in found
+        if p.suffix.lower() in IMAGE_SUFFIXES and not _hidden(p, root) and p.is_file()
+    )
+
+
 def _image_folder(root: pathlib.Path) -> tuple[list[pathlib.Path], list[str], list[str]]:
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not _hidden(p, root))
     files: list[pathlib.Path] = []
     labels: list[str] = []
     for d in subdirs:
-        found = sorted(
-            p for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-        )
+        found = _images_in(d, root, recursive=True)
         files += found
         labels += [d.name] * len(found)
-    loose = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    loose = _images_in(root, root, recursive=False)
     files += loose
-    labels += ["(no label)"] * len(loose)
+    labels += [NO_LABEL] * len(loose)
     ids = [p.relative_to(root).as_posix() for p in files]
     return files, labels, ids
 
 
-_GREY_MODES = ("L", "1", "I", "I;16", "F")
+_GREY_MODES = ("L", "1", "I", "F")
+#: Largest pixel value per dtype of ``read_header``: what the default scale divides by. Pillow's
+#: 32-bit integer mode I holds 16-bit PNG/TIFF greys; float images are taken as they are.
+_PEAKS = {"uint8": 255.0, "uint16": 65535.0, "int32": 65535.0}
 #: Image headers read to choose the channel count (spread over the folder; headers only).
 _CHANNEL_PROBES = 64
 
@@ -215,7 +252,7 @@ def _first_size(files: Sequence[pathlib.Path]) -> tuple[tuple[int, int], int]:
         try:
             with pil.open(path) as img:
                 size = size or img.size
-                if img.mode not in _GREY_MODES:
+                if img.mode not in _GREY_MODES and not img.mode.startswith("I;16"):
                     channels = 3
         except OSError as exc:
             raise InputFileError(f"--data: cannot read the image {str(path)!r}: {exc}") from exc
@@ -310,7 +347,7 @@ def load_data(
         n = len(x)
         from_file = ids_arr is not None
         ids = [str(i) for i in ids_arr] if ids_arr is not None else [str(i) for i in range(n)]
-        labels = [str(v) for v in labels_arr] if labels_arr is not None else ["(no label)"] * n
+        labels = label_strings(labels_arr) if labels_arr is not None else [NO_LABEL] * n
         if len(ids) != n or len(labels) != n:
             raise InputFileError(
                 f"--data {str(p)!r}: {n} samples but {len(ids)} ids and {len(labels)} labels"

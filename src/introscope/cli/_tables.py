@@ -15,11 +15,34 @@ from introscope.exceptions import IntroscopeValueError, require
 
 from ._models import InputFileError
 
-__all__ = ["ID_COLUMNS", "LABEL_COLUMNS", "load_parquet", "labels_csv"]
+__all__ = ["ID_COLUMNS", "LABEL_COLUMNS", "NO_LABEL", "label_strings", "load_parquet", "labels_csv"]
 
 #: Column names (any case) of the sample ids and the labels, in a Parquet table or a CSV header.
 ID_COLUMNS = ("id", "path", "file", "filename", "name")
 LABEL_COLUMNS = ("label", "labels", "class", "category", "y")
+#: The label of a sample that has none (a loose image, a null in the label column).
+NO_LABEL = "(no label)"
+
+
+def _missing(value: Any) -> bool:
+    if value is None:
+        return True
+    from pandas import isna
+    from pandas.api.types import is_scalar
+
+    return bool(is_scalar(value) and isna(value))
+
+
+def label_strings(values: Any) -> list[str]:
+    """Labels as text: missing values (None, NaN, NA) are ``NO_LABEL``, and floats that are all
+    whole numbers are written as integers (an integer column with a gap reads as float64), so
+    the labels are "0", "1", not "0.0", "nan"; other values as ``str`` gives them."""
+    items = values.tolist() if hasattr(values, "tolist") else list(values)
+    present = [v for v in items if not _missing(v)]
+    whole = bool(present) and all(
+        isinstance(v, (float, np.floating)) and float(v).is_integer() for v in present
+    )
+    return [NO_LABEL if _missing(v) else str(int(v)) if whole else str(v) for v in items]
 
 
 def _is_numeric(series: Any) -> bool:
@@ -100,7 +123,7 @@ def load_parquet(path: pathlib.Path) -> tuple[np.ndarray, Any, Any, list[str]]:
     left_out = [c for c in rest if c not in used]
     if left_out:
         notes.append(f"{_columns(left_out)} left out: not the embedding")
-    labels = frame[label_col].astype(str).tolist() if label_col else None
+    labels = label_strings(frame[label_col]) if label_col else None
     ids = frame[id_col].astype(str).tolist() if id_col else None
     return x, labels, ids, notes
 

@@ -1,0 +1,103 @@
+"""``introscope analyze`` on the data of the third audit: 16-bit images, Parquet labels with gaps,
+hidden files in image folders, and the small messages that misled."""
+
+import numpy as np
+import pytest
+
+from introscope.cli._data import Preprocess, load_data
+
+PIL = pytest.importorskip("PIL.Image")
+
+
+def _batch(src, n=100):
+    return next(iter(next(iter(src.producer(n))).fields.values()))
+
+
+def _gradient16(i: int) -> np.ndarray:
+    return (np.linspace(0, 65535, 256).reshape(16, 16) * (i + 1) / 3).astype(np.uint16)
+
+
+def test_16bit_grey_images_reach_the_model_scaled_by_65535_not_clipped(tmp_path):
+    for c in "ab":
+        (tmp_path / c).mkdir()
+        for i in range(3):
+            PIL.fromarray(_gradient16(i)).save(tmp_path / c / f"g{i}.png")
+    assert PIL.open(tmp_path / "a" / "g2.png").mode.startswith("I")  # really 16-bit on disk
+    src = load_data(tmp_path, spec=None, with_model=False)
+    x = _batch(src)
+    assert src.channels == 1 and x.shape == (6, 16, 16, 1)
+    want = np.stack([_gradient16(i) for i in range(3)] * 2)[..., None] / 65535.0
+    np.testing.assert_allclose(x, want, atol=1e-6)
+    assert (x == 1.0).mean() < 0.01  # was 99% saturated (clipped to 255, then / 255)
+    # --scale multiplies the raw 16-bit values
+    raw = _batch(load_data(tmp_path, spec=None, with_model=False, preprocess=Preprocess(1.0)))
+    np.testing.assert_array_equal(raw, want * 65535.0)
+    # resized and made RGB for a colour model: still 16 bits, the grey in every channel
+    rgb = load_data(tmp_path, spec=None, with_model=False, image_size=(8, 8))
+    rgb.channels = 3
+    x3 = _batch(rgb)
+    assert x3.shape == (6, 8, 8, 3) and 0.3 < x3.mean() < 0.4
+    np.testing.assert_array_equal(x3[..., 0], x3[..., 2])
+
+
+def test_8bit_and_16bit_images_in_one_folder_both_land_in_0_1(tmp_path):
+    (tmp_path / "a").mkdir()
+    PIL.fromarray(np.full((4, 4), 32768, np.uint16)).save(tmp_path / "a" / "deep.png")
+    PIL.fromarray(np.full((4, 4), 128, np.uint8)).save(tmp_path / "a" / "flat.png")
+    x = _batch(load_data(tmp_path, spec=None, with_model=False))
+    np.testing.assert_allclose(x[:, 0, 0, 0], [32768 / 65535, 128 / 255], rtol=1e-6)
+
+
+def test_16bit_thumbnail_is_the_image_not_white(tmp_path):
+    (tmp_path / "a").mkdir()
+    PIL.fromarray(_gradient16(2)).save(tmp_path / "a" / "g.png")
+    thumb = load_data(tmp_path, spec=None, with_model=False).raw_image(0)
+    assert thumb.dtype == np.uint8 and thumb.shape == (16, 16)
+    assert thumb.min() == 0 and thumb.max() == 255 and 100 < thumb.mean() < 155
+
+
+def test_parquet_labels_with_nulls_are_no_label_and_int_gaps_stay_ints(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    x = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    cases = {
+        "int": ([0, 1, None, 2, 0, 1], ["0", "1", "(no label)", "2", "0", "1"]),
+        "str": (["c0", None, "c1", "c1", "c0", "c2"], ["c0", "(no label)", "c1", "c1", "c0", "c2"]),
+        "float": (
+            [0.5, 1.0, None, 2.0, 0.5, 1.0],
+            ["0.5", "1.0", "(no label)", "2.0", "0.5", "1.0"],
+        ),
+        "whole": ([3, 1, 2, 3, 1, 2], ["3", "1", "2", "3", "1", "2"]),
+    }
+    for name, (labels, want) in cases.items():
+        path = tmp_path / f"{name}.parquet"
+        table = {"label": labels, "embedding": pa.array(list(x), type=pa.list_(pa.float32()))}
+        pq.write_table(pa.table(table), path)
+        assert load_data(path, spec=None, with_model=False).labels == want, name
+
+
+def test_npz_float_labels_read_as_integers(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.ones((3, 2), np.float32), labels=np.array([0.0, 1.0, np.nan]))
+    assert load_data(tmp_path / "d.npz", spec=None, with_model=False).labels == [
+        "0", "1", "(no label)"
+    ]  # fmt: skip
+
+
+def test_hidden_files_and_folders_in_an_image_folder_are_skipped(tmp_path):
+    img = PIL.fromarray(np.zeros((4, 4, 3), np.uint8))
+    for c in "ab":
+        (tmp_path / c).mkdir()
+        img.save(tmp_path / c / "0.png")
+    (tmp_path / "a" / ".ipynb_checkpoints").mkdir()
+    img.save(tmp_path / "a" / ".ipynb_checkpoints" / "0-checkpoint.png")
+    (tmp_path / "a" / "._0.png").write_bytes(b"\0\5\26\7Mac OS X")  # AppleDouble
+    (tmp_path / "__MACOSX" / "a").mkdir(parents=True)
+    (tmp_path / "__MACOSX" / "a" / "._0.png").write_bytes(b"\0\5\26\7Mac OS X")
+    (tmp_path / "b" / "deep" / "__MACOSX").mkdir(parents=True)
+    (tmp_path / "b" / "deep" / "__MACOSX" / "1.png").write_bytes(b"\0\5\26\7Mac OS X")
+    (tmp_path / "._loose.png").write_bytes(b"\0\5\26\7Mac OS X")
+    img.save(tmp_path / "loose.png")
+    src = load_data(tmp_path, spec=None, with_model=False)
+    assert src.ids == ["a/0.png", "b/0.png", "loose.png"]
+    assert src.labels == ["a", "b", "(no label)"]
+    assert _batch(src).shape == (3, 4, 4, 3)  # nothing unreadable was read
