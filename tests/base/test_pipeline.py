@@ -118,6 +118,15 @@ def test_empty_producer():
         peek_first_batch(piped)  # ...and the consumer says there is no data
 
 
+def test_a_producer_that_returns_no_iterable_is_named():
+    from introscope.introspectors import IUA
+
+    with pytest.raises(IntroscopeError, match="producer returned a NoneType, not an iterable"):
+        peek_first_batch(lambda batch_size: None)  # forgot to yield or return
+    with pytest.raises(IntroscopeError, match="IUA producer returned a NoneType"):
+        IUA.introspect(lambda batch_size: None)
+
+
 def test_bad_arguments():
     with pytest.raises(IntroscopeError, match="first argument must be a producer"):
         pipeline([1, 2, 3])

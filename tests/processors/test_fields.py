@@ -179,3 +179,16 @@ def test_stages_compose_in_pipeline():
     np.testing.assert_array_equal(
         out.fields["y"], np.arange(24.0).reshape(2, 3, 4).transpose(0, 2, 1).reshape(2, 12)
     )
+
+
+def test_mean_std_that_does_not_broadcast_to_the_batch_is_named():
+    from introscope.exceptions import IntroscopeValueError
+
+    batch = Batch({"x": np.ones((3, 2, 4, 4), np.float32)})
+    per_channel = MeanStdNormalizer(mean=np.array([1.0, 3.0]).reshape(2, 1, 1), std=2.0)
+    out = peek_first_batch(pipeline(lambda n: iter([batch]), per_channel), 3).fields["x"]
+    assert out.shape == (3, 2, 4, 4) and out[0, :, 0, 0].tolist() == [0.0, -1.0]
+    for mean in (np.zeros(3), np.zeros((5, 3, 2, 4, 4))):  # no broadcast; a wider result
+        stage = MeanStdNormalizer(mean=mean, std=1.0)
+        with pytest.raises(IntroscopeValueError, match=r"mean of shape .* do not broadcast"):
+            peek_first_batch(pipeline(lambda n: iter([batch]), stage), 3)

@@ -58,8 +58,17 @@ def checked_batches(
             f"{what} must be callable as producer(batch_size), got {type(producer).__name__}"
         )
     check_batch_size(batch_size)
+    batches = producer(batch_size)
+    try:
+        batches = iter(batches)
+    except TypeError:
+        raise IntroscopeError(
+            f"{what} returned a {type(batches).__name__}, not an iterable of batches; a producer "
+            f"is a function of batch_size that yields Batch objects (a generator with yield, or "
+            f"returns an iterator/list of them)"
+        ) from None
     count = 0
-    for count, batch in enumerate(producer(batch_size), start=1):
+    for count, batch in enumerate(batches, start=1):
         if not isinstance(batch, Batch):
             raise IntroscopeError(
                 f"{what} yielded a {type(batch).__name__} as batch {count - 1}; "

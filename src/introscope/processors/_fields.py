@@ -61,6 +61,8 @@ class MeanStdNormalizer(Processor):
         self.std = std
 
         def normalize(data: np.ndarray) -> np.ndarray:
+            if mean_arr.ndim or std_arr.ndim:
+                _check_broadcasts(data.shape, mean_arr.shape, std_arr.shape)
             if np.issubdtype(data.dtype, np.inexact):
                 # The values as given: Python scalars are weakly typed, so float32 data stays
                 # float32 as in DNIKit (a 0-d float64 array would promote it to float64).
@@ -69,6 +71,20 @@ class MeanStdNormalizer(Processor):
             return np.divide(data - mean_arr, std_arr)
 
         super().__init__(normalize, fields=fields)
+
+
+def _check_broadcasts(shape: tuple[int, ...], mean: tuple[int, ...], std: tuple[int, ...]) -> None:
+    """Refuse a mean or std that does not broadcast to a batch of ``shape`` unchanged."""
+    try:
+        fits = np.broadcast_shapes(shape, mean, std) == shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise IntroscopeValueError(
+            f"MeanStdNormalizer: mean of shape {mean} and std of shape {std} do not broadcast "
+            f"to a batch of shape {shape}; give one value, or one per channel shaped to align "
+            f"with the data's trailing axes (e.g. (C,) for channels-last, (C, 1, 1) for CHW)"
+        )
 
 
 class Transposer(Processor):
