@@ -117,9 +117,13 @@ white-space:normal;text-align:left}
 dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:3px 16px;margin:4px 0}
 dl.kv dt{color:var(--muted)}
 dl.kv dd{margin:0;word-break:break-all}
-.map{display:flex;gap:16px;align-items:flex-start;flex-wrap:wrap}
-#scatter{flex:1 1 700px;height:620px;min-width:320px}
-.side{flex:0 0 270px}
+.map{display:flex;gap:16px;align-items:flex-start}
+#scatter{flex:1 1 700px;height:min(620px,calc(100vh - 24px));min-width:0}
+.side{flex:0 0 270px;position:sticky;top:8px}
+@media (max-width:720px){.map{flex-wrap:wrap}#scatter{flex-basis:100%}
+.side{flex:1 1 100%;position:static}#hover-card{display:none}
+.map:hover #hover-card{display:block;position:fixed;right:8px;bottom:8px;width:190px;
+min-height:0;z-index:5;box-shadow:0 2px 10px rgba(0,0,0,.25)}}
 #hover-card{border:1px solid var(--line);border-radius:6px;padding:10px;min-height:200px;
 background:#fbfcfd}
 #hover-card img,.card img{image-rendering:pixelated;background:#000;display:block}

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._colors import PALETTE, label_colors
 from ._html import b64_array, data_uri, esc, json_for_script, page, table
 from ._plotly import plotly_js, plotly_version
 from ._report_js import REPORT_JS
@@ -25,13 +26,6 @@ __all__ = [
     "compress_ranges",
     "PALETTE",
 ]
-
-#: Label colours (Plotly's D3 then Dark24 qualitative palettes), reused cyclically.
-PALETTE = (
-    "#1f77b4 #ff7f0e #2ca02c #d62728 #9467bd #8c564b #e377c2 #7f7f7f #bcbd22 #17becf "
-    "#2E91E5 #E15F99 #1CA71C #FB0D0D #DA16FF #222A2A #B68100 #750D86 #EB663B #511CFB "
-    "#00A08B #FB00D1 #FC0080 #B2828D #6C7C32 #778AAE #862A16 #A777F1 #620042 #1616A7"
-).split()
 
 
 @dataclass
@@ -304,7 +298,7 @@ def _data_map(data: DataSection) -> tuple[str, str]:
         "y": b64_array(data.y, "f4"),
         "codes": b64_array(codes, "i4"),
         "label_names": names,
-        "colors": [PALETTE[i % len(PALETTE)] for i in range(len(names))],
+        "colors": label_colors(len(names)),
         "ids": [str(i) for i in data.ids],
         "fam": None if data.familiarity is None else b64_array(data.familiarity, "f4"),
         "thumbs": {str(k): v for k, v in data.thumbnails.items()},

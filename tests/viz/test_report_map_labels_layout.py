@@ -1,0 +1,140 @@
+"""The data map with many labels (every label its own colour) and in a narrow window (the hover
+card stays on screen), in headless Chromium where it is installed."""
+
+import os
+import pathlib
+import time
+
+import numpy as np
+import pytest
+from chromium_cdp import Chromium, chromium_available
+
+from introscope.viz._colors import PALETTE, _hex_lab, label_colors
+
+_SHOTS_DIR = os.environ.get("INTROSCOPE_SCREENSHOTS", "")
+SHOTS = pathlib.Path(_SHOTS_DIR) if _SHOTS_DIR else None
+browser_only = pytest.mark.skipif(
+    not chromium_available(), reason="headless Chromium (/usr/bin/chromium) is not installed"
+)
+
+
+def _delta_e(a: str, b: str) -> float:
+    return float(np.linalg.norm(np.subtract(_hex_lab(a), _hex_lab(b))))
+
+
+def test_label_colors_are_distinct_and_keep_the_palette_first():
+    assert label_colors(3) == PALETTE[:3]
+    for n in (30, 31, 51, 120, 400):
+        colors = label_colors(n)
+        assert len(colors) == n and len({c.lower() for c in colors}) == n
+        assert colors[:30] == PALETTE[: min(n, 30)]
+    colors = label_colors(51)  # the generated ones are far from every other colour
+    worst = min(_delta_e(colors[i], c) for i in range(30, 51) for c in colors[:i])
+    assert worst > 20.0
+
+
+@pytest.fixture(scope="module")
+def many_labels_report(tmp_path_factory):
+    pytest.importorskip("pyarrow")
+    pd = pytest.importorskip("pandas")
+    from introscope.cli import main
+
+    root = tmp_path_factory.mktemp("labels51")
+    rng = np.random.default_rng(0)
+    n_cls = 50
+    centers = rng.normal(scale=8.0, size=(n_cls, 8))
+    x = np.concatenate([c + rng.normal(size=(8, 8)) for c in centers]).astype(np.float32)
+    labels = [f"class_{k:02d}" for k in range(n_cls) for _ in range(8)]
+    labels[::37] = [None] * len(labels[::37])  # some missing: a 51st label, "(no label)"
+    frame = pd.DataFrame({"id": [f"s{i}" for i in range(len(x))], "label": labels})
+    frame["embedding"] = list(x)
+    frame.to_parquet(root / "emb.parquet")
+    out = root / "out"
+    code = main(["analyze", "--data", str(root / "emb.parquet"), "--out", str(out),
+                 "--projection", "pca", "-q"])  # fmt: skip
+    assert code == 0
+    return out / "report.html"
+
+
+def _load(c, path):
+    c.events.clear()
+    c.open(path)
+    deadline = time.monotonic() + 60
+    while not c.evaluate("window.introscopeReady === true"):
+        assert time.monotonic() < deadline, "the report script never finished"
+        time.sleep(0.1)
+    return c
+
+
+def _shot(c, name):
+    if SHOTS is not None:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        c.screenshot(SHOTS / name)
+
+
+def _hover_first_point(c):
+    c.evaluate("document.getElementById('scatter').scrollIntoView()")
+    time.sleep(0.2)
+    x, y = c.evaluate(
+        """(function () {
+          var gd = document.getElementById('scatter'), r = gd.getBoundingClientRect();
+          var fl = gd._fullLayout, t = gd.data[0];
+          return [r.left + fl._size.l + fl.xaxis.l2p(t.x[0]),
+                  r.top + fl._size.t + fl.yaxis.l2p(t.y[0])];
+        })()"""
+    )
+    c.mouse_move(x - 4, y - 4)
+    time.sleep(0.1)
+    c.mouse_move(x, y)
+    deadline = time.monotonic() + 10
+    while c.evaluate("window.introscopeHovered === undefined"):
+        assert time.monotonic() < deadline, "no plotly_hover event"
+        time.sleep(0.1)
+
+
+def _rect(c, element_id):
+    return c.evaluate(
+        f"(function () {{ var r = document.getElementById('{element_id}')"
+        ".getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })()"
+    )
+
+
+@browser_only
+def test_51_labels_get_51_colours_on_the_map(many_labels_report):
+    with Chromium(width=1400, height=900) as c:
+        _load(c, many_labels_report)
+        assert c.problems() == []
+        drawn = c.evaluate("document.getElementById('scatter').data.map(t => t.marker.color)")
+        swatches = c.evaluate(
+            "[...document.querySelectorAll('#legend .sw')].map(e => e.style.background)"
+        )
+        names = c.evaluate(
+            "[...document.querySelectorAll('.legend-label')].map(e => e.textContent)"
+        )
+        assert len(drawn) == 51 and len(set(drawn)) == 51
+        assert len(set(swatches)) == 51
+        assert any(n.startswith("(no label)") for n in names)
+        _shot(c, "labels51_map.png")
+
+
+@browser_only
+@pytest.mark.parametrize("size", [(800, 600), (1400, 900)])
+def test_hover_card_is_on_screen_and_wide_layout_is_side_by_side(many_labels_report, size):
+    width, height = size
+    with Chromium(width=width, height=height) as c:
+        _load(c, many_labels_report)
+        _hover_first_point(c)
+        left, top, right, bottom = _rect(c, "hover-card")
+        assert c.evaluate("document.getElementById('hover-label').textContent") != ""
+        assert 0 <= left < right <= width and 0 <= top < bottom <= height, (
+            left,
+            top,
+            right,
+            bottom,
+        )
+        s_left, s_top, s_right, s_bottom = _rect(c, "scatter")
+        assert left >= s_right  # the card beside the map, not below it
+        if width >= 1400:  # the wide layout as it was: a 620 px map and a 270 px side panel
+            assert s_bottom - s_top == pytest.approx(620, abs=1)
+            assert _rect(c, "legend")[2] - _rect(c, "legend")[0] == pytest.approx(270, abs=1)
+        _shot(c, f"hover_{width}x{height}.png")
