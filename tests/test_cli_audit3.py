@@ -101,3 +101,28 @@ def test_hidden_files_and_folders_in_an_image_folder_are_skipped(tmp_path):
     assert src.ids == ["a/0.png", "b/0.png", "loose.png"]
     assert src.labels == ["a", "b", "(no label)"]
     assert _batch(src).shape == (3, 4, 4, 3)  # nothing unreadable was read
+
+
+def _summary_value(report_html: str, key: str) -> str:
+    import html
+    import re
+
+    m = re.search(rf"<dt>{key}</dt><dd>(.*?)</dd>", report_html, re.S)
+    assert m, key
+    return html.unescape(m.group(1))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_torchscript_summary_lists_only_the_introspectors_that_ran(tmp_path):
+    torch = pytest.importorskip("torch")
+    from introscope.cli import main
+
+    net = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    torch.jit.script(net).save(str(tmp_path / "ts.pt"))
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((60, 6)).astype(np.float32))
+    out = tmp_path / "r"
+    argv = ["analyze", "--model", str(tmp_path / "ts.pt"), "--data", str(tmp_path / "x.npy"),
+            "--out", str(out), "-q", "--projection", "pca"]  # fmt: skip
+    assert main(argv) == 0
+    ran = _summary_value((out / "report.html").read_text(encoding="utf-8"), "introspectors")
+    assert ran == "familiarity, duplicates, projection (iua, pfa skipped: see Model health)"

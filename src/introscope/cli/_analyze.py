@@ -139,6 +139,7 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
     facts: list[tuple[str, str]] = []
     models = []
     shared = None
+    not_run: list[str] = []  # requested but skipped (a TorchScript model has no inner layers)
     if model is not None:
         iua_layers, pfa_layers = select_layers(model, args.layers, args.layer_kind)
         _LOG.info("model input %s; IUA layers %s; PFA layers %s", spec, iua_layers, pfa_layers)
@@ -194,7 +195,7 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
                 done = shared.finish()
             else:  # not every sample went through the shared pass: IUA and PFA on their own
                 _LOG.warning("the data pass fed %d of %d samples to IUA/PFA", shared.samples, n)
-        section, _, _ = model_health(
+        section, iua_result, recipes = model_health(
             name=pathlib.Path(args.model).name,
             tag="model",
             source=str(args.model),
@@ -211,6 +212,8 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
             done=done,
         )
         models.append(section)
+        not_run += ["iua"] if "iua" in components and iua_result is None else []
+        not_run += ["pfa"] if "pfa" in components and recipes is None else []
         facts.append(("model", str(args.model)))
         if "iua" in components:
             facts.append(("IUA layers", ", ".join(iua_layers) or "none"))
@@ -221,7 +224,7 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
         ("data", f"{args.data} ({source.kind}, {n} samples, {len(set(source.labels))} labels)"),
         ("read as", "; ".join(source.notes)),
         *facts,
-        ("introspectors", ", ".join(components)),
+        ("introspectors", _ran(components, not_run)),
         ("created", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
     ]
     stages.begin(f"writing {args.out}")
@@ -253,6 +256,12 @@ def _check_enough_samples(n: int, components: Sequence[str], projection: str) ->
             f"--data has {n} samples; t-SNE's perplexity of 30 needs more than 30: use "
             f"--projection pca (or umap) for so few samples"
         )
+
+
+def _ran(components: Sequence[str], not_run: Sequence[str]) -> str:
+    """The summary's list of introspectors: those that ran, then those requested but skipped."""
+    ran = ", ".join(c for c in components if c not in not_run) or "none"
+    return ran + (f" ({', '.join(not_run)} skipped: see Model health)" if not_run else "")
 
 
 def _tuple(values: Sequence[float] | None) -> tuple[float, ...] | None:
