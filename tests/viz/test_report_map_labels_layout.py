@@ -138,3 +138,19 @@ def test_hover_card_is_on_screen_and_wide_layout_is_side_by_side(many_labels_rep
             assert s_bottom - s_top == pytest.approx(620, abs=1)
             assert _rect(c, "legend")[2] - _rect(c, "legend")[0] == pytest.approx(270, abs=1)
         _shot(c, f"hover_{width}x{height}.png")
+
+
+@pytest.mark.parametrize(
+    ("name", "source", "heading"),
+    [
+        ("net_sd.pt", "net_sd.pt", "<h3>net_sd.pt</h3>"),
+        ("net_sd.pt", "./net_sd.pt", "<h3>net_sd.pt</h3>"),
+        ("net.pt", "models/net.pt", '<h3>net.pt<span class="tag">models/net.pt</span></h3>'),
+    ],
+)
+def test_model_heading_names_the_model_once(name, source, heading):
+    from introscope.viz._report_page import ModelSection, Report, render_report
+
+    report = Report(title="t", subtitle="s", facts=[], models=[ModelSection(name, source)])
+    html = render_report(report)
+    assert heading in html

@@ -188,10 +188,17 @@ def _pfa_table(rows: Sequence[PFARow]) -> str:
     return table(header, body, cls="pfa", numeric_from=1)
 
 
+def _source_tag(m: ModelSection) -> str:
+    """The model's file beside its name, unless it says the name again (``net.pt``)."""
+    if not m.source or m.source in (m.name, f"./{m.name}"):
+        return ""
+    return f'<span class="tag">{esc(m.source)}</span>'
+
+
 def _model_article(m: ModelSection) -> str:
     parts = [
         f'<article class="model" data-model="{esc(m.name)}">',
-        f'<h3>{esc(m.name)}<span class="tag">{esc(m.source)}</span></h3>',
+        f"<h3>{esc(m.name)}{_source_tag(m)}</h3>",
     ]
     parts += [f'<p class="note">{esc(n)}</p>' for n in m.notes]
     if m.iua:
