@@ -8,7 +8,19 @@ STAMP := $(VENV)/.installed
 DNIKIT_VENV := .venv-dnikit
 SYMPHONY_VENV := .venv-symphony
 
-.PHONY: demo test lint format bench clean venv dnikit-venv symphony-venv browser docs dnikit-suite
+.PHONY: help demo test lint format bench clean venv dnikit-venv symphony-venv browser docs dnikit-suite
+
+# Where pip finds torch's CPU build: on the build machines a wheel on disk (PIP_FIND_LINKS);
+# elsewhere PyTorch's CPU index (plain PyPI would give the CUDA build, several GB).
+TORCH_INDEX ?= $(if $(PIP_FIND_LINKS),,--index-url https://download.pytorch.org/whl/cpu)
+
+help:
+	@echo "make demo    create .venv (first time) and write out/report.html for the bundled digits CNN"
+	@echo "make test    lint, the whole test suite, DNIKit's own suite and the docs (creates the venvs)"
+	@echo "make bench   the benchmarks against DNIKit 2.0 (benchmarks/README.md)"
+	@echo "make docs    the documentation site into site/ (executes the example notebooks)"
+	@echo "make lint | format | dnikit-suite | venv | dnikit-venv | symphony-venv | browser | clean"
+	@echo "PYTHON=python3.11 picks the interpreter (3.10 or newer); TORCH_INDEX=... where torch comes from"
 
 venv: $(STAMP)
 
@@ -19,10 +31,12 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c "import shutil; free = shutil.disk_usage('.').free / 1e9; \
 	  free < 6 and print(f'warning: {free:.1f} GB free on this disk; the set-up (.venv, .venv-dnikit, ' \
 	  f'.venv-symphony) needs about 5 GB. Free some space if pip fails with No space left on device')"
+	@$(PYTHON) -c "import sys; sys.exit(0 if sys.version_info >= (3, 10) else \
+	  f'introscope needs Python 3.10 or newer; {sys.executable} is {sys.version.split()[0]}: run make PYTHON=python3.11 (or another)')"
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q "torch==2.13.0"
-	$(PIP) install -q -e ".[all]"
+	$(PIP) install -q $(TORCH_INDEX) "torch==2.13.0"
+	$(PIP) install -q -e ".[all,docs,dev]"
 	touch $(STAMP)
 
 # DNIKit 2.0 in its own venv: the reference for differential tests and benchmarks.
@@ -93,4 +107,5 @@ bench: $(STAMP) dnikit-venv
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(DNIKIT_VENV) build dist site docs/examples src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DNIKIT_VENV) $(SYMPHONY_VENV) build dist site docs/examples src/*.egg-info \
+	  .pytest_cache .ruff_cache out benchmarks/results .dnikit-sdist
