@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pathlib
 from collections.abc import Hashable, ItemsView, Iterator, KeysView, Mapping, Sequence, ValuesView
-from typing import Any, TypeVar, overload
+from typing import Any, TypeAlias, TypeVar, overload
 
 import numpy as np
 
@@ -326,13 +326,14 @@ class Batch:
 
     __slots__ = ("_s",)
 
-    MetaKey = _meta.MetaKey
-    DictMetaKey = _meta.DictMetaKey
-    StdKeys = _StdKeys
-    Builder = _Builder
-    ElementsView = _ElementsView
-    ElementType = _Element
-    MetadataType = _meta.MetadataView
+    # TypeAlias: type checkers take these as the classes (Batch.Builder in an annotation).
+    MetaKey: TypeAlias = _meta.MetaKey
+    DictMetaKey: TypeAlias = _meta.DictMetaKey
+    StdKeys: TypeAlias = _StdKeys
+    Builder: TypeAlias = _Builder
+    ElementsView: TypeAlias = _ElementsView
+    ElementType: TypeAlias = _Element
+    MetadataType: TypeAlias = _meta.MetadataView
 
     def __init__(self, fields: Mapping[str, np.ndarray]) -> None:
         if isinstance(fields, Batch) or not isinstance(fields, Mapping):

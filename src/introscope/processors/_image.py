@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
+from typing import TypeAlias
 
 import numpy as np
 
@@ -169,7 +170,7 @@ class ImageResizer(Processor):
         (2, 2, 3, 3)
     """
 
-    Format = ImageFormat
+    Format: TypeAlias = ImageFormat
     _needs_numbers = True
 
     def __init__(

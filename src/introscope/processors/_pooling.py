@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import warnings
 from collections.abc import Collection, Mapping
+from typing import TypeAlias
 
 import numpy as np
 
@@ -52,7 +53,7 @@ class Pooler(Processor):
         array([[15.]])
     """
 
-    Method = _Method
+    Method: TypeAlias = _Method
     _needs_numbers = True
 
     def __init__(

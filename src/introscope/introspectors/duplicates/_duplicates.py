@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, final
+from typing import Final, TypeAlias, final
 
 import numpy as np
 
@@ -108,6 +108,9 @@ def _sorted_distances(distances: np.ndarray) -> np.ndarray:
     return flat[np.searchsorted(flat, 0.0, side="right") :]
 
 
+_Candidate: TypeAlias = DuplicateSetCandidate  # the class, where the nested name is shadowed
+
+
 @final
 @dataclass(frozen=True)
 class Duplicates:
@@ -134,12 +137,12 @@ class Duplicates:
     class ThresholdStrategy:
         """Bundled threshold strategies; any ``DuplicatesThresholdStrategyType`` works."""
 
-        Percentile: Final = _threshold.Percentile
-        Slope: Final = _threshold.Slope
+        Percentile: TypeAlias = _threshold.Percentile
+        Slope: TypeAlias = _threshold.Slope
 
-    DuplicateSetCandidate = DuplicateSetCandidate
+    DuplicateSetCandidate = DuplicateSetCandidate  # not annotated: a dataclass field otherwise
 
-    results: Mapping[str, Sequence[DuplicateSetCandidate]]
+    results: Mapping[str, Sequence[_Candidate]]
     """Response name -> candidate duplicate sets, in the order their first member was found."""
 
     count: int

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 import numpy as np
 
@@ -69,8 +69,8 @@ class IUA(Accumulator):
         1
     """
 
-    Result = IUAResult
-    VisType = _VisType
+    Result: TypeAlias = IUAResult
+    VisType: TypeAlias = _VisType
 
     owner = "IUA"
     state_type = IUAState

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import numpy as np
 
@@ -82,17 +82,17 @@ class PFA:
     class Strategy:
         """Bundled strategies; any ``PFAStrategyType`` callable works too."""
 
-        KL: Final = _strategies.KL
-        Energy: Final = _strategies.Energy
-        Size: Final = _strategies.Size
+        KL: TypeAlias = _strategies.KL
+        Energy: TypeAlias = _strategies.Energy
+        Size: TypeAlias = _strategies.Size
 
     class UnitSelectionStrategy:
         """Bundled unit selections; any ``PFAUnitSelectionStrategyType`` works too."""
 
-        AbsMax: Final = _units.AbsMax
-        AbsMin: Final = _units.AbsMin
-        L1Max: Final = _units.L1Max
-        L1Min: Final = _units.L1Min
+        AbsMax: TypeAlias = _units.AbsMax
+        AbsMin: TypeAlias = _units.AbsMin
+        L1Max: TypeAlias = _units.L1Max
+        L1Min: TypeAlias = _units.L1Min
 
         @classmethod
         def get_algos(cls) -> list[PFAUnitSelectionStrategyType]:
