@@ -126,3 +126,111 @@ def test_torchscript_summary_lists_only_the_introspectors_that_ran(tmp_path):
     assert main(argv) == 0
     ran = _summary_value((out / "report.html").read_text(encoding="utf-8"), "introspectors")
     assert ran == "familiarity, duplicates, projection (iua, pfa skipped: see Model health)"
+
+
+CNN = """
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(4 * 8 * 8, 3)
+
+    def forward(self, x):
+        return self.fc(self.relu(self.conv(x)).flatten(1))
+"""
+
+
+@pytest.fixture
+def cnn(tmp_path, monkeypatch):
+    """``cnn3:Net`` importable from the current folder, its state dict and an ONNX export."""
+    torch = pytest.importorskip("torch")
+    import sys
+    import warnings
+
+    (tmp_path / "cnn3.py").write_text(CNN)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "cnn3", raising=False)
+    import cnn3
+
+    torch.manual_seed(0)
+    net = cnn3.Net().eval()
+    torch.save(net.state_dict(), tmp_path / "net_sd.pt")
+    try:
+        import onnx  # noqa: F401  (torch.onnx.export needs it)
+    except ImportError:
+        pass
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, (torch.zeros(2, 1, 8, 8),), str(tmp_path / "net.onnx"),
+                              input_names=["x"], dynamic_axes={"x": {0: "N"}}, dynamo=False)  # fmt: skip
+    rng = np.random.default_rng(0)
+    for c in "ab":
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        for i in range(6):
+            PIL.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(
+                tmp_path / "imgs" / c / f"{i}.png"
+            )
+    return tmp_path
+
+
+def test_image_size_the_models_fixed_input_cannot_take_exits_2_naming_the_option(cnn, capsys):
+    pytest.importorskip("onnxruntime")
+    from introscope.cli import main
+
+    argv = ["analyze", "--model", "net.onnx", "--data", "imgs", "--out", "r", "-q",
+            "--image-size", "10", "10", "--introspectors", "iua"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--image-size 10 10" in err and "takes 8x8 images" in err and "batch field" not in err
+    argv[argv.index("10") : argv.index("10") + 2] = ["8", "8"]
+    assert main(argv) == 0
+
+
+def test_layers_lists_an_onnx_input_once(cnn, capsys):
+    pytest.importorskip("onnxruntime")
+    from introscope.cli import main
+
+    assert main(["layers", "--model", "net.onnx"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert [r[:2] for r in rows if r[0] == "x"] == [["x", "INPUT"]]
+    assert "PLACEHOLDER" not in {r[1] for r in rows}
+
+
+def test_channels_last_arrays_for_a_pytorch_cnn_say_to_transpose(cnn, capsys):
+    from introscope.cli import main
+
+    x = np.random.default_rng(0).integers(0, 255, (12, 8, 8, 1), dtype=np.uint8)
+    np.save("x_nhwc.npy", x)
+    argv = ["analyze", "--model", "net_sd.pt", "--constructor", "cnn3:Net", "--data",
+            "x_nhwc.npy", "--out", "r", "-q", "--introspectors", "iua"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "(N, 8, 8, 1) look channels-last" in err and "(N, C, H, W)" in err
+    assert "transpose(0, 3, 1, 2)" in err
+    np.save("x_nchw.npy", x.transpose(0, 3, 1, 2))
+    argv[argv.index("x_nhwc.npy")] = "x_nchw.npy"
+    assert main(argv) == 0
+
+
+def test_semicolon_separated_labels_csv(tmp_path):
+    from introscope.cli._tables import labels_csv
+
+    ids = ["a/0.png", "a/1.png", "b/0.png"]
+    (tmp_path / "semi.csv").write_text("path;label\nb/0.png;B\na/0.png;A0\na/1.png;A1\n")
+    assert labels_csv(tmp_path / "semi.csv", ids, "hint") == ["A0", "A1", "B"]
+    (tmp_path / "tab.csv").write_text("id\tclass\na/0.png\tx\na/1.png\ty\nb/0.png\tz\n")
+    assert labels_csv(tmp_path / "tab.csv", ids, "hint") == ["x", "y", "z"]
+    # no header: the error names the separator
+    (tmp_path / "bare.csv").write_text("a/0.png;A0\na/1.png;A1\n")
+    from introscope.exceptions import IntroscopeValueError
+
+    with pytest.raises(IntroscopeValueError, match="first row holds ';'"):
+        labels_csv(tmp_path / "bare.csv", ids, "hint")

@@ -108,20 +108,24 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
         stages.begin(f"loading the model {args.model}")
         example = next(iter(source.producer(2))).fields[source.field]
         try:
-            model = load_model(
-                args.model, constructor=args.constructor, device=args.device, example=example
-            )
-        except IntroscopeError:
-            if source.integer_dtype is None:
-                raise
-            # Integer samples stay integers for token ids (an embedding layer); a model that
-            # refuses them (a CNN given int16 scans) gets them as float32, as before.
-            source.integers_as_float = True
-            example = next(iter(source.producer(2))).fields[source.field]
-            model = load_model(
-                args.model, constructor=args.constructor, device=args.device, example=example
-            )
-            _LOG.info("integer samples fed as float32: the model refused them as integers")
+            try:
+                model = load_model(
+                    args.model, constructor=args.constructor, device=args.device, example=example
+                )
+            except IntroscopeError:
+                if source.integer_dtype is None:
+                    raise
+                # Integer samples stay integers for token ids (an embedding layer); a model that
+                # refuses them (a CNN given int16 scans) gets them as float32, as before.
+                source.integers_as_float = True
+                example = next(iter(source.producer(2))).fields[source.field]
+                model = load_model(
+                    args.model, constructor=args.constructor, device=args.device, example=example
+                )
+                _LOG.info("integer samples fed as float32: the model refused them as integers")
+        except IntroscopeError as exc:
+            _raise_if_channels_last(source, exc)
+            raise
         stages.end(f"({len(model.response_infos)} responses)")
     else:
         if with_model:
@@ -256,6 +260,20 @@ def _check_enough_samples(n: int, components: Sequence[str], projection: str) ->
             f"--data has {n} samples; t-SNE's perplexity of 30 needs more than 30: use "
             f"--projection pca (or umap) for so few samples"
         )
+
+
+def _raise_if_channels_last(source: Any, exc: Exception) -> None:
+    """A PyTorch model that failed on array samples shaped (N, H, W, C): say to transpose them."""
+    shape = tuple(source.sample_shape) if source.kind == "arrays" else ()
+    if len(shape) != 3 or shape[-1] not in (1, 3, 4) or shape[0] in (1, 3, 4):
+        return
+    h, w, c = shape
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    raise IntroscopeValueError(
+        f"--data {str(source.path)!r}: samples of shape (N, {h}, {w}, {c}) look channels-last "
+        f"(N, H, W, C), but a PyTorch model takes (N, C, H, W): save them transposed, "
+        f"np.save(path, x.transpose(0, 3, 1, 2)) (the model said: {reason})"
+    ) from exc
 
 
 def _ran(components: Sequence[str], not_run: Sequence[str]) -> str:

@@ -311,6 +311,13 @@ def load_data(
                 f"--data {str(p)!r} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); put "
                 "them in one sub-folder per label"
             )
+        fixed = spec.size if spec and spec.size else None
+        if image_size and fixed and tuple(image_size) != tuple(fixed):
+            raise IntroscopeValueError(
+                f"--image-size {image_size[0]} {image_size[1]}: the model's input "
+                f"{spec.name!r} takes {fixed[0]}x{fixed[1]} images (width x height); give "
+                f"--image-size {fixed[0]} {fixed[1]}, or leave it out to resize to that"
+            )
         first_size, first_channels = _first_size(files)
         size = image_size or (spec.size if spec else None) or first_size
         channels = (spec.channels if spec and spec.channels else None) or first_channels

@@ -223,11 +223,21 @@ def input_spec(model: Any, channels_last: bool | None = None) -> InputSpec:
 
 
 def layer_rows(model: Any) -> list[tuple[str, str, str, str, str]]:
-    """(name, kind, framework type, shape, channel axis) of every input and response."""
+    """(name, kind, framework type, shape, channel axis) of every input and response; an input
+    that is also a response (a PLACEHOLDER: ONNX, Keras) is one INPUT row."""
+    from introscope.base import ResponseInfo
+
     rows = []
+    responses = model.response_infos
+    placeholder = ResponseInfo.LayerKind.PLACEHOLDER
+    inputs = set(model.input_layers)
     for name, info in model.input_layers.items():
-        rows.append((name, "INPUT", "-", _shape(info.shape), "-"))
-    for name, info in model.response_infos.items():
+        same = responses.get(name)
+        typename = same.layer.typename if same is not None and same.layer.typename else "-"
+        rows.append((name, "INPUT", typename, _shape(info.shape), "-"))
+    for name, info in responses.items():
+        if name in inputs and info.layer.kind == placeholder:
+            continue
         axis = "-" if info.channel_axis is None else str(info.channel_axis)
         rows.append((name, info.layer.kind.name, info.layer.typename, _shape(info.shape), axis))
     return rows

@@ -4,6 +4,7 @@ CSV (``--labels``). Both recognise the same id and label column names."""
 from __future__ import annotations
 
 import csv
+import io
 import pathlib
 from collections import Counter
 from collections.abc import Sequence
@@ -148,10 +149,24 @@ def labels_csv(path: pathlib.Path, ids: Sequence[str], id_hint: str) -> list[str
     where = f"--labels {str(path)!r}"
     # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") must not hide the id column's name.
     with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = [r for r in csv.reader(f) if r]
+        text = f.read()
+    rows = [r for r in csv.reader(io.StringIO(text)) if r]
     if not rows:
         raise InputFileError(f"{where} is empty")
     header = _header(rows[0])
+    # A ';'- or tab-separated file (Excel in many locales) is read as such when its first row
+    # is then a header; otherwise errors below say which separator is used.
+    other = next((d for d in ";\t" if len(rows[0]) == 1 and d in rows[0][0]), None)
+    if other is not None:
+        split = [r for r in csv.reader(io.StringIO(text), delimiter=other) if r]
+        if header is None and _header(split[0]) is not None:
+            rows, header, other = split, _header(split[0]), None
+    sep = (
+        f" (it is read as comma-separated, but its first row holds {other!r}: if that "
+        f"separates the columns, give the file a header row naming them)"
+        if other is not None
+        else ""
+    )
     names = f"an id column ({'/'.join(ID_COLUMNS)}) and a label column ({'/'.join(LABEL_COLUMNS)})"
     if header is not None:
         id_i, label_i = header
@@ -193,5 +208,7 @@ def labels_csv(path: pathlib.Path, ids: Sequence[str], id_hint: str) -> list[str
             if looks
             else "; give one label per sample in order, or a header with " + names
         )
-        raise IntroscopeValueError(f"{where} has {len(labels)} labels for {len(ids)} samples{hint}")
+        raise IntroscopeValueError(
+            f"{where} has {len(labels)} labels for {len(ids)} samples{hint}{sep}"
+        )
     return labels
