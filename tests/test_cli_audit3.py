@@ -48,6 +48,18 @@ def test_8bit_and_16bit_images_in_one_folder_both_land_in_0_1(tmp_path):
     np.testing.assert_allclose(x[:, 0, 0, 0], [32768 / 65535, 128 / 255], rtol=1e-6)
 
 
+def test_16bit_colour_png_keeps_its_low_bytes(tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    (tmp_path / "a").mkdir()
+    rgb = np.zeros((6, 6, 3), np.uint16)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 65535, 1000, 30000
+    cv2.imwrite(str(tmp_path / "a" / "c16.png"), rgb[..., ::-1])  # OpenCV writes BGR
+    src = load_data(tmp_path, spec=None, with_model=False)
+    x = _batch(src)
+    np.testing.assert_allclose(x[0, 0, 0], [1.0, 1000 / 65535, 30000 / 65535], rtol=1e-6)
+    assert list(src.raw_image(0)[0, 0]) == [255, 4, 117]
+
+
 def test_16bit_thumbnail_is_the_image_not_white(tmp_path):
     (tmp_path / "a").mkdir()
     PIL.fromarray(_gradient16(2)).save(tmp_path / "a" / "g.png")

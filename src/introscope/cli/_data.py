@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from introscope.base._image_producer import load_image, read_header
+from introscope.base._image_producer import _png16_colour_channels, load_image, read_header
 from introscope.exceptions import IntroscopeError, IntroscopeValueError, require
 
 from ._models import InputFileError, InputSpec
@@ -141,23 +141,38 @@ class DataSource:
     def _read_image(self, path: pathlib.Path) -> tuple[np.ndarray, float]:
         """One image as HWC (HW for an HW model), and the largest value of its bit depth.
 
-        16-bit images keep their 16 bits (ImageProducer's reader): Pillow's conversion to
-        L/RGB would clip them to 255."""
-        require("PIL.Image", "image", "reading an image folder")
+        16-bit images keep their 16 bits, read as ImageProducer reads them: Pillow's conversion
+        to L/RGB would clip them to 255 (and it reads 16-bit colour PNGs as 8 bits)."""
+        pil = require("PIL.Image", "image", "reading an image folder")
+        mode = "L" if self.channels == 1 else "RGB"
         try:
-            _, channels, dtype = read_header(path)
-            mode: str | None = "L" if self.channels == 1 else "RGB"
-            if dtype != "uint8" and channels == 1:
-                mode = None  # kept 16-bit (or float) grey; made RGB below
-            arr = load_image(path, self.image_size, mode)
-        except IntroscopeError as exc:
-            raise InputFileError(f"--data: {exc}") from exc
-        if arr.shape[-1] == 1 and self.channels == 3:
-            arr = np.repeat(arr, 3, axis=-1)
+            with pil.open(path) as img:
+                deep = img.mode.startswith("I") or img.mode == "F"
+                if not deep and img.format == "PNG" and img.mode in ("RGB", "RGBA"):
+                    deep = bool(_png16_colour_channels(path))
+                if not deep:
+                    img = img.convert(mode)
+                    if self.image_size is not None and img.size != self.image_size:
+                        img = img.resize(self.image_size, pil.Resampling.BILINEAR)
+                    arr, peak = np.asarray(img, dtype=np.uint8), 255.0
+        except (OSError, ValueError) as exc:
+            raise InputFileError(f"--data: cannot read the image {str(path)!r}: {exc}") from exc
+        if deep:
+            try:
+                _, channels, dtype = read_header(path)
+                # grey stays one channel of 16 bits (or float), made RGB below if need be
+                arr = load_image(path, self.image_size, mode if channels > 1 else None)
+            except IntroscopeError as exc:
+                raise InputFileError(f"--data: {exc}") from exc
+            peak = _PEAKS.get(dtype, 1.0)
+            if arr.shape[-1] == 1 and self.channels == 3:
+                arr = np.repeat(arr, 3, axis=-1)
         layout = self.spec.layout if self.spec else "HWC"
-        if layout == "HW" and arr.shape[-1] == 1:
+        if arr.ndim == 3 and arr.shape[-1] == 1 and layout == "HW":
             arr = arr[..., 0]
-        return arr, _PEAKS.get(dtype, 1.0)
+        elif arr.ndim == 2 and layout != "HW":
+            arr = arr[..., None]
+        return arr, peak
 
     def producer(self, batch_size: int) -> Iterator[Any]:
         """Batches of ``{field: samples}`` with identifiers and ``label`` metadata."""
