@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from chromium_cdp import Chromium, chromium_available
 
-from introscope.viz._colors import PALETTE, _hex_lab, label_colors
+from introscope.viz._colors import (
+    NO_LABEL,
+    NO_LABEL_COLOR,
+    PALETTE,
+    _hex_lab,
+    colors_for_labels,
+    label_colors,
+)
 
 _SHOTS_DIR = os.environ.get("INTROSCOPE_SCREENSHOTS", "")
 SHOTS = pathlib.Path(_SHOTS_DIR) if _SHOTS_DIR else None
@@ -31,6 +38,17 @@ def test_label_colors_are_distinct_and_keep_the_palette_first():
     colors = label_colors(51)  # the generated ones are far from every other colour
     worst = min(_delta_e(colors[i], c) for i in range(30, 51) for c in colors[:i])
     assert worst > 20.0
+
+
+def test_missing_labels_are_light_grey_and_the_others_keep_the_palette():
+    from introscope.cli._tables import NO_LABEL as CLI_NO_LABEL
+
+    assert NO_LABEL == CLI_NO_LABEL
+    assert colors_for_labels([NO_LABEL, "a", "b"]) == [NO_LABEL_COLOR, PALETTE[0], PALETTE[1]]
+    names = [NO_LABEL, *(f"c{k:02d}" for k in range(60))]
+    colors = colors_for_labels(names)
+    assert len(set(colors)) == 61 and colors[1:] == label_colors(60)
+    assert min(_delta_e(NO_LABEL_COLOR, c) for c in colors[1:]) > 15.0
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +131,8 @@ def test_51_labels_get_51_colours_on_the_map(many_labels_report):
         )
         assert len(drawn) == 51 and len(set(drawn)) == 51
         assert len(set(swatches)) == 51
-        assert any(n.startswith("(no label)") for n in names)
+        grey = drawn[[n.split(" (")[0] for n in names].index(NO_LABEL)]
+        assert grey == NO_LABEL_COLOR
         _shot(c, "labels51_map.png")
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["PALETTE", "label_colors"]
+__all__ = ["PALETTE", "NO_LABEL", "NO_LABEL_COLOR", "label_colors", "colors_for_labels"]
 
 #: The first label colours (Plotly's D3 then Dark24 qualitative palettes).
 PALETTE = (
@@ -14,6 +15,11 @@ PALETTE = (
     "#2E91E5 #E15F99 #1CA71C #FB0D0D #DA16FF #222A2A #B68100 #750D86 #EB663B #511CFB "
     "#00A08B #FB00D1 #FC0080 #B2828D #6C7C32 #778AAE #862A16 #A777F1 #620042 #1616A7"
 ).split()
+
+#: The label of samples without one (as ``introscope analyze`` writes it), and its colour: a
+#: light grey, which no other label gets (the generated colours all have chroma).
+NO_LABEL = "(no label)"
+NO_LABEL_COLOR = "#c4c4c4"
 
 _LIGHTNESS = (30.0, 42.0, 54.0, 66.0, 78.0)  # CIE L* levels of the generated colours
 _HUES = 36  # hue steps of 10 degrees
@@ -98,3 +104,10 @@ def label_colors(n: int) -> list[str]:
             colors.append(color)
             seen.add(color)
     return colors
+
+
+def colors_for_labels(names: Sequence[str]) -> list[str]:
+    """A distinct colour per label name: ``NO_LABEL`` light grey, the others ``label_colors``
+    in order."""
+    others = iter(label_colors(sum(1 for n in names if n != NO_LABEL)))
+    return [NO_LABEL_COLOR if n == NO_LABEL else next(others) for n in names]

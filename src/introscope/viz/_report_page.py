@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._colors import PALETTE, label_colors
+from ._colors import PALETTE, colors_for_labels
 from ._html import b64_array, data_uri, esc, json_for_script, page, table
 from ._plotly import plotly_js, plotly_version
 from ._report_js import REPORT_JS
@@ -305,7 +305,7 @@ def _data_map(data: DataSection) -> tuple[str, str]:
         "y": b64_array(data.y, "f4"),
         "codes": b64_array(codes, "i4"),
         "label_names": names,
-        "colors": label_colors(len(names)),
+        "colors": colors_for_labels(names),
         "ids": [str(i) for i in data.ids],
         "fam": None if data.familiarity is None else b64_array(data.familiarity, "f4"),
         "thumbs": {str(k): v for k, v in data.thumbnails.items()},
