@@ -118,8 +118,44 @@ def test_errors_exit_nonzero(tmp_path, capsys):
 
 
 def test_info(capsys):
+    import introscope
+
     assert main(["info"]) == 0
-    assert capsys.readouterr().out.startswith("introscope ")
+    out = capsys.readouterr().out
+    assert out.startswith("introscope ")
+    for module in ("torch", "onnx", "ray", "pacmap", "PIL", "cv2", "torch_pruning", "tensorflow"):
+        assert f"  {module} " in out  # every optional package, with its version or its extra
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"introscope {introscope.__version__}\n"
+
+
+def test_a_closed_pipe_is_not_an_error(tmp_path):
+    import subprocess
+    import sys
+
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    # `introscope layers --model big.onnx | head -1`: 4,000 responses, more than a pipe holds.
+    nodes = [helper.make_node("Relu", [f"t{i}"], [f"t{i + 1}"]) for i in range(4000)]
+    graph = helper.make_graph(
+        nodes,
+        "chain",
+        [helper.make_tensor_value_info("t0", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("t4000", TensorProto.FLOAT, [None, 4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "big.onnx"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "introscope", "layers", "--model", str(tmp_path / "big.onnx")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.read(1)
+    proc.stdout.close()  # the reader goes away
+    assert proc.wait(timeout=120) == 0
+    assert b"Broken pipe" not in proc.stderr.read()
 
 
 def test_demo_seed_is_the_training_seed_and_images_stay_held_out(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -121,6 +122,9 @@ def _parser() -> argparse.ArgumentParser:
         parents=[_common()],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    from introscope import __version__
+
+    parser.add_argument("--version", action="version", version=f"introscope {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     an = _sub(sub, "analyze", "model health (IUA, PFA) and data health in one HTML report",
@@ -247,13 +251,22 @@ def _info() -> None:
     print(f"introscope {introscope.__version__}, numpy {np.__version__}")
     if importlib.util.find_spec("keras") is not None:
         import introscope.tensorflow  # noqa: F401 - sets KERAS_BACKEND=torch before keras loads
-    for module in ("torch", "keras", "onnxruntime", "pandas", "matplotlib", "plotly", "pyarrow",
-                   "umap", "faiss"):  # fmt: skip
+    # (module, what it is for: the extra that installs it)
+    for module, extra in (
+        ("torch", "torch"), ("keras", "keras"), ("tensorflow", "tensorflow"), ("onnx", "onnx"),
+        ("onnxruntime", "onnx"), ("onnxscript", "onnx"), ("pandas", "report"),
+        ("matplotlib", "report"), ("plotly", "report"), ("pyarrow", "report"), ("PIL", "image"),
+        ("cv2", "image"), ("umap", "dimreduction"), ("pacmap", "dimreduction"),
+        ("faiss", "duplicates"), ("ray", "ray"), ("torch_pruning", "prune"),
+    ):  # fmt: skip
+        if importlib.util.find_spec(module) is None:
+            print(f"  {module:<14} not installed (extra [{extra}])")
+            continue
         try:
             mod = importlib.import_module(module)
-            print(f"  {module:<12} {getattr(mod, '__version__', '?')}")
-        except ImportError:
-            print(f"  {module:<12} not installed")
+            print(f"  {module:<14} {getattr(mod, '__version__', '?')}")
+        except Exception as exc:  # noqa: BLE001 - installed but broken: say so, go on
+            print(f"  {module:<14} fails to import: {type(exc).__name__}: {exc}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -292,6 +305,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("introscope: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (introscope layers ... | head): not an error of ours. Point
+        # stdout at devnull so that Python's flush at exit does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     except Exception as exc:
         code = (
             EXIT_INPUT
