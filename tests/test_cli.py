@@ -195,3 +195,23 @@ def test_demo_seed_is_the_training_seed_and_images_stay_held_out(
     assert len(images) == 450
     # Digits has a few exact duplicate images; beyond those no test image was trained on.
     assert len(test & train) <= 5
+
+
+def test_every_missing_extra_is_named_at_once(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    import numpy as np
+
+    real = importlib.util.find_spec
+    absent = {"torch", "umap", "pyarrow"}
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in absent else real(name, *a)
+    )
+    assert main(["demo", "--out", str(tmp_path / "out")]) == 4
+    err = capsys.readouterr().err
+    assert "'torch' (the demo's CNNs), 'pyarrow' (the report's Parquet table), 'umap'" in err
+    assert "pip install 'introscope[torch,report,dimreduction]'" in err
+    data = tmp_path / "emb.npy"
+    np.save(data, np.zeros((20, 3), np.float32))
+    assert main(["analyze", "--data", str(data), "--out", str(tmp_path / "r")]) == 4
+    assert "pip install 'introscope[report,dimreduction]'" in capsys.readouterr().err

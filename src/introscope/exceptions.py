@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 
 __all__ = [
     "IntroscopeError",
@@ -127,6 +128,21 @@ class MissingDependencyError(IntroscopeError, ImportError):
         self.package = package
         self.extra = extra
 
+    @classmethod
+    def for_all(cls, missing: Sequence[tuple[str, str, str]]) -> MissingDependencyError:
+        """One error naming every ``(package, extra, purpose)`` in ``missing`` and the one pip
+        command that installs them all."""
+        if len(missing) == 1:
+            return cls(*missing[0])
+        extras = ",".join(dict.fromkeys(extra for _, extra, _ in missing))
+        error = cls(", ".join(package for package, _, _ in missing), extras)
+        listed = ", ".join(f"{package!r} ({purpose})" for package, _, purpose in missing)
+        error.args = (
+            f"{listed} are required but not installed. Install them with: "
+            f"pip install 'introscope[{extras}]'",
+        )
+        return error
+
 
 class DNIKitDeprecationWarning(DeprecationWarning):
     """Warns about an API that will be removed.
@@ -180,3 +196,28 @@ def require(module: str, extra: str, purpose: str = ""):  # noqa: ANN201
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingDependencyError(module.split(".")[0], extra, purpose) from exc
+
+
+def require_all(needs: Sequence[tuple[str, str, str]]) -> None:
+    """Check that every ``(module, extra, purpose)`` imports; else one ``MissingDependencyError``
+    naming all those that do not (so that a user installs them in one go).
+
+    Examples:
+        >>> from introscope.exceptions import MissingDependencyError, require_all
+        >>> require_all([("json", "core", "parsing")])
+        >>> try:
+        ...     require_all([("no_such_a", "x", "this"), ("json", "core", ""), ("no_such_b", "y", "that")])
+        ... except MissingDependencyError as error:
+        ...     print(error.extra)
+        x,y
+    """
+    import importlib.util
+
+    # Found, not imported (torch or umap take seconds): the call that uses one imports it.
+    missing = [
+        (module.split(".")[0], extra, purpose)
+        for module, extra, purpose in needs
+        if importlib.util.find_spec(module.split(".")[0]) is None
+    ]
+    if missing:
+        raise MissingDependencyError.for_all(missing)

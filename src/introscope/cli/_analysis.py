@@ -33,6 +33,7 @@ __all__ = [
     "projection_strategy",
     "COMPONENTS",
     "PROJECTIONS",
+    "projection_needs",
 ]
 
 #: Names accepted by ``--introspectors``.
@@ -287,6 +288,15 @@ def run_dataset_report(
 
 #: ``--projection`` methods: the 2-D map of the data section.
 PROJECTIONS = ("umap", "tsne", "pacmap", "pca")
+
+
+def projection_needs(method: str) -> list[tuple[str, str, str]]:
+    """The optional packages ``--projection method`` needs, as ``require_all`` takes them."""
+    if method == "umap":
+        return [("umap", "dimreduction", "the UMAP map")]
+    if method == "pacmap":
+        return [("pacmap", "dimreduction", "the PaCMAP map")]
+    return []
 
 
 def projection_strategy(method: str, seed: int = 0) -> Any:

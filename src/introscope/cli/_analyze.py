@@ -10,9 +10,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from introscope.exceptions import IntroscopeError, IntroscopeValueError, require
+from introscope.exceptions import IntroscopeError, IntroscopeValueError, require_all
 
 from . import _analysis as A
+from ._analysis import projection_needs
 from ._data import Preprocess, load_data
 from ._models import (
     InputSpec,
@@ -79,8 +80,13 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
     # Found now rather than after the whole analysis: an --out that cannot be written, and
     # the Parquet writer the data table needs.
     check_output_folder(args.out)
+    # Every missing extra named at once (the model's own framework is checked when it loads).
+    needs = []
     if data_parts:
-        require("pyarrow", "report", "the report's Parquet table")
+        needs.append(("pyarrow", "report", "the report's Parquet table"))
+    if "projection" in components:
+        needs += projection_needs(args.projection)
+    require_all(needs)
     # one pass of the model gives IUA and PFA
     n_stages = (1 if with_model else 0) + 1 + (1 if {"iua", "pfa"} & set(components) else 0)
     n_stages += 2 if data_parts else 0

@@ -11,9 +11,10 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from introscope.exceptions import require
+from introscope.exceptions import require_all
 
 from . import _analysis as A
+from ._analysis import projection_needs
 from ._data import DataSource
 from ._output import check_output_folder
 from ._report_files import RunOutput, data_health, model_health, write_report
@@ -113,8 +114,12 @@ def run_demo(
         print(text, file=stream, flush=True)
 
     out_dir = check_output_folder(out)  # before training and analysing, not after
+    # Every missing extra named at once, before anything runs.
+    needs = [("torch", "torch", "the demo's CNNs"), ("matplotlib", "report", "the heatmaps")]
     if data:
-        require("pyarrow", "report", "the report's Parquet table")
+        needs.append(("pyarrow", "report", "the report's Parquet table"))
+        needs += projection_needs(projection)
+    require_all(needs)
     components = ["iua", *(["pfa"] if pfa else [])]
     # per CNN: loading it, then one pass of it for IUA and PFA
     stages = A.Stages(1 + 2 * 2 + (2 if data else 0) + 1, quiet=quiet)
