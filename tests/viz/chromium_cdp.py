@@ -239,3 +239,50 @@ class Chromium:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# Screenshots for a person to look at, only where INTROSCOPE_SCREENSHOTS names a folder
+# (pathlib.Path("") is ".", which is truthy: test the string, not the path).
+_SHOTS_DIR = os.environ.get("INTROSCOPE_SCREENSHOTS", "")
+SHOTS = pathlib.Path(_SHOTS_DIR) if _SHOTS_DIR else None
+
+
+def load_report(c: Chromium, path: Any) -> Chromium:
+    """Open a report page in ``c`` and wait (60 s at most) until its script has run."""
+    c.events.clear()
+    c.open(path)
+    deadline = time.monotonic() + 60
+    while not c.evaluate("window.introscopeReady === true"):
+        assert time.monotonic() < deadline, "the report script never finished"
+        time.sleep(0.1)
+    return c
+
+
+def shot(c: Chromium, name: str) -> None:
+    """Save a screenshot as ``name`` under INTROSCOPE_SCREENSHOTS, when it is set."""
+    if SHOTS is not None:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        c.screenshot(SHOTS / name)
+
+
+def hover_point(c: Chromium, trace: int = 0, point: int = 0) -> tuple[float, float]:
+    """Move the mouse onto point ``point`` of the report map's trace ``trace`` and wait (10 s at
+    most) for its hover event; return the mouse position."""
+    c.evaluate("document.getElementById('scatter').scrollIntoView()")
+    time.sleep(0.2)
+    x, y = c.evaluate(
+        f"""(function () {{
+          var gd = document.getElementById('scatter'), r = gd.getBoundingClientRect();
+          var fl = gd._fullLayout, t = gd.data[{trace}];
+          return [r.left + fl._size.l + fl.xaxis.l2p(t.x[{point}]),
+                  r.top + fl._size.t + fl.yaxis.l2p(t.y[{point}])];
+        }})()"""
+    )
+    c.mouse_move(x - 4, y - 4)
+    time.sleep(0.1)
+    c.mouse_move(x, y)
+    deadline = time.monotonic() + 10
+    while c.evaluate("window.introscopeHovered === undefined"):
+        assert time.monotonic() < deadline, "no plotly_hover event"
+        time.sleep(0.1)
+    return x, y

@@ -5,10 +5,9 @@ HTML render as text and run nothing."""
 import io
 import os
 import pathlib
-import time
 
 import pytest
-from chromium_cdp import Chromium, chromium_available
+from chromium_cdp import Chromium, chromium_available, hover_point, load_report, shot
 
 pytestmark = pytest.mark.skipif(
     not chromium_available(), reason="headless Chromium (/usr/bin/chromium) is not installed"
@@ -27,10 +26,6 @@ from report_inputs import (  # noqa: E402
 )
 
 SECTIONS = ("summary", "model-health", "data-map", "familiarity", "duplicates", "files")
-# Screenshots for a person to look at, only where INTROSCOPE_SCREENSHOTS names a folder
-# (pathlib.Path("") is ".", which is truthy: test the string, not the path).
-_SHOTS_DIR = os.environ.get("INTROSCOPE_SCREENSHOTS", "")
-SHOTS = pathlib.Path(_SHOTS_DIR) if _SHOTS_DIR else None
 
 
 @pytest.fixture(scope="module")
@@ -86,22 +81,6 @@ def browser():
         yield c
 
 
-def _load(c, path):
-    c.events.clear()
-    c.open(path)
-    deadline = time.monotonic() + 60
-    while not c.evaluate("window.introscopeReady === true"):
-        assert time.monotonic() < deadline, "the report script never finished"
-        time.sleep(0.1)
-    return c
-
-
-def _shot(c, name):
-    if SHOTS is not None:
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        c.screenshot(SHOTS / name)
-
-
 def _assert_clean(c, path):
     assert c.problems() == []
     assert c.requests() == [pathlib.Path(path).resolve().as_uri()]  # nothing else, offline
@@ -113,23 +92,7 @@ def _points(c):
 
 def _hover(c, trace, point):
     """Move the mouse onto a point; return (index hovered, its distance from the mouse in px)."""
-    c.evaluate("document.getElementById('scatter').scrollIntoView()")
-    time.sleep(0.2)
-    x, y = c.evaluate(
-        f"""(function () {{
-          var gd = document.getElementById('scatter'), r = gd.getBoundingClientRect();
-          var fl = gd._fullLayout, t = gd.data[{trace}];
-          return [r.left + fl._size.l + fl.xaxis.l2p(t.x[{point}]),
-                  r.top + fl._size.t + fl.yaxis.l2p(t.y[{point}])];
-        }})()"""
-    )
-    c.mouse_move(x - 4, y - 4)
-    time.sleep(0.1)
-    c.mouse_move(x, y)
-    deadline = time.monotonic() + 10
-    while c.evaluate("window.introscopeHovered === undefined"):
-        assert time.monotonic() < deadline, "no plotly_hover event"
-        time.sleep(0.1)
+    x, y = hover_point(c, trace, point)
     idx = c.evaluate("window.introscopeHovered")
     dist = c.evaluate(
         f"""(function () {{
@@ -161,7 +124,7 @@ def _card(c):
 
 
 def test_demo_report_loads_with_every_section(browser, demo_report):
-    c = _load(browser, demo_report)
+    c = load_report(browser, demo_report)
     _assert_clean(c, demo_report)
     for anchor in (*SECTIONS, "comparison"):
         assert c.evaluate(f"!!document.getElementById('{anchor}')"), anchor
@@ -187,11 +150,11 @@ def test_demo_report_loads_with_every_section(browser, demo_report):
     assert "healthy CNN: test accuracy" in facts and "dying ReLU CNN: test accuracy" in facts
     assert c.evaluate("document.querySelectorAll('#least-familiar .card img').length") == 12
     assert c.evaluate("document.querySelectorAll('img.heatmap').length") == 2
-    _shot(c, "demo_top.png")
+    shot(c, "demo_top.png")
 
 
 def test_demo_hover_shows_thumbnail_label_and_familiarity(browser, demo_report):
-    c = _load(browser, demo_report)
+    c = load_report(browser, demo_report)
     idx, dist = _hover(c, 3, 5)
     assert dist <= 6.0
     card = _card(c)
@@ -200,12 +163,12 @@ def test_demo_hover_shows_thumbnail_label_and_familiarity(browser, demo_report):
     assert card["shown"] == "block" and card["src"] == card["thumbs"][str(idx)]
     assert card["src"].startswith("data:image/png;base64,")
     float(card["fam"])
-    _shot(c, "demo_map.png")
+    shot(c, "demo_map.png")
     _assert_clean(c, demo_report)
 
 
 def test_analyze_report_renders_html_like_labels_as_text(browser, analyze_report):
-    c = _load(browser, analyze_report)
+    c = load_report(browser, analyze_report)
     _assert_clean(c, analyze_report)
     for anchor in SECTIONS:
         assert c.evaluate(f"!!document.getElementById('{anchor}')"), anchor
@@ -228,7 +191,7 @@ def test_analyze_report_renders_html_like_labels_as_text(browser, analyze_report
 
 
 def test_embeddings_report_has_data_sections_without_thumbnails(browser, embeddings_report):
-    c = _load(browser, embeddings_report)
+    c = load_report(browser, embeddings_report)
     _assert_clean(c, embeddings_report)
     assert _points(c) == 180
     assert "No model was given" in c.evaluate("document.getElementById('model-health').innerText")

@@ -1,13 +1,9 @@
 """The data map with many labels (every label its own colour) and in a narrow window (the hover
 card stays on screen), in headless Chromium where it is installed."""
 
-import os
-import pathlib
-import time
-
 import numpy as np
 import pytest
-from chromium_cdp import Chromium, chromium_available
+from chromium_cdp import Chromium, chromium_available, hover_point, load_report, shot
 
 from introscope.viz._colors import (
     NO_LABEL,
@@ -18,8 +14,6 @@ from introscope.viz._colors import (
     label_colors,
 )
 
-_SHOTS_DIR = os.environ.get("INTROSCOPE_SCREENSHOTS", "")
-SHOTS = pathlib.Path(_SHOTS_DIR) if _SHOTS_DIR else None
 browser_only = pytest.mark.skipif(
     not chromium_available(), reason="headless Chromium (/usr/bin/chromium) is not installed"
 )
@@ -74,40 +68,8 @@ def many_labels_report(tmp_path_factory):
     return out / "report.html"
 
 
-def _load(c, path):
-    c.events.clear()
-    c.open(path)
-    deadline = time.monotonic() + 60
-    while not c.evaluate("window.introscopeReady === true"):
-        assert time.monotonic() < deadline, "the report script never finished"
-        time.sleep(0.1)
-    return c
-
-
-def _shot(c, name):
-    if SHOTS is not None:
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        c.screenshot(SHOTS / name)
-
-
 def _hover_first_point(c):
-    c.evaluate("document.getElementById('scatter').scrollIntoView()")
-    time.sleep(0.2)
-    x, y = c.evaluate(
-        """(function () {
-          var gd = document.getElementById('scatter'), r = gd.getBoundingClientRect();
-          var fl = gd._fullLayout, t = gd.data[0];
-          return [r.left + fl._size.l + fl.xaxis.l2p(t.x[0]),
-                  r.top + fl._size.t + fl.yaxis.l2p(t.y[0])];
-        })()"""
-    )
-    c.mouse_move(x - 4, y - 4)
-    time.sleep(0.1)
-    c.mouse_move(x, y)
-    deadline = time.monotonic() + 10
-    while c.evaluate("window.introscopeHovered === undefined"):
-        assert time.monotonic() < deadline, "no plotly_hover event"
-        time.sleep(0.1)
+    hover_point(c, 0, 0)
 
 
 def _rect(c, element_id):
@@ -120,7 +82,7 @@ def _rect(c, element_id):
 @browser_only
 def test_51_labels_get_51_colours_on_the_map(many_labels_report):
     with Chromium(width=1400, height=900) as c:
-        _load(c, many_labels_report)
+        load_report(c, many_labels_report)
         assert c.problems() == []
         drawn = c.evaluate("document.getElementById('scatter').data.map(t => t.marker.color)")
         swatches = c.evaluate(
@@ -133,7 +95,7 @@ def test_51_labels_get_51_colours_on_the_map(many_labels_report):
         assert len(set(swatches)) == 51
         grey = drawn[[n.split(" (")[0] for n in names].index(NO_LABEL)]
         assert grey == NO_LABEL_COLOR
-        _shot(c, "labels51_map.png")
+        shot(c, "labels51_map.png")
 
 
 @browser_only
@@ -141,7 +103,7 @@ def test_51_labels_get_51_colours_on_the_map(many_labels_report):
 def test_hover_card_is_on_screen_and_wide_layout_is_side_by_side(many_labels_report, size):
     width, height = size
     with Chromium(width=width, height=height) as c:
-        _load(c, many_labels_report)
+        load_report(c, many_labels_report)
         _hover_first_point(c)
         left, top, right, bottom = _rect(c, "hover-card")
         assert c.evaluate("document.getElementById('hover-label').textContent") != ""
@@ -156,7 +118,7 @@ def test_hover_card_is_on_screen_and_wide_layout_is_side_by_side(many_labels_rep
         if width >= 1400:  # the wide layout as it was: a 620 px map and a 270 px side panel
             assert s_bottom - s_top == pytest.approx(620, abs=1)
             assert _rect(c, "legend")[2] - _rect(c, "legend")[0] == pytest.approx(270, abs=1)
-        _shot(c, f"hover_{width}x{height}.png")
+        shot(c, f"hover_{width}x{height}.png")
 
 
 @pytest.mark.parametrize(
