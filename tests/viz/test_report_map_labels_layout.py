@@ -99,6 +99,26 @@ def test_51_labels_get_51_colours_on_the_map(many_labels_report):
 
 
 @browser_only
+def test_legend_shows_all_none_or_one_label(many_labels_report):
+    visible = "document.getElementById('scatter').data.map(t => t.visible !== false)"
+    boxes = "[...document.querySelectorAll('#legend input')].map(b => b.checked)"
+    with Chromium(width=1400, height=900) as c:
+        load_report(c, many_labels_report)
+        c.evaluate("document.querySelector('#legend .legend-none').click()")
+        assert c.evaluate(visible) == [False] * 51 and c.evaluate(boxes) == [False] * 51
+        c.evaluate(
+            "document.querySelectorAll('#legend label')[7]"
+            ".dispatchEvent(new MouseEvent('dblclick', {bubbles: true}))"
+        )
+        assert c.evaluate(visible) == [k == 7 for k in range(51)]  # that label alone
+        assert c.evaluate(boxes) == [k == 7 for k in range(51)]
+        shot(c, "legend_one_label.png")
+        c.evaluate("document.querySelector('#legend .legend-all').click()")
+        assert c.evaluate(visible) == [True] * 51 and c.evaluate(boxes) == [True] * 51
+        assert c.problems() == []
+
+
+@browser_only
 @pytest.mark.parametrize("size", [(800, 600), (1400, 900)])
 def test_hover_card_is_on_screen_and_wide_layout_is_side_by_side(many_labels_report, size):
     width, height = size

@@ -131,6 +131,8 @@ background:#fbfcfd}
 #legend{margin-top:12px;max-height:330px;overflow:auto;font-size:13px}
 #legend label{display:flex;align-items:center;gap:6px;cursor:pointer;padding:1px 0}
 #legend .sw{width:11px;height:11px;border-radius:50%;flex:0 0 11px}
+#legend .legend-bar{display:flex;align-items:center;gap:6px;margin-bottom:4px;color:#666;font-size:12px}
+#legend .legend-bar button{font:inherit;padding:0 6px;cursor:pointer}
 .gallery{display:flex;flex-wrap:wrap;gap:8px;margin:4px 0 10px}
 .card{border:1px solid var(--line);border-radius:6px;padding:6px;width:112px;font-size:12px;
 background:#fbfcfd;overflow:hidden}

@@ -67,11 +67,40 @@ REPORT_JS = r"""
     }
   }
   var legend = document.getElementById('legend');
+  var boxes = [];
+  function showOnly(keep) {  // keep(label index) -> shown?
+    var visible = [], which = [];
+    for (var g2 = 0; g2 < G; g2++) {
+      boxes[g2].checked = keep(g2); visible.push(boxes[g2].checked); which.push(g2);
+    }
+    Plotly.restyle(gd, {visible: visible}, which);
+  }
+  if (G > 1) {
+    var bar = document.createElement('div');
+    bar.className = 'legend-bar';
+    [['all', function () { return true; }], ['none', function () { return false; }]].forEach(
+      function (pair) {
+        var button = document.createElement('button');
+        button.type = 'button'; button.className = 'legend-' + pair[0];
+        button.textContent = pair[0];
+        button.addEventListener('click', function () { showOnly(pair[1]); });
+        bar.appendChild(button);
+      });
+    var tip = document.createElement('span');
+    tip.textContent = 'double-click a label to see it alone';
+    bar.appendChild(tip);
+    legend.appendChild(bar);
+  }
   for (var h = 0; h < G; h++) {
     (function (gi) {
       var row = document.createElement('label');
       var box = document.createElement('input');
       box.type = 'checkbox'; box.checked = true;
+      boxes.push(box);
+      row.addEventListener('dblclick', function (ev) {
+        ev.preventDefault();
+        showOnly(function (g3) { return g3 === gi; });
+      });
       var sw = document.createElement('span');
       sw.className = 'sw'; sw.style.background = D.colors[gi];
       var text = document.createElement('span');

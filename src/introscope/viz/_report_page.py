@@ -317,7 +317,8 @@ def _data_map(data: DataSection) -> tuple[str, str]:
         '<section id="data-map"><h2>Data map</h2>'
         f'<p class="note">{n} samples of <code>{esc(data.response)}</code> projected to 2-D '
         f"({esc(data.projection_name)}), coloured by label. Hover a point to see the sample; "
-        "untick a label to hide it; drag to zoom, double-click to reset.</p>"
+        "untick a label to hide it (all, none, or double-click a label to see it alone); "
+        "drag to zoom, double-click the map to reset.</p>"
         + "".join(f'<p class="note">{esc(t)}</p>' for t in data.notes)
         + '<p class="note" id="map-note"></p>'
         '<div class="map"><div id="scatter"></div><div class="side"><div id="hover-card">'
