@@ -602,3 +602,58 @@ def test_a_model_run_from_several_threads_counts_each_pass_once() -> None:
     counts = {k: r.num_samples for k, r in mon.result.results.items()}
     assert counts == {"relu#0": 3 * 30 * 16, "relu#1": 3 * 30 * 16}
     assert pfa.state.fields == ["relu#0", "relu#1"] and pfa.state.count("relu#1") == 1440
+
+
+def test_resuming_a_shared_module_and_forwards_run_in_worker_threads() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    torch.manual_seed(0)
+    net = SharedReLU()
+    with IUA.monitor(net) as first:
+        net(torch.randn(5, 1, 8, 8))
+    saved = first.accumulator.state_dict()
+    again = IUA.monitor(net)  # a new run, from the checkpoint
+    again.accumulator = IUA.from_state_dict(saved)
+    with again:
+        net(torch.randn(3, 1, 8, 8))
+    assert {k: r.num_samples for k, r in again.result.results.items()} == {
+        "relu#0": 8,
+        "relu#1": 8,
+    }
+
+    pool = ThreadPoolExecutor(1)
+
+    class Threaded(nn.Module):  # a forward that runs its modules in a worker thread
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = SharedReLU()
+
+        def forward(self, x):  # noqa: ANN001, ANN201
+            return pool.submit(self.inner, x).result()
+
+    threaded = Threaded()
+    with IUA.monitor(threaded, [threaded.inner.relu]) as mon:
+        for _ in range(2):
+            threaded(torch.randn(3, 1, 8, 8))
+    pool.shutdown()
+    counts = {k: r.num_samples for k, r in mon.result.results.items()}
+    assert counts == {"inner.relu#0": 6, "inner.relu#1": 6}
+
+
+def test_the_monitor_can_be_read_from_inside_a_hook() -> None:
+    # A signal handler (e.g. SIGTERM: save a checkpoint) may run while a hook holds the lock.
+    seen = []
+
+    class Reading(IUA):
+        def update(self, field, array, **options):  # noqa: ANN001, ANN003, ANN201
+            seen.append(mon.result)  # the same thread, inside the hook's update
+            return super().update(field, array, **options)
+
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU())
+    mon = IUA.monitor(net)
+    mon.accumulator = Reading()
+    with mon:
+        net(torch.randn(2, 4))
+        net(torch.randn(3, 4))
+    assert [sorted(r.results) for r in seen] == [[], ["1"]]
+    assert mon.result.results["1"].num_samples == 5

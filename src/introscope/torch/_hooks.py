@@ -9,7 +9,27 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["_Hook", "_batch_rows", "_in_trace_check", "_inert", "_orphaned"]
+__all__ = ["_Hook", "_Pass", "_batch_rows", "_compiling", "_in_trace_check", "_inert", "_orphaned"]
+
+
+class _Pass:
+    """One thread's forward pass of the model in progress."""
+
+    __slots__ = ("depth", "calls", "batch", "fed", "outer_exc", "checking")
+
+    def __init__(self) -> None:
+        self.depth = 0  # nesting of the model's own forward (0: outside a pass)
+        self.calls: dict[str, int] = {}  # calls of each watched module in this pass
+        self.batch: int | None = None  # dimension 0 of the pass's first input tensor
+        self.fed = 0  # watched outputs folded in during this pass
+        self.outer_exc: BaseException | None = None
+        self.checking = False  # this pass is torch.jit.trace's check of its trace
+
+
+def _compiling(torch: Any) -> bool:
+    """Whether torch.compile (Dynamo) is tracing the model now."""
+    compiler = getattr(torch, "compiler", None)
+    return bool(compiler is not None and compiler.is_compiling())
 
 
 def _in_trace_check() -> bool:

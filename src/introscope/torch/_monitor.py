@@ -45,7 +45,15 @@ from introscope.exceptions import IntroscopeError, IntroscopeKeyError, require
 from ._capture import call_name, flatten_output, naming_root, numpy_dtype
 
 # _inert stays importable here: models saved whole by earlier versions name it at this path.
-from ._hooks import _batch_rows, _Hook, _in_trace_check, _inert, _orphaned  # noqa: F401
+from ._hooks import (  # noqa: F401
+    _batch_rows,
+    _compiling,
+    _Hook,
+    _in_trace_check,
+    _inert,
+    _orphaned,
+    _Pass,
+)
 from ._layer_kinds import layer_kind
 
 __all__ = ["Monitor", "resolve_modules"]
@@ -130,26 +138,6 @@ def _check_not_scripted(
             )
 
 
-class _Pass:
-    """One thread's forward pass of the model in progress."""
-
-    __slots__ = ("depth", "calls", "batch", "fed", "outer_exc", "checking")
-
-    def __init__(self) -> None:
-        self.depth = 0  # nesting of the model's own forward (0: outside a pass)
-        self.calls: dict[str, int] = {}  # calls of each watched module in this pass
-        self.batch: int | None = None  # dimension 0 of the pass's first input tensor
-        self.fed = 0  # watched outputs folded in during this pass
-        self.outer_exc: BaseException | None = None
-        self.checking = False  # this pass is torch.jit.trace's check of its trace
-
-
-def _compiling(torch: Any) -> bool:
-    """Whether torch.compile (Dynamo) is tracing the model now."""
-    compiler = getattr(torch, "compiler", None)
-    return bool(compiler is not None and compiler.is_compiling())
-
-
 class Monitor:
     """Forward hooks on chosen modules of a ``torch.nn.Module`` feeding an accumulator.
 
@@ -181,12 +169,14 @@ class Monitor:
         # Passes in progress, one per thread (a model may run in several threads at once);
         # the lock guards the accumulator and what the threads share.
         self._local = threading.local()
-        self._lock = threading.Lock()
+        # Reentrant: a signal handler may read monitor.result while a hook holds it.
+        self._lock = threading.RLock()
+        self._inflight: list[_Pass] = []  # passes begun and not ended, in every thread
         self._described: set[str] = set()
+        self._repeated: set[str] = set()  # modules seen running several times in one pass
+        self._modules = resolve_modules(model, layers, owner=owner, default_types=default_types)
         self.accumulator = accumulator
         self._transform = transform
-        self._modules = resolve_modules(model, layers, owner=owner, default_types=default_types)
-        self._repeated: set[str] = set()  # modules seen running several times in one pass
         self._handles: list[Any] = []
         # Layouts as the adapter infers them: during the first forward pass every module's
         # outputs are followed (an activation keeps the layout of the latest output of its
@@ -220,6 +210,10 @@ class Monitor:
             self._acc = accumulator
             self._describe = getattr(accumulator, "add_response_info", None)
             self._described = set()
+            # An accumulator resumed from a checkpoint knows which modules run several times a
+            # pass: their data is already under name#0, name#1, ...
+            fields = set(getattr(accumulator, "fields", ()) or ())
+            self._repeated |= {n for n in self._modules if call_name(n, 0, True) in fields}
 
     @property
     def state(self) -> Any:
@@ -243,7 +237,9 @@ class Monitor:
         with self._lock:
             self._acc.reset()
             self._described.clear()
-        self._local.__dict__.pop("now", None)
+            now = self._local.__dict__.pop("now", None)
+            if now is not None and now in self._inflight:
+                self._inflight.remove(now)
 
     def _pass(self) -> _Pass:
         """This thread's forward pass."""
@@ -306,7 +302,12 @@ class Monitor:
         # The model's own forward starts a pass. A depth left behind means a pass that ended
         # without its end hook (KeyboardInterrupt skips torch's always_call hooks), not a
         # model that calls itself: this is a new pass.
-        now = self._local.now = _Pass()
+        with self._lock:
+            stale = self._local.__dict__.get("now")
+            if stale is not None and stale in self._inflight:
+                self._inflight.remove(stale)  # its end hook never ran (KeyboardInterrupt)
+            now = self._local.now = _Pass()
+            self._inflight.append(now)
         # An exception being handled around this pass is not one the pass raises.
         now.outer_exc = sys.exc_info()[1]
         tracing = self._torch._C._get_tracing_state()
@@ -327,6 +328,9 @@ class Monitor:
         now.depth = max(0, now.depth - 1)
         if now.depth:
             return
+        with self._lock:
+            if now in self._inflight:
+                self._inflight.remove(now)
         exc = sys.exc_info()[1]
         if now.fed and exc is not None and exc is not now.outer_exc:
             # torch runs this hook (always_call) while the forward's exception propagates.
@@ -379,47 +383,59 @@ class Monitor:
                 # example inputs, which are not data either, and again to check the trace.
                 return
             now = self._pass()
+            if not now.depth and self._inflight:
+                now = self._pass_elsewhere(now)  # a forward that runs modules in a worker thread
             if now.checking:
                 return
             call = 0
             if now.depth:
-                call = now.calls.get(name, 0)
-                now.calls[name] = call + 1
+                with self._lock:  # the pass may be another thread's
+                    call = now.calls.get(name, 0)
+                    now.calls[name] = call + 1
                 if call and name not in self._repeated:
                     self._first_repeat(name)
             elif name in self._repeated and name not in self._warned_outside:
                 self._outside_pass(name)
-            response = call_name(name, call, name in self._repeated)
             if type(output) is not tensor_type and not isinstance(output, tensor_type):
-                self._not_a_tensor(response, output)
+                self._not_a_tensor(call_name(name, call, name in self._repeated), output)
             if output.dim() < 1:
                 raise IntroscopeError(
-                    f"{self._owner}: module {response!r} returned a 0-d tensor; its outputs need "
-                    f"a batch dimension"
+                    f"{self._owner}: module {call_name(name, call, name in self._repeated)!r} "
+                    f"returned a 0-d tensor; its outputs need a batch dimension"
                 )
             x = output.detach()
-            if now.depth and now.batch is not None and x.shape[0] != now.batch:
-                self._rows_differ(response, x.shape[0], now.batch)
-            info = self._infos.get(response)
-            if info is None:
-                if x.is_meta:
-                    raise IntroscopeError(
-                        f"{self._owner}: module {response!r} returned a tensor on the 'meta' "
-                        f"device, which holds no data; run the model with real weights and "
-                        f"inputs (e.g. model.to_empty(device='cpu') then load_state_dict(...))"
-                    )
-                info = self._infos[response] = self._info(response, module, x)
-            if self._transform is not None:
-                x = self._transform(response, x, info)
+            # Named under the lock: another thread's pass may find the module repeated (and
+            # rename its data to name#0) at any time before.
             with self._lock:
+                response = call_name(name, call, name in self._repeated)
+                if now.depth and now.batch is not None and x.shape[0] != now.batch:
+                    self._rows_differ(response, x.shape[0], now.batch)
+                info = self._infos.get(response)
+                if info is None:
+                    if x.is_meta:
+                        raise IntroscopeError(
+                            f"{self._owner}: module {response!r} returned a tensor on the "
+                            f"'meta' device, which holds no data; run the model with real "
+                            f"weights and inputs (e.g. model.to_empty(device='cpu') then "
+                            f"load_state_dict(...))"
+                        )
+                    info = self._infos[response] = self._info(response, module, x)
+                if self._transform is not None:
+                    x = self._transform(response, x, info)
                 if response not in self._described and self._describe is not None:
                     self._described.add(response)
                     self._describe(info)
                 self._acc.update(response, x, where="module output")
-            if now.depth:
-                now.fed += 1
+                if now.depth:
+                    now.fed += 1
 
         return hook
+
+    def _pass_elsewhere(self, own: _Pass) -> _Pass:
+        """The pass a hook outside any pass of its own thread belongs to: the one pass in
+        flight (a forward that runs modules in worker threads), else its own."""
+        with self._lock:
+            return self._inflight[0] if len(self._inflight) == 1 else own
 
     def _first_repeat(self, name: str) -> None:
         """``name`` runs a second time in a pass: its data so far is its first call's."""
@@ -427,13 +443,17 @@ class Monitor:
             if name in self._repeated:
                 return  # another thread's pass got here first
             first = call_name(name, 0, True)
-            self._acc.rename_field(name, first)
-            if name in self._described:
-                self._described.discard(name)
-                self._described.add(first)
-            if name in self._infos:
-                self._infos[first] = dataclasses.replace(self._infos.pop(name), name=first)
-            self._repeated.add(name)
+            try:
+                fields = getattr(self._acc, "fields", None)
+                if fields is None or name in fields:
+                    self._acc.rename_field(name, first)
+                if name in self._described:
+                    self._described.discard(name)
+                    self._described.add(first)
+                if name in self._infos:
+                    self._infos[first] = dataclasses.replace(self._infos.pop(name), name=first)
+            finally:
+                self._repeated.add(name)  # numbered from now on, whatever happened above
 
     def _replica_ran(self) -> None:
         if self._warned_replica:
