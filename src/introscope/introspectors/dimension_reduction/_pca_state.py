@@ -295,4 +295,3 @@ def _check_fits_in_memory(features: int) -> None:
             f"(scikit-learn's PCA on the rows, memory O(samples x features)), or reduce the "
             f"features first (introscope.processors.Pooler)"
         )
-

@@ -352,7 +352,9 @@ class FieldSums(State):
     def _update_numpy(self, array: Any) -> None:
         x = np.asarray(array)
         if x.dtype.kind not in "biuf":
-            raise StateError(f"has non-numeric dtype {x.dtype}; it needs real numbers (float, int, bool)")
+            raise StateError(
+                f"has non-numeric dtype {x.dtype}; it needs real numbers (float, int, bool)"
+            )
         if self.shift is None:
             held = sum(len(p) for p in self._pending) + x.shape[0]
             if self.on_host and held < _SHIFT_ROWS:
@@ -420,7 +422,9 @@ class FieldSums(State):
 
         x = tensor.detach()
         if x.is_complex() or not (x.is_floating_point() or x.dtype in torch_int_types()):
-            raise StateError(f"has non-numeric dtype {x.dtype}; it needs real numbers (float, int, bool)")
+            raise StateError(
+                f"has non-numeric dtype {x.dtype}; it needs real numbers (float, int, bool)"
+            )
         if self.on_host:
             # The state lives on the host already: bring the batch there (numpy has no
             # bfloat16: float32 holds it exactly).
