@@ -119,3 +119,35 @@ def test_saved_results_and_reports_keep_a_private_files_mode_and_links(tmp_path)
     with pytest.raises(IntroscopeError, match="damaged or not an .npz archive") as raised:
         IUA.load(tmp_path / "bad.npz")
     assert "pickle" not in str(raised.value)
+
+
+def test_a_report_save_that_fails_midway_leaves_the_old_report(tmp_path, monkeypatch) -> None:
+    import json
+
+    import numpy as np
+
+    pytest.importorskip("pyarrow")
+    from introscope.base import Batch, producer_from_batches
+    from introscope.introspectors import DatasetReport, ReportConfig
+
+    def report(n: int) -> DatasetReport:
+        rows = np.random.default_rng(n).random((n, 3)).astype(np.float32)
+        builder = Batch.Builder(fields={"x": rows})
+        builder.metadata[Batch.StdKeys.IDENTIFIER] = [str(i) for i in range(n)]
+        config = ReportConfig(projection=None, familiarity=None)
+        return DatasetReport.introspect(producer_from_batches(builder.make_batch()), config=config)
+
+    report(30).to_disk(tmp_path / "r")
+
+    def disk_full(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(json, "dump", disk_full)  # the description fails, after the data
+    with pytest.raises(OSError, match="No space left"):
+        report(40).to_disk(tmp_path / "r", overwrite=True)
+    monkeypatch.undo()
+    assert len(DatasetReport.from_disk(tmp_path / "r").data) == 30  # the old report, whole
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == [
+        "report_data.parquet",
+        "report_meta.json",
+    ]

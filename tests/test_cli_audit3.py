@@ -230,6 +230,11 @@ def test_channels_last_arrays_for_a_pytorch_cnn_say_to_transpose(cnn, capsys):
     np.save("x_nchw.npy", x.transpose(0, 3, 1, 2))
     argv[argv.index("x_nhwc.npy")] = "x_nchw.npy"
     assert main(argv) == 0
+    with open("broken.pt", "wb") as f:  # a file problem is not blamed on the data's layout
+        f.write(b"x")
+    assert main(["analyze", "--model", "broken.pt", "--data", "x_nhwc.npy", "--out", "r2"]) == 3
+    err = capsys.readouterr().err
+    assert "not a TorchScript file" in err and "channels-last" not in err
 
 
 def test_semicolon_separated_labels_csv(tmp_path):

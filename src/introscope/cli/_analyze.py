@@ -16,6 +16,7 @@ from . import _analysis as A
 from ._analysis import projection_needs
 from ._data import Preprocess, load_data
 from ._models import (
+    InputFileError,
     InputSpec,
     check_one_input,
     embedding_layer,
@@ -130,7 +131,8 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
                 )
                 _LOG.info("integer samples fed as float32: the model refused them as integers")
         except IntroscopeError as exc:
-            _raise_if_channels_last(source, exc)
+            if not isinstance(exc, (InputFileError, IntroscopeValueError)):
+                _raise_if_channels_last(source, exc)  # the model ran on the example and failed
             raise
         stages.end(f"({len(model.response_infos)} responses)")
     else:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from introscope.exceptions import IntroscopeValueError, require
+from introscope.viz._colors import NO_LABEL
 
 from ._models import InputFileError
 
@@ -21,17 +22,16 @@ __all__ = ["ID_COLUMNS", "LABEL_COLUMNS", "NO_LABEL", "label_strings", "load_par
 #: Column names (any case) of the sample ids and the labels, in a Parquet table or a CSV header.
 ID_COLUMNS = ("id", "path", "file", "filename", "name")
 LABEL_COLUMNS = ("label", "labels", "class", "category", "y")
-#: The label of a sample that has none (a loose image, a null in the label column).
-NO_LABEL = "(no label)"
 
 
-def _missing(value: Any) -> bool:
-    if value is None:
-        return True
+def _missing_mask(items: list[Any]) -> list[bool]:
+    """Which items are missing (None, NaN, NA, NaT), in one pass of pandas over them all."""
+    if not items:
+        return []
     from pandas import isna
-    from pandas.api.types import is_scalar
 
-    return bool(is_scalar(value) and isna(value))
+    flags = isna(np.array(items, dtype=object))
+    return flags.tolist()
 
 
 def label_strings(values: Any) -> list[str]:
@@ -39,11 +39,12 @@ def label_strings(values: Any) -> list[str]:
     whole numbers are written as integers (an integer column with a gap reads as float64), so
     the labels are "0", "1", not "0.0", "nan"; other values as ``str`` gives them."""
     items = values.tolist() if hasattr(values, "tolist") else list(values)
-    present = [v for v in items if not _missing(v)]
+    missing = _missing_mask(items)
+    present = [v for v, m in zip(items, missing) if not m]
     whole = bool(present) and all(
         isinstance(v, (float, np.floating)) and float(v).is_integer() for v in present
     )
-    return [NO_LABEL if _missing(v) else str(int(v)) if whole else str(v) for v in items]
+    return [NO_LABEL if m else str(int(v)) if whole else str(v) for v, m in zip(items, missing)]
 
 
 def _is_numeric(series: Any) -> bool:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from introscope._atomic import atomic_path, write_text
+from introscope._atomic import atomic_path
 from introscope.exceptions import IntroscopeError, require
 
 __all__ = ["DATA_FILE", "META_FILE", "LEGACY_FILE", "save_frame", "load_frame", "existing_files"]
@@ -80,20 +80,23 @@ def save_frame(frame: Any, directory: pathlib.Path) -> None:
     data_path = directory / DATA_FILE
     meta_path = directory / META_FILE
     # Through introscope._atomic: the permissions of the files replaced (or the umask's),
-    # links written through, the data renamed into place before the JSON that vouches for it.
-    with atomic_path(data_path) as tmp_data:
-        pq.write_table(table, tmp_data)
-        meta = {
-            "format": _FORMAT,
-            "version": _VERSION,
-            "rows": len(frame),
-            "columns": columns,
-            "score_map_columns": map_columns,
-            "data_file": DATA_FILE,
-            "data_bytes": tmp_data.stat().st_size,
-            "data_sha256": _sha256(tmp_data),
-        }
-    write_text(meta_path, json.dumps(meta, indent=1))
+    # links written through. Both files are written before either is renamed into place (the
+    # data first, then the JSON that vouches for it), so a failed write leaves the old report.
+    with atomic_path(meta_path) as tmp_meta:
+        with atomic_path(data_path) as tmp_data:
+            pq.write_table(table, tmp_data)
+            meta = {
+                "format": _FORMAT,
+                "version": _VERSION,
+                "rows": len(frame),
+                "columns": columns,
+                "score_map_columns": map_columns,
+                "data_file": DATA_FILE,
+                "data_bytes": tmp_data.stat().st_size,
+                "data_sha256": _sha256(tmp_data),
+            }
+            with open(tmp_meta, "x", encoding="utf-8") as handle:
+                json.dump(meta, handle, indent=1)
 
 
 def load_frame(directory: pathlib.Path) -> Any:
