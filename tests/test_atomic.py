@@ -151,3 +151,32 @@ def test_a_report_save_that_fails_midway_leaves_the_old_report(tmp_path, monkeyp
         "report_data.parquet",
         "report_meta.json",
     ]
+
+
+def test_report_descriptions_and_saved_files_that_are_not_whole_are_named(tmp_path) -> None:
+    import json
+
+    import numpy as np
+
+    pytest.importorskip("pyarrow")
+    from introscope.base import Batch, producer_from_batches
+    from introscope.introspectors import IUA, DatasetReport, ReportConfig
+
+    rows = np.random.default_rng(0).random((30, 3)).astype(np.float32)
+    builder = Batch.Builder(fields={"x": rows})
+    builder.metadata[Batch.StdKeys.IDENTIFIER] = [str(i) for i in range(30)]
+    config = ReportConfig(projection=None, familiarity=None)
+    DatasetReport.introspect(producer_from_batches(builder.make_batch()), config=config).to_disk(
+        tmp_path / "r"
+    )
+    meta_path = tmp_path / "r" / "report_meta.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["data_bytes"]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(IntroscopeError, match=r"lacks \['data_bytes'\]"):
+        DatasetReport.from_disk(tmp_path / "r")
+    meta_path.write_text(json.dumps({**meta, "format": "other"}))
+    with pytest.raises(IntroscopeError, match="reads 'introscope.DatasetReport' version 1"):
+        DatasetReport.from_disk(tmp_path / "r")
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        IUA.load(tmp_path / "r")

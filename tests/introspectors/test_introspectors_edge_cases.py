@@ -113,10 +113,15 @@ def test_pca_refuses_what_it_cannot_fit_right_with_what_to_do() -> None:
     fine = DimensionReduction.pca_accumulator()
     fine.update("r", rng.standard_normal((40, 3)) * 1e-150)  # squares still normal floats
     fine.finalize()
-    tiny = DimensionReduction.pca_accumulator()
-    tiny.update("r", rng.standard_normal((40, 3)) * 1e-160)  # squares lose their digits
-    with pytest.raises(IntroscopeError, match="largest variance.*multiply the responses"):
-        tiny.finalize()
+    for scale in (1e-160, 1e-200):  # squares lose their digits, or underflow to zero
+        tiny = DimensionReduction.pca_accumulator()
+        tiny.update("r", rng.standard_normal((40, 3)) * scale)
+        with pytest.raises(IntroscopeError, match="largest variance.*multiply the responses"):
+            tiny.finalize()
+    for constant in (np.zeros((20, 3)), np.full((20, 3), 5.0)):  # no variance: data, no error
+        flat = DimensionReduction.pca_accumulator()
+        flat.update("r", constant)
+        flat.finalize()
     wide = DimensionReduction.pca_accumulator()
     with pytest.raises(IntroscopeError, match=r"200,000 features.*StandardPCA"):
         wide.update("r", np.zeros((3, 200_000), np.float32))

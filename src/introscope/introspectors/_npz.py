@@ -46,6 +46,8 @@ def load_npz(path: str | os.PathLike[str], *, expect: str) -> tuple[dict[str, np
     target = pathlib.Path(path)
     if not target.exists():
         raise FileNotFoundError(f"{expect}.load: no file at {str(target)!r}")
+    if target.is_dir():
+        raise IsADirectoryError(f"{expect}.load: {str(target)!r} is a folder, not a saved file")
     not_ours = f"{expect}.load: {str(target)!r} is not an introscope .npz file"
     damaged = (
         f"{expect}.load: {str(target)!r} is damaged (truncated or changed after it was "

@@ -243,7 +243,7 @@ class PCAState(State):
         from scipy.linalg import eigh
 
         mean, cov = self.mean_and_covariance()
-        _check_normal_range(who, cov)
+        _check_normal_range(who, mean, cov)
         total_variance = float(np.trace(cov))
         # Only the k largest eigenpairs (ascending from scipy).
         values, vectors = eigh(cov, subset_by_index=(d - k, d - 1))
@@ -266,10 +266,15 @@ class PCAState(State):
 _TINY_VARIANCE = float(np.finfo(np.float64).tiny) * 2.0**20
 
 
-def _check_normal_range(who: str, cov: np.ndarray) -> None:
-    """Refuse a covariance whose every variance lies where float64 squares lose precision."""
+def _check_normal_range(who: str, mean: np.ndarray, cov: np.ndarray) -> None:
+    """Refuse a covariance whose every variance lies where float64 squares lose precision:
+    tiny variances, or none at all from data whose values are tiny but not zero (their squares
+    all underflowed). Zero variance from zeros or from constants of normal size is data."""
     largest = float(np.max(np.diagonal(cov))) if cov.size else 0.0
-    if 0.0 < largest < _TINY_VARIANCE:
+    magnitude = float(np.max(np.abs(mean))) if mean.size else 0.0
+    if 0.0 < largest < _TINY_VARIANCE or (
+        largest == 0.0 and 0.0 < magnitude < np.sqrt(_TINY_VARIANCE)
+    ):
         raise IntroscopeError(
             f"{who}: the data's largest variance is {largest:.3g}, so small that float64 "
             f"squares of it lose precision (below ~{_TINY_VARIANCE:.0e}) and the components would "

@@ -127,8 +127,16 @@ def load_frame(directory: pathlib.Path) -> Any:
         )
     if meta.get("format") != _FORMAT or meta.get("version") != _VERSION:
         raise IntroscopeError(
-            f"DatasetReport.from_disk: {meta_path} is not an introscope report of format version "
-            f"{_VERSION} (found {meta.get('format')!r} version {meta.get('version')!r})"
+            f"DatasetReport.from_disk: {meta_path} describes {meta.get('format')!r} version "
+            f"{meta.get('version')!r}; this introscope reads {_FORMAT!r} version {_VERSION}"
+        )
+    absent = [
+        k for k in ("data_bytes", "data_sha256", "score_map_columns", "columns") if k not in meta
+    ]
+    if absent:
+        raise IntroscopeError(
+            f"DatasetReport.from_disk: {meta_path} lacks {absent} (edited or cut short); save "
+            f"the report again"
         )
     if data_path.stat().st_size != meta["data_bytes"] or _sha256(data_path) != meta["data_sha256"]:
         raise IntroscopeError(
