@@ -126,3 +126,6 @@ def test_pca_refuses_what_it_cannot_fit_right_with_what_to_do() -> None:
     with pytest.raises(IntroscopeError, match=r"200,000 features.*StandardPCA"):
         wide.update("r", np.zeros((3, 200_000), np.float32))
     assert wide.fields == []  # nothing allocated, nothing kept
+    slow = DimensionReduction.pca_accumulator()
+    with pytest.warns(UserWarning, match=r"9,000 features.*StandardPCA"):
+        slow.update("r", np.zeros((2, 9_000), np.float32))  # 0.65 GB of sums: allowed, said

@@ -144,7 +144,8 @@ class MetadataRemover(PipelineStage):
 
 
 class MetadataRenamer(PipelineStage):
-    """Renames entries of DictMetaKey metadata (e.g. the ``"label"`` of ``StdKeys.LABELS``).
+    """Renames entries of DictMetaKey metadata (e.g. the ``"label"`` of ``StdKeys.LABELS``); an
+    entry a rename lands on is replaced, as in DNIKit.
 
     Args:
         mapping: old entry name -> new entry name.

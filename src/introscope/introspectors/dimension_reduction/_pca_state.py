@@ -11,13 +11,14 @@ DNIKit 2.0 streams with) only approximates them.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from introscope._validation import check_choice, pooling_hint
+from introscope._validation import check_choice, pooling_hint, user_stacklevel
 from introscope.exceptions import IntroscopeError, IntroscopeValueError
 from introscope.introspectors._state_contract import Capabilities, State, StateError
 from introscope.introspectors.pfa import PFACovarianceState
@@ -283,20 +284,34 @@ def _check_normal_range(who: str, mean: np.ndarray, cov: np.ndarray) -> None:
         )
 
 
+#: Above this many features the exact PCA's final eigen-decomposition can take minutes.
+_WIDE = 8192
+
+
 def _check_fits_in_memory(features: int) -> None:
-    """Refuse a (features x features) covariance that would take over half the memory."""
+    """Refuse a (features x features) covariance that would take over half the memory; warn
+    (once per field, when its sums are made) above ``_WIDE`` features."""
     need = 3 * 8 * features * features  # the float64 sums, a product buffer, a copy to solve
     try:
         import os
 
         memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):  # not POSIX
-        return
-    if need > memory // 2:
+        memory = None
+    if memory is not None and need > memory // 2:
         raise StateError(
             f"has {features:,} features: exact streamed PCA keeps {features:,} x {features:,} "
             f"covariance sums (~{need / 2**30:,.0f} GiB) and this machine has "
             f"{memory / 2**30:,.0f} GiB; use DimensionReduction.Strategy.StandardPCA(k) "
             f"(scikit-learn's PCA on the rows, memory O(samples x features)), or reduce the "
             f"features first (introscope.processors.Pooler)"
+        )
+    if features > _WIDE:
+        warnings.warn(
+            f"PCA: {features:,} features: exact streamed PCA keeps {features:,} x {features:,} "
+            f"covariance sums (~{need / 2**30:,.1f} GiB) and ends with an eigen-decomposition of "
+            f"that size, which can take minutes; DimensionReduction.Strategy.StandardPCA(k) "
+            f"(scikit-learn's PCA on the rows) or fewer features (introscope.processors.Pooler) "
+            f"may be faster",
+            stacklevel=user_stacklevel(),
         )
