@@ -132,7 +132,8 @@ def pooling_hint(shape: Sequence[int], channel_axis: int | None = None) -> str:
 
 def user_stacklevel(*skip: str) -> int:
     """The ``stacklevel`` for ``warnings.warn`` that points at the first caller outside introscope
-    (and outside the packages named in ``skip``, e.g. ``"torch"`` for a warning from a hook).
+    (and outside the packages or modules named in ``skip``, e.g. ``"torch"`` for a warning from
+    a hook, ``"weakref"`` for one from a ``weakref.finalize`` callback).
 
     Call it right where you warn: ``warnings.warn(msg, stacklevel=user_stacklevel())``.
     """
@@ -142,8 +143,14 @@ def user_stacklevel(*skip: str) -> int:
     packages = [os.path.dirname(os.path.abspath(__file__)) + os.sep]
     for name in skip:
         module = sys.modules.get(name)
-        if module is not None and getattr(module, "__file__", None):
-            packages.append(os.path.dirname(os.path.abspath(module.__file__)) + os.sep)
+        path = getattr(module, "__file__", None) if module is not None else None
+        if not path:
+            continue
+        path = os.path.abspath(path)
+        if os.path.basename(path) == "__init__.py":  # a package: every file in it
+            packages.append(os.path.dirname(path) + os.sep)
+        else:  # a single module (e.g. "weakref", whose finalizers call ours)
+            packages.append(path)
     prefixes = tuple(packages)
     frame = sys._getframe(1)  # the function that warns
     level = 1

@@ -255,8 +255,10 @@ def test_a_dropped_attached_monitor_detaches_with_a_warning() -> None:
 
     net = SharedReLU()
     IUA.monitor(net).attach()  # no reference kept: nobody can read what it counts
-    with pytest.warns(RuntimeWarning, match="garbage-collected"):
+    with pytest.warns(RuntimeWarning, match="garbage-collected") as caught:
         gc.collect()
+    # At the line whose collection ran the finalizer, not at weakref.py or introscope.
+    assert [w.filename for w in caught] == [__file__]
     for module in net.modules():
         assert not module._forward_hooks and not module._forward_pre_hooks
 
@@ -283,6 +285,35 @@ def test_rows_that_are_not_samples_warn_once() -> None:
             warnings.simplefilter("error")
             net(torch.randn(12, 5, 4))  # once per response
     assert mon.result.results["relu"].num_samples == 10
+
+
+def test_a_sequence_first_input_warns_once_and_batch_first_does_not() -> None:
+    import warnings
+
+    # The model's own input is (sequence, batch, features): every output has the sequence on
+    # dimension 0, so the rows check sees nothing wrong; the batch_first=False module says it.
+    class Encoder(nn.Module):
+        def __init__(self, batch_first: bool) -> None:
+            super().__init__()
+            self.attn = nn.MultiheadAttention(8, 2, batch_first=batch_first)
+            self.relu = nn.ReLU()
+
+        def forward(self, x):  # noqa: ANN001, ANN201
+            return self.relu(self.attn(x, x, x, need_weights=False)[0])
+
+    seq_first = Encoder(batch_first=False).eval()
+    with IUA.monitor(seq_first, ["relu"]):
+        with pytest.warns(UserWarning, match=r"'attn' \(MultiheadAttention, batch_first=False\)"):
+            seq_first(torch.randn(5, 3, 8))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            seq_first(torch.randn(5, 3, 8))  # once per monitor
+    batch_first = Encoder(batch_first=True).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with IUA.monitor(batch_first, ["relu"]) as mon:
+            batch_first(torch.randn(3, 5, 8))
+    assert mon.result.results["relu"].num_samples == 3
 
 
 def test_module_resolution_errors_name_the_problem() -> None:

@@ -9,6 +9,8 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from introscope._validation import user_stacklevel
+
 __all__ = ["_Hook", "_Pass", "_batch_rows", "_compiling", "_in_trace_check", "_inert", "_orphaned"]
 
 
@@ -121,5 +123,6 @@ def _orphaned(handles: list[Any], owner: str, model: Any) -> None:
         f"and what it counted is lost; keep a reference to it (``with {owner}(model) as "
         f"monitor:`` or ``monitor = {owner}(model).attach()``) and read monitor.result",
         RuntimeWarning,
-        stacklevel=2,
+        # At the user's line that dropped the last reference (the finalizer runs there).
+        stacklevel=user_stacklevel("weakref"),
     )

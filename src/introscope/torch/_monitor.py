@@ -37,12 +37,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from introscope._validation import unknown_name_error, user_stacklevel
+from introscope._validation import user_stacklevel
 from introscope.base import ResponseInfo
 from introscope.base._response_info import UNKNOWN_UPSTREAM, channels_first_axis
-from introscope.exceptions import IntroscopeError, IntroscopeKeyError, require
+from introscope.exceptions import IntroscopeError, require
 
-from ._capture import call_name, flatten_output, naming_root, numpy_dtype
+from ._capture import call_name, flatten_output, numpy_dtype
 
 # _inert stays importable here: models saved whole by earlier versions name it at this path.
 from ._hooks import (  # noqa: F401
@@ -55,87 +55,11 @@ from ._hooks import (  # noqa: F401
     _Pass,
 )
 from ._layer_kinds import layer_kind
+from ._modules import resolve_modules
 
-__all__ = ["Monitor", "resolve_modules"]
+__all__ = ["Monitor", "resolve_modules"]  # resolve_modules: re-exported
 
 _M = TypeVar("_M", bound="Monitor")
-
-
-def resolve_modules(
-    model: Any,
-    layers: str | Iterable[Any] | None,
-    *,
-    owner: str,
-    default_types: tuple[str, ...] = (),
-) -> dict[str, Any]:
-    """``{dotted name: module}`` of the modules of ``model`` that ``layers`` names.
-
-    ``layers``: names as in ``model.named_modules()`` and/or the modules themselves; None picks
-    every module whose class name is in ``default_types`` (an error when there are none).
-    Unknown names raise an error listing close matches; ``owner`` (e.g. "IUA.monitor") starts
-    every message.
-    """
-    torch = require("torch", "torch", owner)
-    named = dict(naming_root(model).named_modules())
-    _check_not_scripted(torch, named, {}, owner)  # a scripted root, before "no such module"
-    if layers is None:
-        chosen = {n: m for n, m in named.items() if type(m).__name__ in default_types}
-        if not chosen:
-            what = "/".join(default_types) + " module" if default_types else "default module"
-            raise IntroscopeError(
-                f"{owner}: the model has no {what} to watch; pass layers= (module names such "
-                f"as {list(named)[1:4]}) to choose modules"
-            )
-    else:
-        items = [layers] if isinstance(layers, str) else list(layers)
-        if not items:
-            raise IntroscopeError(f"{owner}: layers is empty; name at least one module")
-        by_id = {id(m): n for n, m in named.items()}
-        chosen = {}
-        unknown = []
-        for item in items:
-            if isinstance(item, str):
-                if item in named:
-                    chosen[item] = named[item]
-                else:
-                    unknown.append(item)
-            elif not isinstance(item, torch.nn.Module):
-                raise IntroscopeError(
-                    f"{owner}: layers must hold module names (str) or torch modules, got "
-                    f"{type(item).__name__}"
-                )
-            elif id(item) in by_id:
-                chosen[by_id[id(item)] or type(item).__name__] = item
-            else:
-                raise IntroscopeError(
-                    f"{owner}: {type(item).__name__} module is not part of the model"
-                )
-        if unknown:
-            err = unknown_name_error("module", unknown, [n for n in named if n])
-            raise IntroscopeKeyError(f"{owner}: {err}")
-    _check_not_scripted(torch, named, chosen, owner)
-    return chosen
-
-
-def _check_not_scripted(
-    torch: Any, named: dict[str, Any], chosen: dict[str, Any], owner: str
-) -> None:
-    # TorchScript runs compiled code: the root refuses hooks, and hooks registered on the
-    # submodules of a scripted module are accepted but never called (a silent empty result).
-    script = torch.jit.ScriptModule
-    if isinstance(named[""], script):
-        raise IntroscopeError(
-            f"{owner}: the model is a TorchScript module, which runs no Python hooks; "
-            f"monitor the original (unscripted) module"
-        )
-    scripted = [n for n, m in named.items() if n and isinstance(m, script)]
-    for name in chosen:
-        outer = [s for s in scripted if name == s or name.startswith(s + ".")]
-        if outer:
-            raise IntroscopeError(
-                f"{owner}: module {name!r} is (inside) the TorchScript module {outer[0]!r}, "
-                f"which runs no Python hooks; watch a module outside it"
-            )
 
 
 class Monitor:
@@ -188,6 +112,7 @@ class Monitor:
         self._watch: dict[int, Callable[..., None]] = {}  # id(module) -> its hook, attached
         self._finalizer: Any = None
         self._warned_rows: set[str] = set()
+        self._warned_sequence = False
         self._warned_outside: set[str] = set()
         self._warned_replica = False
         self._warned_partial = False
@@ -270,6 +195,13 @@ class Monitor:
                         self._trackers.append(
                             module.register_forward_hook(_Hook(self, module, "_track"))
                         )
+                        if getattr(module, "batch_first", None) is False:
+                            # nn.LSTM, nn.MultiheadAttention, nn.TransformerEncoderLayer, ...
+                            self._trackers.append(
+                                module.register_forward_pre_hook(
+                                    _Hook(self, module, "_check_sequence_first")
+                                )
+                            )
             self._finalizer = weakref.finalize(
                 self, _orphaned, self._handles + self._trackers, self._owner, weakref.ref(model)
             )
@@ -476,6 +408,30 @@ class Monitor:
             f"outside a forward pass of the model (e.g. in model.encode(x)); calls there cannot "
             f"be told apart and all are counted as {first!r}. Run the model itself (model(x)), "
             f"or monitor the submodule whose forward makes those calls. (Said once per module.)",
+            stacklevel=user_stacklevel("torch"),
+        )
+
+    def _check_sequence_first(self, module: Any, args: tuple[Any, ...]) -> None:
+        """First pass: a ``batch_first=False`` module whose input has the forward's sample rows
+        on dimension 0 reads them as positions, and the watched outputs' rows are positions
+        (which the rows check cannot see when the model's own input is sequence-first)."""
+        now = self._pass()
+        if self._warned_sequence or not now.depth or now.batch is None:
+            return
+        first = next((a for a in args if isinstance(a, self._torch.Tensor)), None)
+        if first is None or first.dim() < 3 or first.shape[0] != now.batch:
+            return
+        if first.shape[1] == now.batch:
+            return  # as many positions as samples: cannot tell
+        self._warned_sequence = True
+        name = next((n for n, m in self._model.named_modules() if m is module), "?")
+        warnings.warn(
+            f"{self._owner}: module {name!r} ({type(module).__name__}, batch_first=False) gets "
+            f"an input of shape {tuple(first.shape)}: it reads dimension 0 as positions, and "
+            f"introscope counts dimension 0 of every watched output as samples (the forward "
+            f"got {now.batch} rows). If the model's inputs are (sequence, batch, ...), the "
+            f"counts are per position, not per sample: build the model with batch_first=True "
+            f"and batch-first inputs. (Said once per monitor.)",
             stacklevel=user_stacklevel("torch"),
         )
 
