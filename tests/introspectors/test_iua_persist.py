@@ -98,6 +98,7 @@ def test_kernel_paths_agree_with_isclose(monkeypatch, chunk: int) -> None:
     from introscope.introspectors.iua import _kernel
 
     monkeypatch.setattr(_kernel, "_CHUNK_BYTES", chunk)
+    monkeypatch.setattr(_kernel, "_SMALL_BYTES", 0)  # the chunked path (small: below)
     rng = np.random.default_rng(2)
     x = np.maximum(rng.standard_normal((40, 6, 5)), 0).astype(np.float32)
     x[3, 0, 0] = -0.0
@@ -147,6 +148,7 @@ def test_kernel_channel_paths_agree_with_isclose(
     from introscope.introspectors.iua import _kernel
 
     monkeypatch.setattr(_kernel, "_CHUNK_BYTES", chunk)
+    monkeypatch.setattr(_kernel, "_SMALL_BYTES", 0)  # the chunked path (small: below)
     rng = np.random.default_rng(post * 7 + pre)
     batch, nch = 37, 6
     x = np.maximum(rng.standard_normal((batch, pre, nch, post)), 0).astype(np.float32)
@@ -188,9 +190,10 @@ def test_kernel_scratch_grows_for_any_dtype_and_shape_sequence() -> None:
 
 
 @pytest.mark.parametrize("dtype", ["<f2", "<f4", "<f8", ">f4", ">f8"])
-def test_kernel_fast_path_is_exact_for_every_float_width_and_byte_order(dtype) -> None:
+def test_kernel_fast_path_is_exact_for_every_float_width_and_byte_order(monkeypatch, dtype) -> None:
     from introscope.introspectors.iua import _kernel
 
+    monkeypatch.setattr(_kernel, "_SMALL_BYTES", 0)  # the chunked path (small: below)
     rng = np.random.default_rng(6)
     x = np.maximum(rng.standard_normal((12, 50)), 0)
     x[1, 3] = 1e-9  # inactive (below atol; 0 in float16)
@@ -214,6 +217,41 @@ def test_kernel_fast_path_is_exact_for_every_float_width_and_byte_order(dtype) -
         np.testing.assert_array_equal(got.per_sample, inactive.sum(axis=1))
         np.testing.assert_array_equal(got.unit_counts, inactive.sum(axis=0))
         assert got.nonfinite == 3
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_kernel_small_batch_path_gives_the_chunked_paths_numbers(monkeypatch, seed) -> None:
+    """Batches under _SMALL_BYTES take a few whole-array operations: the same numbers and
+    dtypes as the chunked path, for every dtype, layout and special value."""
+    from introscope.introspectors.iua import _kernel
+
+    rng = np.random.default_rng(seed)
+    cases = []
+    for dtype in ("<f4", ">f4", "<f8", "<f2", "<c8", "i1", "u2", "?"):
+        for pre, nch, post in ((1, 3, 1), (1, 4, 8), (1, 2, 16), (2, 3, 5), (1, 5, 7)):
+            batch = int(rng.integers(1, 40))
+            x = rng.standard_normal((batch, pre * nch * post)) * 2
+            x[rng.random(x.shape) < 0.4] = 0.0
+            if seed % 2:
+                x = np.abs(x)  # the non-negative (ReLU) fast path
+            if np.dtype(dtype).kind in "fc":
+                x[0, 0] = 5e-9  # below atol
+                if seed % 3 == 0:
+                    x[-1, -1] = np.nan
+                    x[0, -1] = -np.inf
+            cases.append((x.astype(dtype), (pre, nch, post)))
+    for x, channels in cases:
+        small = _kernel.count_batch(x, 1e-8, channels)
+        monkeypatch.setattr(_kernel, "_SMALL_BYTES", 0)
+        chunked = _kernel.count_batch(x, 1e-8, channels)
+        monkeypatch.setattr(_kernel, "_SMALL_BYTES", 32 << 10)
+        for field in ("unit_counts", "per_sample", "channel_counts", "channel_per_sample"):
+            a, b = getattr(small, field), getattr(chunked, field)
+            assert a.dtype == b.dtype, (x.dtype, channels, field)
+            np.testing.assert_array_equal(a, b, err_msg=f"{x.dtype} {channels} {field}")
+        assert small.nonfinite == chunked.nonfinite
+        work = x.astype(np.complex128 if x.dtype.kind == "c" else np.float64)
+        np.testing.assert_array_equal(small.per_sample, (np.abs(work) <= 1e-8).sum(axis=1))
 
 
 def test_wide_rows_are_counted_by_words_exactly() -> None:
