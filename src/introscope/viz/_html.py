@@ -64,18 +64,41 @@ def table(
     *,
     cls: str = "",
     numeric_from: int = 1,
+    text_columns: Sequence[int] = (),
+    sortable: bool = True,
+    filter_on: str | None = None,
+    filter_columns: Sequence[int] | None = None,
 ) -> str:
-    """A ``<table>``; ``header`` is escaped here, row cells must already be HTML."""
-    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    """A ``<table>``; ``header`` is escaped here, row cells must already be HTML.
+
+    Columns from ``numeric_from`` on (except ``text_columns``) are numbers. ``sortable`` makes
+    each header a button that the page script (``TABLE_JS``) sorts by; ``filter_on`` names what
+    its search box matches (``"layer name"``), in ``filter_columns`` (the first by default).
+    """
+    text = set(text_columns)
+    kinds = ["num" if i >= numeric_from and i not in text else "name" for i in range(len(header))]
+    if sortable:
+        head = "".join(
+            f'<th data-type="{"num" if k == "num" else "text"}" aria-sort="none">'
+            f'<button type="button" class="sort" title="sort by {esc(h)}">{esc(h)}'
+            '<span class="sort-ind" aria-hidden="true">↕</span></button></th>'
+            for h, k in zip(header, kinds)
+        )
+    else:
+        head = "".join(f"<th>{esc(h)}</th>" for h in header)
     body = []
     for row in rows:
         cells = "".join(
-            f'<td class="{"num" if i >= numeric_from else "name"}">{cell}</td>'
+            f'<td class="{kinds[i] if i < len(kinds) else "name"}">{cell}</td>'
             for i, cell in enumerate(row)
         )
         body.append(f"<tr>{cells}</tr>")
-    klass = f' class="{esc(cls)}"' if cls else ""
-    return f"<table{klass}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    classes = " ".join(c for c in (cls, "sortable" if sortable else "") if c)
+    attrs = f' class="{esc(classes)}"' if classes else ""
+    if filter_on:
+        which = ",".join(str(int(c)) for c in (filter_columns or (0,)))
+        attrs += f' data-filter="{esc(filter_on)}" data-filter-cols="{which}"'
+    return f"<table{attrs}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 _CSS = """
@@ -148,6 +171,19 @@ display:flex;align-items:center;justify-content:center;text-align:center;font-si
 .group .card{width:84px;padding:4px}
 .group .card img,.group .card .noimg{width:72px;height:72px}
 code{font-family:ui-monospace,monospace;font-size:12px}
+th button.sort{font:inherit;font-weight:600;color:inherit;background:none;border:0;padding:0;
+cursor:pointer;text-align:left;white-space:nowrap}
+th button.sort:focus-visible{outline:2px solid var(--accent);outline-offset:2px}
+.sort-ind{color:var(--muted);margin-left:4px;font-size:11px}
+th[aria-sort=ascending] .sort-ind,th[aria-sort=descending] .sort-ind{color:var(--accent)}
+.table-filter{display:flex;align-items:center;gap:10px;margin:6px 0 0;font-size:13px}
+.table-filter input{font:inherit;padding:2px 6px;min-width:240px;border:1px solid var(--line);
+border-radius:4px}
+.table-filter .filter-count{color:var(--muted)}
+.kind{display:inline-block;border-radius:3px;padding:0 5px;font-size:11px;font-weight:600;
+margin-right:4px}
+.kind.exact{background:#fde2df;color:var(--bad)}
+.kind.near{background:#e3ebf8;color:var(--accent)}
 """
 
 

@@ -15,6 +15,8 @@ from ._colors import PALETTE, colors_for_labels
 from ._html import b64_array, data_uri, esc, json_for_script, page, table
 from ._plotly import plotly_js, plotly_version
 from ._report_js import REPORT_JS
+from ._report_samples import duplicates_section, familiarity_section, ranked_groups
+from ._table_js import TABLE_JS
 
 __all__ = [
     "IUARow",
@@ -24,6 +26,7 @@ __all__ = [
     "Report",
     "render_report",
     "compress_ranges",
+    "ranked_groups",
     "PALETTE",
 ]
 
@@ -74,7 +77,9 @@ class DataSection:
     """Data health: one entry per sample in every array.
 
     ``thumbnails`` maps a sample index to a data URI made by :func:`thumbnail_uri`;
-    ``duplicate_groups`` lists groups of sample indices.
+    ``duplicate_groups`` lists groups of sample indices; ``duplicate_copies`` says per group
+    how many members are exact copies of another member (identical responses or inputs), so a
+    group is exact when all are; None when unknown.
     """
 
     response: str
@@ -84,6 +89,7 @@ class DataSection:
     y: np.ndarray | None = None
     familiarity: np.ndarray | None = None
     duplicate_groups: Sequence[Sequence[int]] | None = None
+    duplicate_copies: Sequence[int] | None = None
     thumbnails: Mapping[int, str] = field(default_factory=dict)
     thumbnail_note: str = ""
     projection_name: str = "projection"
@@ -161,7 +167,7 @@ def _iua_table(rows: Sequence[IUARow]) -> str:
                 ch,
             ]
         )
-    return table(header, body, cls="iua", numeric_from=3)
+    return table(header, body, cls="iua", numeric_from=3, filter_on="layer name")
 
 
 def _units_cell(units: Sequence[int]) -> str:
@@ -185,7 +191,7 @@ def _pfa_table(rows: Sequence[PFARow]) -> str:
         ]
         for r in rows
     ]
-    return table(header, body, cls="pfa", numeric_from=1)
+    return table(header, body, cls="pfa", numeric_from=1, filter_on="layer name")
 
 
 def _source_tag(m: ModelSection) -> str:
@@ -264,25 +270,10 @@ def _comparison(models: Sequence[ModelSection], note: str) -> str:
     facts = "; ".join(f"{m.name}: {m.notes[0]}" for m in models if m.notes)
     if facts:
         out += f'<p class="facts">{esc(facts)}</p>'
-    out += table(header, body, cls="compare")
+    out += table(header, body, cls="compare", filter_on="layer name")
     if pfa_body:
-        out += table(pfa_header, pfa_body, cls="compare-pfa")
+        out += table(pfa_header, pfa_body, cls="compare-pfa", filter_on="layer name")
     return out + "</section>"
-
-
-def _card(data: DataSection, idx: int) -> str:
-    uri = data.thumbnails.get(idx)
-    img = f'<img alt="" src="{esc(uri)}">' if uri else '<div class="noimg">no thumbnail</div>'
-    fam = (
-        f'<div class="fam">familiarity {float(data.familiarity[idx]):.4g}</div>'
-        if data.familiarity is not None
-        else ""
-    )
-    return (
-        f'<div class="card" data-index="{idx}">{img}'
-        f'<div class="lbl">{esc(data.labels[idx])}</div>'
-        f'<div class="id">{esc(data.ids[idx])}</div>{fam}</div>'
-    )
 
 
 def _label_codes(labels: Sequence[str]) -> tuple[list[str], np.ndarray]:
@@ -337,52 +328,6 @@ def _data_map(data: DataSection) -> tuple[str, str]:
     return html, script
 
 
-def _familiarity(data: DataSection) -> str:
-    out = '<section id="familiarity"><h2>Familiarity</h2>'
-    if data.familiarity is None:
-        return out + '<p class="note">Familiarity was not computed.</p></section>'
-    order = np.argsort(np.asarray(data.familiarity, dtype=float), kind="stable")
-    k = min(data.gallery_size, len(order))
-    least, most = order[:k], order[::-1][:k]
-    out += (
-        '<p class="note">A Gaussian mixture fitted on the responses scores how typical each '
-        "sample is (log-likelihood; higher = more familiar). The least familiar samples are "
-        "outliers, rare cases or label errors worth a look.</p>"
-        '<h3>Least familiar</h3><div class="gallery" id="least-familiar">'
-        + "".join(_card(data, int(i)) for i in least)
-        + '</div><h3>Most familiar</h3><div class="gallery" id="most-familiar">'
-        + "".join(_card(data, int(i)) for i in most)
-        + "</div></section>"
-    )
-    return out
-
-
-def _duplicates(data: DataSection) -> str:
-    out = '<section id="duplicates"><h2>Near duplicates</h2>'
-    groups = data.duplicate_groups
-    if groups is None:
-        return out + '<p class="note">Duplicates were not searched for.</p></section>'
-    if not groups:
-        return out + '<p class="note">No near-duplicate groups were found.</p></section>'
-    total = sum(len(g) for g in groups)
-    out += f'<p class="note">{len(groups)} groups, {total} samples in them'
-    if len(groups) > data.max_groups:
-        out += f"; the {data.max_groups} largest are shown"
-    out += ".</p>"
-    shown = sorted(groups, key=lambda g: (-len(g), min(g)))[: data.max_groups]
-    out += '<div class="groups">'
-    for g in shown:
-        members = list(g)[: data.group_size]
-        more = len(g) - len(members)
-        cards = "".join(_card(data, int(i)) for i in members)
-        extra = f'<p class="note">and {more} more</p>' if more > 0 else ""
-        out += (
-            f'<div class="group"><div class="note">{len(g)} samples</div>'
-            f'<div class="gallery">{cards}</div>{extra}</div>'
-        )
-    return out + "</div></section>"
-
-
 def _facts(report: Report) -> str:
     items = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in report.facts)
     return f'<section id="summary"><h2>Summary</h2><dl class="kv">{items}</dl></section>'
@@ -416,14 +361,14 @@ def render_report(report: Report) -> str:
     head_scripts = ""
     if report.data is not None:
         map_html, data_script = _data_map(report.data)
-        body += [map_html, _familiarity(report.data), _duplicates(report.data)]
+        body += [map_html, familiarity_section(report.data), duplicates_section(report.data)]
         head_scripts = data_script
     else:
         reason = esc(report.data_skipped or "Data health was not computed.")
         for anchor, title in (
             ("data-map", "Data map"),
             ("familiarity", "Familiarity"),
-            ("duplicates", "Near duplicates"),
+            ("duplicates", "Duplicates"),
         ):
             body.append(
                 f'<section id="{anchor}"><h2>{title}</h2><p class="note">{reason}</p></section>'
@@ -434,9 +379,10 @@ def render_report(report: Report) -> str:
         f'<p class="note">Written by introscope; charts by Plotly {esc(plotly_version())} '
         "(inlined: the report works offline).</p>"
     )
-    scripts = ""
     if report.data is not None and report.data.x is not None:
-        scripts = f"<script>{plotly_js()}</script>{head_scripts}<script>{REPORT_JS}</script>"
+        scripts = (
+            f"<script>{plotly_js()}</script>{head_scripts}<script>{TABLE_JS}{REPORT_JS}</script>"
+        )
     else:
-        scripts = "<script>window.introscopeReady = true;</script>"
+        scripts = f"<script>{TABLE_JS}window.introscopeReady = true;</script>"
     return page(report.title, report.subtitle, nav, "".join(body) + scripts, head="")
