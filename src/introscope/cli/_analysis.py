@@ -34,6 +34,7 @@ __all__ = [
     "COMPONENTS",
     "PROJECTIONS",
     "projection_needs",
+    "RowDigests",
 ]
 
 #: Names accepted by ``--introspectors``.
@@ -286,6 +287,58 @@ def run_dataset_report(
     return DatasetReport.introspect(producer, config=ReportConfig(**kwargs), batch_size=batch_size)
 
 
+class RowDigests:
+    """A digest of every sample's response, in order, to tell exact copies from near duplicates.
+
+    ``wrap(producer)`` passes the batches on unchanged; each call of the wrapped producer starts
+    again (DatasetReport may look at a first batch before its pass). ``field`` None reads the
+    batches' only field (its name is then in ``field_seen``); ``digest=False`` only notes it.
+    """
+
+    def __init__(self, field: str | None = None, digest: bool = True) -> None:
+        self.field = field
+        self.digest = digest
+        self.field_seen: str | None = field
+        self.digests: list[bytes] = []
+
+    def wrap(self, producer: Callable[[int], Iterator]) -> Callable[[int], Iterator]:
+        import hashlib
+
+        def produce(batch_size: int) -> Iterator:
+            self.digests = []
+            for batch in producer(batch_size):
+                names = list(batch.fields)
+                name = self.field if self.field is not None else names[0]
+                self.field_seen = name if self.field is not None or len(names) == 1 else None
+                if self.digest and self.field_seen is not None:
+                    rows = np.ascontiguousarray(batch.fields[name])
+                    rows = rows.reshape(len(rows), -1)
+                    self.digests += [
+                        hashlib.blake2b(r.tobytes(), digest_size=16).digest() for r in rows
+                    ]
+                yield batch
+
+        return produce
+
+    def copies(
+        self, groups: Sequence[Sequence[int]], n: int, inputs: RowDigests | None = None
+    ) -> list[int] | None:
+        """Per group, how many of its members are exact copies of another member: identical
+        responses, or identical inputs by ``inputs`` (a model may answer one input with
+        last-bit differences from one batch to another); None when the digests do not cover
+        the ``n`` samples."""
+        from collections import Counter
+
+        tables = [d.digests for d in (self, inputs) if d is not None and len(d.digests) == n]
+        if not tables:
+            return None
+        out = []
+        for g in groups:
+            counts = [Counter(t[int(i)] for i in g) for t in tables]
+            out.append(sum(1 for i in g if any(c[t[int(i)]] > 1 for c, t in zip(counts, tables))))
+        return out
+
+
 #: ``--projection`` methods: the 2-D map of the data section.
 PROJECTIONS = ("umap", "tsne", "pacmap", "pca")
 
@@ -322,14 +375,36 @@ def _column(frame: Any, prefix: str, suffix: str = "") -> str | None:
     return None
 
 
-def report_table(frame: Any) -> Any:
-    """The DatasetReport table plus ``projection_x``/``projection_y`` (Embedding Atlas' names)."""
+def report_table(frame: Any, response: str | None = None) -> Any:
+    """The DatasetReport table for ``dataset_report.parquet``: ``response``'s columns named as
+    :mod:`introscope.cli._columns` says (the response name readable and unambiguous, DNIKit's
+    names in the schema metadata, in ``frame.attrs``), plus ``projection_x``/``projection_y``
+    (Embedding Atlas' names)."""
+    from ._columns import readable_columns
+
     out = frame.copy()
     px = _column(frame, "projection_", "_x")
     py = _column(frame, "projection_", "_y")
     if px and py and "projection_x" not in out:
         out["projection_x"] = out[px].astype("float32")
         out["projection_y"] = out[py].astype("float32")
+    if response is not None:
+        from introscope.introspectors.report import _columns as dn
+
+        x, y = dn.projection_columns(response)
+        templates = {
+            "duplicates_{}": dn.duplicates_column(response),
+            "projection_{}_x": x,
+            "projection_{}_y": y,
+            "familiarity_{}": dn.familiarity_column(response),
+        }
+        for c in frame.columns:
+            dim = str(c).partition("_byAttr_")[2]
+            if dim and c == dn.split_familiarity_column(response, dim):
+                templates["splitFamiliarity_{}_byAttr_" + dim] = c
+        renames, entry = readable_columns(list(out.columns), response, templates)
+        out = out.rename(columns=renames)
+        out.attrs["introscope"] = entry
     return out
 
 
@@ -341,9 +416,11 @@ def data_section(
     max_thumbnails: int,
     seed: int = 0,
     projection_name: str = "UMAP",
+    digests: RowDigests | None = None,
+    input_digests: RowDigests | None = None,
 ) -> Any:
     """Turn the DatasetReport table into a :class:`DataSection` with bounded thumbnails."""
-    from introscope.viz._report_page import DataSection
+    from introscope.viz._report_page import DataSection, ranked_groups
     from introscope.viz._thumbs import THUMBNAIL_MAX_PX, thumbnail_uri
 
     n = len(frame)
@@ -356,7 +433,10 @@ def data_section(
     groups: list[list[int]] | None = None
     if dup_col:
         codes = frame[dup_col].to_numpy()
-        groups = [list(np.flatnonzero(codes == g)) for g in np.unique(codes[codes >= 0])]
+        groups = [
+            [int(i) for i in np.flatnonzero(codes == g)] for g in np.unique(codes[codes >= 0])
+        ]
+    copies = digests.copies(groups, n, input_digests) if groups and digests is not None else None
     label_col = "label" if "label" in frame.columns else None
     labels = frame[label_col].astype(str).tolist() if label_col else ["(no label)"] * n
     ids = frame["id"].astype(str).tolist() if "id" in frame.columns else [str(i) for i in range(n)]
@@ -368,6 +448,7 @@ def data_section(
         y=y,
         familiarity=fam,
         duplicate_groups=groups,
+        duplicate_copies=copies,
         projection_name=projection_name,
     )
     # Thumbnails: the galleries and duplicate groups first, then a seeded sample of the rest.
@@ -377,8 +458,8 @@ def data_section(
         k = section.gallery_size
         wanted += [int(i) for i in order[:k]] + [int(i) for i in order[::-1][:k]]
     if groups:
-        for g in sorted(groups, key=lambda g: (-len(g), min(g)))[: section.max_groups]:
-            wanted += [int(i) for i in g[: section.group_size]]
+        for d in ranked_groups(section)[: section.max_groups]:
+            wanted += [int(i) for i in list(d.members)[: section.group_size]]
     wanted = list(dict.fromkeys(wanted))[:max_thumbnails]
     budget = max(0, max_thumbnails - len(wanted))
     rest = np.setdiff1d(np.arange(n), np.asarray(wanted, dtype=np.int64), assume_unique=False)

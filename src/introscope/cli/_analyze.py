@@ -88,6 +88,7 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
     if "projection" in components:
         needs += projection_needs(args.projection)
     require_all(needs)
+    _check_image_folder(pathlib.Path(args.data))
     # one pass of the model gives IUA and PFA
     n_stages = (1 if with_model else 0) + 1 + (1 if {"iua", "pfa"} & set(components) else 0)
     n_stages += 2 if data_parts else 0
@@ -165,7 +166,12 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
     data_skipped = None
     data_facts: list[tuple[str, str]] = []
     if data_parts:
+        input_digests = None
         if model is not None:
+            feed = source.producer
+            if "duplicates" in data_parts:
+                input_digests = A.RowDigests(source.field)
+                feed = input_digests.wrap(source.producer)
             response = embedding_layer(model, args.embedding_layer)
             info = model.response_infos[response]
             stage = embedding_stage(info.shape, info.channel_axis)
@@ -173,9 +179,9 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
             if shared is not None:
                 layers = list(dict.fromkeys([*shared.layers, response]))
                 keep = FieldRemover(response, keep=True)
-                producer = pipeline(source.producer, model(layers), shared.stage(), keep, *tail)
+                producer = pipeline(feed, model(layers), shared.stage(), keep, *tail)
             else:
-                producer = pipeline(source.producer, model([response]), *tail)
+                producer = pipeline(feed, model([response]), *tail)
         else:
             response = source.field
             shape = (None, *source.sample_shape)
@@ -193,6 +199,7 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
             stages=stages,
             output=output,
             total=n,
+            input_digests=input_digests,
         )
         data_facts = [("embedding", response)]
         _LOG.info("familiarity, duplicates and the map read %r", response)
@@ -253,6 +260,18 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
     path = write_report(pathlib.Path(args.out), report, output)
     stages.end()
     return path
+
+
+def _check_image_folder(path: pathlib.Path) -> None:
+    """Every image of an ``--data`` folder decodes: found before the model loads, not after."""
+    if not path.is_dir():
+        return
+    from ._data import _image_folder
+    from ._image_check import check_images
+
+    files = _image_folder(path)[0]
+    if files:
+        check_images(files, path)
 
 
 def _check_enough_samples(n: int, components: Sequence[str], projection: str) -> None:

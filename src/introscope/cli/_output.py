@@ -52,12 +52,20 @@ def write_json(path: pathlib.Path, obj: Any) -> pathlib.Path:
 
 
 def write_parquet(path: pathlib.Path, frame: Any) -> pathlib.Path:
-    """Write a pandas DataFrame as Parquet (pyarrow) atomically."""
+    """Write a pandas DataFrame as Parquet (pyarrow) atomically; ``frame.attrs["introscope"]``
+    goes to the schema metadata key ``introscope`` as JSON."""
     from introscope.exceptions import require
 
     pa = require("pyarrow", "report", "the report's Parquet table")
     pq = require("pyarrow.parquet", "report", "the report's Parquet table")
     table = pa.Table.from_pandas(frame, preserve_index=False)
+    entry = frame.attrs.get("introscope")
+    if entry is not None:  # what the columns hold, as introscope.cli._columns describes
+        from ._columns import schema_metadata
+
+        table = table.replace_schema_metadata(
+            {**(table.schema.metadata or {}), **schema_metadata(entry)}
+        )
     with atomic_open(path, "wb") as f:
         pq.write_table(table, f)
     return pathlib.Path(path)

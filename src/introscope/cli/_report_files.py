@@ -17,7 +17,14 @@ from ._output import write_bytes, write_json, write_parquet, write_text
 
 _LOG = logging.getLogger("introscope.cli")
 
-__all__ = ["RunOutput", "model_health", "data_health", "write_report"]
+__all__ = [
+    "RunOutput",
+    "model_health",
+    "data_health",
+    "write_report",
+    "iua_file_row",
+    "MOSTLY_DEAD_THRESHOLD",
+]
 
 
 @dataclass
@@ -98,7 +105,7 @@ def model_health(
         summary = []
         for row in iua.summary():
             info = model.response_infos[row["response"]]
-            summary.append({**row, "kind": info.layer.kind.name})
+            summary.append({**iua_file_row(row), "kind": info.layer.kind.name})
         summary.sort(key=lambda r: order.index(r["response"]))
         output.add(f"iua_{tag}.json", _jsonable(summary), f"IUA summary per layer of {name}")
         dead = sum(r.dead_units for r in section.iua)
@@ -147,6 +154,29 @@ def model_health(
     return section, iua, recipes
 
 
+#: ``iua_<tag>.json``'s name for IUA.summary()'s ``"dead fraction"``: the share of samples a
+#: unit must be inactive for to count as mostly dead (a threshold, not a share of units).
+MOSTLY_DEAD_THRESHOLD = "mostly dead threshold (fraction of samples)"
+
+
+def iua_file_row(row: dict[str, Any]) -> dict[str, Any]:
+    """One row of ``iua_<tag>.json``: IUA.summary()'s row with ``"dead fraction"`` (the
+    threshold) named :data:`MOSTLY_DEAD_THRESHOLD`, and the shares of units (and channels) that
+    are dead or mostly dead beside their counts."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        out[MOSTLY_DEAD_THRESHOLD if key == "dead fraction" else key] = value
+        if key == "mostly dead units":
+            units = row["units"]
+            out["dead unit share"] = row["dead units"] / units if units else None
+            out["mostly dead unit share"] = value / units if units else None
+        if key == "mostly dead channels":
+            ch = row.get("channels")
+            out["dead channel share"] = row["dead channels"] / ch if ch else None
+            out["mostly dead channel share"] = value / ch if ch else None
+    return out
+
+
 _NO_INNER_LAYERS = (
     "skipped, the model exposes no inner layers (only its output): a TorchScript file runs "
     "compiled code without hooks; give the model's state dict with --constructor module:Class "
@@ -187,10 +217,17 @@ def data_health(
     stages: A.Stages,
     output: RunOutput,
     total: int,
+    input_digests: A.RowDigests | None = None,
 ) -> Any:
-    """DatasetReport on ``producer`` (one 2-D response) as a DataSection; the table is saved."""
+    """DatasetReport on ``producer`` (one 2-D response) as a DataSection; the table is saved.
+
+    ``input_digests`` (wrapping the producer of the model's inputs) tells exact copies of an
+    input apart from near duplicates even when the model's responses to them differ in their
+    last bits."""
     parts = [c for c in ("familiarity", "duplicates", "projection") if c in components]
     stages.begin(f"{', '.join(parts)} of {total} samples ({response})")
+    digests = A.RowDigests(digest="duplicates" in parts)  # also notes the field's name
+    producer = digests.wrap(producer)
     report = A.run_dataset_report(
         A.counted(producer, total, "data"),
         parts,
@@ -199,11 +236,19 @@ def data_health(
         seed=seed,
         total=total,
     )
-    table = A.report_table(report.data)
+    field_name = digests.field_seen or response
+    table = A.report_table(report.data, field_name)
+    renamed = list(table.attrs.get("introscope", {}).get("columns", {}))
+    named = (
+        f" with the response name as it is ({', '.join(renamed)}; DNIKit's names in the schema "
+        f"metadata 'introscope')"
+        if renamed
+        else ""
+    )
     output.add(
         "dataset_report.parquet",
         table,
-        "DatasetReport table (DNIKit's columns, plus projection_x/projection_y)",
+        f"DatasetReport table: DNIKit's columns{named}, plus projection_x/projection_y",
     )
     stages.end()
     stages.begin(f"thumbnails (at most {max_thumbnails})")
@@ -215,6 +260,8 @@ def data_health(
         max_thumbnails=max_thumbnails,
         seed=seed,
         projection_name=names.get(projection, projection),
+        digests=digests if "duplicates" in parts else None,
+        input_digests=input_digests,
     )
     stages.end(f"({len(section.thumbnails)} embedded)")
     return section
