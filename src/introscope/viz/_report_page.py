@@ -208,7 +208,7 @@ def _model_article(m: ModelSection) -> str:
     ]
     parts += [f'<p class="note">{esc(n)}</p>' for n in m.notes]
     if m.iua:
-        parts.append("<h4>Inactive units (IUA), in model order</h4>")
+        parts.append("<h4>Inactive units (IUA), in model order (click a header to sort)</h4>")
         parts.append(_iua_table(m.iua))
         parts.append(
             '<p class="note">A unit is inactive for a sample when its response is 0 '
