@@ -179,3 +179,28 @@ def test_weights_and_constants_say_what_they_are() -> None:
         model(["w"])
     with pytest.raises(IntroscopeError, match=r"'c' is a Constant node's value"):
         model(["c"])
+
+
+def test_integer_feeds_that_a_cast_would_change_are_refused() -> None:
+    """int64 ids beyond int32 would wrap, and beyond 2**24 would round in float32: an error."""
+    from introscope.base import Batch, peek_first_batch, pipeline, producer_from_batches
+
+    cast = _model(
+        [helper.make_node("Cast", ["ids"], ["f"], to=TensorProto.FLOAT)],
+        [_info("ids", ["N", 3], TensorProto.INT32)],
+        [_info("f", ["N", 3])],
+    )
+    ident = _model(
+        [helper.make_node("Identity", ["x"], ["y"])], [_info("x", ["N", 1])], [_info("y", ["N", 1])]
+    )
+
+    def run(model, name, x, out):  # noqa: ANN001, ANN202
+        batches = producer_from_batches(Batch({name: x}))
+        return peek_first_batch(pipeline(batches, model([out])), batch_size=len(x)).fields[out]
+
+    ids = np.array([[1, 2, 3]], np.int64)
+    np.testing.assert_array_equal(run(load_onnx_model(cast), "ids", ids, "f"), ids)  # exact
+    with pytest.raises(IntroscopeError, match=r"'ids' has int64 values in \[4294967297, .*int32"):
+        run(load_onnx_model(cast), "ids", ids + 2**32, "f")
+    with pytest.raises(IntroscopeError, match=r"'x' has int64 values in \[16777217, .*float32"):
+        run(load_onnx_model(ident), "x", np.array([[2**24 + 1]], np.int64), "y")

@@ -15,7 +15,13 @@ from ._batch import Batch
 from ._pipeline import PipelineStage
 from ._response_info import ResponseInfo
 
-__all__ = ["Model", "ModelBackend", "ResponseInfoMapping", "unknown_name_error"]
+__all__ = [
+    "Model",
+    "ModelBackend",
+    "ResponseInfoMapping",
+    "check_exact_cast",
+    "unknown_name_error",
+]
 
 
 @runtime_checkable
@@ -54,6 +60,34 @@ class ModelBackend(Protocol):
     def get_input_layer_responses(self) -> Sequence[ResponseInfo]:
         """The model's inputs."""
         ...
+
+
+def check_exact_cast(
+    arr: np.ndarray, dtype: np.dtype | type, name: str, *, expects: str, fix: str
+) -> None:
+    """Raise when converting the integers of ``arr`` to ``dtype`` would change a value.
+
+    int64 ids above 2**24 into float32 round, uint64 above 2**63 into int64 and int64 beyond
+    2**31 into int32 wrap; floats and bools convert as they are. ``expects`` says whose dtype it
+    is (``"the ONNX model expects"``), ``fix`` what to do.
+    """
+    dtype = np.dtype(dtype)
+    if arr.dtype.kind not in "iu" or np.can_cast(arr.dtype, dtype, "safe") or arr.size == 0:
+        return
+    if dtype.kind not in "iuf":
+        return
+    lo, hi = int(arr.min()), int(arr.max())
+    if dtype.kind == "f":
+        limit = 2 ** (np.finfo(dtype).nmant + 1)  # every integer up to it is exact
+        fits, what = -limit <= lo and hi <= limit, f"integers beyond +-{limit:,}"
+    else:
+        info = np.iinfo(dtype)
+        fits, what = info.min <= lo and hi <= info.max, f"the range [{info.min}, {info.max}]"
+    if not fits:
+        raise IntroscopeError(
+            f"model input {name!r} has {arr.dtype} values in [{lo}, {hi}], which {dtype} "
+            f"({expects}) cannot hold exactly ({what}); {fix}"
+        )
 
 
 def unknown_name_error(

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from introscope.base import Model, ResponseInfo
-from introscope.base._model import unknown_name_error
+from introscope.base._model import check_exact_cast, unknown_name_error
 from introscope.exceptions import IntroscopeError
 from introscope.typing import PathOrStr
 
@@ -181,6 +181,14 @@ class OnnxBackend:
                     raise IntroscopeError(
                         f"input {name!r} has dtype {value.dtype}; the ONNX model expects {dtype}"
                     )
+                check_exact_cast(
+                    value,
+                    dtype,
+                    name,
+                    expects="the ONNX model's input dtype",
+                    fix="convert the data yourself, or export the model with that input as "
+                    f"{value.dtype}",
+                )
                 value = value.astype(dtype)
             if value.ndim == 0:
                 raise IntroscopeError(

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from introscope.base import ResponseInfo
+from introscope.base._model import check_exact_cast
 from introscope.exceptions import IntroscopeError
 
 from ._keras import import_keras, layer_kind
@@ -251,6 +252,14 @@ class KerasBackend:
                     raise IntroscopeError(
                         f"input {name!r} has dtype {value.dtype}; the Keras model expects {dtype}"
                     )
+                check_exact_cast(
+                    value,
+                    dtype,
+                    name,
+                    expects="the Keras model's input dtype",
+                    fix=f"convert the data yourself, or build the model's Input with dtype "
+                    f"{str(value.dtype)!r}",
+                )
                 value = value.astype(dtype)
             ok = value.ndim == len(shape) and all(
                 d is None or d == a for d, a in zip(shape[1:], value.shape[1:])

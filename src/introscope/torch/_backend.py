@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from introscope.base import ResponseInfo
-from introscope.base._model import unknown_name_error
+from introscope.base._model import check_exact_cast, unknown_name_error
 from introscope.base._response_info import UNKNOWN_UPSTREAM, channels_first_axis
 from introscope.exceptions import IntroscopeError
 
@@ -419,7 +419,14 @@ class TorchBackend:
                             f"converted to the model's input dtype {info.dtype} without changing "
                             f"kind"
                         )
-                    _check_exact_cast(arr, info.dtype, info.name)
+                    check_exact_cast(
+                        arr,
+                        info.dtype,
+                        info.name,
+                        expects="the model's input dtype, from its example input or first batch",
+                        fix=f"load the model with an example input of dtype {arr.dtype}, or "
+                        f"convert the data yourself",
+                    )
                     dtype = info.dtype
             if self._device.type == "cpu":
                 # A private copy: torch ignores numpy's read-only flag, and a model that writes
@@ -538,24 +545,3 @@ class TorchBackend:
 
 
 _PLACEHOLDER = ResponseInfo.LayerKind.PLACEHOLDER
-
-
-def _check_exact_cast(arr: np.ndarray, dtype: np.dtype, name: str) -> None:
-    """Raise when converting the integers of ``arr`` to ``dtype`` would change a value (int64
-    ids above 2**24 into float32, uint64 above 2**63 into int64); floats convert as they are."""
-    if arr.dtype.kind not in "biu" or np.can_cast(arr.dtype, dtype, "safe") or arr.size == 0:
-        return
-    lo, hi = int(arr.min()), int(arr.max())
-    if dtype.kind == "f":
-        limit = 2 ** (np.finfo(dtype).nmant + 1)  # every integer up to it is exact
-        fits, what = -limit <= lo and hi <= limit, f"integers beyond +-{limit:,}"
-    else:
-        info = np.iinfo(dtype)
-        fits, what = info.min <= lo and hi <= info.max, f"the range [{info.min}, {info.max}]"
-    if not fits:
-        raise IntroscopeError(
-            f"model input {name!r} has {arr.dtype} values in [{lo}, {hi}], which the model's "
-            f"input dtype {dtype} (from its example input or first batch) cannot hold exactly "
-            f"({what}); load the model with an example input of dtype {arr.dtype}, or convert "
-            f"the data yourself"
-        )
