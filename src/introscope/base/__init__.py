@@ -4,6 +4,7 @@ from ._batch import Batch, concatenate_batches
 from ._cacher import CachedProducer, Cacher
 from ._image_producer import ImageFormat, ImageProducer, PixelFormat
 from ._introspector import Introspector
+from ._metadata import DictMetaKey, MetaKey
 from ._model import Model, ModelBackend
 from ._multi_introspect import multi_introspect
 from ._pipeline import PipelineStage, pipeline
@@ -23,6 +24,8 @@ from ._traintest import TrainTestSplitProducer
 
 __all__ = [
     "Batch",
+    "MetaKey",
+    "DictMetaKey",
     "CachedProducer",
     "Cacher",
     "ImageFormat",

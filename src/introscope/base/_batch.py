@@ -105,7 +105,12 @@ class _Storage:
         for name in fields:
             if not isinstance(name, str):
                 raise IntroscopeError(f"field names must be str, got {name!r}")
-        self.fields = {name: _frozen(name, arr) for name, arr in fields.items()}
+        self.fields: dict[str, np.ndarray] = {
+            name: _frozen(name, arr) for name, arr in fields.items()
+        }
+        self.snapshots: dict[str, Batch]
+        self.metadata: _meta.Storage
+        self.batch_size: int
         if not snapshots and not metadata:  # fields only: the common case, checked in short
             self.snapshots = {}
             self.metadata = {}
@@ -273,7 +278,7 @@ class _Builder:
             raise IntroscopeValueError("pass either fields or base to Batch.Builder, not both")
         self.fields: dict[str, np.ndarray] = dict(fields) if fields is not None else {}
         self.snapshots: dict[str, Batch] = {}
-        self.metadata = _meta.MutableMetadata()
+        self.metadata: _meta.MutableMetadata = _meta.MutableMetadata()
         if base is not None:
             self.fields.update(base._s.fields)
             self.snapshots.update(base._s.snapshots)

@@ -6,14 +6,15 @@ Storage is a plain dict: a ``MetaKey`` maps to a list with one value per element
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, MutableSequence, Sequence
-from typing import Any, Generic, TypeVar
+from collections.abc import Collection, Iterable, Iterator, KeysView, Mapping, Sequence
+from typing import Any, Generic, TypeAlias, TypeVar, overload
 
 from introscope.exceptions import IntroscopeValueError
 
 _T = TypeVar("_T")
 
-Storage = dict  # dict[MetaKey | DictMetaKey, list | dict[str, list]]
+#: ``MetaKey -> list`` and ``DictMetaKey -> dict[str, list]``, one value per element.
+Storage: TypeAlias = dict[Any, Any]
 
 #: Names of ``Batch.StdKeys`` start with this, so no user key can equal them by accident.
 STD_PREFIX = "introscope.base.Batch.StdKeys."
@@ -41,7 +42,7 @@ class _KeyBase:
             return f"Batch.StdKeys.{self.name[len(STD_PREFIX) :].upper()}"
         return f"{type(self).__name__}({self.name!r})"
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[type[_KeyBase], tuple[str]]:
         return (type(self), (self.name,))
 
 
@@ -77,7 +78,8 @@ class DictMetaKey(_KeyBase, Generic[_T]):
     __slots__ = ()
 
 
-AnyKey = MetaKey | DictMetaKey
+AnyKey = MetaKey | DictMetaKey  # a runtime union (isinstance); annotations use _Key
+_Key: TypeAlias = "MetaKey[Any] | DictMetaKey[Any]"
 
 
 def check_key(key: object) -> None:
@@ -87,7 +89,7 @@ def check_key(key: object) -> None:
         )
 
 
-def normalise_value(key: AnyKey, value: Any) -> list | dict[str, list]:
+def normalise_value(key: _Key, value: Any) -> list[Any] | dict[str, list[Any]]:
     """Copy a user-supplied metadata value into storage form, checking its type."""
     check_key(key)
     if isinstance(key, MetaKey):
@@ -215,7 +217,15 @@ class MetadataView:
         # ``Batch.MetadataType()`` is an empty view, as in DNIKit
         self._storage = storage if storage is not None else {}
 
-    def __getitem__(self, key: AnyKey) -> Any:
+    # Typed by key (DNIKit's overloads, with the fresh lists this view returns): a MetaKey[T]
+    # gives list[T], a DictMetaKey[T] gives dict[str, list[T]].
+    @overload
+    def __getitem__(self, key: DictMetaKey[_T]) -> dict[str, list[_T]]: ...
+
+    @overload
+    def __getitem__(self, key: MetaKey[_T]) -> list[_T]: ...
+
+    def __getitem__(self, key: _Key) -> Any:
         check_key(key)
         if key not in self._storage:
             raise KeyError(f"no metadata {key!r}; present: {list(self._storage)}")
@@ -226,7 +236,7 @@ class MetadataView:
             return {n: list(s) for n, s in value.items()}
         return list(value)
 
-    def get(self, key: AnyKey, default: Any = None) -> Any:
+    def get(self, key: _Key, default: Any = None) -> Any:
         return self[key] if key in self else default
 
     def __contains__(self, key: object) -> bool:
@@ -238,10 +248,10 @@ class MetadataView:
     def __len__(self) -> int:
         return len(self._storage)
 
-    def __iter__(self) -> Iterator[AnyKey]:
+    def __iter__(self) -> Iterator[_Key]:
         return iter(self._storage)
 
-    def keys(self):  # noqa: ANN201
+    def keys(self) -> KeysView[_Key]:
         return self._storage.keys()
 
     def __eq__(self, other: object) -> bool:
@@ -264,7 +274,13 @@ class ElementMetadataView:
         self._storage = storage
         self._index = index
 
-    def __getitem__(self, key: AnyKey) -> Any:
+    @overload
+    def __getitem__(self, key: DictMetaKey[_T]) -> dict[str, _T]: ...
+
+    @overload
+    def __getitem__(self, key: MetaKey[_T]) -> _T: ...
+
+    def __getitem__(self, key: _Key) -> Any:
         check_key(key)
         if key not in self._storage:
             raise KeyError(f"no metadata {key!r}; present: {list(self._storage)}")
@@ -279,7 +295,7 @@ class ElementMetadataView:
     def __bool__(self) -> bool:
         return bool(self._storage)
 
-    def keys(self):  # noqa: ANN201
+    def keys(self) -> KeysView[_Key]:
         return self._storage.keys()
 
     def __eq__(self, other: object) -> bool:
@@ -315,7 +331,15 @@ class MutableMetadata:
         self._defaulted.clear()
         return self._storage
 
-    def __getitem__(self, key: AnyKey) -> MutableSequence | dict[str, list]:
+    # DNIKit's builder idioms type-check: ``metadata[KEY].append(v)`` on a MetaKey[T] (a
+    # list[T]), ``metadata[DICT_KEY]["entry"] = [...]`` on a DictMetaKey[T].
+    @overload
+    def __getitem__(self, key: DictMetaKey[_T]) -> dict[str, list[_T]]: ...
+
+    @overload
+    def __getitem__(self, key: MetaKey[_T]) -> list[_T]: ...
+
+    def __getitem__(self, key: _Key) -> Any:
         check_key(key)
         if key not in self._storage:
             if isinstance(key, DictMetaKey):
@@ -328,10 +352,18 @@ class MutableMetadata:
             return self._storage.setdefault(key, [])
         return self._storage[key]
 
-    def __setitem__(self, key: AnyKey, value: Any) -> None:
+    # Any iterable (not a str) for a MetaKey, any mapping of str to sized per-element sequences
+    # (lists, tuples, numpy arrays) for a DictMetaKey; stored as lists.
+    @overload
+    def __setitem__(self, key: DictMetaKey[_T], value: Mapping[str, Collection[_T]]) -> None: ...
+
+    @overload
+    def __setitem__(self, key: MetaKey[_T], value: Iterable[_T]) -> None: ...
+
+    def __setitem__(self, key: _Key, value: Any) -> None:
         self._storage[key] = normalise_value(key, value)
 
-    def __delitem__(self, key: AnyKey) -> None:
+    def __delitem__(self, key: _Key) -> None:
         check_key(key)
         del self._storage[key]
 
@@ -344,10 +376,10 @@ class MutableMetadata:
     def __len__(self) -> int:
         return len(self._storage)
 
-    def __iter__(self) -> Iterator[AnyKey]:
+    def __iter__(self) -> Iterator[_Key]:
         return iter(list(self._storage))
 
-    def keys(self):  # noqa: ANN201
+    def keys(self) -> KeysView[_Key]:
         return self._storage.keys()
 
     def __repr__(self) -> str:

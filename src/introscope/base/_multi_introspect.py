@@ -9,7 +9,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeAlias, TypeVar, overload
 
 from introscope.exceptions import IntroscopeError
 
@@ -22,6 +22,24 @@ __all__ = ["multi_introspect"]
 _logger = logging.getLogger("introscope.base.multi_introspect")
 
 _R = TypeVar("_R")
+_R_co = TypeVar("_R_co", covariant=True)
+_R1 = TypeVar("_R1")
+_R2 = TypeVar("_R2")
+_R3 = TypeVar("_R3")
+_R4 = TypeVar("_R4")
+
+
+class OnePassAccumulator(Protocol[_R_co]):
+    """What ``multi_introspect`` takes besides callables: an accumulator such as ``IUA()`` or
+    ``PFA.accumulator()``; ``finalize()`` gives the result."""
+
+    def update_batch(self, batch: Batch, index: int, /) -> None: ...
+
+    def finalize(self) -> _R_co: ...
+
+
+#: A participant of ``multi_introspect``: a callable of a producer, or an accumulator.
+IntrospectorArg: TypeAlias = "Callable[[Producer], _R] | OnePassAccumulator[_R]"
 
 #: source batches an introspector may fall behind by before the producer waits for it
 _CAPACITY = 2
@@ -307,8 +325,59 @@ def _single_pass(
     return tuple(results)
 
 
+# Typed results for up to four participants (``iua, pfa = multi_introspect(...)``).
+@overload
 def multi_introspect(
-    *introspectors: Callable[[Producer], Any],
+    introspector: IntrospectorArg[_R1], /, *, producer: Producer, batch_size: int | None = None
+) -> tuple[_R1]: ...
+
+
+@overload
+def multi_introspect(
+    introspector1: IntrospectorArg[_R1],
+    introspector2: IntrospectorArg[_R2],
+    /,
+    *,
+    producer: Producer,
+    batch_size: int | None = None,
+) -> tuple[_R1, _R2]: ...
+
+
+@overload
+def multi_introspect(
+    introspector1: IntrospectorArg[_R1],
+    introspector2: IntrospectorArg[_R2],
+    introspector3: IntrospectorArg[_R3],
+    /,
+    *,
+    producer: Producer,
+    batch_size: int | None = None,
+) -> tuple[_R1, _R2, _R3]: ...
+
+
+@overload
+def multi_introspect(
+    introspector1: IntrospectorArg[_R1],
+    introspector2: IntrospectorArg[_R2],
+    introspector3: IntrospectorArg[_R3],
+    introspector4: IntrospectorArg[_R4],
+    /,
+    *,
+    producer: Producer,
+    batch_size: int | None = None,
+) -> tuple[_R1, _R2, _R3, _R4]: ...
+
+
+@overload
+def multi_introspect(
+    *introspectors: IntrospectorArg[Any],
+    producer: Producer,
+    batch_size: int | None = None,
+) -> tuple[Any, ...]: ...
+
+
+def multi_introspect(
+    *introspectors: IntrospectorArg[Any],
     producer: Producer,
     batch_size: int | None = None,
 ) -> tuple[Any, ...]:
@@ -326,7 +395,7 @@ def multi_introspect(
     a second time after peeking at the first batch gets that batch again.
 
     Args:
-        introspectors: callables of a producer.
+        introspectors: callables of a producer, or accumulators.
         producer: the producer whose batches all introspectors share.
         batch_size: size to pull ``producer`` at; by default the largest size any introspector
             asks for. Introspectors asking for other sizes get re-cut batches.

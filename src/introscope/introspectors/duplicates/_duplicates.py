@@ -111,9 +111,21 @@ def _sorted_distances(distances: np.ndarray) -> np.ndarray:
 _Candidate: TypeAlias = DuplicateSetCandidate  # the class, where the nested name is shadowed
 
 
+class _DuplicatesNames:
+    """Nested names of ``Duplicates`` that are not dataclass fields.
+
+    An annotated name in the dataclass body would be a field; a ``TypeAlias`` here, inherited,
+    lets type checkers take ``Duplicates.DuplicateSetCandidate`` as the class in annotations.
+    """
+
+    __slots__ = ()
+
+    DuplicateSetCandidate: TypeAlias = DuplicateSetCandidate
+
+
 @final
 @dataclass(frozen=True)
-class Duplicates:
+class Duplicates(_DuplicatesNames):
     """Candidate duplicate sets per response, from each sample's nearest neighbours.
 
     Create it with ``Duplicates.introspect``. ``results`` maps each response name to a
@@ -139,8 +151,6 @@ class Duplicates:
 
         Percentile: TypeAlias = _threshold.Percentile
         Slope: TypeAlias = _threshold.Slope
-
-    DuplicateSetCandidate = DuplicateSetCandidate  # not annotated: a dataclass field otherwise
 
     results: Mapping[str, Sequence[_Candidate]]
     """Response name -> candidate duplicate sets, in the order their first member was found."""

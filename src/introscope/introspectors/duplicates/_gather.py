@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from introscope.base import Batch
 from introscope.base import _metadata as _meta
@@ -15,6 +15,9 @@ from .._knn import NeighborsArg, check_neighbors_arg
 from . import _threshold
 from ._state import ResponseBuffer, check_responses
 from ._threshold import DuplicatesThresholdStrategyType
+
+if TYPE_CHECKING:
+    from ._duplicates import Duplicates
 
 __all__ = ["DuplicatesAccumulator"]
 
@@ -149,7 +152,7 @@ class DuplicatesAccumulator(Accumulator):
             }
         return Batch._from_parts(fields, snapshots, metadata)
 
-    def finalize(self, **options: Any) -> Any:
+    def finalize(self, **options: Any) -> Duplicates:
         """The ``Duplicates`` result (``threshold=`` overrides the accumulator's)."""
         from ._duplicates import Duplicates
 
