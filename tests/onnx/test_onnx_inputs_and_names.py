@@ -204,3 +204,27 @@ def test_integer_feeds_that_a_cast_would_change_are_refused() -> None:
         run(load_onnx_model(cast), "ids", ids + 2**32, "f")
     with pytest.raises(IntroscopeError, match=r"'x' has int64 values in \[16777217, .*float32"):
         run(load_onnx_model(ident), "x", np.array([[2**24 + 1]], np.int64), "y")
+
+
+def test_element_wise_ops_on_a_graph_input_get_no_channel_axis() -> None:
+    """A graph input's layout is unknown (NHWC from TensorFlow, NCHW from PyTorch, or
+    (batch, sequence, features)): what an element-wise op computes from it has no channel axis
+    until a Conv says which one (axis 1 of an NHWC tensor is a row of pixels, not a channel)."""
+    mean = np.array([0.0, 100.0, 0.0], np.float32)
+    nodes = [
+        helper.make_node("Sub", ["x", "mean"], ["centered"]),
+        helper.make_node("Relu", ["centered"], ["act"]),
+        helper.make_node("Transpose", ["act"], ["nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["nchw", "w"], ["conv"]),
+        helper.make_node("Relu", ["conv"], ["y"]),
+    ]
+    w = numpy_helper.from_array(RNG.standard_normal((2, 3, 1, 1)).astype(np.float32), "w")
+    graph = _model(
+        nodes,
+        [_info("x", ["N", 8, 8, 3])],
+        [_info("y", ["N", 2, 8, 8])],
+        [numpy_helper.from_array(mean, "mean"), w],
+    )
+    axes = {n: i.channel_axis for n, i in load_onnx_model(graph).response_infos.items()}
+    assert axes["centered"] is None and axes["act"] is None
+    assert axes["conv"] == 1 and axes["y"] == 1

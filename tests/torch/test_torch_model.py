@@ -303,3 +303,35 @@ def test_conv_responses_record_channels_first(net, images):
     assert convs and all(axes[n] == 1 for n in convs)
     dense = [n for n, k in kinds.items() if k == ResponseInfo.LayerKind.DENSE]
     assert dense and all(axes[n] is None for n in dense)
+
+
+def test_a_module_on_a_sequence_input_gets_no_channel_axis() -> None:
+    """(batch, time, features) computed from the input: no guessed channel axis (it was 1, the
+    time axis); rank-4 inputs stay NCHW, and Conv1d outputs are channels-first."""
+    import torch
+
+    class Seq(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pos = torch.nn.Parameter(torch.zeros(5, 4))
+            self.relu = torch.nn.ReLU()
+            self.conv = torch.nn.Conv1d(5, 3, 1)
+            self.relu_c = torch.nn.ReLU()
+
+        def forward(self, x):  # noqa: ANN001, ANN201
+            h = self.relu(x + self.pos)
+            return self.relu_c(self.conv(h))
+
+    class Img(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.relu = torch.nn.ReLU()
+
+        def forward(self, x):  # noqa: ANN001, ANN201
+            return self.relu(x - 0.5)
+
+    seq = load_torch_model_from_memory(Seq(), example_input=torch.zeros(2, 5, 4))
+    axes = {n: i.channel_axis for n, i in seq.response_infos.items()}
+    assert axes["relu"] is None and axes["conv"] == 1 and axes["relu_c"] == 1
+    img = load_torch_model_from_memory(Img(), example_input=torch.zeros(2, 3, 4, 4))
+    assert img.response_infos["relu"].channel_axis == 1

@@ -27,7 +27,6 @@ _logger = logging.getLogger("introscope.onnx")
 # Ops whose outputs describe a tensor's shape, not its values: anything computed only from them
 # is bookkeeping (reshape targets, ...) and not a response of a sample.
 _SHAPE_OPS = frozenset({"Shape", "Size"})
-_UNKNOWN_KIND = ResponseInfo.LayerKind.UNKNOWN
 
 # Operators whose output has the layout of their (same-rank) data input.
 _LAYOUT_PRESERVING = frozenset(
@@ -219,11 +218,12 @@ def find_responses(
     for name, (dtype, shape) in inputs.fed.items():
         layer = ResponseInfo.Layer(name, ResponseInfo.LayerKind.PLACEHOLDER, "Input")
         found.infos.append(ResponseInfo(name, dtype, _public_shape(shape), layer))
-    # tensor name -> (rank, channel axis); graph inputs are NCL / NCHW / NCDHW by rank
+    # tensor name -> (rank, channel axis). A graph input's layout is not known: NCHW from
+    # PyTorch, NHWC from TensorFlow (tf2onnx transposes before its first Conv), (batch,
+    # sequence, features) for text. What is computed from it element-wise gets no channel axis
+    # until a layer (Conv, Gemm, ...) says which axis holds the channels.
     axes: dict[str, tuple[int | None, int | None]] = {
-        name: (len(shape), channels_first_axis(_UNKNOWN_KIND, len(shape)))
-        for name, (_, shape) in inputs.fed.items()
-        if shape is not None
+        name: (len(shape), None) for name, (_, shape) in inputs.fed.items() if shape is not None
     }
     constants = Constants(graph)
     first_output: dict[int, _Candidate] = {}

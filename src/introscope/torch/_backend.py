@@ -326,7 +326,7 @@ class TorchBackend:
                     continue
                 # torch is channels-first (N, C, ...); an activation or sum keeps the layout
                 # of the latest response of its shape (a ReLU after a Linear on (N, L, D)
-                # has features last), else NCL / NCHW / NCDHW by rank.
+                # has features last), else NCHW / NCDHW by rank (rank 3: None, unknown).
                 upstream = layouts.get(shape[1:], UNKNOWN_UPSTREAM)
                 axis = channels_first_axis(layer.kind, len(shape), upstream)
                 layouts[shape[1:]] = axis
