@@ -24,11 +24,26 @@ _logger = logging.getLogger("introscope.tensorflow")
 _SUBMODEL_CACHE_SIZE = 4
 
 
+#: Float types numpy lacks (ml_dtypes'); their responses are returned as float32, exactly.
+_WIDENED_FLOATS = ("bfloat16", "float8")
+
+
 def _numpy_dtype(dtype: Any) -> np.dtype:
+    """The numpy dtype a tensor of Keras ``dtype`` is returned as (bfloat16 -> float32)."""
+    name = str(dtype)
+    if name.startswith(_WIDENED_FLOATS):
+        return np.dtype(np.float32)
     try:
-        return np.dtype(str(dtype))
-    except TypeError:  # bfloat16 and friends have no numpy dtype
+        return np.dtype(name)
+    except TypeError:
         return np.dtype(object)
+
+
+def _host(value: np.ndarray) -> np.ndarray:
+    """``value`` with a bfloat16 (or float8) dtype widened to float32, as the torch adapter does."""
+    if value.dtype.name.startswith(_WIDENED_FLOATS):
+        return value.astype(np.float32)
+    return value
 
 
 def _flatten(tensors: Any) -> list[Any]:
@@ -115,10 +130,14 @@ class KerasBackend:
                 continue
             calls = self._layer_calls(layer, node_ids)
             kind, typename = layer_kind(layer), type(layer).__name__
-            for c, outputs in enumerate(calls):
+            for c, (node, outputs) in enumerate(calls):
                 base = layer.name if c == 0 else f"{layer.name}/call_{c}"
+                keys = self._output_keys(layer, node, outputs)
                 for j, tensor in enumerate(outputs):
-                    name = base if len(outputs) == 1 or j == 0 else f"{base}:{j}"
+                    if keys is not None:
+                        name = base + "".join(f"[{k}]" for k in keys[j])
+                    else:
+                        name = base if len(outputs) == 1 or j == 0 else f"{base}:{j}"
                     if name in tensors:
                         raise IntroscopeError(f"two Keras responses are both named {name!r}")
                     tensors[name] = tensor
@@ -156,14 +175,40 @@ class KerasBackend:
         return {id(node) for nodes in by_depth.values() for node in nodes}
 
     @staticmethod
-    def _layer_calls(layer: Any, node_ids: set[int] | None) -> list[list[Any]]:
+    def _layer_calls(layer: Any, node_ids: set[int] | None) -> list[tuple[Any, list[Any]]]:
+        """``(node, flat outputs)`` of each call of ``layer`` in the model's graph."""
         nodes = list(getattr(layer, "_inbound_nodes", []))
         if node_ids is not None:
             nodes = [node for node in nodes if id(node) in node_ids]
         if nodes:
-            return [_flatten(node.output_tensors) for node in nodes]
+            return [(node, _flatten(node.output_tensors)) for node in nodes]
         # Private graph attributes unavailable: fall back to the public (first call) output.
-        return [_flatten(layer.output)]
+        return [(None, _flatten(layer.output))]
+
+    def _output_keys(self, layer: Any, node: Any, outputs: list[Any]) -> list[tuple] | None:
+        """The path of each output of a call that returned a dict (``[("logits",), ...]``).
+
+        Keras keeps a call's outputs flattened (dict values in sorted key order) and not their
+        structure, which the layer's symbolic ``compute_output_spec`` on the call's arguments
+        gives again. None for a single output, tuples and lists (named ``name:j``), or when the
+        structure cannot be had.
+        """
+        if len(outputs) < 2 or node is None:
+            return None
+        try:
+            arguments = node.arguments
+            spec = layer.compute_output_spec(*arguments.args, **arguments.kwargs)
+            paths = [tuple(path) for path, _ in self._keras.tree.flatten_with_path(spec)]
+            leaves = self._keras.tree.flatten(spec)
+        except Exception:  # noqa: BLE001 - the names fall back to positions
+            _logger.debug("no output structure for Keras layer %r", layer.name, exc_info=True)
+            return None
+        same = len(leaves) == len(outputs) and all(
+            tuple(a.shape) == tuple(b.shape) for a, b in zip(leaves, outputs)
+        )
+        if not same or not any(isinstance(k, str) for path in paths for k in path):
+            return None
+        return paths
 
     @staticmethod
     def _info(
@@ -211,7 +256,7 @@ class KerasBackend:
             values = _flatten(values)
             convert = self._keras.ops.convert_to_numpy
             for name, value in zip(names, values):
-                results[name] = np.asarray(convert(value))
+                results[name] = _host(np.asarray(convert(value)))
         return results
 
     # -- helpers -------------------------------------------------------------------------------

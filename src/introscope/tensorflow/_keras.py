@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import sys
 from typing import Any
 
 from introscope.base import ResponseInfo
-from introscope.exceptions import IntroscopeError, require
+from introscope.exceptions import IntroscopeError, MissingDependencyError, require
 
 __all__ = ["import_keras", "layer_kind"]
 
@@ -23,6 +25,11 @@ def import_keras() -> Any:
     """
     if "keras" not in sys.modules:
         os.environ.setdefault("KERAS_BACKEND", "torch")
+        if importlib.util.find_spec("keras") is not None:
+            try:
+                importlib.import_module("keras")
+            except ImportError as exc:
+                raise _backend_error(exc) from exc
     keras = require("keras", "keras", "Keras models")
     major = str(getattr(keras, "__version__", "0")).split(".")[0]
     if not major.isdigit() or int(major) < 3:
@@ -33,7 +40,35 @@ def import_keras() -> Any:
     return keras
 
 
+#: Packages a Keras backend needs; a failed import of one of them is the backend's, not Keras'.
+_BACKEND_PACKAGES = frozenset({"tensorflow", "jax", "jaxlib", "torch", "openvino"})
+
+
+def _backend_error(exc: ImportError) -> MissingDependencyError:
+    """Keras is installed but does not import: its backend's package (or a dependency) is missing."""
+    package = (getattr(exc, "name", None) or "").split(".")[0] or "?"
+    chosen = os.environ.get("KERAS_BACKEND")
+    if package in _BACKEND_PACKAGES:
+        where = f"KERAS_BACKEND={chosen!r}" if chosen else "the backend of ~/.keras/keras.json"
+        text = (
+            f"introscope.tensorflow: keras is installed, but {where} selects a backend whose "
+            f"package {package!r} does not import ({type(exc).__name__}: {exc}). Install it "
+            f"(pip install {package}), or set KERAS_BACKEND=torch before importing keras or "
+            f"introscope (the 'keras' extra installs torch)"
+        )
+    else:
+        text = (
+            f"introscope.tensorflow: keras is installed but does not import "
+            f"(KERAS_BACKEND={chosen!r}): {type(exc).__name__}: {exc}. Install the missing "
+            f"package, or reinstall with: pip install 'introscope[keras]'"
+        )
+    error = MissingDependencyError(package, "keras", "Keras models")
+    error.args = (text,)
+    return error
+
+
 _BY_CLASS: dict[str, Kind] = {
+    "Embedding": Kind.EMBEDDING,
     "InputLayer": Kind.PLACEHOLDER,
     "Dense": Kind.DENSE,
     "EinsumDense": Kind.DENSE,
@@ -70,6 +105,8 @@ _BY_CLASS: dict[str, Kind] = {
     "SimpleRNN": Kind.RNN,
     "RNN": Kind.RNN,
     "Dropout": Kind.DROPOUT,
+    "AlphaDropout": Kind.DROPOUT,
+    "GaussianDropout": Kind.DROPOUT,
     "SpatialDropout1D": Kind.DROPOUT,
     "SpatialDropout2D": Kind.DROPOUT_2D,
     "SpatialDropout3D": Kind.DROPOUT_3D,

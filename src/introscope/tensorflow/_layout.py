@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from introscope.base import ResponseInfo
 from introscope.base._response_info import FEATURES_LAST_KINDS, SPATIAL_KINDS
 
 from ._keras import layer_kind
 
 __all__ = ["ChannelLayouts"]
+
+Kind = ResponseInfo.LayerKind
 
 #: Layers and ``keras.ops`` operations (by class name) that keep the layout of their input:
 #: element-wise maps, normalisations, noise, merges of same-shaped tensors.
@@ -125,7 +128,8 @@ class ChannelLayouts:
     """The channel axis of each symbolic tensor of a Keras graph, from the layers that made it.
 
     Convolution-like layers (and pooling, padding, up-sampling...) take their ``data_format``;
-    dense, recurrent, attention, layer-norm and embedding layers act on the last axis (-1);
+    dense, recurrent, attention, layer-norm and embedding layers act on the last axis (-1), but
+    an attention layer's further outputs (its scores) have no channel axis;
     element-wise layers and operations (activations, batch norm, dropout, ``Add``...) keep the
     layout of the tensors they were computed from; ``Permute`` moves the channel axis where its
     ``dims`` say; a feature vector reshaped to ``(1, 1, C)`` has its channels at ``C``; a nested
@@ -256,6 +260,8 @@ def _layer_axis(
             return 2
         return axis
     kind = layer_kind(layer) if not _is_plain_operation(layer) else None
+    if kind is Kind.ATTENTION and index > 0:
+        return None  # attention scores (batch, heads, queries, keys): no feature axis
     if kind in FEATURES_LAST_KINDS or any(n in _FEATURES_LAST_CLASSES for n in names):
         return -1
     if kind in SPATIAL_KINDS:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import pathlib
+import zipfile
 from typing import Any
 
 from introscope.base import Model
@@ -91,6 +92,12 @@ def load_tf_model_from_path(path: PathOrStr) -> Model:
             f"file, an architecture-and-weights directory or a SavedModel directory"
         )
     keras = import_keras()
+    damage = _damage(file)
+    if damage:
+        raise IntroscopeError(
+            f"load_tf_model_from_path: {str(file)!r} exists but cannot be read as a "
+            f"{_archive_kind(file)}: {damage}. Save the model again with model.save(path)"
+        )
     try:
         model = keras.saving.load_model(str(file), compile=False)
     except Exception as exc:  # keras raises ValueError, OSError, zipfile errors...
@@ -98,6 +105,40 @@ def load_tf_model_from_path(path: PathOrStr) -> Model:
             f"could not load a Keras model from {str(file)!r} ({type(exc).__name__}: {exc})"
         ) from exc
     return Model(KerasBackend(model))
+
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _archive_kind(file: pathlib.Path) -> str:
+    if file.suffix.lower() == ".keras":
+        return "Keras archive (a .keras zip file)"
+    return "Keras HDF5 model file"
+
+
+def _damage(file: pathlib.Path) -> str:
+    """Why ``file`` (which exists) is not a readable model archive, or "" when it looks whole.
+
+    Keras reports a damaged ``.keras`` file as "File not found"; this says what is wrong.
+    """
+    try:
+        if file.suffix.lower() == ".keras":
+            if not zipfile.is_zipfile(file):
+                return "it is not a zip archive (truncated, damaged or not written by Keras)"
+            with zipfile.ZipFile(file) as archive:
+                names = set(archive.namelist())
+                if "config.json" not in names:
+                    return "the archive has no config.json"
+                broken = archive.testzip()
+            return f"the archive member {broken!r} is damaged" if broken else ""
+        with open(file, "rb") as handle:
+            head = handle.read(2048)
+    except (OSError, zipfile.BadZipFile) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    # HDF5 files start with the signature at offset 0 or after a user block of 512, 1024, ...
+    if not any(head[i : i + 8] == _HDF5_SIGNATURE for i in (0, 512, 1024)):
+        return "it is not an HDF5 file (truncated, damaged or not written by Keras)"
+    return ""
 
 
 def _load_arch_and_weights(directory: pathlib.Path) -> Any:
