@@ -228,3 +228,20 @@ def test_element_wise_ops_on_a_graph_input_get_no_channel_axis() -> None:
     axes = {n: i.channel_axis for n, i in load_onnx_model(graph).response_infos.items()}
     assert axes["centered"] is None and axes["act"] is None
     assert axes["conv"] == 1 and axes["y"] == 1
+
+
+def test_an_onnxruntime_failure_on_a_batch_names_the_batch_and_what_to_check() -> None:
+    from introscope.base import Batch, peek_first_batch, pipeline, producer_from_batches
+
+    table = numpy_helper.from_array(RNG.standard_normal((10, 2)).astype(np.float32), "table")
+    graph = _model(
+        [helper.make_node("Gather", ["table", "ids"], ["emb"])],
+        [_info("ids", ["N", 3], TensorProto.INT64)],
+        [_info("emb", ["N", 3, 2])],
+        [table],
+    )
+    model = load_onnx_model(graph)
+    batches = producer_from_batches(Batch({"ids": np.array([[1, 2, 30]], np.int64)}))
+    match = r"onnxruntime failed on a batch of 1 sample \(inputs 'ids' int64\[1, 3\]\).*Gather"
+    with pytest.raises(IntroscopeError, match=match):
+        peek_first_batch(pipeline(batches, model(["emb"])), batch_size=1)

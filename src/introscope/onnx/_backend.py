@@ -14,6 +14,7 @@ from introscope.base._model import check_exact_cast, unknown_name_error
 from introscope.exceptions import IntroscopeError
 from introscope.typing import PathOrStr
 
+from ._dry_run import _quiet, _short
 from ._inputs import read_inputs
 from ._load import read_model
 from ._proto import format_shape, onnx
@@ -122,10 +123,19 @@ class OnnxBackend:
         if graph_side:
             session = self._session(frozenset(graph_side))
             step = self._inputs.static_batch
-            if step is None or step == n:
-                arrays = session.run(graph_side, {**self._inputs.fixed, **feeds})
-            else:
-                arrays = self._run_in_chunks(session, graph_side, feeds, n, step)
+            try:
+                if step is None or step == n:
+                    arrays = _run(session, graph_side, {**self._inputs.fixed, **feeds})
+                else:
+                    arrays = self._run_in_chunks(session, graph_side, feeds, n, step)
+            except _OnnxRuntimeFailure as exc:
+                given = ", ".join(f"{k!r} {v.dtype}{list(v.shape)}" for k, v in feeds.items())
+                raise IntroscopeError(
+                    f"onnxruntime failed on a batch of {n} sample{'s' if n != 1 else ''} "
+                    f"(inputs {given}): "
+                    f"{exc.message}. Check the input values (token ids within the vocabulary, "
+                    f"indices in range, ...): the model itself loaded and ran on zeros"
+                ) from exc.__cause__
             for name, array in zip(graph_side, arrays):
                 array = np.asarray(array)
                 if array.ndim == 0 or array.shape[0] != n:
@@ -153,7 +163,7 @@ class OnnxBackend:
                     pad = np.repeat(piece[-1:], step - (stop - start), axis=0)
                     piece = np.concatenate([piece, pad])
                 chunk[key] = piece
-            for i, array in enumerate(session.run(names, chunk)):
+            for i, array in enumerate(_run(session, names, chunk)):
                 array = np.asarray(array)
                 if array.ndim == 0 or array.shape[0] != step:
                     raise IntroscopeError(
@@ -278,3 +288,20 @@ def load_onnx_model(
         path, providers=providers, session_options=session_options, fixed_inputs=fixed_inputs
     )
     return Model(backend)
+
+
+class _OnnxRuntimeFailure(Exception):
+    """onnxruntime raised while running a batch (``message``: its error, in one line)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _run(session: Any, names: list[str], feeds: Mapping[str, Any]) -> list[Any]:
+    """``session.run`` without onnxruntime's own error log line; its failures as
+    ``_OnnxRuntimeFailure`` (the caller names the batch)."""
+    try:
+        return session.run(names, feeds, _quiet())
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's errors share no public base class
+        raise _OnnxRuntimeFailure(_short(exc)) from exc
