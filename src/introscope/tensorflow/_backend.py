@@ -60,8 +60,10 @@ class KerasBackend:
     Responses are the model inputs (named after their ``InputLayer``, or after their keys for a
     model built with ``inputs={"image": ..., "meta": ...}``) and the output of every top-level
     layer, named after the layer. A layer called more than once gets one response per call
-    (``name/call_1``, ...) and a layer with several outputs one per output (``name:1``, ...); a
-    nested model is one layer. Inference builds (and caches) a functional sub-model from the
+    (``name/call_1``, ...) and a layer with several outputs one per output: ``name``,
+    ``name:1``, ... for a tuple or list (in its order), ``name[key]`` for a dict (``name[a][0]``
+    when nested; listed in sorted key order); a nested model is one layer. bfloat16 (and float8)
+    responses are returned, and described, as float32. Inference builds (and caches) a functional sub-model from the
     inputs to the requested outputs and runs it in inference mode.
 
     A response's ``channel_axis`` follows the graph from the tensors it was computed from: the
