@@ -162,6 +162,20 @@ def test_bfloat16_responses_are_float32_and_introspectable(policy: str) -> None:
     assert recipe.maximally_correlated_units == recipe_ref.maximally_correlated_units
 
 
+def test_a_bfloat16_input_takes_floats_and_only_exact_integers() -> None:
+    x = keras.Input((3,), dtype="bfloat16", name="x")
+    dense = layers.Dense(2, name="d", dtype="bfloat16")
+    model = load_tf_model_from_memory(model=keras.Model(x, dense(x)))
+    assert model.response_infos["x"].dtype == model.response_infos["d"].dtype == np.float32
+    ones = model.backend.run_inference({"x": np.ones((2, 3), np.float32)}, frozenset({"d"}))
+    exact = model.backend.run_inference({"x": np.ones((2, 3), np.int64)}, frozenset({"d"}))
+    np.testing.assert_array_equal(ones["d"], exact["d"])
+    big = np.full((2, 3), 256, np.int64)  # a power of two: exact in bfloat16
+    model.backend.run_inference({"x": big}, frozenset({"d"}))
+    with pytest.raises(IntroscopeError, match=r"'x'.*bfloat16.*e.g. 257 becomes 256"):
+        model.backend.run_inference({"x": big + 1}, frozenset({"d"}))
+
+
 # -- 4. damaged model files ----------------------------------------------------------------------
 
 

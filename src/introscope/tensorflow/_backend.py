@@ -46,6 +46,27 @@ def _host(value: np.ndarray) -> np.ndarray:
     return value
 
 
+def _check_exact_in(value: np.ndarray, keras_dtype: str, name: str) -> None:
+    """Integers fed to a bfloat16 (or float8) input must be representable in it exactly."""
+    if value.dtype.kind not in "iu" or value.size == 0:
+        return
+    import ml_dtypes  # a dependency of Keras 3
+
+    narrow = getattr(ml_dtypes, keras_dtype, None)
+    if narrow is None:
+        return
+    kept = value.astype(np.float64).astype(narrow).astype(np.float64)
+    wrong = kept != value
+    if wrong.any():
+        first = value[wrong].flat[0]
+        raise IntroscopeError(
+            f"model input {name!r} has {value.dtype} values that {keras_dtype} (the Keras "
+            f"model's input dtype) cannot hold exactly, e.g. {first} becomes "
+            f"{kept[wrong].flat[0]:g}; convert the data yourself, or build the model's Input "
+            f"with a wider dtype"
+        )
+
+
 def _flatten(tensors: Any) -> list[Any]:
     if isinstance(tensors, (list, tuple)):
         return [t for item in tensors for t in _flatten(item)]
@@ -114,6 +135,7 @@ class KerasBackend:
             keys.get(id(t)) or self._source_name(t, i) for i, t in enumerate(inputs)
         ]
         self._input_dtypes = [_numpy_dtype(t.dtype) for t in inputs]
+        self._input_keras_dtypes = [str(t.dtype) for t in inputs]
         self._input_shapes = [tuple(t.shape) for t in inputs]
 
         infos: list[ResponseInfo] = []
@@ -292,8 +314,13 @@ class KerasBackend:
             )
         feeds = []
         sizes = set()
-        for name, dtype, shape in zip(self._input_names, self._input_dtypes, self._input_shapes):
+        specs = zip(
+            self._input_names, self._input_dtypes, self._input_shapes, self._input_keras_dtypes
+        )
+        for name, dtype, shape, keras_dtype in specs:
             value = np.asarray(inputs[name])
+            if keras_dtype.startswith(_WIDENED_FLOATS):
+                _check_exact_in(value, keras_dtype, name)
             if value.dtype != dtype and dtype != np.dtype(object):
                 if not np.can_cast(value.dtype, dtype, casting="same_kind"):
                     raise IntroscopeError(
