@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import numpy as np
 
@@ -60,8 +61,22 @@ class _Layer:
     typename: str
 
 
+class _ResponseInfoNames:
+    """Nested names of ``ResponseInfo`` that are not dataclass fields.
+
+    An annotated name in the dataclass body would be a field; a ``TypeAlias`` here, inherited,
+    lets type checkers take ``ResponseInfo.Layer`` and ``ResponseInfo.LayerKind`` as the
+    classes in annotations.
+    """
+
+    __slots__ = ()
+
+    Layer: TypeAlias = _Layer
+    LayerKind: TypeAlias = _LayerKind
+
+
 @dataclass(frozen=True)
-class ResponseInfo:
+class ResponseInfo(_ResponseInfoNames):
     """Description of one model response (a layer output).
 
     ``shape`` includes the batch dimension, usually ``None``. ``channel_axis`` (beyond DNIKit,
@@ -88,9 +103,6 @@ class ResponseInfo:
     shape: tuple[int | None, ...]
     layer: _Layer
     channel_axis: int | None = None
-
-    Layer = _Layer
-    LayerKind = _LayerKind
 
 
 #: Layer kinds whose outputs have channels and spatial positions, in every framework.

@@ -33,7 +33,7 @@ import threading
 import warnings
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -59,10 +59,11 @@ from ._modules import resolve_modules
 
 __all__ = ["Monitor", "resolve_modules"]  # resolve_modules: re-exported
 
-_M = TypeVar("_M", bound="Monitor")
+_M = TypeVar("_M", bound="Monitor[Any]")
+_R = TypeVar("_R")
 
 
-class Monitor:
+class Monitor(Generic[_R]):
     """Forward hooks on chosen modules of a ``torch.nn.Module`` feeding an accumulator.
 
     Args:
@@ -146,7 +147,7 @@ class Monitor:
         return self._acc
 
     @property
-    def result(self) -> Any:
+    def result(self) -> _R:
         """The result of everything seen since the last reset: ``accumulator.finalize()``, as a
         snapshot that later batches and :meth:`reset` leave as it is."""
         with self._lock:

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Final, Union
+from typing import TYPE_CHECKING, TypeAlias, Union
 
 import numpy as np
 
@@ -83,11 +83,12 @@ class DimensionReduction(PipelineStage):
         - ``PaCMAP``: pacmap's PaCMAP (extra ``dimreduction``; embeds its fitting rows only)
         """
 
-        PCA: Final = _strategies.PCA
-        StandardPCA: Final = _strategies.StandardPCA
-        TSNE: Final = _strategies.TSNE
-        UMAP: Final = _strategies.UMAP
-        PaCMAP: Final = _strategies.PaCMAP
+        # TypeAlias, so type checkers take these as the classes (usable in annotations).
+        PCA: TypeAlias = _strategies.PCA
+        StandardPCA: TypeAlias = _strategies.StandardPCA
+        TSNE: TypeAlias = _strategies.TSNE
+        UMAP: TypeAlias = _strategies.UMAP
+        PaCMAP: TypeAlias = _strategies.PaCMAP
 
     @staticmethod
     def introspect(

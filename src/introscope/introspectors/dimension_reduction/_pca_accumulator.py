@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from introscope.exceptions import IntroscopeError, IntroscopeValueError
 from introscope.introspectors._accumulator import Accumulator
 
 from ._checks import check_target_dimensions
 from ._pca_state import PCAState
+
+if TYPE_CHECKING:
+    from ._dimension_reduction import DimensionReduction
 
 __all__ = ["PCAAccumulator"]
 
@@ -47,7 +50,7 @@ class PCAAccumulator(Accumulator):
         # The sums do not depend on how many components are taken from them.
         return {}
 
-    def finalize(self, *, target_dimensions: int | None = None) -> Any:
+    def finalize(self, *, target_dimensions: int | None = None) -> DimensionReduction:
         """A ``DimensionReduction`` with one fitted PCA per field."""
         from ._dimension_reduction import DimensionReduction
         from ._strategies import PCA

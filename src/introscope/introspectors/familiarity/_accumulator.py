@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from introscope._validation import check_int
 from introscope.exceptions import IntroscopeValueError
 
 from .._accumulator import Accumulator
 from ._fit_data import FitData
+
+if TYPE_CHECKING:
+    from ._familiarity import Familiarity
 
 __all__ = ["FamiliarityAccumulator"]
 
@@ -79,7 +82,7 @@ class FamiliarityAccumulator(Accumulator):
         )
         return out
 
-    def finalize(self, *, strategy: Any = None, **options: Any) -> Any:
+    def finalize(self, *, strategy: Any = None, **options: Any) -> Familiarity:
         """Fit the strategy (``strategy``, else this accumulator's, else ``GMM()``) to every
         response's rows, in field order: a ``Familiarity``."""
         from ._familiarity import Familiarity

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
-from introscope.base import Batch, PipelineStage, Producer
+from introscope.base import Batch, DictMetaKey, PipelineStage, Producer
 from introscope.exceptions import IntroscopeValueError
 
+from . import _gmm
 from ._distribution import GMMDistribution
 from ._gmm import GMM
 from ._protocols import FamiliarityDistribution, FamiliarityResult, FamiliarityStrategyType
+
+if TYPE_CHECKING:
+    from ._accumulator import FamiliarityAccumulator
 
 __all__ = ["Familiarity"]
 
@@ -42,7 +46,7 @@ class Familiarity(PipelineStage):
         (True, 0.0)
     """
 
-    meta_key: Batch.DictMetaKey[FamiliarityResult]
+    meta_key: DictMetaKey[FamiliarityResult]
     """Metadata key of the results (the strategy's ``metadata_key``)."""
 
     _distributions: Mapping[str, FamiliarityDistribution]
@@ -50,7 +54,7 @@ class Familiarity(PipelineStage):
     class Strategy:
         """Bundled familiarity strategies (see ``FamiliarityStrategyType``)."""
 
-        GMM: Final = GMM
+        GMM: TypeAlias = _gmm.GMM
 
     @staticmethod
     def introspect(
@@ -73,7 +77,9 @@ class Familiarity(PipelineStage):
         return Familiarity(strategy.metadata_key, dict(distributions))
 
     @staticmethod
-    def accumulator(*, strategy: FamiliarityStrategyType | None = None, offset: int = 0) -> Any:
+    def accumulator(
+        *, strategy: FamiliarityStrategyType | None = None, offset: int = 0
+    ) -> FamiliarityAccumulator:
         """An empty accumulator for ``introspect``'s pass (for ``multi_introspect``,
         monitors and shards); its ``finalize()`` returns the ``Familiarity``.
 

@@ -5,17 +5,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from introscope.base import Batch, Producer
+from introscope.base import Batch, DictMetaKey, Producer
 from introscope.base._producer import check_batch_size
 from introscope.exceptions import IntroscopeValueError
 
 from ._distribution import GMMCovarianceType, GMMDistribution
 from ._fit_data import FitData, check_responses
 from ._protocols import FamiliarityResult, FamiliarityStrategyType
+
+if TYPE_CHECKING:
+    from ._accumulator import FamiliarityAccumulator
 
 __all__ = ["GMM", "DEFAULT_SEED"]
 
@@ -58,9 +61,9 @@ class GMM(FamiliarityStrategyType):
     _random_state: Any
     max_fit_samples: int | None
 
-    metadata_key: ClassVar[Batch.DictMetaKey[FamiliarityResult]] = Batch.DictMetaKey[
-        FamiliarityResult
-    ]("GMM")
+    metadata_key: ClassVar[DictMetaKey[FamiliarityResult]] = Batch.DictMetaKey[FamiliarityResult](
+        "GMM"
+    )
 
     def __init__(
         self,
@@ -152,7 +155,7 @@ class GMM(FamiliarityStrategyType):
 
     def accumulator(
         self, random_state: np.random.RandomState | None = None, *, offset: int = 0
-    ) -> Any:
+    ) -> FamiliarityAccumulator:
         """An empty ``FamiliarityAccumulator`` holding this strategy (and its sampling);
         ``offset``: index of its first row in the whole stream (for sampled shards)."""
         from ._accumulator import FamiliarityAccumulator

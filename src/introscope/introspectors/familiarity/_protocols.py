@@ -8,7 +8,7 @@ from typing import ClassVar, Protocol
 
 import numpy as np
 
-from introscope.base import Batch, Producer
+from introscope.base import DictMetaKey, Producer
 
 __all__ = ["FamiliarityResult", "FamiliarityDistribution", "FamiliarityStrategyType"]
 
@@ -21,12 +21,13 @@ class FamiliarityResult:
         score: log-likelihood of the element under the fitted density; higher is more familiar
         percentile: percentage (0 to 100) of the fit samples whose score is at most ``score``, so
             ``percentile <= 1`` selects the rarest 1 %; ``None`` when the distribution that made
-            the result does not keep the fit data's scores
+            the result does not keep the fit data's scores (results of ``Familiarity.Strategy.GMM``
+            always have one; test ``is not None`` for other distributions, and for type checkers)
 
     Examples:
         >>> from introscope.introspectors import FamiliarityResult
         >>> rare = FamiliarityResult(score=-12.5, percentile=0.5)
-        >>> rare.percentile <= 1  # among the rarest 1 % of the fit data
+        >>> rare.percentile is not None and rare.percentile <= 1  # the rarest 1 % of the fit data
         True
     """
 
@@ -71,7 +72,7 @@ class FamiliarityStrategyType(Protocol):
         ['emb']
     """
 
-    metadata_key: ClassVar[Batch.DictMetaKey[FamiliarityResult]]
+    metadata_key: ClassVar[DictMetaKey[FamiliarityResult]]
     """Key under which the strategy's results are written into batch metadata."""
 
     def __call__(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, overload
 
 import numpy as np
 
@@ -18,6 +18,8 @@ from ._result import IUAResult
 from ._state import IUAState
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from introscope.torch._monitor import Monitor
 
 __all__ = ["IUA"]
@@ -265,7 +267,7 @@ class IUA(Accumulator):
         atol: float = 1e-08,
         channel_axis: ChannelAxisArg = None,
         nonfinite: NonFinite = "raise",
-    ) -> Monitor:
+    ) -> Monitor[IUA]:
         """Watch modules of a ``torch.nn.Module`` with forward hooks; use as a context manager.
 
         ``layers``: module names (as in ``model.named_modules()``) or modules; None means every
@@ -304,6 +306,28 @@ class IUA(Accumulator):
                 "no response to show: response_names is empty (pass None to show every response)"
             )
         return natural_sorted(names)
+
+    @overload
+    @staticmethod
+    def show(
+        iua: IUA,
+        *,
+        vis_type: Literal["table"] = ...,
+        response_names: str | Sequence[str] | None = None,
+        dead_fraction: float = 0.99,
+        details: bool = False,
+    ) -> pd.DataFrame: ...
+
+    @overload
+    @staticmethod
+    def show(
+        iua: IUA,
+        *,
+        vis_type: Literal["chart"],
+        response_names: str | Sequence[str] | None = None,
+        dead_fraction: float = 0.99,
+        details: bool = False,
+    ) -> Any: ...
 
     @staticmethod
     def show(

@@ -100,19 +100,19 @@ class IUAResult:
 
     # DNIKit's names and types ------------------------------------------------------------
     @property
-    def inactive(self) -> list:
-        """Number of inactive units of each sample, in the order the samples were seen (a list;
-        ``inactive_array`` is the array)."""
-        return list(self.inactive_array)
+    def inactive(self) -> list[int]:
+        """Number of inactive units of each sample, in the order the samples were seen (a list
+        of ints; ``inactive_array`` is the array)."""
+        return self.inactive_array.tolist()  # type: ignore[no-any-return]
 
     @property
-    def unit_inactive_count(self) -> list:
+    def unit_inactive_count(self) -> list[Any]:
         """For each unit, the number of samples for which it was inactive (nested lists in the
         unit shape; ``unit_inactive_count_array`` is the array)."""
         return self.unit_inactive_count_array.tolist()
 
     @property
-    def unit_inactive_proportion(self) -> list:
+    def unit_inactive_proportion(self) -> list[Any]:
         """For each unit, ``unit_inactive_count`` over the number of samples (nested lists;
         ``unit_inactive_proportion_array`` is the array)."""
         return self.unit_inactive_proportion_array.tolist()
@@ -145,7 +145,7 @@ class IUAResult:
 
     __hash__ = None  # type: ignore[assignment]
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         return (
             type(self),
             (

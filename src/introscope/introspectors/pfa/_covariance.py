@@ -38,7 +38,7 @@ import logging
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -48,6 +48,9 @@ from introscope.exceptions import IntroscopeError, IntroscopeValueError
 from .._accumulator import Accumulator, StateError
 from .._npz import HEADER_KEY
 from ._field_sums import PRECISIONS, FieldSums, is_torch_tensor
+
+if TYPE_CHECKING:
+    from ._pfa import PFA
 
 __all__ = ["PFACovariancesResult", "PFACovarianceState"]
 
@@ -340,6 +343,6 @@ class PFACovarianceState(Accumulator):
             )
         return results, failed
 
-    def finalize(self, *, epsilon_inactive: float | None = None) -> Any:
+    def finalize(self, *, epsilon_inactive: float | None = None) -> PFA:
         """The ``PFA`` of everything accumulated (``epsilon_inactive``: see the class)."""
         return self.result_type.from_state(self, epsilon_inactive=epsilon_inactive)

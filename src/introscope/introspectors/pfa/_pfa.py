@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, overload
 
 import numpy as np
 
@@ -25,6 +25,8 @@ from ._torch_prune import PrunedModel, prune_model
 from ._units import PFAUnitSelectionStrategyType
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from introscope.torch._monitor import Monitor
 
 __all__ = ["PFA"]
@@ -166,7 +168,7 @@ class PFA:
         pool: str | None = "max",
         epsilon_inactive: float = 1e-8,
         precision: str = "auto",
-    ) -> Monitor:
+    ) -> Monitor[PFA]:
         """Watch modules of a ``torch.nn.Module`` with forward hooks (a context manager).
 
         Outputs with more than two axes are pooled over every axis but the batch and the
@@ -322,6 +324,26 @@ class PFA:
             recipes if isinstance(recipes, PFAPruningPlan) else PFAPruningPlan.from_recipes(recipes)
         )
         return prune_model(model, plan, example_input=example_input, layer_names=layer_names)
+
+    @overload
+    @staticmethod
+    def show(
+        recipe_result: Mapping[str, PFARecipe] | Sequence[Mapping[str, PFARecipe]],
+        *,
+        vis_type: Literal["table"] = ...,
+        include_columns: Sequence[str] | None = None,
+        exclude_columns: Sequence[str] | None = None,
+    ) -> pd.DataFrame: ...
+
+    @overload
+    @staticmethod
+    def show(
+        recipe_result: Mapping[str, PFARecipe] | Sequence[Mapping[str, PFARecipe]],
+        *,
+        vis_type: Literal["chart"],
+        include_columns: Sequence[str] | None = None,
+        exclude_columns: Sequence[str] | None = None,
+    ) -> Any: ...
 
     @staticmethod
     def show(
