@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import pathlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,10 @@ from introscope._atomic import atomic_open
 from introscope.base import TrainTestSplitProducer
 from introscope.exceptions import IntroscopeError
 from introscope.typing import PathOrStr, TrainTestSplitType
+
+if TYPE_CHECKING:
+    import torch
+    from introscope.torch import TorchModel
 
 __all__ = [
     "DIGITS_CNN_RECIPES",
@@ -95,7 +99,7 @@ def load_digits_dataset(
     )
 
 
-def build_digits_cnn() -> Any:
+def build_digits_cnn() -> torch.nn.Module:
     """A new, untrained digits CNN (a ``torch.nn.Module``; usable as a ``model_constructor``).
 
     Examples:
@@ -156,7 +160,7 @@ def _write_cache(path: pathlib.Path, arrays: dict[str, np.ndarray]) -> None:
 
 def train_digits_cnn(
     *, dying_relu: bool = False, seed: int = 0, cache: bool | PathOrStr = True
-) -> Any:
+) -> torch.nn.Module:
     """The trained digits CNN as a ``torch.nn.Module`` in eval mode.
 
     Args:
@@ -217,7 +221,7 @@ def load_digits_cnn(
     seed: int = 0,
     cache: bool | PathOrStr = True,
     device: Any = None,
-) -> Any:
+) -> TorchModel:
     """The trained digits CNN as an introscope ``Model`` (see ``train_digits_cnn``).
 
     Responses: ``conv1``, ``relu1``, ``conv2``, ``relu2``, ``pool``, ``flatten``, ``fc1``,

@@ -6,7 +6,7 @@ import concurrent.futures
 import dataclasses
 import logging
 import pathlib
-from typing import Any, ClassVar, final
+from typing import TYPE_CHECKING, Any, ClassVar, final
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from . import _components as comp
 from ._collect import collect
 from ._config import ReportConfig
 from ._disk import existing_files, load_frame, save_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
 from ._frame import build_frame
 
 __all__ = ["DatasetReport"]
@@ -62,7 +65,7 @@ class DatasetReport:
         ['id', 'color', 'duplicates_emb', 'projection_emb_x']
     """
 
-    data: Any
+    data: pd.DataFrame
     """pandas DataFrame: ``id``; one column per label dimension; ``duplicates_<response>`` (the
     element's duplicate cluster, -1 for none); ``projection_<response>_x`` / ``_y``;
     ``familiarity_<response>``; ``splitFamiliarity_<response>_byAttr_<label dimension>``
