@@ -4,7 +4,6 @@ from ._batch import Batch, concatenate_batches
 from ._cacher import CachedProducer, Cacher
 from ._image_producer import ImageFormat, ImageProducer, PixelFormat
 from ._introspector import Introspector
-from ._metadata import DictMetaKey, MetaKey
 from ._model import Model, ModelBackend
 from ._multi_introspect import multi_introspect
 from ._pipeline import PipelineStage, pipeline
@@ -21,6 +20,11 @@ from ._producer_utils import (
 )
 from ._response_info import ResponseInfo
 from ._traintest import TrainTestSplitProducer
+
+# The metadata key classes under their own names (``introscope.base.MetaKey[str]("path")``):
+# the very classes of ``Batch.MetaKey`` / ``Batch.DictMetaKey``, for type checkers too.
+MetaKey = Batch.MetaKey
+DictMetaKey = Batch.DictMetaKey
 
 __all__ = [
     "Batch",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pathlib
 from collections.abc import Hashable, ItemsView, Iterator, KeysView, Mapping, Sequence, ValuesView
-from typing import Any, TypeAlias, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, overload
 
 import numpy as np
 
@@ -304,12 +304,14 @@ class _StdKeys:
         [3, 1]
     """
 
+    # Typed as Batch.MetaKey / Batch.DictMetaKey, the names users annotate with (the same
+    # classes at runtime; see Batch).
     #: a hashable that uniquely identifies each element
-    IDENTIFIER: _meta.MetaKey[Hashable] = _meta.MetaKey(_meta.STD_PREFIX + "identifier")
+    IDENTIFIER: Batch.MetaKey[Hashable] = _meta.MetaKey(_meta.STD_PREFIX + "identifier")  # type: ignore[assignment]
     #: the file each element came from
-    PATH: _meta.MetaKey[str | pathlib.Path] = _meta.MetaKey(_meta.STD_PREFIX + "path")
+    PATH: Batch.MetaKey[str | pathlib.Path] = _meta.MetaKey(_meta.STD_PREFIX + "path")  # type: ignore[assignment]
     #: labels of each element by category, e.g. ``{"digit": [3, 1, ...]}``
-    LABELS: _meta.DictMetaKey[Hashable] = _meta.DictMetaKey(_meta.STD_PREFIX + "labels")
+    LABELS: Batch.DictMetaKey[Hashable] = _meta.DictMetaKey(_meta.STD_PREFIX + "labels")  # type: ignore[assignment]
 
 
 class Batch:
@@ -331,9 +333,21 @@ class Batch:
 
     __slots__ = ("_s",)
 
+    if TYPE_CHECKING:
+        # For type checkers only, subclasses of the key classes: pyright takes a TypeAlias of a
+        # bare generic class as its [Unknown] specialisation (``Batch.MetaKey[str]`` refused),
+        # mypy a plain class attribute as no type. At runtime these are the _metadata classes.
+        class MetaKey(_meta.MetaKey[_T]):
+            """Key of metadata holding one value per element."""
+
+        class DictMetaKey(_meta.DictMetaKey[_T]):
+            """Key of metadata holding a ``str -> value`` mapping per element."""
+
+    else:
+        MetaKey = _meta.MetaKey
+        DictMetaKey = _meta.DictMetaKey
+
     # TypeAlias: type checkers take these as the classes (Batch.Builder in an annotation).
-    MetaKey: TypeAlias = _meta.MetaKey
-    DictMetaKey: TypeAlias = _meta.DictMetaKey
     StdKeys: TypeAlias = _StdKeys
     Builder: TypeAlias = _Builder
     ElementsView: TypeAlias = _ElementsView
