@@ -7,12 +7,9 @@ Storage is a plain dict: a ``MetaKey`` maps to a list with one value per element
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, KeysView, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, overload
+from typing import Any, Generic, TypeAlias, TypeVar, overload
 
 from introscope.exceptions import IntroscopeValueError
-
-if TYPE_CHECKING:
-    from ._batch import Batch
 
 _T = TypeVar("_T")
 
@@ -83,8 +80,6 @@ class DictMetaKey(_KeyBase, Generic[_T]):
 
 AnyKey = MetaKey | DictMetaKey  # a runtime union (isinstance); annotations use _Key
 _Key: TypeAlias = "MetaKey[Any] | DictMetaKey[Any]"
-#: the keys a batch holds, as users name their classes
-_UserKey: TypeAlias = "Batch.MetaKey[Any] | Batch.DictMetaKey[Any]"
 
 
 def check_key(key: object) -> None:
@@ -253,10 +248,10 @@ class MetadataView:
     def __len__(self) -> int:
         return len(self._storage)
 
-    def __iter__(self) -> Iterator[_UserKey]:
+    def __iter__(self) -> Iterator[_Key]:
         return iter(self._storage)
 
-    def keys(self) -> KeysView[_UserKey]:
+    def keys(self) -> KeysView[_Key]:
         return self._storage.keys()
 
     def __eq__(self, other: object) -> bool:
@@ -300,7 +295,7 @@ class ElementMetadataView:
     def __bool__(self) -> bool:
         return bool(self._storage)
 
-    def keys(self) -> KeysView[_UserKey]:
+    def keys(self) -> KeysView[_Key]:
         return self._storage.keys()
 
     def __eq__(self, other: object) -> bool:
@@ -381,10 +376,10 @@ class MutableMetadata:
     def __len__(self) -> int:
         return len(self._storage)
 
-    def __iter__(self) -> Iterator[_UserKey]:
+    def __iter__(self) -> Iterator[_Key]:
         return iter(list(self._storage))
 
-    def keys(self) -> KeysView[_UserKey]:
+    def keys(self) -> KeysView[_Key]:
         return self._storage.keys()
 
     def __repr__(self) -> str:

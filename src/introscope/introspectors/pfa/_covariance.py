@@ -38,7 +38,7 @@ import logging
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -48,9 +48,6 @@ from introscope.exceptions import IntroscopeError, IntroscopeValueError
 from .._accumulator import Accumulator, StateError
 from .._npz import HEADER_KEY
 from ._field_sums import PRECISIONS, FieldSums, is_torch_tensor
-
-if TYPE_CHECKING:
-    from ._pfa import PFA
 
 __all__ = ["PFACovariancesResult", "PFACovarianceState"]
 
@@ -343,6 +340,6 @@ class PFACovarianceState(Accumulator):
             )
         return results, failed
 
-    def finalize(self, *, epsilon_inactive: float | None = None) -> PFA:
+    def finalize(self, *, epsilon_inactive: float | None = None) -> Any:
         """The ``PFA`` of everything accumulated (``epsilon_inactive``: see the class)."""
         return self.result_type.from_state(self, epsilon_inactive=epsilon_inactive)

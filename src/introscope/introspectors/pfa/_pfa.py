@@ -29,6 +29,16 @@ if TYPE_CHECKING:
 
     from introscope.torch._monitor import Monitor
 
+    class _PFAAccumulator(PFACovarianceState):
+        """``PFACovarianceState`` as type checkers see what ``PFA.accumulator`` makes: its
+        ``finalize`` gives a ``PFA`` (the state names its result class at runtime, so that it
+        need not import this module)."""
+
+        def finalize(self, *, epsilon_inactive: float | None = None) -> PFA: ...
+
+else:
+    _PFAAccumulator = PFACovarianceState
+
 __all__ = ["PFA"]
 
 _POOLS = ("max", "mean", None)
@@ -144,11 +154,9 @@ class PFA:
         return pfa
 
     @staticmethod
-    def accumulator(
-        *, epsilon_inactive: float = 1e-8, precision: str = "auto"
-    ) -> PFACovarianceState:
+    def accumulator(*, epsilon_inactive: float = 1e-8, precision: str = "auto") -> _PFAAccumulator:
         """An empty PFA accumulator (``finalize()`` gives what ``introspect`` returns)."""
-        return PFACovarianceState(precision=precision, epsilon_inactive=epsilon_inactive)
+        return _PFAAccumulator(precision=precision, epsilon_inactive=epsilon_inactive)
 
     @staticmethod
     def from_state(state: PFACovarianceState, *, epsilon_inactive: float | None = None) -> PFA:
