@@ -27,6 +27,7 @@ builder.metadata[TAGS]["c"] = [1, 2]  # E: list-item
 builder.metadata[SCORE]["c"] = [1.0]  # E: call-overload
 builder.metadata[TAGS].append("x")  # E: attr-defined
 b.metadata[PATH_KEY][0].no_such()  # E: attr-defined
+b.metadata.get(PATH_KEY, [])[0].no_such()  # E: attr-defined
 b.elements[0].metadata[PATH_KEY].no_such()  # E: attr-defined
 b.metadata[Batch.StdKeys.IDENTIFIER].no_such()  # E: attr-defined
 ids: list[str] = b.metadata[Batch.StdKeys.IDENTIFIER]  # E: index

@@ -52,7 +52,9 @@ def read_metadata(b: Batch) -> tuple[list[float], dict[str, list[str]], float, s
     tag: dict[str, str] = el.metadata[TAGS]
     path: str = el.metadata[PATH_KEY].upper()
     view: Batch.MetadataType = b.metadata
-    print(first, seq, labels, tag, view)
+    maybe: list[float] | None = b.metadata.get(SCORE)
+    tags_or_empty: dict[str, list[str]] = b.metadata.get(TAGS, {})
+    print(first, seq, labels, tag, view, maybe, tags_or_empty)
     return scores, tags, one, path
 
 

@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeAlias, TypeVar, overload
 from introscope.exceptions import IntroscopeValueError
 
 _T = TypeVar("_T")
+_D = TypeVar("_D")
 
 #: ``MetaKey -> list`` and ``DictMetaKey -> dict[str, list]``, one value per element.
 Storage: TypeAlias = dict[Any, Any]
@@ -235,6 +236,18 @@ class MetadataView:
         if isinstance(value, dict):
             return {n: list(s) for n, s in value.items()}
         return list(value)
+
+    @overload
+    def get(self, key: DictMetaKey[_T]) -> dict[str, list[_T]] | None: ...
+
+    @overload
+    def get(self, key: DictMetaKey[_T], default: _D) -> dict[str, list[_T]] | _D: ...
+
+    @overload
+    def get(self, key: MetaKey[_T]) -> list[_T] | None: ...
+
+    @overload
+    def get(self, key: MetaKey[_T], default: _D) -> list[_T] | _D: ...
 
     def get(self, key: _Key, default: Any = None) -> Any:
         return self[key] if key in self else default
