@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+import torch
 from introscope.base import (
     Batch,
     multi_introspect,
@@ -47,5 +48,6 @@ cand: Duplicates.DuplicateSetCandidate = dup  # E: assignment
 ReportConfig(split_familiarity_min="50")  # E: arg-type
 a, c = multi_introspect(IUA(), producer=p)  # E: misc
 multi_introspect(IUA(), "not an introspector", producer=p)  # E: call-overload
-with IUA.monitor(object()) as m:
+IUA.monitor("not a model")  # E: arg-type
+with IUA.monitor(torch.nn.ReLU()) as m:
     m.result.resluts  # E: attr-defined

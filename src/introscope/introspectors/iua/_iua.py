@@ -20,6 +20,7 @@ from ._state import IUAState
 if TYPE_CHECKING:
     import pandas as pd
 
+    import torch
     from introscope.torch._monitor import Monitor
 
 __all__ = ["IUA"]
@@ -260,7 +261,7 @@ class IUA(Accumulator):
 
     @staticmethod
     def monitor(
-        model: Any,
+        model: torch.nn.Module,
         layers: str | Iterable[Any] | None = None,
         *,
         rtol: float = 1e-05,

@@ -27,6 +27,7 @@ from ._units import PFAUnitSelectionStrategyType
 if TYPE_CHECKING:
     import pandas as pd
 
+    import torch
     from introscope.torch._monitor import Monitor
 
     class _PFAAccumulator(PFACovarianceState):
@@ -170,7 +171,7 @@ class PFA:
 
     @staticmethod
     def monitor(
-        model: Any,
+        model: torch.nn.Module,
         layers: str | Iterable[Any],
         *,
         pool: str | None = "max",
