@@ -314,6 +314,7 @@ def test_result_keeps_dnikit_types_on_dnikit_names() -> None:
     dense, conv = iua.results["dense"], iua.results["conv"]
     assert dense.inactive == [2, 1, 3, 2]
     assert type(dense.inactive) is list
+    assert type(dense.inactive[0]) is np.int64  # as DNIKit's (``.item()``, ``.dtype`` work)
     assert dense.unit_inactive_count == [4, 1, 3]
     assert dense.unit_inactive_proportion == [1.0, 0.25, 0.75]
     assert conv.unit_inactive_count == [[3, 2], [1, 2]]

@@ -34,8 +34,7 @@ b.metadata[Batch.StdKeys.IDENTIFIER].no_such()  # E: attr-defined
 ids: list[str] = b.metadata[Batch.StdKeys.IDENTIFIER]  # E: index
 iua = IUA.introspect(p, batch_size="64")  # E: arg-type
 iua.results["x"].mean_inactiv  # E: attr-defined
-iua.results["x"].inactive[0].upper()  # E: attr-defined
-IUA.show(iua, vis_type="chrat")  # E: call-overload
+iua.results["x"].inactive_array.upper()  # E: attr-defined
 pfa = PFA.introspect(p)
 pfa.get_recipe(strategy=PFA.UnitSelectionStrategy.L1Max())  # E: arg-type
 fam = Familiarity.introspect(p)

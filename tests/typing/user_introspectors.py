@@ -57,6 +57,8 @@ def iua_results(iua: IUA) -> tuple[list[int], float, list[Any]]:
     table = IUA.show(iua)
     chart = IUA.show(iua, vis_type=IUA.VisType.CHART, response_names=["emb"])
     again = IUA.show(iua, vis_type="table", details=True)
+    kind: str = "table"  # DNIKit types vis_type as str: a str variable passes through
+    IUA.show(iua, vis_type=kind)
     print(arr, table, chart, again)
     return inactive, res.mean_inactive, res.unit_inactive_proportion
 

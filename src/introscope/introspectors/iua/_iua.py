@@ -330,6 +330,17 @@ class IUA(Accumulator):
         details: bool = False,
     ) -> Any: ...
 
+    @overload
+    @staticmethod
+    def show(
+        iua: IUA,
+        *,
+        vis_type: str,
+        response_names: str | Sequence[str] | None = None,
+        dead_fraction: float = 0.99,
+        details: bool = False,
+    ) -> Any: ...
+
     @staticmethod
     def show(
         iua: IUA,

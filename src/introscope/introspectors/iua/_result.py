@@ -100,10 +100,10 @@ class IUAResult:
 
     # DNIKit's names and types ------------------------------------------------------------
     @property
-    def inactive(self) -> list[int]:
+    def inactive(self) -> list[Any]:
         """Number of inactive units of each sample, in the order the samples were seen (a list
-        of ints; ``inactive_array`` is the array)."""
-        return self.inactive_array.tolist()  # type: ignore[no-any-return]
+        of ``numpy.int64``, as in DNIKit; ``inactive_array`` is the array)."""
+        return list(self.inactive_array)
 
     @property
     def unit_inactive_count(self) -> list[Any]:

@@ -354,6 +354,16 @@ class PFA:
         exclude_columns: Sequence[str] | None = None,
     ) -> Any: ...
 
+    @overload
+    @staticmethod
+    def show(
+        recipe_result: Mapping[str, PFARecipe] | Sequence[Mapping[str, PFARecipe]],
+        *,
+        vis_type: str,
+        include_columns: Sequence[str] | None = None,
+        exclude_columns: Sequence[str] | None = None,
+    ) -> Any: ...
+
     @staticmethod
     def show(
         recipe_result: Mapping[str, PFARecipe] | Sequence[Mapping[str, PFARecipe]],
