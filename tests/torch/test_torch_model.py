@@ -335,3 +335,18 @@ def test_a_module_on_a_sequence_input_gets_no_channel_axis() -> None:
     assert axes["relu"] is None and axes["conv"] == 1 and axes["relu_c"] == 1
     img = load_torch_model_from_memory(Img(), example_input=torch.zeros(2, 3, 4, 4))
     assert img.response_infos["relu"].channel_axis == 1
+
+    class Chomp(torch.nn.Module):  # a TCN's trim: a new rank-3 shape after a Conv1d
+        def forward(self, x):  # noqa: ANN001, ANN201
+            return x[:, :, :-2]
+
+    tcn = torch.nn.Sequential(torch.nn.Conv1d(4, 8, 3, padding=2), Chomp(), torch.nn.ReLU())
+    tcn_axes = load_torch_model_from_memory(tcn, example_input=torch.zeros(2, 4, 16))
+    assert [i.channel_axis for i in tcn_axes.response_infos.values()][1:] == [1, 1, 1]
+
+    # The monitor follows the same layouts: no channel view for the sequence ReLU.
+    from introscope.introspectors import IUA
+
+    with IUA.monitor(Seq(), ["relu", "relu_c"]) as mon:
+        mon._model(torch.rand(3, 5, 4))
+    assert set(mon.result.channel_results) == {"relu_c"}

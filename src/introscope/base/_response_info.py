@@ -152,9 +152,8 @@ def channels_first_axis(
     ``rank`` counts the batch axis. Convolution-like layers give axis 1; layers that act on the
     last axis (dense, recurrent, attention, layer norm) give -1; any other response (activations,
     element-wise sums, normalisations) takes ``inherited``, the layout of the tensor it was
-    computed from, when the adapter knows it, and otherwise NCHW / NCDHW by rank. A rank-3
-    tensor of unknown origin (computed from a model input, say) gets None: it is as often a
-    (batch, sequence, features) as a (batch, channels, length) tensor.
+    computed from, when the adapter knows it (None: no channel axis, e.g. for what is computed
+    from a (batch, sequence, features) model input), and otherwise NCL / NCHW / NCDHW by rank.
     """
     if rank < 3:
         return None
@@ -164,4 +163,4 @@ def channels_first_axis(
         return -1
     if inherited is not UNKNOWN_UPSTREAM:
         return inherited  # type: ignore[return-value]
-    return 1 if rank >= 4 else None
+    return 1

@@ -305,7 +305,11 @@ class TorchBackend:
         specs: dict[str, _Spec] = {}
         not_batched = []
         self._not_batched: dict[str, tuple[int, ...]] = {}
-        layouts: dict[tuple, int | None] = {}
+        # A (batch, sequence, features) model input: what is computed from it element-wise
+        # keeps no channel axis (rank-4 and -5 inputs are NCHW / NCDHW).
+        layouts: dict[tuple, int | None] = {
+            tuple(a.shape[1:]): None for a in arrays if getattr(a, "ndim", 0) == 3
+        }
         # In the order the calls finished: the calls of a shared module stay where they ran
         # (its second call after the layers before it), and layouts follow the data.
         for path, call in dict.fromkeys(order):
@@ -326,7 +330,7 @@ class TorchBackend:
                     continue
                 # torch is channels-first (N, C, ...); an activation or sum keeps the layout
                 # of the latest response of its shape (a ReLU after a Linear on (N, L, D)
-                # has features last), else NCHW / NCDHW by rank (rank 3: None, unknown).
+                # has features last), else NCL / NCHW / NCDHW by rank.
                 upstream = layouts.get(shape[1:], UNKNOWN_UPSTREAM)
                 axis = channels_first_axis(layer.kind, len(shape), upstream)
                 layouts[shape[1:]] = axis

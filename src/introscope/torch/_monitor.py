@@ -247,6 +247,13 @@ class Monitor(Generic[_R]):
         now.batch = None if tracing else _batch_rows(self._torch.Tensor, args)
         # torch.jit.trace then checks the trace by running the model again, untraced.
         now.checking = not tracing and not _compiling(self._torch) and _in_trace_check()
+        if not self._tracked:
+            # As the adapter: a (batch, sequence, features) input gives what is computed from it
+            # element-wise no channel axis.
+            with self._lock:
+                for arg in args:
+                    if isinstance(arg, self._torch.Tensor) and arg.dim() == 3:
+                        self._layouts.setdefault(tuple(arg.shape[1:]), None)
         if self._tracked and self._trackers:
             # Removed here, not in _end_pass: that runs while torch iterates the root
             # module's forward hooks, one of which is a tracker.
