@@ -83,7 +83,8 @@ class KerasBackend:
     layer, named after the layer. A layer called more than once gets one response per call
     (``name/call_1``, ...) and a layer with several outputs one per output: ``name``,
     ``name:1``, ... for a tuple or list (in its order), ``name[key]`` for a dict (``name[a][0]``
-    when nested; listed in sorted key order); a nested model is one layer. bfloat16 (and float8)
+    when nested; listed in the order Keras flattens them, the outer dict's keys sorted); a nested
+    model is one layer. bfloat16 (and float8)
     responses are returned, and described, as float32. Inference builds (and caches) a functional sub-model from the
     inputs to the requested outputs and runs it in inference mode.
 
