@@ -246,3 +246,115 @@ def test_every_undecodable_image_is_named(tmp_path, capsys):
     assert code == 3, err
     assert "2 of 25 images cannot be decoded" in err
     assert "'a/4.jpg'" in err and "'b/7.jpg'" in err and "ok.png" not in err
+
+
+# ---------------------------------------------------------------- review fixes
+def _digests(field, rows):
+    from introscope.base import Batch
+    from introscope.cli._analysis import RowDigests
+
+    d = RowDigests(field)
+    for _ in d.wrap(lambda bs: iter([Batch({field: np.asarray(rows, np.float32)})]))(len(rows)):
+        pass
+    return d
+
+
+def test_two_separate_pairs_of_copies_are_a_near_set():
+    from introscope.viz._report_samples import DuplicateSet
+
+    # 0 = 1 and 2 = 3, but 0 != 2: every member has a twin, yet the set is two samples
+    resp = _digests("r", [[1, 0], [1, 0], [5, 5], [5, 5]])
+    assert resp.copies([[0, 1, 2, 3]], 4) == [4]
+    assert resp.exact([[0, 1, 2, 3]], 4) == [False]
+    s = DuplicateSet([0, 1, 2, 3], 4, False)
+    assert (s.kind, s.label) == ("near", "near, 4 exact copies")
+    assert DuplicateSet([0, 1, 2, 3], 4).kind == "near"  # exactness unknown: not claimed
+    assert DuplicateSet([0, 1], 2).kind == "exact"  # two members, each the other's copy
+    # one pair with identical responses, the other with identical inputs
+    resp = _digests("r", [[1], [1], [2], [3]])
+    inputs = _digests("x", [[9], [8], [7], [7]])
+    assert resp.copies([[0, 1, 2, 3]], 4, inputs) == [4]
+    assert resp.exact([[0, 1, 2, 3]], 4, inputs) == [False]
+    # one sample copied: one input digest across all members (responses may differ in a bit)
+    inputs = _digests("x", [[7], [7], [7], [7]])
+    assert resp.exact([[0, 1, 2, 3], [0, 1]], 4, inputs) == [True, True]
+    assert resp.exact([[0, 1]], 3) is None  # digests do not cover the samples
+
+
+def test_data_section_labels_two_pairs_near_and_one_copied_sample_exact():
+    import pandas as pd
+
+    from introscope.cli._analysis import data_section
+    from introscope.viz._report_page import ranked_groups
+
+    frame = pd.DataFrame({"id": [f"s{i}" for i in range(7)],
+                          "duplicates_r": [0, 0, 0, 0, 1, 1, 1]})  # fmt: skip
+    resp = _digests("r", [[1], [1], [2], [2], [3], [3], [3]])
+    section = data_section(frame, None, "r", max_thumbnails=0, digests=resp)
+    assert section.duplicate_exact == [False, True]
+    ranked = ranked_groups(section)
+    assert [(list(d.members), d.label) for d in ranked] == [
+        ([4, 5, 6], "exact"), ([0, 1, 2, 3], "near, 4 exact copies")
+    ]  # fmt: skip
+
+
+def test_split_familiarity_columns_escape_the_label_dimension():
+    import pandas as pd
+
+    from introscope.cli._analysis import report_table
+    from introscope.introspectors.report import _columns as dn
+
+    response = "/relu3/Relu_output_0"
+    dims = ["a{}b", "my label (coarse)"]
+    old = [dn.split_familiarity_column(response, d) for d in dims]
+    frame = pd.DataFrame({"id": ["0", "1"], dn.duplicates_column(response): [-1, -1],
+                          old[0]: [0.0, 1.0], old[1]: [2.0, 3.0]})  # fmt: skip
+    out = report_table(frame, response)
+    want = [
+        "splitFamiliarity_/relu3/Relu_output_0_byAttr_a%7B%7Db",
+        "splitFamiliarity_/relu3/Relu_output_0_byAttr_my%20label%20%28coarse%29",
+    ]
+    assert want[0] in out.columns and want[1] in out.columns
+    np.testing.assert_array_equal(out[want[1]], [2.0, 3.0])
+    for name in want:  # Spark-safe, and the label dimension reads back
+        assert not re.search(r"[\s,;{}()=]", name)
+    assert unescape_response(want[1].partition("_byAttr_")[2]) == dims[1]
+    meta = out.attrs["introscope"]["columns"]
+    assert meta[want[0]] == {"component": "splitFamiliarity", "response": response,
+                             "dnikit_column": old[0]}  # fmt: skip
+    # a template's later "{}" is not the response placeholder
+    renames, _ = readable_columns(["c"], "r", {"x_{}_y{}": "c"})
+    assert renames == {"c": "x_r_y{}"}
+
+
+def _png_bytes():
+    import io
+
+    from PIL import Image
+
+    pixels = (np.random.default_rng(1).random((64, 64, 3)) * 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_a_png_missing_only_its_iend_chunk_passes_the_check(tmp_path):
+    from PIL import Image
+
+    from introscope.cli._image_check import image_problem
+
+    data = _png_bytes()
+    assert data[-12:-4] == b"\x00\x00\x00\x00IEND"
+    path = tmp_path / "noiend.png"
+    path.write_bytes(data[:-12])
+    with Image.open(path) as img:  # verify() refuses it, yet the reader decodes it
+        with pytest.raises(Exception):  # noqa: B017, PT011 - Pillow's own error type
+            img.verify()
+    with Image.open(path) as img:
+        assert img.convert("RGB").load() is not None
+    assert image_problem(path) is None
+    # cut inside the IDAT chunk: still named
+    idat = data.index(b"IDAT")
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(data[: idat + (len(data) - idat) // 2])
+    assert image_problem(cut) is not None

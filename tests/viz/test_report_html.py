@@ -117,3 +117,14 @@ def test_plotly_is_inlined_once_and_only_with_a_map():
     without = render_report(_report(with_map=False))
     assert js[:200] not in without and "No 2-D projection" in without
     assert len(without) < 200_000
+
+
+def test_pfa_table_strategy_and_units_are_text_columns():
+    from introscope.viz._report_page import PFARow, _pfa_table
+
+    html = _pfa_table([PFARow("conv", 16, 9, [0, 1, 2, 3, 7], strategy="Gaussian")])
+    kinds = re.findall(r'<th data-type="(\w+)"', html)
+    # layer, original units, recommended, kept, strategy, units to keep
+    assert kinds == ["text", "num", "num", "num", "text", "text"]
+    cells = re.findall(r'<td class="(\w+)">', html)
+    assert cells == ["name", "num", "num", "num", "name", "name"]

@@ -30,7 +30,10 @@ def _report(tmp: pathlib.Path) -> pathlib.Path:
         name="net.onnx",
         source="net.onnx",
         iua=[iua("relu2", 100, 3, 4), iua("ReLU10", 9, 9), iua("relu1", 20, 0, 2)],
-        pfa=[PFARow("relu1", 20, 5, [0, 1, 2, 3, 4]), PFARow("relu2", 100, 64, range(64))],
+        pfa=[
+            PFARow("relu1", 20, 5, [0, 1, 2, 3, 4]),
+            PFARow("relu2", 100, 64, range(64), "Gaussian"),
+        ],
     )
     ids = [f"img_{i:02d}.png" for i in range(12)]
     data = DataSection(
@@ -129,6 +132,18 @@ def test_headers_sort_from_the_keyboard(page):
         want = ["5", "64"] if key == "Enter" else ["64", "5"]
         assert _column(c, "pfa", 2) == want, key
         assert c.evaluate("document.activeElement.classList.contains('sort')")
+
+
+def test_pfa_strategy_and_units_to_keep_sort_as_text(page):
+    c = page
+    _click(c, "pfa", 4)  # strategy: text, not a number (KL would parse as NaN)
+    assert _column(c, "pfa", 4) == ["Gaussian", "KL"]
+    _click(c, "pfa", 4)
+    assert _column(c, "pfa", 4) == ["KL", "Gaussian"]
+    _click(c, "pfa", 5)  # units to keep "0-4" and "0-63": text ("0-4" would parse as 0)
+    assert _column(c, "pfa", 5) == ["0–4", "0–63"]
+    _click(c, "pfa", 5)
+    assert _column(c, "pfa", 5) == ["0–63", "0–4"]
 
 
 def test_search_filters_rows_case_insensitively_and_counts(page):

@@ -338,6 +338,17 @@ class RowDigests:
             out.append(sum(1 for i in g if any(c[t[int(i)]] > 1 for c, t in zip(counts, tables))))
         return out
 
+    def exact(
+        self, groups: Sequence[Sequence[int]], n: int, inputs: RowDigests | None = None
+    ) -> list[bool] | None:
+        """Per group, whether all its members are one sample copied: a single response digest,
+        or a single input digest by ``inputs``, across all of them (two pairs of copies of two
+        different samples are not); None when the digests do not cover the ``n`` samples."""
+        tables = [d.digests for d in (self, inputs) if d is not None and len(d.digests) == n]
+        if not tables:
+            return None
+        return [any(len({t[int(i)] for i in g}) == 1 for t in tables) for g in groups]
+
 
 #: ``--projection`` methods: the 2-D map of the data section.
 PROJECTIONS = ("umap", "tsne", "pacmap", "pca")
@@ -380,7 +391,7 @@ def report_table(frame: Any, response: str | None = None) -> Any:
     :mod:`introscope.cli._columns` says (the response name readable and unambiguous, DNIKit's
     names in the schema metadata, in ``frame.attrs``), plus ``projection_x``/``projection_y``
     (Embedding Atlas' names)."""
-    from ._columns import readable_columns
+    from ._columns import escape_response, readable_columns
 
     out = frame.copy()
     px = _column(frame, "projection_", "_x")
@@ -401,7 +412,8 @@ def report_table(frame: Any, response: str | None = None) -> Any:
         for c in frame.columns:
             dim = str(c).partition("_byAttr_")[2]
             if dim and c == dn.split_familiarity_column(response, dim):
-                templates["splitFamiliarity_{}_byAttr_" + dim] = c
+                # the label dimension is user text: escaped as the response is
+                templates["splitFamiliarity_{}_byAttr_" + escape_response(dim)] = c
         renames, entry = readable_columns(list(out.columns), response, templates)
         out = out.rename(columns=renames)
         out.attrs["introscope"] = entry
@@ -436,7 +448,10 @@ def data_section(
         groups = [
             [int(i) for i in np.flatnonzero(codes == g)] for g in np.unique(codes[codes >= 0])
         ]
-    copies = digests.copies(groups, n, input_digests) if groups and digests is not None else None
+    copies = exact = None
+    if groups and digests is not None:
+        copies = digests.copies(groups, n, input_digests)
+        exact = digests.exact(groups, n, input_digests)
     label_col = "label" if "label" in frame.columns else None
     labels = frame[label_col].astype(str).tolist() if label_col else ["(no label)"] * n
     ids = frame["id"].astype(str).tolist() if "id" in frame.columns else [str(i) for i in range(n)]
@@ -449,6 +464,7 @@ def data_section(
         familiarity=fam,
         duplicate_groups=groups,
         duplicate_copies=copies,
+        duplicate_exact=exact,
         projection_name=projection_name,
     )
     # Thumbnails: the galleries and duplicate groups first, then a seeded sample of the rest.

@@ -6,7 +6,7 @@ response name, so ``/relu3/Relu_output_0`` becomes ``duplicates_relu3Relu_output
 them ``<component>_<response>`` with the response name as it is, except that ``%``, whitespace,
 control characters and ``,;{}()=`` (which Spark and others refuse in column names) are written
 as ``%XX`` (the UTF-8 bytes in hex, as in URLs): ``duplicates_/relu3/Relu_output_0``. Distinct
-response names give distinct columns, and :func:`response_of` reads the name back. The schema
+response names give distinct columns, and :func:`unescape_response` reads the name back. The schema
 metadata key ``introscope`` holds, per such column, its component, the original response name
 and DNIKit's column name.
 """
@@ -70,7 +70,8 @@ def readable_columns(
     """(DNIKit column -> readable column, schema metadata entry) for the columns of one response.
 
     ``dnikit`` maps a column template (``"duplicates_{}"``, ``"projection_{}_x"``) to the DNIKit
-    column DatasetReport gave it; ``{}`` is replaced by the escaped response name. Raises when
+    column DatasetReport gave it; its first ``{}`` is replaced by the escaped response name
+    (the rest of a template, such as an escaped label dimension, is kept as it is). Raises when
     a new name is already a column.
     """
     escaped = escape_response(response)
@@ -79,7 +80,7 @@ def readable_columns(
     for template, old in dnikit.items():
         if old not in columns:
             continue
-        new = template.replace("{}", escaped)
+        new = template.replace("{}", escaped, 1)
         renames[old] = new
         described[new] = {
             "component": template.split("_", 1)[0],

@@ -20,16 +20,25 @@ def image_problem(path: pathlib.Path) -> str | None:
     """Why ``path`` cannot be decoded, or None when it can.
 
     A PNG is checked by Pillow's ``verify`` (chunk structure and checksums, no decompression),
-    which finds truncated and damaged files; other formats are decoded (JPEG at reduced size).
+    which finds truncated and damaged files; when that fails (a PNG lacking only its IEND chunk
+    does), the file is decoded as the reader decodes it and named only if that fails too. Other
+    formats are decoded (JPEG at reduced size).
     """
     pil = require("PIL.Image", "image", "reading an image folder")
     try:
         with pil.open(path) as img:
             if img.format == "PNG":
-                img.verify()
+                try:
+                    img.verify()
+                    return None
+                except Exception:  # noqa: BLE001 - decoded below, as the reader would
+                    pass
             else:
                 img.draft("RGB", (64, 64))  # JPEG: decode at 1/8 size, every byte still read
                 img.load()
+                return None
+        with pil.open(path) as img:  # verify() leaves the image unusable: open it again
+            img.convert("RGB").load()
     except Exception as exc:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, ValueError...
         return str(exc) or type(exc).__name__
     return None

@@ -78,8 +78,10 @@ class DataSection:
 
     ``thumbnails`` maps a sample index to a data URI made by :func:`thumbnail_uri`;
     ``duplicate_groups`` lists groups of sample indices; ``duplicate_copies`` says per group
-    how many members are exact copies of another member (identical responses or inputs), so a
-    group is exact when all are; None when unknown.
+    how many members are exact copies of another member (identical responses or inputs), None
+    when unknown; ``duplicate_exact`` says per group whether all its members are copies of one
+    sample (two pairs of copies of two samples are not). Without it only a set of two copies
+    is known to be exact.
     """
 
     response: str
@@ -90,6 +92,7 @@ class DataSection:
     familiarity: np.ndarray | None = None
     duplicate_groups: Sequence[Sequence[int]] | None = None
     duplicate_copies: Sequence[int] | None = None
+    duplicate_exact: Sequence[bool] | None = None
     thumbnails: Mapping[int, str] = field(default_factory=dict)
     thumbnail_note: str = ""
     projection_name: str = "projection"
@@ -191,7 +194,10 @@ def _pfa_table(rows: Sequence[PFARow]) -> str:
         ]
         for r in rows
     ]
-    return table(header, body, cls="pfa", numeric_from=1, filter_on="layer name")
+    # "strategy" (KL, Gaussian) and "units to keep" (0-3, 7) are text, not numbers
+    return table(
+        header, body, cls="pfa", numeric_from=1, text_columns=(4, 5), filter_on="layer name"
+    )
 
 
 def _source_tag(m: ModelSection) -> str:

@@ -65,13 +65,18 @@ class DuplicateSet:
 
     members: Sequence[int]
     copies: int | None  # members identical to another member; None when unknown
+    #: all members copies of one sample; None: known only for two members that are copies
+    exact: bool | None = None
 
     @property
     def kind(self) -> str:
         """``exact`` (all members identical), ``near`` or ``unknown``."""
         if self.copies is None:
             return "unknown"
-        return "exact" if self.copies == len(self.members) else "near"
+        if self.exact is not None:
+            return "exact" if self.exact else "near"
+        # every member has a twin: all identical for two members, not so for more ({0=1, 2=3})
+        return "exact" if self.copies == len(self.members) == 2 else "near"
 
     @property
     def label(self) -> str:
@@ -86,8 +91,14 @@ def ranked_groups(data: DataSection) -> list[DuplicateSet]:
     near sets; by size (largest first), then by first member, within each."""
     groups = list(data.duplicate_groups or ())
     copies = list(data.duplicate_copies) if data.duplicate_copies is not None else None
+    exact = list(data.duplicate_exact) if data.duplicate_exact is not None else None
     sets = [
-        DuplicateSet(g, None if copies is None else int(copies[k])) for k, g in enumerate(groups)
+        DuplicateSet(
+            g,
+            None if copies is None else int(copies[k]),
+            None if exact is None else bool(exact[k]),
+        )
+        for k, g in enumerate(groups)
     ]
     rank = {"exact": 0, "near": 1, "unknown": 1}
     return sorted(
