@@ -205,6 +205,18 @@ def test_a_damaged_keras_file_is_named_as_damaged(tmp_path: pathlib.Path) -> Non
         assert "File not found" not in str(caught.value)
 
 
+def test_an_hdf5_user_block_of_any_power_of_two_is_not_damage(tmp_path: pathlib.Path) -> None:
+    from introscope.tensorflow._loading import _HDF5_SIGNATURE, _damage
+
+    for offset in (0, 512, 2048, 8192):
+        ok = tmp_path / f"block{offset}.h5"
+        ok.write_bytes(b"\0" * offset + _HDF5_SIGNATURE + b"\0" * 64)
+        assert _damage(ok) == "", offset
+    odd = tmp_path / "odd.h5"  # the signature only where no user block ends
+    odd.write_bytes(b"\0" * 3000 + _HDF5_SIGNATURE + b"\0" * 64)
+    assert "not an HDF5 file" in _damage(odd)
+
+
 # -- 5. layer kinds ------------------------------------------------------------------------------
 
 

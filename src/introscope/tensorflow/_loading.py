@@ -131,14 +131,18 @@ def _damage(file: pathlib.Path) -> str:
                     return "the archive has no config.json"
                 broken = archive.testzip()
             return f"the archive member {broken!r} is damaged" if broken else ""
+        # HDF5 files start with the signature at offset 0 or after a user block of 512, 1024,
+        # 2048, ... bytes (any power of two from 512).
+        size = file.stat().st_size
+        offsets = [0] + [512 << k for k in range(48) if (512 << k) + 8 <= size]
         with open(file, "rb") as handle:
-            head = handle.read(2048)
+            for offset in offsets:
+                handle.seek(offset)
+                if handle.read(8) == _HDF5_SIGNATURE:
+                    return ""
     except (OSError, zipfile.BadZipFile) as exc:
         return f"{type(exc).__name__}: {exc}"
-    # HDF5 files start with the signature at offset 0 or after a user block of 512, 1024, ...
-    if not any(head[i : i + 8] == _HDF5_SIGNATURE for i in (0, 512, 1024)):
-        return "it is not an HDF5 file (truncated, damaged or not written by Keras)"
-    return ""
+    return "it is not an HDF5 file (truncated, damaged or not written by Keras)"
 
 
 def _load_arch_and_weights(directory: pathlib.Path) -> Any:
