@@ -172,3 +172,39 @@ def test_duplicate_sets_table_is_exact_first_and_searchable_by_sample_id(page):
     c.evaluate("document.getElementById('model-health').scrollIntoView()")
     shot(c, "tables_model_health.png")
     assert c.problems() == []
+
+
+def _id_report(tmp: pathlib.Path, ids) -> pathlib.Path:
+    from introscope.viz._report_page import DataSection, Report, render_report
+
+    data = DataSection(
+        response="emb",
+        ids=ids,
+        labels=["a"] * len(ids),
+        duplicate_groups=[[3, 13], [30, 31], [1, 2], [10, 11]],
+        duplicate_copies=[0, 0, 0, 0],
+    )
+    path = tmp / "ids.html"
+    path.write_text(render_report(Report(title="t", subtitle="s", data=data)), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("ids", "queries"),
+    [
+        # integer ids: only whole ids match, so "3" is not 13 or 30
+        (list(range(40)), {"3": 1, "13": 1, "1": 1, "4": 0, "0": 0}),
+        # names: an exact id shows only its rows, anything else is a substring
+        (
+            [f"s{i}.png" for i in range(40)],
+            {"s1.png": 1, "S1.PNG": 1, "s1": 3, "s3": 2, ".png": 4, "zz": 0},
+        ),
+    ],
+)
+def test_sample_id_search_matches_whole_ids_before_substrings(tmp_path, ids, queries):
+    with Chromium(width=1000, height=700) as c:
+        load_report(c, _id_report(tmp_path, ids))
+        for q, n in queries.items():
+            assert _type(c, "dup-sets", q) == f"{n} of 4 rows", q
+        assert _type(c, "dup-sets", "") == "4 of 4 rows"
+        assert c.problems() == []

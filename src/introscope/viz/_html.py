@@ -68,12 +68,17 @@ def table(
     sortable: bool = True,
     filter_on: str | None = None,
     filter_columns: Sequence[int] | None = None,
+    row_keys: Sequence[Sequence[str]] | None = None,
 ) -> str:
     """A ``<table>``; ``header`` is escaped here, row cells must already be HTML.
 
     Columns from ``numeric_from`` on (except ``text_columns``) are numbers. ``sortable`` makes
     each header a button that the page script (``TABLE_JS``) sorts by; ``filter_on`` names what
     its search box matches (``"layer name"``), in ``filter_columns`` (the first by default).
+    ``row_keys`` gives each row the exact values it stands for (its sample ids): a query equal
+    to one of them shows only the rows holding it, so "3" finds sample 3 and not 13 or 30;
+    other queries match as substrings, except that when every key is an integer nothing but an
+    exact key matches.
     """
     text = set(text_columns)
     kinds = ["num" if i >= numeric_from and i not in text else "name" for i in range(len(header))]
@@ -87,12 +92,18 @@ def table(
     else:
         head = "".join(f"<th>{esc(h)}</th>" for h in header)
     body = []
-    for row in rows:
+    keys = list(row_keys) if row_keys is not None else None
+    for r, row in enumerate(rows):
         cells = "".join(
             f'<td class="{kinds[i] if i < len(kinds) else "name"}">{cell}</td>'
             for i, cell in enumerate(row)
         )
-        body.append(f"<tr>{cells}</tr>")
+        tr = (
+            "<tr>"
+            if keys is None
+            else f'<tr data-keys="{esc(json.dumps([str(k) for k in keys[r]]))}">'
+        )
+        body.append(f"{tr}{cells}</tr>")
     classes = " ".join(c for c in (cls, "sortable" if sortable else "") if c)
     attrs = f' class="{esc(classes)}"' if classes else ""
     if filter_on:

@@ -116,10 +116,11 @@ def _kind_tag(d: DuplicateSet) -> str:
 
 
 def _sets_table(data: DataSection, ranked: Sequence[DuplicateSet]) -> str:
-    rows = []
+    rows, keys = [], []
     for k, d in enumerate(ranked[:MAX_SET_ROWS], 1):
         members = [int(i) for i in d.members]
         labels = sorted({str(data.labels[i]) for i in members})
+        keys.append([str(data.ids[i]) for i in members])
         rows.append(
             [
                 str(k),
@@ -144,6 +145,7 @@ def _sets_table(data: DataSection, ranked: Sequence[DuplicateSet]) -> str:
             text_columns=(3, 4),
             filter_on="sample id",
             filter_columns=(4,),
+            row_keys=keys,
         )
         + note
     )

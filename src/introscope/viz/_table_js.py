@@ -3,7 +3,9 @@
 Every ``table.sortable`` gets sorting on its header buttons (numbers numerically, text in
 natural order, a second click reverses, empty cells last, ties in the original order); a table
 with ``data-filter`` gets a search box matching the cells of ``data-filter-cols``
-(case-insensitive substring) and a "n of m rows" count. Plain DOM, no library.
+(case-insensitive substring) and a "n of m rows" count. Rows with ``data-keys`` (a JSON list,
+their sample ids) match a query equal to one of their keys exactly, and only those rows when
+some row does; when every key is an integer, only exact keys match. Plain DOM, no library.
 """
 
 TABLE_JS = r"""
@@ -60,12 +62,21 @@ TABLE_JS = r"""
     count.className = 'filter-count'; count.setAttribute('aria-live', 'polite');
     bar.appendChild(input); bar.appendChild(count);
     tbl.parentNode.insertBefore(bar, tbl);
+    var keys = rows.map(function (r) {
+      var k = r.getAttribute('data-keys');
+      return k === null ? null : JSON.parse(k).map(function (s) { return s.toLowerCase(); });
+    });
+    var allInt = keys.length > 0 && keys.every(function (ks) {
+      return ks !== null && ks.every(function (s) { return /^-?\d+$/.test(s); });
+    });
     function apply() {
       var q = input.value.trim().toLowerCase(), shown = 0;
-      rows.forEach(function (r) {
-        var hit = !q || cols.some(function (c) {
-          return !!r.cells[c] && r.cells[c].textContent.toLowerCase().indexOf(q) >= 0;
-        });
+      var exact = allInt || keys.some(function (ks) { return ks !== null && ks.indexOf(q) >= 0; });
+      rows.forEach(function (r, i) {
+        var hit = !q || (exact ? keys[i] !== null && keys[i].indexOf(q) >= 0
+          : cols.some(function (c) {
+            return !!r.cells[c] && r.cells[c].textContent.toLowerCase().indexOf(q) >= 0;
+          }));
         r.hidden = !hit;
         if (hit) { shown++; }
       });
