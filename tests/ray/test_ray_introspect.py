@@ -429,3 +429,180 @@ def test_worker_side_failures_reach_the_driver_as_introscope_errors(cluster):
         iray.score(ds, fam, keep=["id"])
     with pytest.raises(IntroscopeValueError, match=r"has no column \['emb'\]"):
         iray.score(ds, fam, responses=["emb"])
+
+
+# --- num_gpus beyond the cluster, score's factory errors, responses, error classes, lists ---
+
+
+@pytest.mark.timeout(60)
+def test_num_gpus_the_cluster_lacks_raises_before_submitting(cluster):
+    from introscope.introspectors import Familiarity
+
+    assert ray.cluster_resources().get("GPU", 0) == 0  # the local test cluster: CPUs only
+    ds = cluster.data.from_numpy(np.ones((8, 3), np.float32))
+    message = r"num_gpus=1 GPUs per worker, but the Ray cluster has 0 GPUs.*num_gpus=0"
+    with pytest.raises(IntroscopeValueError, match=message):
+        iray.introspect(ds, [IUA], model=_digits_model, num_gpus=1)
+    with pytest.raises(IntroscopeValueError, match=r"num_gpus=0\.5 .* has 0 GPUs"):
+        iray.introspect(ds, [IUA], num_gpus=0.5)  # tasks (no model) too
+    fam = Familiarity.introspect(
+        _producer({"data": np.random.default_rng(0).normal(size=(20, 3))}),
+        strategy=Familiarity.Strategy.GMM(gaussian_count=1),
+    )
+    with pytest.raises(IntroscopeValueError, match=r"introscope.ray.score: num_gpus=1 .*now"):
+        iray.score(ds, fam, num_gpus=1)
+    from introscope.ray._introspect import check_cluster_gpus
+
+    check_cluster_gpus(0.5, {"GPU": 0.5}, "f")  # fractional GPUs per worker fit
+    check_cluster_gpus(1, {"GPU": 4.0}, "f")
+    check_cluster_gpus(0, {}, "f")
+    # two nodes of 1 GPU: 2 GPUs in all, but no worker of 2 GPUs fits on one node
+    check_cluster_gpus(1, {"GPU": 2.0}, "f", [{"GPU": 1.0}, {"GPU": 1.0}])
+    with pytest.raises(IntroscopeValueError, match="at most 1 on one node"):
+        check_cluster_gpus(2, {"GPU": 2.0}, "f", [{"GPU": 1.0}, {"GPU": 1.0}])
+    with pytest.raises(IntroscopeValueError, match=r"f: num_gpus=1 .* has 0\.5 GPUs"):
+        check_cluster_gpus(1, {"GPU": 0.5}, "f")
+
+
+def _fitted_familiarity(columns=3):
+    from introscope.introspectors import Familiarity
+
+    rows = np.random.default_rng(0).normal(size=(40, columns))
+    return Familiarity.introspect(
+        _producer({"data": rows}), strategy=Familiarity.Strategy.GMM(gaussian_count=1)
+    )
+
+
+def test_score_reports_the_model_factory_error_as_introspect_does(cluster):
+    from introscope.exceptions import IntroscopeError
+    from introscope.ray._score import _Scorer
+
+    fam = _fitted_familiarity()
+    kwargs = {"batch_size": 8, "responses": None, "stages": [], "keep": []}
+    block = {"x": np.ones((4, 3), np.float32)}
+    # In process: the actor survives its constructor and its first call raises the cause.
+    with pytest.raises(IntroscopeError, match="score: the model factory raised RuntimeError"):
+        _Scorer(fam, _raising_factory, **kwargs)(block)
+    with pytest.raises(IntroscopeValueError, match="model\\(\\) returned a int; it must return"):
+        _Scorer(fam, lambda: 3, **kwargs)(block)
+    # On the cluster: the reader of the scores gets Ray's error with that message, not
+    # ActorDiedError.
+    ds = cluster.data.from_numpy(np.ones((10, 3), np.float32)).rename_columns({"data": "x"})
+    with pytest.raises(Exception) as caught:  # noqa: PT011 - Ray's class, checked below
+        iray.score(ds, fam, model=_raising_factory).take_all()
+    assert not isinstance(caught.value, ray.exceptions.ActorDiedError)
+    text = str(caught.value)
+    assert "introscope.ray.score: the model factory raised RuntimeError: weights not found" in text
+
+
+def test_responses_must_be_names(cluster):
+    ds = cluster.data.from_numpy(np.ones((4, 3), np.float32))
+    fam = _fitted_familiarity()
+    for bad in (5, [1, 2], b"data", {"data": 1}, ["data", None]):
+        with pytest.raises(IntroscopeValueError, match=r"introspect: responses must be None"):
+            iray.introspect(ds, [IUA], responses=bad)
+        with pytest.raises(IntroscopeValueError, match=r"score: responses must be None"):
+            iray.score(ds, fam, responses=bad)
+    with pytest.raises(IntroscopeValueError, match="responses is empty"):
+        iray.score(ds, fam, responses=[])
+    from introscope.ray._introspect import check_responses
+
+    assert check_responses("a", "f") == ["a"]
+    assert check_responses(("a", "b"), "f") == ["a", "b"]
+    assert check_responses(iter(["a"]), "f") == ["a"]  # an iterator is read once
+    assert check_responses(None, "f") is None
+
+
+class _UserStateError(__import__("introscope.exceptions").exceptions.StateError):
+    """A user's subclass: its class is not introscope's, the driver raises its base."""
+
+
+class _RaisesOnMarkedBatch(PipelineStage):
+    def _get_batch_processor(self):
+        def process(batch: Batch) -> Batch:
+            if np.any(batch.fields["data"] == 99.0):
+                raise RuntimeError("boom on the marked batch")
+            return batch
+
+        return process
+
+
+def test_worker_errors_keep_their_introscope_class(cluster):
+    from introscope.exceptions import IntroscopeError, IntroscopeKeyError, StateError
+    from introscope.introspectors import Familiarity
+    from introscope.introspectors._state_contract import NonFiniteValues
+    from introscope.ray._errors import error_info, rebuild_error
+
+    rows = np.ones((20, 3), np.float32)
+    rows[3, 1] = np.nan
+    gmm = Familiarity.Strategy.GMM(gaussian_count=1)
+    with pytest.raises(StateError) as single:
+        Familiarity.introspect(_producer({"data": rows}), strategy=gmm)
+    with pytest.raises(StateError, match="holds NaN or Inf.*raised on a Ray worker") as remote:
+        iray.introspect(cluster.data.from_numpy(rows), [gmm])
+    assert type(remote.value) is type(single.value) is StateError
+    # The class travels by name, with its JSON-able attributes; nothing is unpickled.
+    back = rebuild_error(decode_state(encode_state(error_info(NonFiniteValues(3, 10)))))
+    assert type(back) is NonFiniteValues and (back.count, back.size) == (3, 10)
+    assert str(back) == "has 3 NaN or Inf values out of 10"
+    key = rebuild_error(error_info(IntroscopeKeyError("unknown 'x'")), " (on a worker)")
+    assert type(key) is IntroscopeKeyError and str(key) == "unknown 'x' (on a worker)"
+    user = rebuild_error(error_info(_UserStateError("mine")))
+    assert type(user) is StateError and str(user) == "mine"
+    for name in ("os:system", "builtins:RuntimeError", "introscope.ray:init_local", "x"):
+        info = {"message": "m", "value_error": True, "classes": [name]}
+        assert type(rebuild_error(info)) is IntroscopeValueError
+    info = {"message": "m", "value_error": False}  # no class names: the base class
+    assert type(rebuild_error(info)) is IntroscopeError
+    # A user stage's own error stays Ray's, with the original message in its text.
+    marked = np.ones((20, 3), np.float32)
+    marked[12, 0] = 99.0
+    with pytest.raises(ray.exceptions.RayTaskError) as plain:
+        iray.introspect(
+            cluster.data.from_numpy(marked), [IUA], stages=[_RaisesOnMarkedBatch()], batch_size=4
+        )
+    assert "boom on the marked batch" in str(plain.value)
+    assert not isinstance(plain.value, IntroscopeError)
+
+
+def test_rows_of_python_lists_are_stacked_as_from_numpy(cluster):
+    from introscope.ray._worker import numeric_column
+
+    rng = np.random.default_rng(5)
+    values = np.maximum(rng.normal(size=(60, 4)), 0)
+    values[:, 2] = 0
+    rows = [{"data": list(map(float, r))} for r in values]
+    arrays = cluster.data.from_numpy(values)  # one block
+    introspectors = [IUA, PFA.accumulator(precision="float64")]
+    want = iray.introspect(arrays, introspectors, batch_size=16)
+    # the same blocks: the same numbers, bit for bit
+    got = iray.introspect(
+        cluster.data.from_items(rows, override_num_blocks=1), introspectors, batch_size=16
+    )
+    _assert_iua_equal(got[0], want[0])
+    _assert_pfa_equal(got[1], want[1], 0)
+    # a block per row (from_items' default): merged in other places, float64 rounding
+    many = iray.introspect(cluster.data.from_items(rows), introspectors, batch_size=16)
+    _assert_iua_equal(many[0], IUA.introspect(_producer({"data": values}), batch_size=16))
+    _assert_pfa_equal(many[1], want[1], 1e-12)
+    ragged = [{"data": [1.0, 2.0, 0.0]}] * 3 + [{"data": [1.0, 2.0, 0.0, 4.0]}]
+    with pytest.raises(IntroscopeValueError, match=r"rows of lengths 3 and 4 \(rows 0 and 3"):
+        iray.introspect(cluster.data.from_items(ragged, override_num_blocks=1), [IUA])
+    named = cluster.data.from_items([{"data": [1.0, 2.0], "name": "a"}] * 4)
+    with pytest.raises(IntroscopeValueError, match=r"column 'name' .*: str values.*responses="):
+        iray.introspect(named, [IUA])
+    (iua,) = iray.introspect(named, [IUA], responses="data")
+    assert iua.results["data"].num_samples == 4
+    scores = iray.score(named, _fitted_familiarity(2), responses="data").take_all()
+    assert len(scores) == 4 and all(np.isfinite(r["data_score"]) for r in scores)
+    # nested lists (Ray: object arrays of arrays) and what cannot be stacked, in process
+    nested = np.empty(2, dtype=object)
+    nested[0] = np.array([np.array([1.0, 2.0]), np.array([3.0, 4.0])], dtype=object)
+    nested[1] = np.array([np.array([5.0, 6.0]), np.array([7.0, 8.0])], dtype=object)
+    assert np.array_equal(numeric_column("n", nested), [[[1, 2], [3, 4]], [[5, 6], [7, 8]]])
+    mixed = np.array([np.ones(2), None], dtype=object)
+    with pytest.raises(IntroscopeValueError, match="NoneType values"):
+        numeric_column("m", mixed)
+    shapes = np.array([np.ones((2, 2)), np.ones((2, 3))] + [None], dtype=object)[:2]
+    with pytest.raises(IntroscopeValueError, match=r"rows of shapes \(2, 2\) and \(2, 3\)"):
+        numeric_column("s", shapes)

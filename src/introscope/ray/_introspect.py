@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +17,7 @@ from introscope.exceptions import IntroscopeError, IntroscopeValueError, require
 
 from ._codec import decode_state
 from ._entries import Entry, resolve_entries
+from ._errors import rebuild_error
 from ._worker import STATE_COLUMNS, BlockAccumulator, ModelBlockAccumulator, StateCombiner, node_id
 
 __all__ = ["introspect", "RayRunStats", "actor_resources"]
@@ -107,6 +108,68 @@ def check_num_gpus(num_gpus: Any, owner: str) -> float:
     return float(num_gpus)
 
 
+def check_cluster_gpus(
+    num_gpus: float,
+    resources: dict[str, Any],
+    owner: str,
+    nodes: Sequence[dict[str, Any]] | None = None,
+) -> None:
+    """``num_gpus`` per worker must fit in the GPUs the cluster has now, or Ray would wait
+    forever for a worker it cannot place (Ray only logs "pending: 1 GPU"). ``nodes``: the
+    resources of each live node (``ray.nodes()``); a worker must fit on one of them."""
+    if num_gpus <= 0:
+        return
+    have = float(resources.get("GPU", 0) or 0)
+    largest = max((float(n.get("GPU", 0) or 0) for n in nodes), default=0.0) if nodes else have
+    if have >= num_gpus and largest >= num_gpus:
+        return
+    if have >= num_gpus:
+        raise IntroscopeValueError(
+            f"{owner}: num_gpus={num_gpus:g} GPUs per worker, but no node of the Ray cluster "
+            f"has that many (the cluster has {have:g} GPUs, at most {largest:g} on one node), "
+            f"so no worker could start and the run would wait forever; pass num_gpus of at "
+            f"most {largest:g}"
+        )
+    raise IntroscopeValueError(
+        f"{owner}: num_gpus={num_gpus:g} GPUs per worker, but the Ray cluster has {have:g} GPUs "
+        f"(ray.cluster_resources() now), so no worker could start and the run would wait "
+        f"forever; pass num_gpus=0 to run on CPUs, or start the cluster with GPUs (e.g. "
+        f"ray.init(num_gpus=1), ray start --num-gpus=1). The check uses the resources present "
+        f"now: on an autoscaling cluster, bring up the GPU nodes before calling"
+    )
+
+
+def live_node_resources() -> list[dict[str, Any]]:
+    """The resources of each live node of the connected Ray cluster."""
+    import ray
+
+    return [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
+
+
+def check_responses(responses: Any, owner: str) -> list[str] | None:
+    """``responses`` as a list of names (a str is one name), None for all, or an error."""
+    if responses is None:
+        return None
+    if isinstance(responses, str):
+        return [responses]
+    try:
+        names = list(responses)
+    except TypeError:
+        names = None
+    if (
+        names is None
+        or isinstance(responses, (bytes, Mapping))
+        or not all(isinstance(n, str) for n in names)
+    ):
+        raise IntroscopeValueError(
+            f"{owner}: responses must be None (every response), a response name or a list of "
+            f"names (str), got {responses!r:.200}; e.g. responses=['relu1', 'relu2']"
+        )
+    if not names:
+        raise IntroscopeValueError(f"{owner}: responses is empty; pass None for every response")
+    return names
+
+
 def check_model_factory(model: Any, owner: str) -> None:
     """``model`` must be a zero-argument function that builds an introscope ``Model``."""
     if model is None:
@@ -161,11 +224,10 @@ def _preserved_order(ctx: Any) -> Iterator[None]:
 def _raise_worker_error(data: bytes) -> None:
     # An introscope error on a worker (bad input: Ray must not retry it) comes back as a row,
     # since Ray Data hands the driver only the text of a UDF's exception.
-    info = decode_state(data)
-    cls = IntroscopeValueError if info["value_error"] else IntroscopeError
-    raise cls(
-        f"{info['message']} (raised on a Ray worker, in a block of the dataset; batch numbers "
-        f"count from that block's first row)"
+    raise rebuild_error(
+        decode_state(data),
+        " (raised on a Ray worker, in a block of the dataset; batch numbers count from that "
+        "block's first row)",
     )
 
 
@@ -226,7 +288,8 @@ def introspect(
         model: a zero-argument function returning an introscope ``Model``; it is called once
             per worker (an actor of the pool given to ``map_batches``), not on the driver.
         responses: the model responses to compute (all when None) or, without a model, the
-            dataset columns to introspect (all when None).
+            dataset columns to introspect (all when None): a name or a list of names. Columns
+            of Python lists (``ray.data.from_items``) are stacked into numeric arrays.
         batch_size: rows per model call and per state update; each block of the dataset yields
             one partial state per introspector, whatever its number of batches.
         concurrency: workers: a fixed number or a (min, max) autoscaling range (without a
@@ -234,8 +297,10 @@ def introspect(
             (at least 1), or with ``num_gpus`` one per ``num_gpus`` of the cluster's GPUs. The
             actors share the CPUs but one, so the read tasks always have a CPU (no deadlock on
             small machines).
-        num_gpus: GPUs per worker (for a model on GPU). Ray then needs a row count per call:
-            each call of 64 batches (at least 4,096 rows) gives one partial state.
+        num_gpus: GPUs per worker (for a model on GPU; a fraction shares a GPU). Ray then needs
+            a row count per call: each call of 64 batches (at least 4,096 rows) gives one
+            partial state. More than ``ray.cluster_resources()`` has at the time of the call
+            raises ``IntroscopeValueError`` (Ray would wait forever for the workers).
         stages: pipeline stages run on each batch after the model (e.g. a ``Pooler`` so that
             PFA gets 2-D responses).
         combine: merge this many consecutive block states on the workers before they travel
@@ -276,14 +341,15 @@ def introspect(
     combine = check_batch_size(combine, "combine")
     concurrency = _check_concurrency(concurrency)
     num_gpus = check_num_gpus(num_gpus, "introscope.ray.introspect")
-    names = [responses] if isinstance(responses, str) else responses
-    if names is not None and not names:
-        raise IntroscopeValueError(
-            "introscope.ray.introspect: responses is empty; pass None for every response"
-        )
+    names = check_responses(responses, "introscope.ray.introspect")
     check_model_factory(model, "introscope.ray.introspect")
     if not ray.is_initialized():
         ray.init()  # a local cluster, as ray.data would start
+    # Before anything is submitted: a worker asking more GPUs than the cluster has would wait
+    # forever.
+    check_cluster_gpus(
+        num_gpus, ray.cluster_resources(), "introscope.ray.introspect", live_node_resources()
+    )
     stages = list(stages)
 
     if model is None:

@@ -11,14 +11,18 @@ from introscope.base import Model, PipelineStage, pipeline
 from introscope.base._producer import check_batch_size
 from introscope.exceptions import IntroscopeError, IntroscopeValueError, require
 
+from ._errors import rebuild_error
 from ._introspect import (
     _check_concurrency,
     actor_resources,
+    check_cluster_gpus,
     check_model_factory,
     check_num_gpus,
+    check_responses,
+    live_node_resources,
     map_batch_rows,
 )
-from ._worker import _BlockProducer
+from ._worker import _BlockProducer, load_model_stage, numeric_column
 
 __all__ = ["score"]
 
@@ -51,20 +55,22 @@ class _Scorer:
         self.keep = list(keep)
         self.stages = list(stages)
         self.responses = None if responses is None else list(responses)
-        self.model_stage = None
+        self.model_stage: PipelineStage | None = None
+        self.init_error: dict[str, Any] | None = None
         if model_factory is not None:
-            model = model_factory()
-            if not isinstance(model, Model):
-                raise IntroscopeError(
-                    f"introscope.ray.score: model() returned a {type(model).__name__}; it must "
-                    f"return an introscope Model"
-                )
             fields = (
                 self.responses if self.responses is not None else list(familiarity.distributions)
             )
-            self.model_stage = model(fields)
+            # As in introspect: an error is kept (not the actor's death, which the driver would
+            # see as Ray's ActorDiedError) and raised by the first call, whose error Ray passes
+            # to the reader of the scores with its message.
+            self.model_stage, self.init_error = load_model_stage(
+                model_factory, fields, "introscope.ray.score"
+            )
 
     def __call__(self, block: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.init_error is not None:
+            raise rebuild_error(self.init_error, " (raised on a Ray worker, loading the model)")
         missing = [k for k in self.keep if k not in block]
         if missing:
             raise IntroscopeError(
@@ -83,10 +89,10 @@ class _Scorer:
                     f"introscope.ray.score: the dataset has no column {absent} (columns: "
                     f"{sorted(block)}); pass responses= or a model"
                 )
-            columns = {n: block[n] for n in names}
+            columns = {n: numeric_column(n, block[n]) for n in names}
             stages = self.stages
         else:
-            columns = {k: v for k, v in block.items() if k not in self.keep}
+            columns = {k: numeric_column(k, v) for k, v in block.items() if k not in self.keep}
             stages = [self.model_stage, *self.stages]
         scores: dict[str, list[np.ndarray]] = {}
         for batch in pipeline(_BlockProducer(columns), *stages)(self.batch_size):
@@ -149,7 +155,7 @@ def score(
     concurrency = _check_concurrency(concurrency)
     num_gpus = check_num_gpus(num_gpus, "introscope.ray.score")
     check_model_factory(model, "introscope.ray.score")
-    names = [responses] if isinstance(responses, str) else responses
+    names = check_responses(responses, "introscope.ray.score")
     # The columns are checked here: the scores are computed lazily, and an error on a worker
     # would reach the user as Ray's traceback when the dataset is first read.
     columns = _column_names(dataset)
@@ -176,6 +182,7 @@ def score(
     if not ray.is_initialized():
         ray.init()
     resources = ray.cluster_resources()
+    check_cluster_gpus(num_gpus, resources, "introscope.ray.score", live_node_resources())
     pool, per_actor = actor_resources(
         float(resources.get("CPU", 1.0)), concurrency, num_gpus, resources.get("GPU", 0)
     )

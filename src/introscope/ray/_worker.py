@@ -13,8 +13,16 @@ from introscope.exceptions import IntroscopeError, IntroscopeValueError
 
 from ._codec import decode_state, encode_state
 from ._entries import Entry
+from ._errors import error_info
 
-__all__ = ["BlockAccumulator", "ModelBlockAccumulator", "StateCombiner", "STATE_COLUMNS"]
+__all__ = [
+    "BlockAccumulator",
+    "ModelBlockAccumulator",
+    "StateCombiner",
+    "STATE_COLUMNS",
+    "load_model_stage",
+    "numeric_column",
+]
 
 _LOG = logging.getLogger("introscope.ray")
 
@@ -31,8 +39,89 @@ def node_id() -> str:
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
 
 
-def _error_info(exc: IntroscopeError) -> dict[str, Any]:
-    return {"message": str(exc), "value_error": isinstance(exc, IntroscopeValueError)}
+def load_model_stage(
+    model_factory: Callable[[], Model], responses: Sequence[str] | None, owner: str
+) -> tuple[PipelineStage | None, dict[str, Any] | None]:
+    """``(stage, None)``: the stage of the model that ``model_factory`` builds, computing
+    ``responses`` (all when None); or ``(None, error info)`` when building it failed.
+
+    Run in an actor's constructor, where an error would kill the actor and the driver would see
+    Ray's ActorDiedError with the cause deep in its text: the error is kept instead, for the
+    actor's first call to report (see :mod:`introscope.ray._errors`).
+    """
+    try:
+        model = model_factory()
+        if not isinstance(model, Model):
+            raise IntroscopeValueError(
+                f"{owner}: model() returned a {type(model).__name__}; it must return an "
+                f"introscope Model (e.g. from introscope.torch.load_torch_model_from_memory)"
+            )
+        return model(None if responses is None else list(responses)), None
+    except IntroscopeError as exc:
+        return None, error_info(exc)
+    except Exception as exc:  # noqa: BLE001 - the user's factory: any error, reported whole
+        message = f"{owner}: the model factory raised {type(exc).__name__}: {exc}"
+        return None, error_info(IntroscopeError(message))
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} values (e.g. {value!r:.40})"
+
+
+def _stack_rows(values: Any, where: str = "of the block") -> np.ndarray | str:
+    """The rows of an object array stacked into one numeric array, or why they cannot be."""
+    parts: list[np.ndarray] = []
+    first: dict[tuple[int, ...], int] = {}
+    for row, value in enumerate(values):
+        if isinstance(value, (str, bytes)) or value is None or isinstance(value, Mapping):
+            return _describe(value)
+        if isinstance(value, np.ndarray) and value.dtype.hasobject:
+            # Ray makes nested lists object arrays of arrays: stack those first.
+            inner = _stack_rows(value.reshape(-1), f"of the list in row {row}")
+            if isinstance(inner, str):
+                return inner
+            array = inner.reshape(value.shape + inner.shape[1:])
+        else:
+            try:
+                array = np.asarray(value)
+            except ValueError:  # a ragged nested list
+                return f"ragged nested values (e.g. {value!r:.40})"
+        if array.dtype.hasobject:
+            return _describe(value)
+        if array.dtype.kind not in "biufc":
+            return f"{array.dtype} values (e.g. {value!r:.40})"
+        first.setdefault(array.shape, row)
+        if len(first) > 1:
+            (a, ra), (b, rb) = first.items()
+            if len(a) == len(b) == 1:
+                what = f"lengths {a[0]} and {b[0]}"
+            else:
+                what = f"shapes {a} and {b}"
+            return f"rows of {what} (rows {ra} and {rb} {where})"
+        parts.append(array)
+    if not parts:
+        return "no rows"
+    return np.stack(parts)
+
+
+def numeric_column(name: str, column: np.ndarray) -> np.ndarray:
+    """``column`` as a numeric array: an object column (Ray's batch of Python lists or of
+    arrays) whose rows are numbers or numeric arrays of one shape is stacked (``np.stack``);
+    any other object column raises an error saying what its rows hold."""
+    if not column.dtype.hasobject:
+        return column
+    if len(column) == 0:
+        return column.astype(np.float64)
+    stacked = _stack_rows(column)
+    if not isinstance(stacked, str):
+        return stacked
+    raise IntroscopeValueError(
+        f"introscope.ray: column {name!r} holds Python objects (dtype object) that do not stack "
+        f"into one numeric array: {stacked}; every row of a response column must be a number or "
+        f"a list/array of numbers of one shape (pad or crop the rows to one shape, e.g. with "
+        f"dataset.map_batches), and other columns must be left out (name the response columns "
+        f"with responses=, or drop others with dataset.drop_columns([...]))"
+    )
 
 
 def _error_row(info: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -98,18 +187,10 @@ class BlockAccumulator:
         except IntroscopeError as exc:
             # Returned, not raised: Ray Data would pass the driver only the message's text
             # (and bad input must not be retried).
-            return _error_row(_error_info(exc))
+            return _error_row(error_info(exc))
 
     def _accumulate(self, block: Mapping[str, np.ndarray]) -> dict[str, Any]:
-        columns = self._columns(block)
-        for name, col in columns.items():
-            if col.dtype.hasobject:
-                raise IntroscopeError(
-                    f"introscope.ray: column {name!r} holds Python objects (dtype object), "
-                    f"e.g. strings or tensors of varying shape; every row of a column must have "
-                    f"one shape and a numeric dtype (name the response columns with responses=, "
-                    f"or drop others with dataset.drop_columns([...]))"
-                )
+        columns = {n: numeric_column(n, c) for n, c in self._columns(block).items()}
         states = [e.new() for e in self.entries]
         producer = pipeline(_BlockProducer(columns), *self._source_stages())
         rows = 0
@@ -152,25 +233,10 @@ class ModelBlockAccumulator(BlockAccumulator):
         stages: Sequence[PipelineStage] = (),
     ) -> None:
         super().__init__(entries, batch_size=batch_size, stages=stages)
-        # An error here would kill the actor, and the driver would see Ray's ActorDiedError
-        # with the cause deep in its text: it is kept and returned as the first block's row.
-        self.init_error: dict[str, Any] | None = None
-        try:
-            model = model_factory()
-            if not isinstance(model, Model):
-                raise IntroscopeError(
-                    f"introscope.ray: model() returned a {type(model).__name__}; it must return "
-                    f"an introscope Model (e.g. from introscope.torch.load_torch_model_from_memory)"
-                )
-            self.model = model
-            self.model_stage = model(None if responses is None else list(responses))
-        except IntroscopeError as exc:
-            self.init_error = _error_info(exc)
-        except Exception as exc:  # noqa: BLE001 - the user's factory: any error, reported whole
-            self.init_error = {
-                "message": f"introscope.ray: the model factory raised {type(exc).__name__}: {exc}",
-                "value_error": False,
-            }
+        # An error here is kept and returned as the first block's row (not the actor's death).
+        self.model_stage, self.init_error = load_model_stage(
+            model_factory, responses, "introscope.ray"
+        )
 
     def __call__(self, block: Mapping[str, np.ndarray]) -> dict[str, Any]:
         if self.init_error is not None:
