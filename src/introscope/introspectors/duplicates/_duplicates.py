@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, TypeAlias, final
+from typing import Any, Final, TypeAlias, final
 
 import numpy as np
 
@@ -40,22 +40,26 @@ class DuplicateSetCandidate:
         >>> points = np.vstack([np.random.default_rng(0).normal(size=(20, 3)), np.zeros((2, 3))])
         >>> duplicates = Duplicates.introspect(producer_from_batches(Batch({"emb": points})))
         >>> candidate = next(c for c in duplicates.results["emb"] if 20 in c.indices)
-        >>> sorted(candidate.indices), candidate.batch.fields["emb"].shape
+        >>> sorted(map(int, candidate.indices)), candidate.batch.fields["emb"].shape
         ([20, 21], (2, 3))
     """
 
-    std: float
-    """Standard deviation of the members' distances to the set's centroid (normalised space)."""
+    std: np.floating[Any]
+    """Standard deviation of the members' distances to the set's centroid (normalised space); a
+    numpy scalar as in DNIKit: ``numpy.float32`` for float32 (and float16) responses,
+    ``numpy.float64`` otherwise (``float(c.std)`` or ``c.std.item()`` for a Python float)."""
 
-    mean: float
-    """Mean of the members' distances to the set's centroid (normalised space)."""
+    mean: np.floating[Any]
+    """Mean of the members' distances to the set's centroid (normalised space); a numpy scalar
+    of the same type as ``std``."""
 
     projection: np.ndarray | None
     """2-D PCA coordinates of the members, rows in ``indices`` order; None for <= 5 members."""
 
-    indices: Sequence[int]
+    indices: Sequence[np.integer[Any]]
     """Positions of the members in the producer's data, ordered along their first principal
-    axis when there are more than 2 (ascending otherwise)."""
+    axis when there are more than 2 (ascending otherwise): a list of ``numpy.int32`` as in
+    DNIKit (``numpy.int64`` past 2**31 - 1 samples)."""
 
     batch: Batch
     """The members' fields, snapshots and metadata, in ``indices`` order."""
@@ -141,7 +145,7 @@ class Duplicates(_DuplicatesNames):
         >>> points = rng.normal(size=(30, 4))
         >>> points = np.vstack([points, points[:1] + 1e-4, points[:1] - 1e-4])
         >>> duplicates = Duplicates.introspect(producer_from_batches(Batch({"emb": points})))
-        >>> [sorted(c.indices) for c in duplicates.results["emb"] if 0 in c.indices]
+        >>> [sorted(map(int, c.indices)) for c in duplicates.results["emb"] if 0 in c.indices]
         [[0, 30, 31]]
     """
 
@@ -243,12 +247,14 @@ class Duplicates(_DuplicatesNames):
                 return raw[idx].astype(scale.dtype) / scale
 
             summaries = summarise_sets(sets, samples, raw.shape[1])
+            # DNIKit's indices are numpy.int32 (its neighbour table's dtype "i").
+            index_type = np.int32 if n <= np.iinfo(np.int32).max else np.int64
             results[name] = [
                 DuplicateSetCandidate(
-                    std=s.std,
+                    std=s.std,  # numpy scalars, as DNIKit's
                     mean=s.mean,
                     projection=s.projection,
-                    indices=s.indices.tolist(),
+                    indices=list(s.indices.astype(index_type)),
                     batch=combined.elements[s.indices],
                 )
                 for s in summaries

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -14,11 +15,15 @@ _GROUP_ELEMENTS = 1 << 22  # float64 elements of stacked member data per vectori
 
 @dataclass(frozen=True)
 class SetSummary:
-    """One set's members in display order, distance-to-centroid mean/std, optional 2-D PCA."""
+    """One set's members in display order, distance-to-centroid mean/std, optional 2-D PCA.
+
+    ``mean`` and ``std`` are computed in float64 and given as numpy scalars of the normalised
+    responses' dtype (float32 for float32 data, float64 otherwise), DNIKit's types.
+    """
 
     indices: np.ndarray
-    mean: float
-    std: float
+    mean: np.floating[Any]
+    std: np.floating[Any]
     projection: np.ndarray | None
 
 
@@ -57,6 +62,7 @@ def _summarise_group(
     k, m = members.shape
     raw = samples(members.ravel())
     out_dtype = raw.dtype
+    scalar = out_dtype.type
     data = raw.astype(np.float64).reshape(k, m, -1)
     centred = data - data.mean(axis=1, keepdims=True)
     dist = np.sqrt((centred * centred).sum(axis=2))  # (k, m) distance to the centroid
@@ -73,8 +79,8 @@ def _summarise_group(
     return [
         SetSummary(
             members[i],
-            float(means[i]),
-            float(stds[i]),
+            scalar(means[i]),
+            scalar(stds[i]),
             None if projections is None else projections[i],
         )
         for i in range(k)

@@ -190,7 +190,9 @@ class GMMDistribution(FamiliarityDistribution):
     def results(self, x: Any, *, field: str = "", where: str = "") -> list[FamiliarityResult]:
         scores = self.score_samples(x, field=field, where=where)
         pct = self.percentiles(scores)
-        return [FamiliarityResult(s, p) for s, p in zip(scores.tolist(), pct.tolist(), strict=True)]
+        # Iterating the float64 array gives numpy.float64 scores, DNIKit's type (a float
+        # subclass, so JSON and float arithmetic take it); percentiles are plain floats.
+        return [FamiliarityResult(s, p) for s, p in zip(scores, pct.tolist(), strict=True)]
 
     # -- state dict -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ class FamiliarityResult:
 
     Args:
         score: log-likelihood of the element under the fitted density; higher is more familiar
+            (a ``numpy.float64`` in the results of ``Familiarity.Strategy.GMM``, as in DNIKit)
         percentile: percentage (0 to 100) of the fit samples whose score is at most ``score``, so
             ``percentile <= 1`` selects the rarest 1 %; ``None`` when the distribution that made
             the result does not keep the fit data's scores (results of ``Familiarity.Strategy.GMM``
