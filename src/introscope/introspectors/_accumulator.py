@@ -110,8 +110,11 @@ class Accumulator(abc.ABC):
         ``merge``)."""
 
     @abc.abstractmethod
-    def finalize(self, **options: Any) -> Any:
-        """The result object ``introspect`` returns."""
+    def finalize(self, *args: Any, **options: Any) -> Any:
+        """The result object ``introspect`` returns.
+
+        (``*args, **options``: each subclass chooses its own options, e.g. ``finalize(self)``.)
+        """
 
     def _changed(self) -> None:  # noqa: B027 - an optional hook
         """Called after every change of the states (subclasses drop cached results here)."""

@@ -114,8 +114,8 @@ class State(abc.ABC):
         """A new state: this one's data followed by ``other``'s (inputs unchanged)."""
 
     @abc.abstractmethod
-    def result(self, **options: Any) -> Any:
-        """The answer for this response."""
+    def result(self, *args: Any, **options: Any) -> Any:
+        """The answer for this response (each state chooses its own options)."""
 
     @abc.abstractmethod
     def state_dict(self) -> dict[str, Any]:
