@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from types import ModuleType
 from typing import cast
-from collections.abc import Sequence
 
 __all__ = [
     "IntroscopeError",

@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import numpy as np
 
@@ -382,7 +382,7 @@ def projection_strategy(method: str, seed: int = 0) -> Any:
 def _column(frame: Any, prefix: str, suffix: str = "") -> str | None:
     for c in frame.columns:
         if c.startswith(prefix) and c.endswith(suffix):
-            return c
+            return cast("str | None", c)
     return None
 
 

@@ -7,7 +7,7 @@ import pathlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -280,7 +280,7 @@ def _first_size(files: Sequence[pathlib.Path]) -> tuple[tuple[int, int], int]:
 def _npz_pick(data: Any, keys: Sequence[str]) -> np.ndarray | None:
     for k in keys:
         if k in data.files:
-            return data[k]
+            return cast(np.ndarray, data[k])
     return None
 
 

@@ -63,6 +63,7 @@ __all__ = [
 ]
 
 _A = TypeVar("_A", bound="Accumulator")
+_V = TypeVar("_V")
 
 #: Version of the layout written by ``Accumulator.state_dict``.
 FORMAT = 1
@@ -317,7 +318,7 @@ class Accumulator(abc.ABC):
         if new in self._states:
             raise IntroscopeValueError(f"{self.owner}: cannot rename {old!r}: {new!r} exists")
 
-        def renamed(mapping: dict) -> dict:
+        def renamed(mapping: dict[str, _V]) -> dict[str, _V]:
             return {(new if k == old else k): v for k, v in mapping.items()}
 
         self._states = renamed(self._states)
