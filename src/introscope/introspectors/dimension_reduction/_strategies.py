@@ -198,7 +198,7 @@ class _Collecting(_Base):
 
     def _clone(self) -> DimensionReductionStrategyType:
         return cast(
-            DimensionReductionStrategyType, type(self)(self.target_dimensions, **self._parameters)
+            "DimensionReductionStrategyType", type(self)(self.target_dimensions, **self._parameters)
         )
 
 

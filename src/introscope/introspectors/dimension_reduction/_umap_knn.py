@@ -124,7 +124,7 @@ def knn_options(
     found = nearest_neighbors(
         rows,
         k,
-        cast(NeighborsArg, neighbors),
+        cast("NeighborsArg", neighbors),
         exact_max_samples=EXACT_MAX_SAMPLES,
         recall_target=RECALL_TARGET,
     )

@@ -198,7 +198,7 @@ class Duplicates(_DuplicatesNames):
         check_batch_size(batch_size)
         acc = Duplicates.accumulator(threshold=threshold, neighbors=neighbors)
         (result,) = accumulate(producer, acc, batch_size=batch_size, desc="Duplicates")
-        return cast(Duplicates, result)
+        return cast("Duplicates", result)
 
     @staticmethod
     def accumulator(

@@ -36,7 +36,7 @@ def _threshold_from_config(spec: Any) -> DuplicatesThresholdStrategyType:
     if isinstance(spec, Mapping) and len(spec) == 1:
         ((kind, args),) = spec.items()
         if kind in ("Slope", "Percentile"):
-            return cast(DuplicatesThresholdStrategyType, getattr(_threshold, kind)(**args))
+            return cast("DuplicatesThresholdStrategyType", getattr(_threshold, kind)(**args))
     if isinstance(spec, str) and spec.startswith("custom:"):
         # Loading works; only finishing needs the threshold, given again to finalize().
         return _SavedCustomThreshold(spec)
@@ -127,7 +127,7 @@ class DuplicatesAccumulator(Accumulator):
     def count(self) -> int:
         if not self._states:
             return 0
-        return len(cast(ResponseBuffer, next(iter(self._states.values()))))
+        return len(cast("ResponseBuffer", next(iter(self._states.values()))))
 
     def combined_batch(self) -> Batch:
         """One batch of every sample: the buffered fields, joined metadata and snapshots."""

@@ -95,7 +95,7 @@ class Familiarity(PipelineStage):
                 f"Familiarity.accumulator: the strategy {type(strategy).__name__} has no "
                 f"accumulator() method; call Familiarity.introspect(producer, strategy=...)"
             )
-        return cast(FamiliarityAccumulator, factory(offset=offset) if offset else factory())
+        return cast("FamiliarityAccumulator", factory(offset=offset) if offset else factory())
 
     @property
     def distributions(self) -> Mapping[str, FamiliarityDistribution]:

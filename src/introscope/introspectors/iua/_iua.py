@@ -178,13 +178,13 @@ class IUA(Accumulator):
             self._cache["channels"] = {
                 name: s.result(view="channels")
                 for name, s in self._states.items()
-                if cast(IUAState, s).channels is not None
+                if cast("IUAState", s).channels is not None
             }
         return cast("Mapping[str, IUAResult]", self._cache["channels"])
 
     def channel_axis(self, response: str) -> int | None:
         """Channel axis of ``response`` in its unit shape (batch axis dropped), or None."""
-        return cast(IUAState, self._states[response]).channel_axis
+        return cast("IUAState", self._states[response]).channel_axis
 
     def summary(self, dead_fraction: float = 0.99) -> list[dict[str, Any]]:
         """One dict per response (natural order: relu, relu_2, relu_10): sizes, mean/std

@@ -206,7 +206,7 @@ class PFACovarianceState(Accumulator):
 
     def count(self, field: str) -> int:
         """Number of samples accumulated for ``field``."""
-        return cast(FieldSums, self._states[field]).count
+        return cast("FieldSums", self._states[field]).count
 
     def merge(self, other: PFACovarianceState) -> PFACovarianceState:
         """A new state: this one's data followed by ``other``'s (both inputs unchanged), as
@@ -236,7 +236,7 @@ class PFACovarianceState(Accumulator):
                 if my_sums is None:
                     self._states[field] = their_sums.copy()
                 else:
-                    cast(FieldSums, my_sums).absorb(cast(FieldSums, their_sums))
+                    cast("FieldSums", my_sums).absorb(cast("FieldSums", their_sums))
             except StateError as exc:
                 raise type(exc)(f"PFA: cannot merge response {field!r}: {exc}") from None
         self._batches += other._batches

@@ -152,7 +152,7 @@ class PFA:
         check_batch_size(batch_size)
         state = PFA.accumulator(epsilon_inactive=epsilon_inactive, precision=precision)
         (pfa,) = accumulate(producer, state, batch_size=batch_size, desc="PFA")
-        return cast(PFA, pfa)
+        return cast("PFA", pfa)
 
     @staticmethod
     def accumulator(*, epsilon_inactive: float = 1e-8, precision: str = "auto") -> _PFAAccumulator:
@@ -219,7 +219,7 @@ class PFA:
         """Read a result written by ``save`` (or a saved ``PFACovarianceState``)."""
         arrays, header = load_npz(path, expect="PFA")
         if header.get("kind") != "result":
-            return cast(PFA, PFACovarianceState._import(arrays, header).finalize())
+            return cast("PFA", PFACovarianceState._import(arrays, header).finalize())
         results = {}
         for i, name in enumerate(header["fields"]):
             cov = arrays[f"{i}.covariances"]
