@@ -86,7 +86,7 @@ def _data_pass(
 
 
 def run_demo(
-    out: str | os.PathLike = "out",
+    out: str | os.PathLike[str] = "out",
     *,
     batch_size: int = 128,
     seed: int = 0,

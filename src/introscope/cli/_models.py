@@ -36,7 +36,7 @@ class InputFileError(IntroscopeError):
     """A model or data file is missing, unreadable or of an unknown kind (exit status 3)."""
 
 
-def is_torch(path: str | os.PathLike, constructor: str | None) -> bool:
+def is_torch(path: str | os.PathLike[str], constructor: str | None) -> bool:
     """Whether ``load_model`` reads ``path`` with the PyTorch adapter."""
     return constructor is not None or pathlib.Path(path).suffix.lower() in _TORCH
 
@@ -66,7 +66,7 @@ def load_constructor(spec: str) -> Any:
 
 
 def load_model(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     *,
     constructor: str | None = None,
     device: str | None = None,

@@ -77,7 +77,7 @@ class TFModelWrapper:
         for part in (self.preprocessing, self.model(requested_responses), self.postprocessing):
             if part is None:
                 continue
-            stages.extend(part if isinstance(part, (list, tuple)) else [part])
+            stages.extend(part if isinstance(part, (list, tuple)) else [cast(PipelineStage, part)])
         return stages[0] if len(stages) == 1 else stages
 
 
