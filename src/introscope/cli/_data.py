@@ -331,7 +331,8 @@ def load_data(
         if image_size and fixed and tuple(image_size) != tuple(fixed):
             raise IntroscopeValueError(
                 f"--image-size {image_size[0]} {image_size[1]}: the model's input "
-                f"{cast(InputSpec, spec).name!r} takes {fixed[0]}x{fixed[1]} images (width x height); give "
+                f"{cast(InputSpec, spec).name!r} takes {fixed[0]}x{fixed[1]} images "
+                f"(width x height); give "
                 f"--image-size {fixed[0]} {fixed[1]}, or leave it out to resize to that"
             )
         first_size, first_channels = _first_size(files)

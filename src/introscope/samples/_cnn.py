@@ -82,7 +82,7 @@ def train(
                 idx = order[start : start + batch_size]
                 opt.zero_grad()
                 loss = nn.functional.cross_entropy(model(xt[idx]), yt[idx])
-                loss.backward()  # type: ignore[no-untyped-call]  # torch leaves backward unannotated
+                loss.backward()  # type: ignore[no-untyped-call]  # unannotated in torch
                 opt.step()
         model.eval()
     return model

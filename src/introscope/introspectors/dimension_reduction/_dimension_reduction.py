@@ -251,9 +251,8 @@ class _ReducedProducer:
     ) -> np.ndarray:
         project = getattr(reducer, "_transform_at", None)
         if project is not None:
-            return cast(
-                np.ndarray, project(x, start)
-            )  # the caller's error wrapper names the field and batch
+            # the caller's error wrapper names the field and batch
+            return cast(np.ndarray, project(x, start))
         if not reducer.is_one_shot:
             return reducer.transform(x)
         # A strategy written for DNIKit's protocol: its embedding, by position.
