@@ -32,7 +32,8 @@ def load() -> ModuleType | None:
         import cv2
     except ImportError:
         return None
-    return cv2
+    module: ModuleType = cv2  # (a module, typed Any when mypy runs without OpenCV installed)
+    return module
 
 
 def supports(images: np.ndarray) -> bool:
