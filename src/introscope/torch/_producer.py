@@ -21,7 +21,7 @@ __all__ = ["TorchProducer", "ProducerTorchDataset"]
 # metadata key, a callable ``(value, builder) -> None``, or None to drop the value.
 # ProducerTorchMapping: how a batch element maps to one position of a dataset sample.
 if TYPE_CHECKING:
-    from torch.utils.data import IterableDataset
+    from torch.utils.data import IterableDataset as _TorchIterableDataset
 
     TorchProducerMapping: TypeAlias = Union[
         str, Batch.MetaKey[Any], Batch.DictMetaKey[Any], Callable[..., Any], None
@@ -29,11 +29,11 @@ if TYPE_CHECKING:
     ProducerTorchMapping: TypeAlias = Union[
         str, Batch.MetaKey[Any], Batch.DictMetaKey[Any], Callable[..., Any]
     ]
-    _IterableDataset: TypeAlias = IterableDataset[tuple[Any, ...]]
+    IterableDataset: TypeAlias = _TorchIterableDataset[tuple[Any, ...]]
 else:  # the same aliases, unparametrized as they always were at run time
     TorchProducerMapping = Union[str, Batch.MetaKey, Batch.DictMetaKey, Callable, None]
     ProducerTorchMapping = Union[str, Batch.MetaKey, Batch.DictMetaKey, Callable]
-    _IterableDataset = _torch.utils.data.IterableDataset
+    IterableDataset = _torch.utils.data.IterableDataset
 
 
 def _check_mapping(mapping: Any, what: str) -> list[Any]:
@@ -204,7 +204,7 @@ def _rebatch(batches: Iterator[Batch], batch_size: int) -> Iterator[Batch]:
         yield concatenate_batches(pending)
 
 
-class ProducerTorchDataset(_IterableDataset):
+class ProducerTorchDataset(IterableDataset):
     """A PyTorch ``IterableDataset`` of one tuple per element of a producer's batches.
 
     ``mapping`` lists what each tuple position holds: a ``str`` copies a field (writable numpy
