@@ -485,3 +485,41 @@ def test_zero_features_and_too_few_samples_for_umap_are_clear_errors():
     x = np.random.default_rng(0).random((3, 5))
     with pytest.raises(IntroscopeValueError, match="needs at least 4 samples to fit, got 3"):
         DimensionReduction.introspect(StubProducer({"e": x}), strategies=S.UMAP(2))
+
+
+def _two_groups(offset, n=4000, d=16, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)) * (0.9 ** np.arange(d))
+    x[n // 10 :] += offset
+    return x.astype(np.float32)
+
+
+@pytest.mark.parametrize("offset", [0.0, 1000.0])
+def test_pca_warns_when_float32_products_cannot_resolve_the_kept_components(offset):
+    import warnings
+
+    from introscope.introspectors.dimension_reduction import PCAState
+
+    x = _two_groups(offset)
+    state = PCAState()
+    for lo in range(0, len(x), 256):
+        state.update(x[lo : lo + 256])
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        state.result(target_dimensions=3)
+        # survives a save and load (the flag is in the state dict)
+        PCAState.from_state_dict(state.state_dict()).result(target_dimensions=3)
+    messages = [str(w.message) for w in seen if "precision='float64'" in str(w.message)]
+    assert len(messages) == (2 if offset else 0), messages
+    if offset:
+        assert seen[0].filename == __file__  # points at the caller
+        assert "component 3" in messages[0]
+    # float64 products (or float64 data) never warn, and are exact
+    exact = PCAState(precision="float64")
+    exact.update(x)
+    wide = PCAState()
+    wide.update(x.astype(np.float64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fits = [s.result(target_dimensions=3) for s in (exact, wide)]
+    np.testing.assert_allclose(np.abs(fits[0].components), np.abs(fits[1].components), atol=1e-9)

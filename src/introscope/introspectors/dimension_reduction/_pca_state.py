@@ -83,7 +83,9 @@ class PCAState(State):
     Args:
         precision: ``"auto"`` (default) forms the products of float32 (and narrower) batches in
             float32 about a shift near the mean and sums them in float64 (covariance entries
-            within about 1e-7 relative); ``"float64"`` forms every product in float64.
+            within about 1e-7 of the largest variance, so a component ``r`` times weaker than
+            the first is off by about ``6e-8 * r`` relative, up to ~10x more for rows sorted by
+            class; ``result`` warns above 1e-4); ``"float64"`` forms every product in float64.
         name: the field's name, used in the messages of ``result``.
     """
 
@@ -96,6 +98,9 @@ class PCAState(State):
         self.precision = precision
         self.name = name
         self._sums: Any = None
+        # Whether some products were formed in float32 (precision "auto", float32 or narrower
+        # numpy batches: the dtypes PFACovarianceState multiplies in float32).
+        self._float32_products = False
 
     def _who(self) -> str:
         return f"PCAState({self.name!r})" if self.name else "PCAState"
@@ -141,6 +146,8 @@ class PCAState(State):
             sums = _Sums(shape[1], like=array if torch_input else None, precision=self.precision)
         sums.update(array)
         self._sums = sums
+        if not torch_input and self.precision == "auto" and array.dtype.char in _FLOAT32_EXACT:
+            self._float32_products = True
         return 0
 
     def merged(self, other: PCAState) -> PCAState:
@@ -148,6 +155,7 @@ class PCAState(State):
         if not isinstance(other, PCAState):
             raise StateError(f"can only merge another PCAState, got {type(other).__name__}")
         new = PCAState(precision=self.precision, name=self.name)
+        new._float32_products = self._float32_products or other._float32_products
         if self._sums is None or other._sums is None:
             source = self._sums if self._sums is not None else other._sums
             new._sums = None if source is None else source.copy()
@@ -171,6 +179,7 @@ class PCAState(State):
             "precision": self.precision,
             "name": self.name,
             "count": 0,
+            "float32_products": self._float32_products,
         }
         if self._sums is not None:
             inner = self._sums.state_dict()
@@ -192,6 +201,7 @@ class PCAState(State):
             precision=str(np.asarray(state.get("precision", "auto"))),
             name=str(np.asarray(state.get("name", ""))),
         )
+        new._float32_products = bool(np.asarray(state.get("float32_products", False)))
         if "sum" in state:
             total = np.asarray(state["sum"], dtype=np.float64)
             outer = np.asarray(state["outer"], dtype=np.float64)
@@ -249,6 +259,8 @@ class PCAState(State):
         # Only the k largest eigenpairs (ascending from scipy).
         values, vectors = eigh(cov, subset_by_index=(d - k, d - 1))
         values = np.maximum(values[::-1], 0.0)
+        if self._float32_products:
+            _warn_float32_conditioning(who, values)
         components = np.ascontiguousarray(vectors[:, ::-1].T)
         # scikit-learn's sign rule (svd_flip on the rows of Vt): largest |entry| positive.
         biggest = components[np.arange(k), np.argmax(np.abs(components), axis=1)]
@@ -260,6 +272,31 @@ class PCAState(State):
             explained_variance=values,
             explained_variance_ratio=ratio,
             n_samples=n,
+        )
+
+
+# float32 products (precision "auto") leave a component of variance v with relative errors of
+# about 2**-24 * (largest variance) / v (measured within 3x of this, more when rows come sorted,
+# e.g. by class); above this estimate, result() warns.
+_FLOAT32_ERROR_WARN = 1e-4
+_FLOAT32_EXACT = "?bBhHef"
+
+
+def _warn_float32_conditioning(who: str, values: np.ndarray) -> None:
+    """Warn when the float32 products cannot resolve the smallest kept component."""
+    largest, smallest = float(values[0]), float(values[-1])
+    if largest <= 0:
+        return
+    error = 2.0**-24 * largest / smallest if smallest > 0 else np.inf
+    if error > _FLOAT32_ERROR_WARN:
+        k = len(values)
+        warnings.warn(
+            f"{who}: the first component's variance is "
+            + (f"{largest / smallest:.1e} times" if smallest > 0 else "infinitely many times")
+            + f" component {k}'s, so with precision='auto' (float32 products of float32 data) "
+            f"the components can be off by about {min(error, 1.0):.0e} relative (more when the "
+            f"rows are sorted, e.g. by class); pass precision='float64' for exact components",
+            stacklevel=user_stacklevel(),
         )
 
 
