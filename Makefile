@@ -80,6 +80,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m ruff format --check src tests benchmarks
+	$(PY) -m mypy
 
 format: $(STAMP)
 	$(PY) -m ruff format src tests benchmarks
@@ -108,4 +109,4 @@ bench: $(STAMP) dnikit-venv
 
 clean:
 	rm -rf $(VENV) $(DNIKIT_VENV) $(SYMPHONY_VENV) build dist site docs/examples src/*.egg-info \
-	  .pytest_cache .ruff_cache out benchmarks/results .dnikit-sdist
+	  .pytest_cache .ruff_cache .mypy_cache out benchmarks/results .dnikit-sdist

@@ -10,7 +10,7 @@ __all__ = ["natural_key", "natural_sorted"]
 _PARTS = re.compile(r"(\d+)")
 
 
-def natural_key(name: object) -> tuple:
+def natural_key(name: object) -> tuple[tuple[int, int | str], ...]:
     """Sort key that compares runs of digits by value, so ``relu_2`` comes before ``relu_10``."""
     parts = _PARTS.split(str(name))
     # (0, number) / (1, text) pairs keep int and str from being compared with each other

@@ -22,7 +22,7 @@ def _in_jupyter() -> bool:
     if shell is None:
         return False
     try:
-        ip = shell.get_ipython()  # type: ignore[attr-defined]
+        ip = shell.get_ipython()
     except Exception:  # noqa: BLE001 - any odd IPython state means "not a notebook"
         return False
     return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -152,7 +153,7 @@ def user_stacklevel(*skip: str) -> int:
         else:  # a single module (e.g. "weakref", whose finalizers call ours)
             packages.append(path)
     prefixes = tuple(packages)
-    frame = sys._getframe(1)  # the function that warns
+    frame: FrameType | None = sys._getframe(1)  # the function that warns
     level = 1
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(prefixes):
         frame = frame.f_back

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from types import ModuleType
+from typing import cast
 
 __all__ = [
     "IntroscopeError",
@@ -44,7 +46,7 @@ class IntroscopeError(RuntimeError):
             "PFA: field 'fc' is empty"
         """
         if "_message" in self.__dict__:
-            return self.__dict__["_message"]
+            return cast(str, self.__dict__["_message"])
         return str(self.args[0]) if len(self.args) == 1 else str(self)
 
     @message.setter
@@ -177,7 +179,7 @@ def enable_deprecation_warnings(*, error: bool = False) -> None:
     warnings.simplefilter("error" if error else "default", DNIKitDeprecationWarning)
 
 
-def require(module: str, extra: str, purpose: str = ""):  # noqa: ANN201
+def require(module: str, extra: str, purpose: str = "") -> ModuleType:
     """Import an optional dependency or raise ``MissingDependencyError`` naming its extra.
 
     Examples:

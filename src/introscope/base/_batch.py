@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pathlib
 from collections.abc import Hashable, ItemsView, Iterator, KeysView, Mapping, Sequence, ValuesView
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast, overload
 
 import numpy as np
 
@@ -34,7 +34,7 @@ def _frozen(name: str, value: Any, where: str = "") -> np.ndarray:
     return value
 
 
-class _FrozenMapping(Mapping):
+class _FrozenMapping(Mapping[str, Any]):
     """Read-only mapping of a batch's fields or snapshots.
 
     ``==`` compares values as DNIKit does for these mappings: arrays by shape and contents, and
@@ -135,9 +135,9 @@ class _Storage:
     def _check_sizes(self) -> int:
         if not self.metadata and not self.snapshots and self.fields:
             # The common case (fields only), without building descriptions.
-            sizes = {a.shape[0] for a in self.fields.values()}
-            if len(sizes) == 1:
-                return sizes.pop()
+            first_dims = {a.shape[0] for a in self.fields.values()}
+            if len(first_dims) == 1:
+                return cast(int, first_dims.pop())
         sizes: list[tuple[str, int]] = [
             (f"field {n!r}", a.shape[0]) for n, a in self.fields.items()
         ]
@@ -423,7 +423,7 @@ class Batch:
 
     __hash__ = None  # type: ignore[assignment]
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         s = self._s
         return (Batch._from_parts, (s.fields, s.snapshots, s.metadata))
 

@@ -281,6 +281,7 @@ def write_batch(path: pathlib.Path, batch: Batch, policy: MetadataPolicy) -> dic
             info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_STORED
             # local header: 30 bytes + name + our padding field (4 + pad) + zip64 field (20)
+            assert zf.fp is not None  # open: inside the with block
             fixed = zf.fp.tell() + 30 + len(info.filename.encode()) + 4 + 20
             pad = -fixed % _ALIGN
             info.extra = struct.pack("<HH", _PAD_FIELD, pad) + b"\0" * pad
@@ -346,7 +347,10 @@ class _StoredNpz:
     """
 
     def __init__(
-        self, path: pathlib.Path, verify: bool = True, index: dict[str, list[int]] | None = None
+        self,
+        path: str | os.PathLike[str],
+        verify: bool = True,
+        index: dict[str, list[int]] | None = None,
     ) -> None:
         self._path = path
         self._verify = verify
@@ -435,7 +439,9 @@ class _StoredNpz:
         array = array.reshape(shape[::-1] if fortran else shape)
         return array.T if fortran else array
 
-    def _parse_header(self, name: str, member: np.ndarray) -> tuple[np.dtype, tuple, bool, int]:
+    def _parse_header(
+        self, name: str, member: np.ndarray
+    ) -> tuple[np.dtype, tuple[int, ...], bool, int]:
         stream = io.BytesIO(member[:65536].tobytes())
         try:
             version = np.lib.format.read_magic(stream)
@@ -451,7 +457,7 @@ class _StoredNpz:
 
 
 def read_batch(
-    path: pathlib.Path, verify: bool = True, index: dict[str, list[int]] | None = None
+    path: str | os.PathLike[str], verify: bool = True, index: dict[str, list[int]] | None = None
 ) -> Batch:
     """Load one batch written by ``write_batch`` (checking CRCs with ``verify``).
 

@@ -14,7 +14,7 @@ import os
 import pathlib
 import shutil
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from introscope._atomic import write_text
 from introscope.exceptions import IntroscopeError
@@ -89,7 +89,7 @@ def _read_manifest(root: pathlib.Path) -> dict[str, Any] | None:
             f"{root} holds a cache in format {manifest.get('version')}; this introscope reads "
             f"formats {readable}. Re-create it (Cacher.clear({str(root)!r}) removes it)"
         )
-    return manifest
+    return cast("dict[str, Any]", manifest)
 
 
 def _write_json_atomic(path: pathlib.Path, data: dict[str, Any]) -> None:

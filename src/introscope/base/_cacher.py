@@ -14,7 +14,7 @@ import pathlib
 import tempfile
 import weakref
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 from introscope.exceptions import IntroscopeError
 from introscope.typing import PathOrStr
@@ -79,6 +79,8 @@ class CachedProducer:
         (5, [[0, 1, 2], [3, 4]])
         >>> Cacher.clear(folder)
     """
+
+    _owner: Cacher  # set for an anonymous Cacher: its temporary folder lives as long as this
 
     def __init__(self, storage_path: PathOrStr, *, verify: bool = True) -> None:
         self._storage_path = pathlib.Path(storage_path).resolve()
@@ -323,7 +325,7 @@ class Cacher(PipelineStage):
             producer._owner = self  # the temporary folder is removed when the Cacher is
         return producer
 
-    def _get_batch_processor(self):  # noqa: ANN202 - never used, _pipeline is overridden
+    def _get_batch_processor(self) -> NoReturn:  # never used, _pipeline is overridden
         raise IntroscopeError("Cacher works on whole passes; it has no per-batch processor")
 
     def _pipeline(self, producer: Producer) -> Producer:

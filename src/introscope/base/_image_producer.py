@@ -8,7 +8,7 @@ import os
 import pathlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -109,7 +109,7 @@ _MODE_LAYOUT: dict[str, tuple[int, str]] = {
 IMAGE_MODES = ("L", "RGB", "RGBA")
 
 
-def _layout(mode: str, info: dict) -> tuple[int, str]:
+def _layout(mode: str, info: dict[str, Any]) -> tuple[int, str]:
     """Channels and dtype of the array ``load_image`` gives for an image of this mode."""
     if mode in _MODE_LAYOUT:
         return _MODE_LAYOUT[mode]
@@ -330,7 +330,7 @@ class ImageProducer:
         """
         if self._checked:
             return
-        groups: dict[tuple, list[pathlib.Path]] = {}
+        groups: dict[tuple[Any, ...], list[pathlib.Path]] = {}
         for path in self._paths:
             (width, height), channels, dtype = read_header(path)
             if self._mode is not None:
@@ -345,7 +345,7 @@ class ImageProducer:
         common = max(groups, key=lambda k: len(groups[k]))
         odd = sorted(p for k, ps in groups.items() if k != common for p in ps)
 
-        def describe(key: tuple) -> str:
+        def describe(key: tuple[Any, ...]) -> str:
             hw, channels, dtype = key
             size = f"{hw[1]}x{hw[0]} pixels, " if hw is not None else ""
             return f"{size}{channels} channel(s) of {dtype}"
@@ -396,7 +396,7 @@ class ImageProducer:
                 builder.metadata[Batch.StdKeys.PATH] = paths
                 if self._labels is not None:
                     builder.metadata[Batch.StdKeys.LABELS] = {
-                        self._label_key: list(self._labels[start : start + batch_size])
+                        cast(str, self._label_key): list(self._labels[start : start + batch_size])
                     }
                 yield builder.make_batch()
 

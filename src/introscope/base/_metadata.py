@@ -23,6 +23,7 @@ STD_PREFIX = "introscope.base.Batch.StdKeys."
 
 class _KeyBase:
     __slots__ = ("name",)
+    name: str
 
     def __init__(self, name: str) -> None:
         if not isinstance(name, str) or not name:
@@ -33,7 +34,7 @@ class _KeyBase:
         raise AttributeError(f"{type(self).__name__} is immutable")
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.name == self.name  # type: ignore[attr-defined]
+        return type(other) is type(self) and other.name == self.name
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, self.name))
@@ -79,7 +80,7 @@ class DictMetaKey(_KeyBase, Generic[_T]):
     __slots__ = ()
 
 
-AnyKey = MetaKey | DictMetaKey  # a runtime union (isinstance); annotations use _Key
+AnyKey: Any = MetaKey | DictMetaKey  # a runtime union (isinstance); annotations use _Key
 _Key: TypeAlias = "MetaKey[Any] | DictMetaKey[Any]"
 
 
@@ -105,7 +106,7 @@ def normalise_value(key: _Key, value: Any) -> list[Any] | dict[str, list[Any]]:
             f"metadata for {key!r} must be a mapping of str to per-element sequences, "
             f"got {type(value).__name__}"
         )
-    out: dict[str, list] = {}
+    out: dict[str, list[Any]] = {}
     for name, seq in value.items():
         if not isinstance(name, str):
             raise TypeError(f"entries of {key!r} must be keyed by str, got {name!r}")
@@ -136,7 +137,7 @@ def copy_storage(storage: Storage) -> Storage:
 
 
 def subset_storage(storage: Storage, index: Sequence[int] | slice) -> Storage:
-    def pick(seq: list) -> list:
+    def pick(seq: list[Any]) -> list[Any]:
         if isinstance(index, slice):
             return seq[index]
         return [seq[i] for i in index]
@@ -158,7 +159,7 @@ def concat_storages(storages: Sequence[Storage]) -> Storage:
             if key not in other:
                 raise IntroscopeValueError(f"batch {i} lacks metadata {key!r} that batch 0 has")
         if isinstance(value, dict):
-            merged: dict[str, list] = {}
+            merged: dict[str, list[Any]] = {}
             for name in value:
                 merged[name] = []
                 for i, s in enumerate(storages):

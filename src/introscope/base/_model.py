@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, overload, runtime_checkable
 
 import numpy as np
 
@@ -14,6 +14,8 @@ from introscope.typing import OneManyOrNone, resolve_one_many_or_none
 from ._batch import Batch
 from ._pipeline import PipelineStage
 from ._response_info import ResponseInfo
+
+_T = TypeVar("_T")
 
 __all__ = [
     "Model",
@@ -124,7 +126,11 @@ class ResponseInfoMapping(Mapping[str, ResponseInfo]):
         # Mapping's default __contains__/get rely on KeyError, which __getitem__ does not raise.
         return name in self._infos
 
-    def get(self, name: str, default: ResponseInfo | None = None) -> ResponseInfo | None:
+    @overload
+    def get(self, name: str) -> ResponseInfo | None: ...
+    @overload
+    def get(self, name: str, default: ResponseInfo | _T) -> ResponseInfo | _T: ...
+    def get(self, name: str, default: Any = None) -> Any:
         return self._infos.get(name, default)
 
     def __iter__(self) -> Iterator[str]:
@@ -272,10 +278,11 @@ class Model:
         if unknown:
             # An adapter may know why an output it saw is not a response (torch: no batch axis).
             explain = getattr(self._backend, "unavailable", None)
-            for name in sorted(unknown) if explain is not None else ():
-                reason = explain(name)
-                if reason:
-                    raise IntroscopeError(reason)
+            if explain is not None:
+                for name in sorted(unknown):
+                    reason = explain(name)
+                    if reason:
+                        raise IntroscopeError(reason)
             raise unknown_name_error("response", unknown, self._response_infos)
         return _ModelStage(self, frozenset(requested))
 

@@ -173,7 +173,7 @@ class _Hub:
                 self.cond.notify_all()
 
 
-def _describe(introspector: Callable[..., Any]) -> str:
+def _describe(introspector: object) -> str:
     func = getattr(introspector, "func", introspector)  # functools.partial
     name = getattr(func, "__qualname__", None) or type(func).__name__
     return name
@@ -205,11 +205,12 @@ def one_pass_accumulator(introspector: Any) -> tuple[Any, int | None] | None:
         getattr(introspector, "finalize", None)
     ):
         return introspector, None
-    func, keywords = introspector, {}
-    if isinstance(func, functools.partial):
-        if func.args:
+    func: Any = introspector
+    keywords: dict[str, Any] = {}
+    if isinstance(introspector, functools.partial):
+        if introspector.args:
             return None
-        func, keywords = func.func, dict(func.keywords)
+        func, keywords = introspector.func, dict(introspector.keywords)
     cls = _owner_class(func)
     factory = getattr(cls, "accumulator", None)
     if cls is None or not callable(factory) or getattr(func, "__name__", "") != "introspect":
@@ -485,12 +486,12 @@ def multi_introspect(
         ) from source_error
     if hub.errors:
         index = next(iter(hub.errors))  # the first to fail; later failures may be its echoes
-        exc = hub.errors[index]
+        first_error = hub.errors[index]
         for other, err in hub.errors.items():
             if other != index:
                 _logger.error("introspector %d also failed: %r", other, err)
         raise IntroscopeError(
             f"introspector {index} ({_describe(introspectors[index])}) failed: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
+            f"{type(first_error).__name__}: {first_error}"
+        ) from first_error
     return tuple(hub.results[i] for i in range(len(introspectors)))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -48,7 +48,7 @@ def check_batch_size(batch_size: object, argument: str = "batch_size") -> int:
 
 def checked_batches(
     producer: Producer, batch_size: int, *, allow_empty: bool = False, what: str = "producer"
-) -> Iterator[Batch]:
+) -> Generator[Batch, None, None]:
     """Iterate ``producer(batch_size)``, raising a clear error for anything that is not a Batch.
 
     With ``allow_empty=False`` a producer that yields nothing is an error too.

@@ -21,7 +21,7 @@ import mmap
 import os
 import sys
 import threading
-from typing import BinaryIO
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -56,9 +56,16 @@ def _take(size: int) -> np.ndarray:
         return buf
 
 
-def _read_into_buffer(f: BinaryIO, size: int) -> np.ndarray:
+class _ReadInto(Protocol):
+    """A binary file opened for reading (``open(path, "rb")``)."""
+
+    def fileno(self) -> int: ...
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
+
+
+def _read_into_buffer(f: _ReadInto, size: int) -> np.ndarray:
     out = _take(size)[:size]
-    view = memoryview(out)
+    view = memoryview(cast(Any, out))  # an ndarray is a buffer (numpy types __buffer__ on 3.12+)
     done = 0
     while done < size:
         got = f.readinto(view[done:])
@@ -70,7 +77,7 @@ def _read_into_buffer(f: BinaryIO, size: int) -> np.ndarray:
     return out
 
 
-def read_whole(f: BinaryIO, *, allow_mmap: bool | None = None) -> np.ndarray:
+def read_whole(f: _ReadInto, *, allow_mmap: bool | None = None) -> np.ndarray:
     """The whole of the open file ``f`` (from its start) as a read-only uint8 array.
 
     Memory-mapped on POSIX (``allow_mmap=None`` follows ``INTROSCOPE_CACHE_MMAP``), else a view

@@ -185,7 +185,7 @@ class TrainTestSplitProducer:
         )
 
 
-def _resolve_hashables(value: Any, argument: str) -> frozenset | None:
+def _resolve_hashables(value: Any, argument: str) -> frozenset[Hashable] | None:
     if value is None:
         return None
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
@@ -197,7 +197,7 @@ def _resolve_hashables(value: Any, argument: str) -> frozenset | None:
     return values
 
 
-def _label_mask(y: np.ndarray, labels: frozenset) -> np.ndarray:
+def _label_mask(y: np.ndarray, labels: frozenset[Hashable]) -> np.ndarray:
     if y.size == 0:
         return np.zeros(len(y), dtype=bool)
     flat = _squeeze_items(y)

@@ -102,7 +102,7 @@ def _common() -> argparse.ArgumentParser:
 
 
 def _sub(
-    sub: argparse._SubParsersAction, name: str, help: str, epilog: str
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str, epilog: str
 ) -> argparse.ArgumentParser:
     return sub.add_parser(
         name,

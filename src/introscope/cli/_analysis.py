@@ -10,13 +10,16 @@ import io
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 import numpy as np
 
 from introscope.exceptions import IntroscopeError
+
+if TYPE_CHECKING:
+    from introscope.base import Batch, Producer
 
 __all__ = [
     "Stages",
@@ -64,11 +67,11 @@ class Stages:
             print(f"      done in {took:.1f} s{extra}", file=self.stream, flush=True)
 
 
-def counted(producer: Callable[[int], Any], total: int, desc: str) -> Callable[[int], Iterator]:
+def counted(producer: Callable[[int], Any], total: int, desc: str) -> Producer:
     """``producer`` with a tqdm bar of samples out of ``total`` (when progress is on)."""
     from introscope._progress import progress_enabled
 
-    def produce(batch_size: int) -> Iterator:
+    def produce(batch_size: int) -> Iterator[Batch]:
         if not progress_enabled():
             yield from producer(batch_size)
             return
@@ -301,10 +304,10 @@ class RowDigests:
         self.field_seen: str | None = field
         self.digests: list[bytes] = []
 
-    def wrap(self, producer: Callable[[int], Iterator]) -> Callable[[int], Iterator]:
+    def wrap(self, producer: Callable[[int], Iterable[Batch]]) -> Producer:
         import hashlib
 
-        def produce(batch_size: int) -> Iterator:
+        def produce(batch_size: int) -> Iterator[Batch]:
             self.digests = []
             for batch in producer(batch_size):
                 names = list(batch.fields)
@@ -382,7 +385,7 @@ def projection_strategy(method: str, seed: int = 0) -> Any:
 def _column(frame: Any, prefix: str, suffix: str = "") -> str | None:
     for c in frame.columns:
         if c.startswith(prefix) and c.endswith(suffix):
-            return c
+            return cast("str | None", c)
     return None
 
 

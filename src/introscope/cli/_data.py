@@ -3,11 +3,12 @@ of embeddings (``.parquet``/``.npy``), each as a producer with ids and labels in
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 
@@ -71,11 +72,11 @@ class DataSource:
     ids: list[str]
     labels: list[str]
     field: str
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
     array: Any = None
     files: list[pathlib.Path] | None = None
     spec: InputSpec | None = None
-    preprocess: Preprocess = field(default_factory=Preprocess)
+    preprocess: Preprocess = dataclasses.field(default_factory=Preprocess)
     image_size: tuple[int, int] | None = None
     channels: int = 3
     #: Set when a PyTorch model refused the integer samples (a CNN given int16 scans): they
@@ -280,7 +281,7 @@ def _first_size(files: Sequence[pathlib.Path]) -> tuple[tuple[int, int], int]:
 def _npz_pick(data: Any, keys: Sequence[str]) -> np.ndarray | None:
     for k in keys:
         if k in data.files:
-            return data[k]
+            return cast(np.ndarray, data[k])
     return None
 
 
@@ -330,7 +331,8 @@ def load_data(
         if image_size and fixed and tuple(image_size) != tuple(fixed):
             raise IntroscopeValueError(
                 f"--image-size {image_size[0]} {image_size[1]}: the model's input "
-                f"{spec.name!r} takes {fixed[0]}x{fixed[1]} images (width x height); give "
+                f"{cast(InputSpec, spec).name!r} takes {fixed[0]}x{fixed[1]} images "
+                f"(width x height); give "
                 f"--image-size {fixed[0]} {fixed[1]}, or leave it out to resize to that"
             )
         first_size, first_channels = _first_size(files)
@@ -338,7 +340,8 @@ def load_data(
         channels = (spec.channels if spec and spec.channels else None) or first_channels
         src = DataSource(
             "images", p, ids, labels, "samples", files=files, spec=spec,
-            preprocess=preprocess, image_size=tuple(size), channels=channels,
+            preprocess=preprocess, image_size=cast("tuple[int, int]", tuple(size)),
+            channels=channels,
         )  # fmt: skip
         src.notes.append(
             f"{len(files)} images in {len({*labels})} label folders, resized to "

@@ -7,7 +7,7 @@ import os
 import pathlib
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import numpy as np
 
@@ -29,7 +29,7 @@ def _side_by_side(tables: dict[str, Any], index: str, columns: list[str]) -> str
 
     joined = pd.concat({name: t.set_index(index)[columns] for name, t in tables.items()}, axis=1)
     with pd.option_context("display.width", 200, "display.precision", 1):
-        return joined.to_string()
+        return cast(str, joined.to_string())
 
 
 def _digits_source(data: Any) -> DataSource:
@@ -86,7 +86,7 @@ def _data_pass(
 
 
 def run_demo(
-    out: str | os.PathLike = "out",
+    out: str | os.PathLike[str] = "out",
     *,
     batch_size: int = 128,
     seed: int = 0,

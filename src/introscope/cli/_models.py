@@ -9,7 +9,7 @@ import pathlib
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -36,7 +36,7 @@ class InputFileError(IntroscopeError):
     """A model or data file is missing, unreadable or of an unknown kind (exit status 3)."""
 
 
-def is_torch(path: str | os.PathLike, constructor: str | None) -> bool:
+def is_torch(path: str | os.PathLike[str], constructor: str | None) -> bool:
     """Whether ``load_model`` reads ``path`` with the PyTorch adapter."""
     return constructor is not None or pathlib.Path(path).suffix.lower() in _TORCH
 
@@ -66,7 +66,7 @@ def load_constructor(spec: str) -> Any:
 
 
 def load_model(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     *,
     constructor: str | None = None,
     device: str | None = None,
@@ -326,7 +326,7 @@ def _units(info: Any) -> int | None:
     if len(shape) < 2:
         return None
     axis = info.channel_axis if info.channel_axis is not None else len(shape) - 1
-    return shape[axis]
+    return cast("int | None", shape[axis])
 
 
 def output_layers(model: Any, weighted: set[Any]) -> set[str]:
@@ -374,5 +374,5 @@ def embedding_layer(model: Any, requested: str | None) -> str:
     for name in reversed(order):
         info = infos[name]
         if len(info.shape) == 2 and not _same_shape(info, final):
-            return name
-    return order[-1]
+            return cast(str, name)
+    return cast(str, order[-1])

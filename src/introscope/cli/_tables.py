@@ -8,7 +8,7 @@ import io
 import pathlib
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -31,7 +31,7 @@ def _missing_mask(items: list[Any]) -> list[bool]:
     from pandas import isna
 
     flags = isna(np.array(items, dtype=object))
-    return flags.tolist()
+    return cast("list[bool]", flags.tolist())
 
 
 def label_strings(values: Any) -> list[str]:

@@ -63,6 +63,7 @@ __all__ = [
 ]
 
 _A = TypeVar("_A", bound="Accumulator")
+_V = TypeVar("_V")
 
 #: Version of the layout written by ``Accumulator.state_dict``.
 FORMAT = 1
@@ -110,8 +111,11 @@ class Accumulator(abc.ABC):
         ``merge``)."""
 
     @abc.abstractmethod
-    def finalize(self, **options: Any) -> Any:
-        """The result object ``introspect`` returns."""
+    def finalize(self, *args: Any, **options: Any) -> Any:
+        """The result object ``introspect`` returns.
+
+        (``*args, **options``: each subclass chooses its own options, e.g. ``finalize(self)``.)
+        """
 
     def _changed(self) -> None:  # noqa: B027 - an optional hook
         """Called after every change of the states (subclasses drop cached results here)."""
@@ -314,7 +318,7 @@ class Accumulator(abc.ABC):
         if new in self._states:
             raise IntroscopeValueError(f"{self.owner}: cannot rename {old!r}: {new!r} exists")
 
-        def renamed(mapping: dict) -> dict:
+        def renamed(mapping: dict[str, _V]) -> dict[str, _V]:
             return {(new if k == old else k): v for k, v in mapping.items()}
 
         self._states = renamed(self._states)

@@ -12,7 +12,7 @@ import os
 import pathlib
 import zipfile
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -25,7 +25,9 @@ __all__ = ["HEADER_KEY", "load_npz", "save_npz"]
 HEADER_KEY = "__introscope__"
 
 
-def save_npz(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray], header: dict) -> None:
+def save_npz(
+    path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray], header: dict[str, Any]
+) -> None:
     """Write ``arrays`` and the JSON-able ``header`` to ``path`` atomically (no pickle)."""
     target = pathlib.Path(path)
     if HEADER_KEY in arrays:
@@ -38,10 +40,12 @@ def save_npz(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray], hea
             )
     payload[HEADER_KEY] = np.array(json.dumps(header, allow_nan=False))
     with atomic_open(target, "wb") as handle:
-        np.savez(handle, **payload)
+        np.savez(handle, **cast("dict[str, Any]", payload))  # every entry is an array
 
 
-def load_npz(path: str | os.PathLike[str], *, expect: str) -> tuple[dict[str, np.ndarray], dict]:
+def load_npz(
+    path: str | os.PathLike[str], *, expect: str
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Read a file written by ``save_npz``; ``expect`` is the header's ``"type"``."""
     target = pathlib.Path(path)
     if not target.exists():

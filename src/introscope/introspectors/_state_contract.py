@@ -61,7 +61,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import numpy as np
 
@@ -114,8 +114,8 @@ class State(abc.ABC):
         """A new state: this one's data followed by ``other``'s (inputs unchanged)."""
 
     @abc.abstractmethod
-    def result(self, **options: Any) -> Any:
-        """The answer for this response."""
+    def result(self, *args: Any, **options: Any) -> Any:
+        """The answer for this response (each state chooses its own options)."""
 
     @abc.abstractmethod
     def state_dict(self) -> dict[str, Any]:
@@ -161,9 +161,9 @@ def host_array(array: Any) -> np.ndarray:
     if is_torch_tensor(array):
         x = array.detach().cpu()
         try:
-            return x.numpy()
+            return cast(np.ndarray, x.numpy())
         except TypeError:  # bfloat16 and other dtypes numpy lacks
             import torch
 
-            return x.to(torch.float32).numpy()
+            return cast(np.ndarray, x.to(torch.float32).numpy())
     return np.asarray(array)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -302,6 +302,6 @@ def _run(session: Any, names: list[str], feeds: Mapping[str, Any]) -> list[Any]:
     """``session.run`` without onnxruntime's own error log line; its failures as
     ``_OnnxRuntimeFailure`` (the caller names the batch)."""
     try:
-        return session.run(names, feeds, _quiet())
+        return cast("list[Any]", session.run(names, feeds, _quiet()))
     except Exception as exc:  # noqa: BLE001 - onnxruntime's errors share no public base class
         raise _OnnxRuntimeFailure(_short(exc)) from exc

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -39,9 +39,12 @@ class Probe:
     def follows(self, name: str) -> bool:
         """Whether the tensor's dimension 0 was the batch size in every run."""
         runs = self.shapes[name]
-        if any(s is None for s in runs) or len({len(s) for s in runs}) != 1:  # type: ignore[arg-type]
+        if any(s is None for s in runs):
             return False
-        return all(len(s) > 0 and s[0] == b for s, b in zip(runs, BATCH_SIZES))  # type: ignore[arg-type]
+        shapes = cast("list[tuple[int, ...]]", runs)  # no None in it
+        if len({len(s) for s in shapes}) != 1:
+            return False
+        return all(len(s) > 0 and s[0] == b for s, b in zip(shapes, BATCH_SIZES))
 
     def shape(self, name: str, static: Shape) -> tuple[int | None, ...]:
         """The public shape: batch ``None``, then each size the inference knows or, where it made
@@ -77,7 +80,9 @@ def _feeds(inputs: GraphInputs, run: int) -> dict[str, np.ndarray] | str:
             return f"input {name!r} has an unknown rank"
         if not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
             return f"input {name!r} has dtype {dtype}"
-        dims = [BATCH_SIZES[run]] + [_FREE_SIZES[run] if is_dynamic(d) else d for d in shape[1:]]
+        dims = [BATCH_SIZES[run]] + [
+            _FREE_SIZES[run] if is_dynamic(d) else cast(int, d) for d in shape[1:]
+        ]
         feeds[name] = np.zeros(dims, dtype)
     return feeds
 
@@ -143,7 +148,9 @@ def dry_run(
     return Probe(shapes, dtypes)
 
 
-def _perturbed_feeds(inputs: GraphInputs) -> tuple[dict, dict] | str:
+def _perturbed_feeds(
+    inputs: GraphInputs,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | str:
     """Feeds at the fixed batch size, and the same with only sample 0 changed."""
     rng = np.random.default_rng(0)
     base: dict[str, np.ndarray] = dict(inputs.fixed)
@@ -151,7 +158,9 @@ def _perturbed_feeds(inputs: GraphInputs) -> tuple[dict, dict] | str:
     for name, (dtype, shape) in inputs.fed.items():
         if shape is None:
             return f"input {name!r} has an unknown rank"
-        dims = [inputs.static_batch] + [_FREE_SIZES[0] if is_dynamic(d) else d for d in shape[1:]]
+        dims = [cast(int, inputs.static_batch)] + [
+            _FREE_SIZES[0] if is_dynamic(d) else cast(int, d) for d in shape[1:]
+        ]
         if np.issubdtype(dtype, np.floating):
             value = rng.uniform(0.5, 1.5, dims).astype(dtype)
             other = value.copy()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -97,7 +97,10 @@ def read_inputs(graph: Any, fixed_inputs: Mapping[str, Any] | None) -> GraphInpu
         if shape == ():
             raise _not_batched(name, "is a scalar (shape ())")
     dynamic = [n for n, (_, s) in fed.items() if s is None or is_dynamic(s[0])]
-    sizes = {n: s[0] for n, (_, s) in fed.items() if s is not None and not is_dynamic(s[0])}
+    # not dynamic: an int
+    sizes = {
+        n: cast(int, s[0]) for n, (_, s) in fed.items() if s is not None and not is_dynamic(s[0])
+    }
     if dynamic and sizes:
         name, size = next(iter(sizes.items()))
         raise _not_batched(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -11,7 +11,7 @@ from introscope.base import ResponseInfo
 
 __all__ = ["node_kind"]
 
-Kind = ResponseInfo.LayerKind
+Kind: TypeAlias = ResponseInfo.LayerKind
 
 _FIXED: dict[str, Kind] = {
     "Gemm": Kind.DENSE,

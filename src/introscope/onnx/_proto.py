@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -77,7 +77,7 @@ class Constants(Mapping[str, np.ndarray]):
         }
 
     def __getitem__(self, name: str) -> np.ndarray:
-        return onnx().numpy_helper.to_array(self._protos[name])
+        return cast(np.ndarray, onnx().numpy_helper.to_array(self._protos[name]))
 
     def __contains__(self, name: object) -> bool:
         return name in self._protos

@@ -105,9 +105,9 @@ def _walk(
         data_dependent.update(outputs)
         for out in outputs:
             info = value_infos.get(out)
-            kind = info.type.WhichOneof("value") if info is not None else None
-            if kind not in (None, "tensor_type"):
-                reasons[out] = f"ONNX value {out!r} is a {kind.split('_')[0]}, not a tensor"
+            value_kind = info.type.WhichOneof("value") if info is not None else None
+            if value_kind not in (None, "tensor_type"):
+                reasons[out] = f"ONNX value {out!r} is a {value_kind.split('_')[0]}, not a tensor"
                 continue
             candidates.append(_Candidate(out, index, tensor_type(info)))
     return candidates

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
+from typing import Any
 
 import numpy as np
 
@@ -75,7 +76,7 @@ class Composer(PipelineStage):
 
     @classmethod
     def from_dict_metadata(
-        cls, metadata_key: Batch.DictMetaKey, label_dimension: str, label: Hashable
+        cls, metadata_key: Batch.DictMetaKey[Any], label_dimension: str, label: Hashable
     ) -> Composer:
         """A Composer that keeps elements whose ``metadata[metadata_key][label_dimension]``
         equals ``label`` (elements without that metadata are dropped).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar, cast
 
 import numpy as np
 
@@ -20,6 +21,8 @@ __all__ = [
     "FieldRenamer",
     "Concatenator",
 ]
+
+_V = TypeVar("_V")
 
 
 class MeanStdNormalizer(Processor):
@@ -66,9 +69,9 @@ class MeanStdNormalizer(Processor):
             if np.issubdtype(data.dtype, np.inexact):
                 # The values as given: Python scalars are weakly typed, so float32 data stays
                 # float32 as in DNIKit (a 0-d float64 array would promote it to float64).
-                return np.divide(data - mean, std)
+                return cast(np.ndarray, np.divide(data - mean, std))
             # Integer data: 0-d arrays promote, where a Python int would wrap (uint8 - 128).
-            return np.divide(data - mean_arr, std_arr)
+            return cast(np.ndarray, np.divide(data - mean_arr, std_arr))
 
         super().__init__(normalize, fields=fields)
 
@@ -211,7 +214,7 @@ class FieldRemover(PipelineStage):
         return f"FieldRemover(fields={sorted(self._fields)}, keep={self._keep})"
 
 
-def rename_keys(mapping: Mapping[str, str], data: Mapping[str, object]) -> dict[str, object]:
+def rename_keys(mapping: Mapping[str, str], data: Mapping[str, _V]) -> dict[str, _V]:
     """Rename keys of ``data``; a key overwritten by a rename target (and not renamed) is dropped."""
     targets = set(mapping.values()) - set(mapping)
     return {mapping.get(k, k): v for k, v in data.items() if k not in targets}
@@ -253,7 +256,7 @@ class FieldRenamer(PipelineStage):
         def process(batch: Batch) -> Batch:
             check_names_present("FieldRenamer", mapping, batch.fields.keys())
             builder = Batch.Builder(base=batch)
-            builder.fields = rename_keys(mapping, batch.fields)  # type: ignore[assignment]
+            builder.fields = rename_keys(mapping, batch.fields)
             return builder.make_batch()
 
         return process

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import TypeAlias
+from typing import TypeAlias, cast
 
 import numpy as np
 
@@ -130,8 +130,8 @@ def _lerp_axis(images: np.ndarray, size: int, axis: int, dtype: type) -> np.ndar
     weight = weight.astype(dtype).reshape((size,) + (1,) * (3 - axis))
     # Gather in the input dtype, convert only what is gathered; then low += (high - low) * w
     # in place (np.take copies, so astype(copy=False) never aliases the input).
-    low = np.take(images, i0, axis=axis).astype(dtype, copy=False)
-    high = np.take(images, i1, axis=axis).astype(dtype, copy=False)
+    low: np.ndarray = np.take(images, i0, axis=axis).astype(dtype, copy=False)
+    high: np.ndarray = np.take(images, i1, axis=axis).astype(dtype, copy=False)
     high -= low
     high *= weight
     low += high
@@ -238,7 +238,7 @@ def _rotation_matrix(h: int, w: int, angle: float, dtype: type) -> object:
     ]
     pixel = np.tile(np.arange(h * w), 4)
     index = np.concatenate([t[0] for t in taps])
-    weight = np.concatenate([t[1] for t in taps]).astype(dtype)
+    weight: np.ndarray = np.concatenate([t[1] for t in taps]).astype(dtype)
     # Coinciding taps (clamped to the frame) are summed by the CSR conversion.
     return sparse.csr_matrix((weight, (pixel, index)), shape=(h * w, (h + 2) * (w + 2)))
 
@@ -314,7 +314,7 @@ def _gaussian_kernel(sigma: float, eight_bit: bool) -> np.ndarray:
     kernel = np.exp(-(offsets**2) / (2 * sigma * sigma))
     kernel /= kernel.sum()
     if not eight_bit:
-        return kernel
+        return cast(np.ndarray, kernel)
     # OpenCV blurs 8-bit images with weights in 1/256 steps, rounded from the outside in with
     # the rounding error carried inward, the centre taking what is left so they sum to one.
     # Applying the same weights exactly matches it but for rare ties.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from types import ModuleType
+from typing import Any, cast
 
 import numpy as np
 
@@ -31,7 +32,8 @@ def load() -> ModuleType | None:
         import cv2
     except ImportError:
         return None
-    return cv2
+    module: ModuleType = cv2  # (a module, typed Any when mypy runs without OpenCV installed)
+    return module
 
 
 def supports(images: np.ndarray) -> bool:
@@ -46,7 +48,7 @@ def supports(images: np.ndarray) -> bool:
 
 def resize(images: np.ndarray, width: int, height: int) -> np.ndarray:
     """``cv2.resize`` (``INTER_LINEAR``) of each image to ``width`` x ``height``."""
-    cv2 = load()
+    cv2: Any = load()  # not None: _image.py calls these only when load() found OpenCV
     n, _, _, c = images.shape
     out = np.empty((n, height, width, c), dtype=images.dtype)
     for i in range(n):
@@ -68,7 +70,7 @@ def rotate(images: np.ndarray, angle: float, fill: Sequence[float]) -> np.ndarra
     Images of more than 4 channels are rotated 4 channels at a time (OpenCV's limit for a
     per-channel border), each group as exactly as OpenCV samples it: not DNIKit's numbers there.
     """
-    cv2 = load()
+    cv2: Any = load()  # not None: _image.py calls these only when load() found OpenCV
     n, h, w, c = images.shape
     matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
     out = np.empty_like(images, order="C")
@@ -92,7 +94,7 @@ def rotate(images: np.ndarray, angle: float, fill: Sequence[float]) -> np.ndarra
 def gaussian_blur(images: np.ndarray, sigma: float) -> np.ndarray:
     """``cv2.GaussianBlur`` of each image with automatic kernel size and OpenCV's default
     (reflect-101) border."""
-    cv2 = load()
+    cv2: Any = load()  # not None: _image.py calls these only when load() found OpenCV
     n, h, w, c = images.shape
     out = np.empty_like(images, order="C")
     for i in range(n):
@@ -104,4 +106,5 @@ def gaussian_blur(images: np.ndarray, sigma: float) -> np.ndarray:
 def lookup(data: np.ndarray, table: np.ndarray) -> np.ndarray:
     """``table[data]`` for a non-empty uint8 batch ``data`` and a 256-entry uint8 ``table``."""
     flat = np.ascontiguousarray(data).reshape(data.shape[0], -1)
-    return load().LUT(flat, table).reshape(data.shape)
+    cv2: Any = load()  # not None: _image.py calls this only when load() found OpenCV
+    return cast(np.ndarray, cv2.LUT(flat, table).reshape(data.shape))

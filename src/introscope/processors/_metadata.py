@@ -14,17 +14,20 @@ from ._fields import check_rename_mapping, rename_keys
 
 __all__ = ["MetadataRemover", "MetadataRenamer"]
 
-_AnyKey = Batch.MetaKey | Batch.DictMetaKey
+_AnyKey: Any = Batch.MetaKey | Batch.DictMetaKey  # a runtime union, for isinstance
 
 
-def _split_meta_keys(value: Any, argument: str) -> tuple[frozenset, frozenset]:
+def _split_meta_keys(
+    value: Any, argument: str
+) -> tuple[frozenset[Batch.MetaKey[Any]], frozenset[Batch.DictMetaKey[Any]]]:
     """(MetaKeys, DictMetaKeys) named by ``value`` (one key, a collection of keys, or None)."""
     if value is None:
         return frozenset(), frozenset()
     items = [value] if isinstance(value, _AnyKey) else value
     if not isinstance(items, Collection) or isinstance(items, (str, bytes)):
         raise TypeError(f"{argument} must be Batch.MetaKey/DictMetaKey objects, got {value!r}")
-    simple, nested = set(), set()
+    simple: set[Batch.MetaKey[Any]] = set()
+    nested: set[Batch.DictMetaKey[Any]] = set()
     for key in items:
         if isinstance(key, Batch.DictMetaKey):
             nested.add(key)
@@ -37,7 +40,7 @@ def _split_meta_keys(value: Any, argument: str) -> tuple[frozenset, frozenset]:
     return frozenset(simple), frozenset(nested)
 
 
-def _check_keys_present(stage: str, wanted: Collection, metadata: Any) -> None:
+def _check_keys_present(stage: str, wanted: Collection[Any], metadata: Any) -> None:
     missing = [k for k in wanted if k not in metadata]
     if missing:
         present = [repr(k) for k in metadata.keys()]
@@ -47,7 +50,7 @@ def _check_keys_present(stage: str, wanted: Collection, metadata: Any) -> None:
         )
 
 
-def _check_entries_present(stage: str, names: Collection[str], entries: Mapping) -> None:
+def _check_entries_present(stage: str, names: Collection[str], entries: Mapping[Any, Any]) -> None:
     """Every name must be an entry of at least one of the selected DictMetaKeys."""
     known = {n for value in entries.values() for n in value}
     missing = sorted(n for n in names if n not in known)
@@ -164,7 +167,7 @@ class MetadataRenamer(PipelineStage):
     """
 
     def __init__(
-        self, mapping: Mapping[str, str], *, meta_keys: OneManyOrNone[Batch.DictMetaKey] = None
+        self, mapping: Mapping[str, str], *, meta_keys: OneManyOrNone[Batch.DictMetaKey[Any]] = None
     ) -> None:
         self._mapping = check_rename_mapping("MetadataRenamer", mapping)
         simple, self._meta_keys = _split_meta_keys(meta_keys, "meta_keys")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import enum
 import warnings
-from collections.abc import Collection, Mapping
-from typing import TypeAlias
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, TypeAlias, cast
 
 import numpy as np
 
@@ -27,7 +27,11 @@ class _Method(enum.Enum):
     AVERAGE = enum.auto()
 
 
-_REDUCERS = {_Method.MAX: np.max, _Method.SUM: np.sum, _Method.AVERAGE: np.mean}
+_REDUCERS: dict[_Method, Callable[..., Any]] = {
+    _Method.MAX: np.max,
+    _Method.SUM: np.sum,
+    _Method.AVERAGE: np.mean,
+}
 
 
 class Pooler(Processor):
@@ -55,6 +59,7 @@ class Pooler(Processor):
 
     Method: TypeAlias = _Method
     _needs_numbers = True
+    _func: Callable[..., Any]  # a numpy reducer: called with axis=
 
     def __init__(
         self,
@@ -105,7 +110,7 @@ class Pooler(Processor):
                 f"of shape {array.shape}"
             )
         self._check_channels(name, ndim, axes)
-        return self._func(array, axis=tuple(sorted(axes)))
+        return cast(np.ndarray, self._func(array, axis=tuple(sorted(axes))))
 
     def _check_channels(self, name: str, ndim: int, axes: set[int]) -> None:
         info = self._infos.get(name) if self._infos is not None else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -60,7 +60,7 @@ def encode_state(state: Mapping[str, Any]) -> bytes:
         ) from None
     arrays[_DTYPES] = np.array(json.dumps(dtypes))
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, **cast("dict[str, Any]", arrays))  # every entry is an array
     return buf.getvalue()
 
 

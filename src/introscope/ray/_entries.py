@@ -8,7 +8,7 @@ finish the merged state into the object that the introspector's own ``introspect
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -139,7 +139,7 @@ class AccumulatorEntry(Entry):
 
     def state_dict(self, state: Any) -> dict[str, Any]:
         """The accumulator's own ``state_dict()``."""
-        return state.state_dict()
+        return cast("dict[str, Any]", state.state_dict())
 
     def from_state_dict(self, data: Mapping[str, Any]) -> Any:
         """The accumulator rebuilt from ``data`` by its class's ``from_state_dict``."""

@@ -143,7 +143,8 @@ def live_node_resources() -> list[dict[str, Any]]:
     """The resources of each live node of the connected Ray cluster."""
     import ray
 
-    return [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
+    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]  # untyped in ray
+    return [dict(n.get("Resources", {})) for n in nodes if n.get("Alive")]
 
 
 def check_responses(responses: Any, owner: str) -> list[str] | None:

@@ -247,6 +247,8 @@ class ModelBlockAccumulator(BlockAccumulator):
         return dict(block)
 
     def _source_stages(self) -> list[PipelineStage]:
+        # Only called when the model loaded (__call__ returns the error row otherwise).
+        assert self.model_stage is not None
         return [self.model_stage, *self.stages]
 
 

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from introscope.exceptions import require
 
-torch = require("torch", "torch", "the bundled digits CNN")
-nn = torch.nn
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+else:
+    torch = require("torch", "torch", "the bundled digits CNN")
+    nn = torch.nn
 
 __all__ = ["DigitsCNN", "train", "accuracy"]
 
@@ -38,7 +43,7 @@ class DigitsCNN(nn.Module):
         if x.ndim == 3:
             x = x.unsqueeze(1)
         x = self.pool(self.relu2(self.conv2(self.relu1(self.conv1(x)))))
-        return self.fc2(self.relu3(self.fc1(self.flatten(x))))
+        return cast("torch.Tensor", self.fc2(self.relu3(self.fc1(self.flatten(x)))))
 
 
 @contextlib.contextmanager
@@ -77,7 +82,7 @@ def train(
                 idx = order[start : start + batch_size]
                 opt.zero_grad()
                 loss = nn.functional.cross_entropy(model(xt[idx]), yt[idx])
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]  # unannotated in torch
                 opt.step()
         model.eval()
     return model

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import pathlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -137,7 +137,7 @@ def _cache_file(cache: bool | PathOrStr, variant: str, seed: int) -> pathlib.Pat
     return directory / f"digits_cnn-{variant}-seed{seed}-v{_RECIPE_VERSION}.npz"
 
 
-def _read_cache(path: pathlib.Path) -> Any | None:
+def _read_cache(path: pathlib.Path) -> torch.nn.Module | None:
     from . import _cnn
 
     try:
@@ -153,7 +153,7 @@ def _write_cache(path: pathlib.Path, arrays: dict[str, np.ndarray]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_open(path, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **cast("dict[str, Any]", arrays))  # every entry is an array
     except OSError as exc:
         _LOG.warning("could not cache digits CNN weights in %s: %s", path, exc)
 

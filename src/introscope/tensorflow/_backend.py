@@ -157,10 +157,10 @@ class KerasBackend:
             kind, typename = layer_kind(layer), type(layer).__name__
             for c, (node, outputs) in enumerate(calls):
                 base = layer.name if c == 0 else f"{layer.name}/call_{c}"
-                keys = self._output_keys(layer, node, outputs)
+                out_keys = self._output_keys(layer, node, outputs)
                 for j, tensor in enumerate(outputs):
-                    if keys is not None:
-                        name = base + "".join(f"[{k}]" for k in keys[j])
+                    if out_keys is not None:
+                        name = base + "".join(f"[{k}]" for k in out_keys[j])
                     else:
                         name = base if len(outputs) == 1 or j == 0 else f"{base}:{j}"
                     if name in tensors:
@@ -210,7 +210,9 @@ class KerasBackend:
         # Private graph attributes unavailable: fall back to the public (first call) output.
         return [(None, _flatten(layer.output))]
 
-    def _output_keys(self, layer: Any, node: Any, outputs: list[Any]) -> list[tuple] | None:
+    def _output_keys(
+        self, layer: Any, node: Any, outputs: list[Any]
+    ) -> list[tuple[Any, ...]] | None:
         """The path of each output of a call that returned a dict (``[("logits",), ...]``).
 
         Keras keeps a call's outputs flattened (dict values in sorted key order) and not their

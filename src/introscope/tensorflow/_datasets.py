@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
-from typing import Any, ClassVar
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any, ClassVar, cast
 
 from introscope.base import TrainTestSplitProducer
 from introscope.exceptions import IntroscopeError, IntroscopeValueError
@@ -70,7 +70,8 @@ class _KerasDataset(TrainTestSplitProducer):
 
     def _load(self) -> TrainTestSplitType:
         keras = import_keras()
-        return getattr(keras.datasets, self._keras_name.lower().replace("-", "_")).load_data()
+        dataset = getattr(keras.datasets, self._keras_name.lower().replace("-", "_"))
+        return cast(TrainTestSplitType, dataset.load_data())
 
     def str_to_label_idx(self) -> list[str]:
         """Class names, in label order (so ``subset(labels=["cat"])`` works)."""
@@ -87,7 +88,8 @@ class _KerasDataset(TrainTestSplitProducer):
         """Like ``TrainTestSplitProducer.subset``; labels may also be class names."""
         if labels is not None:
             many = not isinstance(labels, (str, bytes)) and hasattr(labels, "__iter__")
-            converted = [self._label_index(v) for v in (labels if many else [labels])]
+            values = cast("Iterable[Hashable]", labels) if many else [labels]
+            converted = [self._label_index(v) for v in values]
             labels = converted
         return super().subset(labels, datasets, max_samples)
 
@@ -142,7 +144,8 @@ class CIFAR100(_KerasDataset):
         super().__init__(split_dataset, attach_metadata=attach_metadata, max_samples=max_samples)
 
     def _load(self) -> TrainTestSplitType:
-        return import_keras().datasets.cifar100.load_data(label_mode=self.label_mode)
+        cifar100 = import_keras().datasets.cifar100
+        return cast(TrainTestSplitType, cifar100.load_data(label_mode=self.label_mode))
 
     def str_to_label_idx(self) -> list[str]:
         return list(_CIFAR100_FINE if self.label_mode == "fine" else _CIFAR100_COARSE)
@@ -153,7 +156,7 @@ class CIFAR100(_KerasDataset):
         datasets: OneManyOrNone[str] = None,
         max_samples: int | None = None,
     ) -> TrainTestSplitProducer:
-        result = super().subset(labels, datasets, max_samples)
+        result = cast(CIFAR100, super().subset(labels, datasets, max_samples))  # type(self)
         result.label_mode = self.label_mode  # the subset keeps the meaning of its labels
         return result
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -77,7 +77,7 @@ class TFModelWrapper:
         for part in (self.preprocessing, self.model(requested_responses), self.postprocessing):
             if part is None:
                 continue
-            stages.extend(part if isinstance(part, (list, tuple)) else [part])
+            stages.extend(part if isinstance(part, (list, tuple)) else [cast(PipelineStage, part)])
         return stages[0] if len(stages) == 1 else stages
 
 
@@ -110,7 +110,10 @@ def _mobilenet_preprocessing(pixels: np.ndarray) -> np.ndarray:
     a batch's read-only arrays (and would change the caller's data if they were writable).
     """
     keras = import_keras()
-    return keras.applications.mobilenet.preprocess_input(np.array(pixels, np.float32, copy=True))
+    return cast(
+        np.ndarray,
+        keras.applications.mobilenet.preprocess_input(np.array(pixels, np.float32, copy=True)),
+    )
 
 
 class TFModelExamples:

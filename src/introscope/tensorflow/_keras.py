@@ -6,14 +6,14 @@ import importlib
 import importlib.util
 import os
 import sys
-from typing import Any
+from typing import Any, TypeAlias
 
 from introscope.base import ResponseInfo
 from introscope.exceptions import IntroscopeError, MissingDependencyError, require
 
 __all__ = ["import_keras", "layer_kind"]
 
-Kind = ResponseInfo.LayerKind
+Kind: TypeAlias = ResponseInfo.LayerKind
 
 
 def import_keras() -> Any:

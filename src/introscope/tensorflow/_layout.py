@@ -108,7 +108,7 @@ def _class_names(operation: Any) -> list[str]:
 
 def _history(tensor: Any) -> tuple[Any, Any, int] | None:
     """(operation, node, output index) that produced a symbolic tensor, or None."""
-    history = getattr(tensor, "_keras_history", None)
+    history: Any = getattr(tensor, "_keras_history", None)
     operation = getattr(history, "operation", None)
     if operation is None:
         return None

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +58,7 @@ class _Spec:
     name: str
     path: str  # dotted module path; "" is the root, whose response is forward's return value
     call: int  # which call of the module within one forward pass
-    key: tuple  # position inside the module's (nested) output
+    key: tuple[Any, ...]  # position inside the module's (nested) output
     info: ResponseInfo
 
 
@@ -232,14 +232,14 @@ class TorchBackend:
 
     def _record_shapes(
         self, arrays: Sequence[np.ndarray], order: list[tuple[str, int]] | None = None
-    ) -> dict[str, list[list[tuple]]]:
+    ) -> dict[str, list[list[tuple[tuple[Any, ...], Any]]]]:
         """One forward pass: per module path, per call, ``(key, (shape, dtype))`` of each output
         tensor (the model's own output under ``""``); ``order`` gets ``(path, call)`` in the
         order the calls finished."""
         tensors = self._to_tensors(dict(zip(self._input_names, arrays)), check=False)
-        records: dict[str, list[list[tuple[tuple, Any]]]] = {}
+        records: dict[str, list[list[tuple[tuple[Any, ...], Any]]]] = {}
 
-        def make_hook(path: str):  # noqa: ANN202
+        def make_hook(path: str) -> Callable[[Any, Any, Any], None]:
             def hook(_module: Any, _args: Any, out: Any) -> None:
                 calls = records.setdefault(path, [])
                 if order is not None:
@@ -261,8 +261,10 @@ class TorchBackend:
         return records
 
     def _fixed_first_dims(
-        self, arrays: Sequence[np.ndarray], records: Mapping[str, list[list[tuple]]]
-    ) -> set[tuple]:
+        self,
+        arrays: Sequence[np.ndarray],
+        records: Mapping[str, list[list[tuple[tuple[Any, ...], Any]]]],
+    ) -> set[tuple[str, int, tuple[Any, ...]]]:
         """Outputs whose dimension 0 equals the dry run's batch size by coincidence.
 
         A second pass with another number of elements (the first element repeated, 2 or 3
@@ -304,10 +306,10 @@ class TorchBackend:
         fixed = self._fixed_first_dims(arrays, records) if batch_size else set()
         specs: dict[str, _Spec] = {}
         not_batched = []
-        self._not_batched: dict[str, tuple[int, ...]] = {}
+        self._not_batched = {}
         # A (batch, sequence, features) model input: what is computed from it element-wise
         # keeps no channel axis (rank-4 and -5 inputs are NCHW / NCDHW).
-        layouts: dict[tuple, int | None] = {
+        layouts: dict[tuple[int, ...], int | None] = {
             tuple(a.shape[1:]): None for a in arrays if getattr(a, "ndim", 0) == 3
         }
         # In the order the calls finished: the calls of a shared module stay where they ran
@@ -492,7 +494,9 @@ class TorchBackend:
         captured: dict[str, Any] = {}
         counts: dict[str, int] = dict.fromkeys(wanted, 0)
 
-        def make_hook(path: str, by_call: dict[int, list[_Spec]]):  # noqa: ANN202
+        def make_hook(
+            path: str, by_call: dict[int, list[_Spec]]
+        ) -> Callable[[Any, Any, Any], None]:
             def hook(_module: Any, _args: Any, out: Any) -> None:
                 call = counts[path]
                 counts[path] = call + 1

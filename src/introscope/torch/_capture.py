@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 
-def torch_module():  # noqa: ANN201
+def torch_module() -> Any:
     """``import torch`` or raise an error naming the ``torch`` extra."""
     return require("torch", "torch", "PyTorch models")
 
@@ -98,7 +98,7 @@ def eval_mode(modules: list[Any]) -> Iterator[None]:
             m.training = True
 
 
-def flatten_output(value: Any, key: tuple = ()) -> Iterator[tuple[tuple, Any]]:
+def flatten_output(value: Any, key: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
     """Yield ``(key, tensor)`` for every tensor in a module output (nested tuples/lists/dicts;
     a namedtuple's items are keyed by field name). A ``PackedSequence`` holds no per-sample
     tensor (its data is every sequence's steps, packed): it gives no response."""
@@ -108,7 +108,7 @@ def flatten_output(value: Any, key: tuple = ()) -> Iterator[tuple[tuple, Any]]:
     elif isinstance(value, torch.nn.utils.rnn.PackedSequence):
         return
     elif isinstance(value, tuple) and isinstance(getattr(value, "_fields", None), tuple):
-        for name, item in zip(value._fields, value, strict=False):
+        for name, item in zip(cast(Any, value)._fields, value, strict=False):
             yield from flatten_output(item, key + (str(name),))
     elif isinstance(value, (tuple, list)):
         for i, item in enumerate(value):
@@ -119,7 +119,7 @@ def flatten_output(value: Any, key: tuple = ()) -> Iterator[tuple[tuple, Any]]:
     # Anything else (None, numbers, custom objects) carries no response.
 
 
-def get_output(value: Any, key: tuple) -> Any:
+def get_output(value: Any, key: tuple[Any, ...]) -> Any:
     """The part of a module output at ``key`` (as built by :func:`flatten_output`)."""
     for k in key:
         value = getattr(value, k) if isinstance(value, tuple) and isinstance(k, str) else value[k]
@@ -135,7 +135,7 @@ def call_name(base: str, call: int, repeated: bool) -> str:
     return f"{base}#{call}" if repeated else base
 
 
-def key_suffix(key: tuple) -> str:
+def key_suffix(key: tuple[Any, ...]) -> str:
     """``(1, "logits")`` -> ``"[1][logits]"``."""
     return "".join(f"[{k}]" for k in key)
 
@@ -146,7 +146,7 @@ def numpy_dtype(torch_dtype: Any) -> np.dtype:
     if torch_dtype == torch.bfloat16:
         return np.dtype(np.float32)
     try:
-        return torch.empty(0, dtype=torch_dtype).numpy().dtype
+        return cast(np.dtype, torch.empty(0, dtype=torch_dtype).numpy().dtype)
     except TypeError as exc:
         raise IntroscopeError(f"torch dtype {torch_dtype} has no numpy equivalent") from exc
 
@@ -157,7 +157,7 @@ def to_numpy(tensor: Any, name: str) -> np.ndarray:
     if tensor.dtype == torch.bfloat16:
         tensor = tensor.float()
     try:
-        return tensor.numpy()
+        return cast(np.ndarray, tensor.numpy())
     except TypeError as exc:
         raise IntroscopeError(
             f"response {name!r} has torch dtype {tensor.dtype}, which numpy cannot hold"

@@ -7,6 +7,7 @@ import sys
 import warnings
 import weakref
 from collections.abc import Callable, Mapping
+from types import FrameType
 from typing import Any
 
 from introscope._validation import user_stacklevel
@@ -36,7 +37,7 @@ def _compiling(torch: Any) -> bool:
 
 def _in_trace_check() -> bool:
     """Whether ``torch.jit.trace`` is running the model to check its trace (check_trace)."""
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     while frame is not None:
         code = frame.f_code
         if code.co_name == "_check_trace" and code.co_filename.endswith(_TRACE_FILE):
@@ -102,7 +103,7 @@ def _inert() -> Callable[..., None]:
     return _inert_hook
 
 
-def _batch_rows(tensor_type: type, args: tuple[Any, ...]) -> int | None:
+def _batch_rows(tensor_type: type[Any], args: tuple[Any, ...]) -> int | None:
     """Dimension 0 of the first tensor among a forward's positional arguments (or the values
     of a mapping among them), None when there is none."""
     for arg in args:

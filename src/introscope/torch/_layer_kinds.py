@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 from introscope.base import ResponseInfo
 
 __all__ = ["layer_kind"]
 
-_Kind = ResponseInfo.LayerKind
+_Kind: TypeAlias = ResponseInfo.LayerKind
 
 # Class names of torch.nn, looked up along a module's MRO so subclasses inherit their base kind.
 _KINDS: dict[str, _Kind] = {

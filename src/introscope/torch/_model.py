@@ -46,6 +46,8 @@ class TorchModel(Model):
         (None, 4)
     """
 
+    _backend: TorchBackend
+
     @property
     def module(self) -> Any:
         """The wrapped ``torch.nn.Module``."""
@@ -200,7 +202,7 @@ def _pick_inputs(model: TorchModel, batch: Batch) -> list[np.ndarray]:
 
 def _example_arrays(
     example_input: Any, names: list[str], var: bool, optional: list[str]
-) -> tuple[list, list[str]]:
+) -> tuple[list[np.ndarray], list[str]]:
     torch = torch_module()
 
     def as_array(x: Any, what: str) -> np.ndarray:

@@ -33,7 +33,7 @@ import threading
 import warnings
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import numpy as np
 
@@ -156,7 +156,7 @@ class Monitor(Generic[_R]):
             if result is acc and callable(getattr(acc, "spawn", None)):
                 # An accumulator that is its own result (IUA, as in DNIKit): a copy.
                 result = acc.merge(acc.spawn()).finalize()
-            return result
+            return cast(_R, result)
 
     def reset(self) -> None:
         """Forget everything seen so far (hooks stay attached), e.g. once per epoch."""
@@ -308,7 +308,7 @@ class Monitor(Generic[_R]):
                 upstream = self._layouts.get(shape[1:], UNKNOWN_UPSTREAM)
                 self._layouts[shape[1:]] = channels_first_axis(kind, len(shape), upstream)
 
-    def _make_hook(self, name: str, module: Any):  # noqa: ANN202
+    def _make_hook(self, name: str, module: Any) -> Callable[[Any, Any, Any], None]:
         tensor_type = self._torch.Tensor
         # The id of the autograd graph being run, -1 outside backward().
         in_backward = getattr(self._torch._C, "_current_graph_task_id", lambda: -1)

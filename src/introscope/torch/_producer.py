@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, TypeAlias, Union
 
 import numpy as np
 
@@ -17,14 +17,26 @@ _torch = torch_module()  # introscope.torch needs torch; this names the extra if
 
 __all__ = ["TorchProducer", "ProducerTorchDataset"]
 
-#: How one position of a dataset sample maps to a batch: a field name, a metadata key,
-#: a callable ``(value, builder) -> None``, or None to drop the value.
-TorchProducerMapping = Union[str, Batch.MetaKey, Batch.DictMetaKey, Callable, None]
-#: How a batch element maps to one position of a dataset sample.
-ProducerTorchMapping = Union[str, Batch.MetaKey, Batch.DictMetaKey, Callable]
+# TorchProducerMapping: how one position of a dataset sample maps to a batch: a field name, a
+# metadata key, a callable ``(value, builder) -> None``, or None to drop the value.
+# ProducerTorchMapping: how a batch element maps to one position of a dataset sample.
+if TYPE_CHECKING:
+    from torch.utils.data import IterableDataset as _TorchIterableDataset
+
+    TorchProducerMapping: TypeAlias = Union[
+        str, Batch.MetaKey[Any], Batch.DictMetaKey[Any], Callable[..., Any], None
+    ]
+    ProducerTorchMapping: TypeAlias = Union[
+        str, Batch.MetaKey[Any], Batch.DictMetaKey[Any], Callable[..., Any]
+    ]
+    IterableDataset: TypeAlias = _TorchIterableDataset[tuple[Any, ...]]
+else:  # the same aliases, unparametrized as they always were at run time
+    TorchProducerMapping = Union[str, Batch.MetaKey, Batch.DictMetaKey, Callable, None]
+    ProducerTorchMapping = Union[str, Batch.MetaKey, Batch.DictMetaKey, Callable]
+    IterableDataset = _torch.utils.data.IterableDataset
 
 
-def _check_mapping(mapping: Any, what: str) -> list:
+def _check_mapping(mapping: Any, what: str) -> list[Any]:
     if isinstance(mapping, (str, bytes)) or not isinstance(mapping, Sequence):
         raise IntroscopeError(
             f"{what} mapping must be a list (e.g. ['image', labels_key]), got {mapping!r}"
@@ -149,7 +161,7 @@ class TorchProducer:
         else:
             mapping(value, builder)
 
-    def _dict_metadata(self, value: Any, key: Batch.DictMetaKey) -> dict[str, list]:
+    def _dict_metadata(self, value: Any, key: Batch.DictMetaKey[Any]) -> dict[str, list[Any]]:
         torch = torch_module()
         anon = self.anonymous_field_name
         if isinstance(value, torch.Tensor):
@@ -192,7 +204,7 @@ def _rebatch(batches: Iterator[Batch], batch_size: int) -> Iterator[Batch]:
         yield concatenate_batches(pending)
 
 
-class ProducerTorchDataset(_torch.utils.data.IterableDataset):
+class ProducerTorchDataset(IterableDataset):
     """A PyTorch ``IterableDataset`` of one tuple per element of a producer's batches.
 
     ``mapping`` lists what each tuple position holds: a ``str`` copies a field (writable numpy
@@ -232,7 +244,7 @@ class ProducerTorchDataset(_torch.utils.data.IterableDataset):
         self.batch_size = check_batch_size(batch_size)
         self.transforms = dict(transforms or {})
 
-    def __iter__(self) -> Iterator[tuple]:
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
         torch = torch_module()
         info = torch.utils.data.get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)

@@ -78,9 +78,9 @@ def heatmap_grid(prop: np.ndarray, channel_axis: int | None) -> tuple[np.ndarray
     size = prop.size
     cols = max(1, math.ceil(math.sqrt(size)))
     rows = max(1, math.ceil(size / cols))
-    img = np.full(rows * cols, np.nan)
-    img[:size] = prop.reshape(-1)
-    return img.reshape(rows, cols), f"unit % {cols}", f"unit // {cols}"
+    grid = np.full(rows * cols, np.nan)
+    grid[:size] = prop.reshape(-1)
+    return grid.reshape(rows, cols), f"unit % {cols}", f"unit // {cols}"
 
 
 def _title(row: Row) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import cast
 
 from introscope.exceptions import IntroscopeError, require
 
@@ -19,7 +20,7 @@ def plotly_js() -> str:
             "the installed plotly.js contains '</script' and cannot be inlined; "
             "install another plotly version (pip install -U plotly)"
         )
-    return js
+    return cast(str, js)
 
 
 def plotly_version() -> str:

@@ -267,8 +267,8 @@ def _comparison(models: Sequence[ModelSection], note: str) -> str:
     for name in pfa_names:
         row = [esc(name)]
         for m in models:
-            r = next((r for r in m.pfa if r.name == name), None)
-            row.append("–" if r is None else f"{r.recommended} / {r.original}")
+            p = next((p for p in m.pfa if p.name == name), None)
+            row.append("–" if p is None else f"{p.recommended} / {p.original}")
         pfa_body.append(row)
     out = '<section id="comparison"><h2>Model health side by side</h2>'
     if note:

@@ -17,6 +17,7 @@ import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ def ivf_lists(n: int) -> int:
 
 
 @contextmanager
-def _faiss_threads(faiss, count: int) -> Iterator[None]:  # noqa: ANN001
+def _faiss_threads(faiss: Any, count: int) -> Iterator[None]:
     before = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(count)
     try:
@@ -50,7 +51,7 @@ def _faiss_threads(faiss, count: int) -> Iterator[None]:  # noqa: ANN001
 class _Partition:
     """k-means lists of the samples, and each list's neighbouring lists by centroid distance."""
 
-    def __init__(self, faiss, x: np.ndarray, nlist: int, seed: int) -> None:  # noqa: ANN001
+    def __init__(self, faiss: Any, x: np.ndarray, nlist: int, seed: int) -> None:
         n, d = x.shape
         if d > PARTITION_DIMS:
             rng = np.random.default_rng(seed)
@@ -82,7 +83,9 @@ class _Partition:
         return np.concatenate([self.members[p] for p in self.near[lst, :nprobe]])
 
 
-def _block_search(faiss, x, queries, cands, k):  # noqa: ANN001, ANN202
+def _block_search(
+    faiss: Any, x: np.ndarray, queries: np.ndarray, cands: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
     kk = min(k, len(cands))
     sq, found = faiss.knn(x[queries], x[cands], kk)
     out = np.full((len(queries), k), -1, dtype=np.int64)
@@ -97,7 +100,7 @@ def _recall(found: np.ndarray, truth: np.ndarray) -> float:
 
 
 def ivf_knn(
-    faiss,  # noqa: ANN001
+    faiss: Any,
     x: np.ndarray,
     k: int,
     *,
@@ -125,7 +128,9 @@ def _env_threads() -> int | None:
     return int(value) if value.isdigit() and int(value) > 0 else None
 
 
-def _ivf_knn(faiss, x, k, recall_target, check_queries, seed):  # noqa: ANN001, ANN202
+def _ivf_knn(
+    faiss: Any, x: np.ndarray, k: int, recall_target: float, check_queries: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, str, float] | None:
     n = len(x)
     nlist = ivf_lists(n)
     part = _Partition(faiss, x, nlist, seed)

@@ -7,7 +7,8 @@ DimensionReduction (its ``n_neighbors`` in the input space).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from types import ModuleType
+from typing import Literal, cast
 
 import numpy as np
 
@@ -47,7 +48,7 @@ class Neighbors:
     recall_estimate: float | None  # measured recall@k of the approximate index, None for exact
 
 
-def faiss_module(purpose: str = "the nearest-neighbour search"):  # noqa: ANN201
+def faiss_module(purpose: str = "the nearest-neighbour search") -> ModuleType:
     """faiss, or ``MissingDependencyError`` naming the extra that installs it."""
     return require("faiss", "duplicates", purpose)
 
@@ -57,7 +58,7 @@ def check_neighbors_arg(value: object, where: str = "Duplicates.introspect") -> 
         raise IntroscopeValueError(
             f'{where}: neighbors must be "auto", "exact" or "approximate", got {value!r}'
         )
-    return value  # type: ignore[return-value]
+    return value
 
 
 def _exact(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -104,7 +105,7 @@ def _distances(x: np.ndarray, idx: np.ndarray, sq: np.ndarray) -> np.ndarray:
         r, c = rows[lo : lo + 65536], cols[lo : lo + 65536]
         diff = x[idx[r, c]] - x[r]
         dist[r, c] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
-    return dist
+    return cast(np.ndarray, dist)
 
 
 def nearest_neighbors(

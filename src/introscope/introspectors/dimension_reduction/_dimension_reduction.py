@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, TypeAlias, Union
+from typing import TYPE_CHECKING, TypeAlias, Union, cast
 
 import numpy as np
 
@@ -251,7 +251,8 @@ class _ReducedProducer:
     ) -> np.ndarray:
         project = getattr(reducer, "_transform_at", None)
         if project is not None:
-            return project(x, start)  # the caller's error wrapper names the field and batch
+            # the caller's error wrapper names the field and batch
+            return cast(np.ndarray, project(x, start))
         if not reducer.is_one_shot:
             return reducer.transform(x)
         # A strategy written for DNIKit's protocol: its embedding, by position.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -63,7 +63,7 @@ class PCAFit:
         """
         x = np.asarray(data)
         out = (x.astype(np.float64, copy=False) - self.mean) @ self._axes  # type: ignore[attr-defined]
-        return out.astype(np.float32) if x.dtype == np.float32 else out
+        return cast(np.ndarray, out.astype(np.float32) if x.dtype == np.float32 else out)
 
 
 # PFA's streamed covariance sums (a State of the accumulator contract), reached through its

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -199,7 +199,9 @@ class _Collecting(_Base):
         raise NotImplementedError
 
     def _clone(self) -> DimensionReductionStrategyType:
-        return type(self)(self.target_dimensions, **self._parameters)
+        return cast(
+            "DimensionReductionStrategyType", type(self)(self.target_dimensions, **self._parameters)
+        )
 
 
 class StandardPCA(_Collecting):
@@ -240,7 +242,7 @@ class StandardPCA(_Collecting):
                 f"{self._label}: data has {data.shape[1]} features{at(where)} but the PCA was "
                 f"fitted on {fitted}"
             )
-        return self._pca.transform(data)
+        return cast(np.ndarray, self._pca.transform(data))
 
     def _clone(self) -> DimensionReductionStrategyType:
         return StandardPCA(self.target_dimensions)
@@ -269,7 +271,7 @@ class _Embedding(_Collecting):
         unseen = np.flatnonzero(index < 0)
         if unseen.size:
             return self._project_unseen(data, index, unseen, where)
-        return embedding[index]
+        return cast(np.ndarray, embedding[index])
 
     def _project_unseen(
         self, data: np.ndarray, index: np.ndarray, unseen: np.ndarray, where: str

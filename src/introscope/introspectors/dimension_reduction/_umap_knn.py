@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
 from introscope.exceptions import IntroscopeValueError
 
-from .._knn import faiss_module, nearest_neighbors
+from .._knn import NeighborsArg, faiss_module, nearest_neighbors
 
 __all__ = [
     "EXACT_MAX_SAMPLES",
@@ -56,7 +56,7 @@ def check_umap_neighbors(value: object) -> UMAPNeighbors:
         raise IntroscopeValueError(
             f'{_LABEL}: neighbors must be "auto", "exact", "approximate" or "umap", got {value!r}'
         )
-    return value  # type: ignore[return-value]
+    return value
 
 
 def _faiss_available() -> bool:
@@ -122,7 +122,11 @@ def knn_options(
     k = int(options.get("n_neighbors", 15))
     rows = np.ascontiguousarray(data, dtype=np.float32)
     found = nearest_neighbors(
-        rows, k, neighbors, exact_max_samples=EXACT_MAX_SAMPLES, recall_target=RECALL_TARGET
+        rows,
+        k,
+        cast("NeighborsArg", neighbors),
+        exact_max_samples=EXACT_MAX_SAMPLES,
+        recall_target=RECALL_TARGET,
     )
     graph = (
         found.indices.astype(np.int32),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeAlias, final
+from typing import Any, Final, TypeAlias, cast, final
 
 import numpy as np
 
@@ -109,7 +109,7 @@ def _sorted_distances(distances: np.ndarray) -> np.ndarray:
     """Every finite neighbour distance, ascending, without the leading zeros (as DNIKit)."""
     flat = distances[np.isfinite(distances)].astype(np.float64)
     flat.sort()
-    return flat[np.searchsorted(flat, 0.0, side="right") :]
+    return cast(np.ndarray, flat[np.searchsorted(flat, 0.0, side="right") :])
 
 
 _Candidate: TypeAlias = DuplicateSetCandidate  # the class, where the nested name is shadowed
@@ -202,7 +202,7 @@ class Duplicates(_DuplicatesNames):
         check_batch_size(batch_size)
         acc = Duplicates.accumulator(threshold=threshold, neighbors=neighbors)
         (result,) = accumulate(producer, acc, batch_size=batch_size, desc="Duplicates")
-        return result
+        return cast("Duplicates", result)
 
     @staticmethod
     def accumulator(
@@ -243,8 +243,10 @@ class Duplicates(_DuplicatesNames):
             work = _work_dtype(raw.dtype)
             scale = norms.astype(work)
 
-            def samples(idx: np.ndarray, raw: np.ndarray = raw, scale: np.ndarray = scale):
-                return raw[idx].astype(scale.dtype) / scale
+            def samples(
+                idx: np.ndarray, raw: np.ndarray = raw, scale: np.ndarray = scale
+            ) -> np.ndarray:
+                return cast(np.ndarray, raw[idx].astype(scale.dtype) / scale)
 
             summaries = summarise_sets(sets, samples, raw.shape[1])
             # DNIKit's indices are numpy.int32 (its neighbour table's dtype "i").

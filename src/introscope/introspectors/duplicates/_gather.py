@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from introscope.base import Batch
 from introscope.base import _metadata as _meta
@@ -36,7 +36,7 @@ def _threshold_from_config(spec: Any) -> DuplicatesThresholdStrategyType:
     if isinstance(spec, Mapping) and len(spec) == 1:
         ((kind, args),) = spec.items()
         if kind in ("Slope", "Percentile"):
-            return getattr(_threshold, kind)(**args)
+            return cast("DuplicatesThresholdStrategyType", getattr(_threshold, kind)(**args))
     if isinstance(spec, str) and spec.startswith("custom:"):
         # Loading works; only finishing needs the threshold, given again to finalize().
         return _SavedCustomThreshold(spec)
@@ -125,7 +125,9 @@ class DuplicatesAccumulator(Accumulator):
 
     @property
     def count(self) -> int:
-        return len(next(iter(self._states.values()))) if self._states else 0
+        if not self._states:
+            return 0
+        return len(cast("ResponseBuffer", next(iter(self._states.values()))))
 
     def combined_batch(self) -> Batch:
         """One batch of every sample: the buffered fields, joined metadata and snapshots."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -51,7 +51,7 @@ def _pca_scores(centred: np.ndarray, n_components: int) -> np.ndarray:
     pick = np.abs(loadings).argmax(axis=1)  # (k, c)
     top = np.take_along_axis(loadings, pick[:, None, :], axis=1)[:, 0, :]
     signs = np.where(top < 0, -1.0, 1.0)
-    return scores * signs[:, None, :]
+    return cast(np.ndarray, scores * signs[:, None, :])
 
 
 def _summarise_group(

@@ -8,7 +8,7 @@ two states of disjoint data (indices of the second follow the first) and is asso
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 
@@ -61,7 +61,7 @@ class ResponseBuffer(State):
 
     @property
     def dtype(self) -> np.dtype:
-        return self._buf.dtype
+        return cast(np.dtype, self._buf.dtype)
 
     @property
     def nbytes(self) -> int:

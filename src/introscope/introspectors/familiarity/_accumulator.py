@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from introscope._validation import check_int
 from introscope.exceptions import IntroscopeValueError
@@ -104,7 +104,7 @@ def _strategy_config(strategy: Any) -> dict[str, Any] | None:
     to_config = getattr(strategy, "to_config", None)
     if to_config is None:
         return {"type": "custom:" + type(strategy).__name__}
-    return to_config()
+    return cast("dict[str, Any] | None", to_config())
 
 
 def _strategy_from_config(config: Mapping[str, Any]) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -48,7 +48,7 @@ class GaussianComponent:
 def _precision_cholesky(covariances: np.ndarray, kind: GMMCovarianceType) -> np.ndarray:
     """scikit-learn's ``precisions_cholesky_`` computed in float64 from float64 covariances."""
     if kind is GMMCovarianceType.DIAG:
-        return 1.0 / np.sqrt(covariances)
+        return cast(np.ndarray, 1.0 / np.sqrt(covariances))
     from scipy import linalg
 
     dim = covariances.shape[1]
@@ -132,11 +132,11 @@ class GMMDistribution(FamiliarityDistribution):
 
     @property
     def n_features(self) -> int:
-        return self.means.shape[1]
+        return cast(int, self.means.shape[1])
 
     @property
     def log_weights(self) -> np.ndarray:
-        return np.log(self.weights)
+        return cast(np.ndarray, np.log(self.weights))
 
     @property
     def gaussians(self) -> list[GaussianComponent]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import numpy as np
 
@@ -95,7 +95,7 @@ class Familiarity(PipelineStage):
                 f"Familiarity.accumulator: the strategy {type(strategy).__name__} has no "
                 f"accumulator() method; call Familiarity.introspect(producer, strategy=...)"
             )
-        return factory(offset=offset) if offset else factory()
+        return cast("FamiliarityAccumulator", factory(offset=offset) if offset else factory())
 
     @property
     def distributions(self) -> Mapping[str, FamiliarityDistribution]:

@@ -11,6 +11,7 @@ the stream was split into shards, and two states of disjoint row ranges merge ex
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -330,7 +331,7 @@ class FitData(State):
         }
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, Any]) -> FitData:
+    def from_state_dict(cls, state: Mapping[str, Any]) -> FitData:
         out = cls(
             str(state["name"]),
             max_samples=None if state["max_samples"] is None else int(state["max_samples"]),

@@ -6,7 +6,7 @@ import logging
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 
@@ -184,7 +184,7 @@ class GMM(FamiliarityStrategyType):
         random_state = self._fresh_random_state()
         acc = self.accumulator(random_state)
         accumulate(producer, acc, batch_size=batch_size, desc="Familiarity", finalize=False)
-        return self.fit(acc.states, random_state=random_state)
+        return self.fit(cast("Mapping[str, FitData]", acc.states), random_state=random_state)
 
     def fit(
         self,

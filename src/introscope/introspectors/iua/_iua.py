@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, overload
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, cast, overload
 
 import numpy as np
 
@@ -164,7 +164,7 @@ class IUA(Accumulator):
         self.sync()
         if "units" not in self._cache:
             self._cache["units"] = {name: s.result() for name, s in self._states.items()}
-        return self._cache["units"]
+        return cast("Mapping[str, IUAResult]", self._cache["units"])
 
     @property
     def channel_results(self) -> Mapping[str, IUAResult]:
@@ -178,13 +178,13 @@ class IUA(Accumulator):
             self._cache["channels"] = {
                 name: s.result(view="channels")
                 for name, s in self._states.items()
-                if s.channels is not None
+                if cast("IUAState", s).channels is not None
             }
-        return self._cache["channels"]
+        return cast("Mapping[str, IUAResult]", self._cache["channels"])
 
     def channel_axis(self, response: str) -> int | None:
         """Channel axis of ``response`` in its unit shape (batch axis dropped), or None."""
-        return self._states[response].channel_axis  # type: ignore[attr-defined]
+        return cast("IUAState", self._states[response]).channel_axis
 
     def summary(self, dead_fraction: float = 0.99) -> list[dict[str, Any]]:
         """One dict per response (natural order: relu, relu_2, relu_10): sizes, mean/std

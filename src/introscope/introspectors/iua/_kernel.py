@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ _scratch = threading.local()
 _SMALL_BYTES = 32 << 10
 
 # dtype -> (unsigned integer dtype of its width, bits of +Inf); native byte order only.
-_UNSIGNED_VIEW = {
+_UNSIGNED_VIEW: dict[str, tuple[np.dtype[np.unsignedinteger[Any]], np.unsignedinteger[Any]]] = {
     "f2": (np.dtype(np.uint16), np.uint16(0x7C00)),
     "f4": (np.dtype(np.uint32), np.uint32(0x7F800000)),
     "f8": (np.dtype(np.uint64), np.uint64(0x7FF0000000000000)),
@@ -296,6 +297,7 @@ def count_batch(
         if channels is not None:
             if dead is None:
                 dead = _channels_all_inactive(m, channels)
+            assert ch_per_sample is not None  # set with ch_counts when channels is given
             np.add.reduce(dead, axis=1, dtype=np.int64, out=ch_per_sample[start:stop])
             ch_counts += np.add.reduce(dead, axis=0, dtype=np.int64)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -109,13 +109,13 @@ class IUAResult:
     def unit_inactive_count(self) -> list[Any]:
         """For each unit, the number of samples for which it was inactive (nested lists in the
         unit shape; ``unit_inactive_count_array`` is the array)."""
-        return self.unit_inactive_count_array.tolist()
+        return cast("list[Any]", self.unit_inactive_count_array.tolist())
 
     @property
     def unit_inactive_proportion(self) -> list[Any]:
         """For each unit, ``unit_inactive_count`` over the number of samples (nested lists;
         ``unit_inactive_proportion_array`` is the array)."""
-        return self.unit_inactive_proportion_array.tolist()
+        return cast("list[Any]", self.unit_inactive_proportion_array.tolist())
 
     # beyond DNIKit ------------------------------------------------------------------------
     @property

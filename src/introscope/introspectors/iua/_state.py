@@ -283,6 +283,8 @@ class IUAState(State):
         self._device = None
         self.units.add(dev.counts.cpu().numpy(), dev.per_sample[: dev.n].cpu().numpy())
         if self.channels is not None:
+            # the device tally has channel counters whenever this state has channels
+            assert dev.ch_counts is not None and dev.ch_per_sample is not None
             self.channels.add(dev.ch_counts.cpu().numpy(), dev.ch_per_sample[: dev.n].cpu().numpy())
         found = int(dev.nonfinite)
         self.nonfinite += found

@@ -38,7 +38,7 @@ import logging
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 
@@ -47,7 +47,8 @@ from introscope.exceptions import IntroscopeError, IntroscopeValueError
 
 from .._accumulator import Accumulator, StateError
 from .._npz import HEADER_KEY
-from ._field_sums import PRECISIONS, FieldSums, is_torch_tensor
+from .._state_contract import is_torch_tensor
+from ._field_sums import PRECISIONS, FieldSums
 
 __all__ = ["PFACovariancesResult", "PFACovarianceState"]
 
@@ -80,7 +81,7 @@ def eigh_eigenvalues(result: PFACovariancesResult) -> np.ndarray:
     values, vectors = np.linalg.eigh(result.covariances)
     if type(object.__getattribute__(result, "eigenvectors")) is _PendingEigenvectors:
         object.__setattr__(result, "eigenvectors", vectors[:, ::-1])
-    return np.maximum(0.0, values)[::-1]
+    return cast(np.ndarray, np.maximum(0.0, values)[::-1])
 
 
 @dataclass(frozen=True)
@@ -205,9 +206,9 @@ class PFACovarianceState(Accumulator):
 
     def count(self, field: str) -> int:
         """Number of samples accumulated for ``field``."""
-        return self._states[field].count  # type: ignore[attr-defined]
+        return cast("FieldSums", self._states[field]).count
 
-    def merge(self, other: PFACovarianceState) -> PFACovarianceState:  # type: ignore[override]
+    def merge(self, other: PFACovarianceState) -> PFACovarianceState:
         """A new state: this one's data followed by ``other``'s (both inputs unchanged), as
         every accumulator's ``merge``; ``absorb`` adds ``other`` into this state instead."""
         return self.merged(other)
@@ -229,20 +230,20 @@ class PFACovarianceState(Accumulator):
                 f"PFA: cannot merge analyses with different settings {mine} and {theirs}; "
                 f"merge only analyses made with the same arguments"
             )
-        for field, theirs in other._states.items():
-            mine = self._states.get(field)
+        for field, their_sums in other._states.items():
+            my_sums = self._states.get(field)
             try:
-                if mine is None:
-                    self._states[field] = theirs.copy()
+                if my_sums is None:
+                    self._states[field] = their_sums.copy()
                 else:
-                    mine.absorb(theirs)  # type: ignore[attr-defined]
+                    cast("FieldSums", my_sums).absorb(cast("FieldSums", their_sums))
             except StateError as exc:
                 raise type(exc)(f"PFA: cannot merge response {field!r}: {exc}") from None
         self._batches += other._batches
         self._changed()
         return self
 
-    def merged(self, other: PFACovarianceState) -> PFACovarianceState:  # type: ignore[override]
+    def merged(self, other: PFACovarianceState) -> PFACovarianceState:
         """A new state: this one's data followed by ``other``'s (inputs unchanged)."""
         out = self.spawn()
         out._field_set = self._field_set
@@ -296,7 +297,7 @@ class PFACovarianceState(Accumulator):
     def covariance(self, field: str) -> np.ndarray:
         """The (units, units) covariance of ``field``, normalised by ``count - 1``."""
         try:
-            return self._states[field].result()
+            return cast(np.ndarray, self._states[field].result())
         except StateError as exc:
             raise IntroscopeValueError(f"PFA: response {field!r} {exc}") from None
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -115,8 +115,9 @@ class FieldSums(State):
             # Sums on the tensors' own device, in float64 (MPS has no float64: host sums there).
             import torch
 
-            self.total = torch.zeros(units, dtype=torch.float64, device=like.device)
-            self.outer = torch.zeros((units, units), dtype=torch.float64, device=like.device)
+            # total and outer: torch tensors here, numpy arrays on the host (used alike)
+            self.total: Any = torch.zeros(units, dtype=torch.float64, device=like.device)
+            self.outer: Any = torch.zeros((units, units), dtype=torch.float64, device=like.device)
             self.on_host = False
         else:
             self.total = np.zeros(units)
@@ -156,7 +157,8 @@ class FieldSums(State):
         self._settle()
         if self.shift is None:
             return np.zeros(self.units)
-        return self.shift.cpu().numpy() if is_torch_tensor(self.shift) else self.shift.copy()
+        shift = self.shift.cpu().numpy() if is_torch_tensor(self.shift) else self.shift.copy()
+        return cast(np.ndarray, shift)
 
     def add_numpy(self, x: np.ndarray, dtype: np.dtype) -> bool:
         """Stage a (samples, units) batch minus the shift, products in ``dtype`` (host state).
@@ -203,14 +205,18 @@ class FieldSums(State):
         if (x.dtype in _DOT_DTYPES and x.flags.c_contiguous and np.vdot(x, x) <= self._bound2) or (
             -bound <= _MIN(x, axis=None) and _MAX(x, axis=None) <= bound
         ):
-            np.subtract(x, self._shift_cast, out=block, dtype=dtype, casting="unsafe")
+            np.subtract(
+                x, cast(np.ndarray, self._shift_cast), out=block, dtype=dtype, casting="unsafe"
+            )
         elif not np.isfinite(x).all():
             return False  # not staged: the sums are unchanged
         elif dtype == _F32:
             return self.add_numpy(x, _F64)  # |x| near float32's range: stage it in float64
         else:
             with np.errstate(over="ignore"):
-                np.subtract(x, self._shift_cast, out=block, dtype=dtype, casting="unsafe")
+                np.subtract(
+                    x, cast(np.ndarray, self._shift_cast), out=block, dtype=dtype, casting="unsafe"
+                )
             if not np.isfinite(block).all():
                 return False  # x - shift overflows float64
         self._staged += n

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, overload
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, cast, overload
 
 import numpy as np
 
@@ -45,7 +45,7 @@ __all__ = ["PFA"]
 _POOLS = ("max", "mean", None)
 
 
-def _pooling(pool: str | None):  # noqa: ANN202
+def _pooling(pool: str | None) -> Callable[[str, Any, ResponseInfo], Any]:
     """The monitor's transform: outputs pooled over every axis but the batch and the channels.
 
     The channel axis is the module's layout as the adapter describes it: 1 for (N, C, ...)
@@ -152,7 +152,7 @@ class PFA:
         check_batch_size(batch_size)
         state = PFA.accumulator(epsilon_inactive=epsilon_inactive, precision=precision)
         (pfa,) = accumulate(producer, state, batch_size=batch_size, desc="PFA")
-        return pfa
+        return cast("PFA", pfa)
 
     @staticmethod
     def accumulator(*, epsilon_inactive: float = 1e-8, precision: str = "auto") -> _PFAAccumulator:
@@ -219,7 +219,7 @@ class PFA:
         """Read a result written by ``save`` (or a saved ``PFACovarianceState``)."""
         arrays, header = load_npz(path, expect="PFA")
         if header.get("kind") != "result":
-            return PFACovarianceState._import(arrays, header).finalize()
+            return cast("PFA", PFACovarianceState._import(arrays, header).finalize())
         results = {}
         for i, name in enumerate(header["fields"]):
             cov = arrays[f"{i}.covariances"]
@@ -296,7 +296,9 @@ class PFA:
         plan = PFAPruningPlan.from_recipes(recipes)
         if model is None:
             return plan
-        return PFA.prune(model, plan, example_input=example_input, layer_names=layer_names).plan
+        pruned = PFA.prune(model, plan, example_input=example_input, layer_names=layer_names)
+        assert pruned.plan is not None  # prune_model always records the plan it applied
+        return pruned.plan
 
     @staticmethod
     def prune(

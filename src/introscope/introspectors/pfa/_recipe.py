@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Union
+from typing import Any, Union
 
 __all__ = ["PFAKLDiagnostics", "PFAEnergyDiagnostics", "PFARecipe", "PFARecipes"]
 
@@ -113,7 +113,7 @@ class PFARecipe:
         return replace(self, strategy=strategy)
 
 
-class PFARecipes(dict):
+class PFARecipes(dict[str, "PFARecipe"]):
     """What ``PFA.get_recipe`` returns: a ``dict`` of layer name to ``PFARecipe``
     (DNIKit's type), which also remembers the layers PFA could not analyse.
 
@@ -127,5 +127,5 @@ class PFARecipes(dict):
         super().__init__(recipes)
         self.failed = dict(failed or {})
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         return (PFARecipes, (dict(self), dict(self.failed)))

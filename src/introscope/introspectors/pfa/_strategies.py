@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 import numpy as np
 
@@ -66,7 +66,7 @@ class KL(PFAStrategyType):
         """``1 - kl_divergence / max_kl_divergence``."""
 
         def __call__(self, kl_divergence: float, max_kl_divergence: float) -> float:
-            return 1 - np.divide(kl_divergence, max_kl_divergence)
+            return cast(float, 1 - np.divide(kl_divergence, max_kl_divergence))
 
         def __eq__(self, other: object) -> bool:
             return type(other) is type(self)
@@ -202,7 +202,7 @@ class Size(PFAStrategyType):
         cumulative = np.cumsum(np.sort(np.abs(values))[::-1])
         total = cumulative[-1]
         if total > 0:
-            return np.concatenate(([0.0], cumulative[:-1])) / total
+            return cast(np.ndarray, np.concatenate(([0.0], cumulative[:-1])) / total)
         return np.ones_like(cumulative)
 
     def threshold(self, covariances: Mapping[str, PFACovariancesResult]) -> float:

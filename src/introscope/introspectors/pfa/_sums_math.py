@@ -8,7 +8,7 @@ shift (merges), and the covariance of the sums.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -48,7 +48,7 @@ def add_gram64(upper: np.ndarray | None, block: np.ndarray) -> np.ndarray:
     if upper is None:
         upper = np.zeros((block.shape[1],) * 2, order="F")
     # block.T is Fortran-contiguous: no copy; A A^T of it is block.T @ block.
-    return _DSYRK(1.0, block.T, beta=1.0, c=upper, trans=0, overwrite_c=1)
+    return cast(np.ndarray, _DSYRK(1.0, block.T, beta=1.0, c=upper, trans=0, overwrite_c=1))
 
 
 def symmetric(upper: np.ndarray) -> np.ndarray:
@@ -67,16 +67,16 @@ def column_sums(block: np.ndarray) -> np.ndarray:
     float32 overflow shows as Inf, and the caller redoes such a batch in float64.
     """
     if block.dtype != _F32:
-        return block.sum(axis=0, dtype=np.float64)
+        return cast(np.ndarray, block.sum(axis=0, dtype=np.float64))
     n = block.shape[0]
     if n <= _SUM_ROWS:
-        return np.matmul(_ONES32[:n], block).astype(np.float64)
+        return cast(np.ndarray, np.matmul(_ONES32[:n], block).astype(np.float64))
     full = n - n % _SUM_ROWS
     runs = np.matmul(_ONES32, block[:full].reshape(-1, _SUM_ROWS, block.shape[1]))
     out = runs.sum(axis=0, dtype=np.float64)
     if full < n:
         out += np.matmul(_ONES32[: n - full], block[full:])
-    return out
+    return cast(np.ndarray, out)
 
 
 def first_batch_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,7 @@ import contextlib
 import copy
 import difflib
 import io
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -229,7 +229,7 @@ def _sources(model: Any, example_input: Any) -> dict[str, str]:
     consumed: dict[str, int] = {}
     alive: list[Any] = []  # keeps tensors alive, so their ids are not reused during the pass
 
-    def hook(name: str):  # noqa: ANN202
+    def hook(name: str) -> Callable[[Any, Any, Any], None]:
         def record(_module: Any, inputs: Any, output: Any) -> None:
             if inputs and isinstance(inputs[0], torch.Tensor) and name not in consumed:
                 consumed[name] = id(inputs[0])

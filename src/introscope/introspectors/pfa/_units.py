@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 import numpy as np
 
@@ -58,7 +58,7 @@ def abs_correlation(covariances: PFACovariancesResult, epsilon: float = 1e-8) ->
     inactive = covariances.inactive_units
     corr[inactive, :] = np.nan
     corr[:, inactive] = np.nan
-    return corr
+    return cast(np.ndarray, corr)
 
 
 def _select_l1(corr: np.ndarray, removed: list[int], steps: int, largest: bool) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Hashable
+from typing import Any
 
 import numpy as np
 
@@ -53,7 +54,7 @@ class Collected:
     batches: int
 
 
-def _check_label_values(dim: str, values: list, batch_index: int) -> list[str]:
+def _check_label_values(dim: str, values: list[Any], batch_index: int) -> list[str]:
     for position, value in enumerate(values):
         if not isinstance(value, _SCALARS) and not (
             isinstance(value, Hashable) and not isinstance(value, np.ndarray)

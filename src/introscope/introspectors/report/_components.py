@@ -69,7 +69,9 @@ def default_dim_reduction(responses: Mapping[str, np.ndarray]) -> dict[str, Any]
     return out
 
 
-def _collect_fields(producer: Any, batch_size: int, names: Sequence[str], size: int) -> dict:
+def _collect_fields(
+    producer: Any, batch_size: int, names: Sequence[str], size: int
+) -> dict[str, np.ndarray]:
     """Pull an in-memory pipeline once into one array per field."""
     out: dict[str, np.ndarray] = {}
     start = 0

@@ -44,15 +44,19 @@ def build_frame(
         columns.append(name)
         data[name] = value
 
-    for response in responses if duplicates else ():
-        put(cols.duplicates_column(response), pd.Series(duplicates[response], dtype=np.int32))
-    for response in responses if projections else ():
-        x, y = cols.projection_columns(response)
-        coords = projections[response]
-        put(x, pd.Series(coords[:, 0]))
-        put(y, pd.Series(coords[:, 1]))
-    for response in responses if familiarity else ():
-        put(cols.familiarity_column(response), pd.Series(familiarity[response], dtype=np.float64))
+    if duplicates:
+        for response in responses:
+            put(cols.duplicates_column(response), pd.Series(duplicates[response], dtype=np.int32))
+    if projections:
+        for response in responses:
+            x, y = cols.projection_columns(response)
+            coords = projections[response]
+            put(x, pd.Series(coords[:, 0]))
+            put(y, pd.Series(coords[:, 1]))
+    if familiarity:
+        for response in responses:
+            scores = familiarity[response]
+            put(cols.familiarity_column(response), pd.Series(scores, dtype=np.float64))
     # DNIKit writes split columns only when at least one label value got its own model; then every
     # label dimension has a column, empty dicts for a dimension none of whose values qualified.
     if split_labels and split_scores:
