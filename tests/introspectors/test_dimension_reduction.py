@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.decomposition import PCA as SKPCA
 
-from introscope.base import Batch, multi_introspect, pipeline
+from introscope.base import Batch, multi_introspect, pipeline, producer_from_batches
 from introscope.exceptions import IntroscopeError, IntroscopeValueError, MissingDependencyError
 from introscope.introspectors import (
     PFA,
@@ -523,3 +523,18 @@ def test_pca_warns_when_float32_products_cannot_resolve_the_kept_components(offs
         warnings.simplefilter("error")
         fits = [s.result(target_dimensions=3) for s in (exact, wide)]
     np.testing.assert_allclose(np.abs(fits[0].components), np.abs(fits[1].components), atol=1e-9)
+
+
+def test_pca_precision_warning_can_be_turned_off_and_survives_clone():
+    import warnings
+
+    x = _two_groups(1000.0)
+    data = producer_from_batches(Batch({"e": x}))
+    quiet = DimensionReduction.Strategy.PCA(3, warn_precision=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        DimensionReduction.introspect(data, strategies=quiet, batch_size=256)
+    with pytest.warns(UserWarning, match="precision='float64'"):
+        DimensionReduction.introspect(
+            data, strategies=DimensionReduction.Strategy.PCA(3), batch_size=256
+        )

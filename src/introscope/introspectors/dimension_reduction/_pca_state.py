@@ -234,8 +234,15 @@ class PCAState(State):
         cov -= np.outer(total / n, total / max(n - 1, 1))
         return shift + total / n, cov
 
-    def result(self, target_dimensions: int = 2, **options: Any) -> PCAFit:
-        """The ``target_dimensions`` leading principal components of the data seen so far."""
+    def result(
+        self, target_dimensions: int = 2, *, warn_precision: bool = True, **options: Any
+    ) -> PCAFit:
+        """The ``target_dimensions`` leading principal components of the data seen so far.
+
+        With ``warn_precision`` (default), warns when float32 products (``precision="auto"``
+        on float32 data) leave the last kept component off by more than ~1e-4 relative
+        (estimated as ``2**-24 * largest variance / its variance``).
+        """
         who = self._who()
         k = check_target_dimensions(who, target_dimensions)
         d, n = self.features, self.count
@@ -259,7 +266,7 @@ class PCAState(State):
         # Only the k largest eigenpairs (ascending from scipy).
         values, vectors = eigh(cov, subset_by_index=(d - k, d - 1))
         values = np.maximum(values[::-1], 0.0)
-        if self._float32_products:
+        if self._float32_products and warn_precision:
             _warn_float32_conditioning(who, values)
         components = np.ascontiguousarray(vectors[:, ::-1].T)
         # scikit-learn's sign rule (svd_flip on the rows of Vt): largest |entry| positive.

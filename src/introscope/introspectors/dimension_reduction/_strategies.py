@@ -80,14 +80,21 @@ class PCA(_Base):
     Args:
         target_dimensions: number of principal components to project on.
         precision: ``"auto"`` (default) or ``"float64"``; see ``PCAState``.
+        warn_precision: warn when float32 products leave the kept components inexact (see
+            ``PCAState.result``); ``False`` where only distances in the projection matter
+            (a reduction before other introspectors: their absolute error stays ~6e-8 of the
+            largest variance), as DatasetReport's own reduction does.
     """
 
     _label = "DimensionReduction.Strategy.PCA"
 
-    def __init__(self, target_dimensions: int = 2, *, precision: str = "auto") -> None:
+    def __init__(
+        self, target_dimensions: int = 2, *, precision: str = "auto", warn_precision: bool = True
+    ) -> None:
         super().__init__(target_dimensions)
         self.state = PCAState(precision=precision)
         self.precision = precision
+        self.warn_precision = bool(warn_precision)
         self.fit_: PCAFit | None = None
 
     @classmethod
@@ -115,7 +122,9 @@ class PCA(_Base):
     def fit_complete(self) -> None:
         if self.state.count == 0:
             raise IntroscopeError(f"{self._label}: no data was fitted; there is nothing to fit")
-        self.fit_ = self.state.result(target_dimensions=self.target_dimensions)
+        self.fit_ = self.state.result(
+            target_dimensions=self.target_dimensions, warn_precision=self.warn_precision
+        )
 
     @property
     def is_one_shot(self) -> bool:
@@ -156,7 +165,9 @@ class PCA(_Base):
         return self._fitted().explained_variance_ratio
 
     def _clone(self) -> DimensionReductionStrategyType:
-        return PCA(self.target_dimensions, precision=self.precision)
+        return PCA(
+            self.target_dimensions, precision=self.precision, warn_precision=self.warn_precision
+        )
 
     def __repr__(self) -> str:
         extra = "" if self.precision == "auto" else f", precision={self.precision!r}"

@@ -65,7 +65,8 @@ def default_dim_reduction(responses: Mapping[str, np.ndarray]) -> dict[str, Any]
                 array.shape[1],
             )
             continue
-        out[name] = DimensionReduction.Strategy.PCA(DEFAULT_DIMENSIONS)
+        # Only distances in the reduction matter here: no per-component precision warning.
+        out[name] = DimensionReduction.Strategy.PCA(DEFAULT_DIMENSIONS, warn_precision=False)
     return out
 
 
