@@ -246,7 +246,7 @@ def test_semicolon_separated_labels_csv(tmp_path):
     (tmp_path / "tab.csv").write_text("id\tclass\na/0.png\tx\na/1.png\ty\nb/0.png\tz\n")
     assert labels_csv(tmp_path / "tab.csv", ids, "hint") == ["x", "y", "z"]
     # no header: the error names the separator
-    (tmp_path / "bare.csv").write_text("a/0.png;A0\na/1.png;A1\n")
+    (tmp_path / "bare.csv").write_text("x/0.png;A0\nx/1.png;A1\n")
     from introscope.exceptions import IntroscopeValueError
 
     with pytest.raises(IntroscopeValueError, match="first row holds ';'"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 import traceback
@@ -76,6 +77,30 @@ def _count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _nonzero(text: str) -> float:
+    value = _finite(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a non-zero number, got {text!r}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = _finite(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
     return value
 
 
@@ -151,15 +176,19 @@ def _parser() -> argparse.ArgumentParser:
     an.add_argument("--device", default=None, help="cpu or cuda (PyTorch and ONNX models)")
     an.add_argument("--image-size", type=_positive_int, nargs=2, metavar=("W", "H"),
                     help="resize images to W x H (default: the model's input size, else the "
-                    "first image's)")  # fmt: skip
-    an.add_argument("--scale", type=float, help="multiply raw pixels by this (default 1/255 for "
+                    "most common size among the images)")  # fmt: skip
+    an.add_argument("--color", choices=("auto", "rgb", "grey"), default="auto",
+                    help="read images as RGB or greyscale (default auto: the model's declared "
+                    "channels, else RGB when any image is in colour)")  # fmt: skip
+    an.add_argument("--scale", type=_nonzero, help="multiply raw pixels by this (default 1/255 for "
                     "8-bit images, 1/65535 for 16-bit ones)")  # fmt: skip
-    an.add_argument("--mean", type=float, nargs="+", help="subtract per channel, after --scale")
-    an.add_argument("--std", type=float, nargs="+", help="divide per channel, after --mean")
+    an.add_argument("--mean", type=_finite, nargs="+", help="subtract per channel, after --scale")
+    an.add_argument("--std", type=_positive, nargs="+", help="divide per channel, after --mean")
     an.add_argument("--labels", metavar="CSV",
                     help="labels: a CSV with a header naming an id column (id, path, file, "
-                    "filename, name) and a label column (label, labels, class, category, y), "
-                    "or one label per row in sample order")  # fmt: skip
+                    "filename, name) and a label column (label, labels, class, category, y); "
+                    "without a header, id,label rows matched by id, or a single column of "
+                    "labels in sample order")  # fmt: skip
     an.add_argument("--projection", choices=PROJECTIONS, default="umap",
                     help="2-D map method (default: %(default)s)")  # fmt: skip
     an.add_argument("--max-thumbnails", type=_count, default=5000,

@@ -283,7 +283,7 @@ def run_dataset_report(
 
         fields = peek_first_batch(producer, 1).fields
         kwargs["dim_reduction"] = {
-            name: DimensionReduction.Strategy.PCA(total)
+            name: DimensionReduction.Strategy.PCA(total, warn_precision=False)
             for name, value in fields.items()
             if value.shape[1] > total
         } or None
@@ -498,6 +498,19 @@ def data_section(
             f"duplicate samples first, then a seeded sample, up to --max-thumbnails "
             f"({max_thumbnails})."
         )
+    elif max_thumbnails == 0:
+        section.thumbnail_note = "No thumbnails: --max-thumbnails 0 turned them off."
+    elif source is not None and (source.kind == "images" or _image_arrays(source)):
+        section.thumbnail_note = (
+            f"No thumbnails: none of the {len(wanted) + len(rest)} samples tried could be shown "
+            f"as an image (unreadable, or under 2 px on a side)."
+        )
     else:
         section.thumbnail_note = "The samples are vectors, not images: there are no thumbnails."
     return section
+
+
+def _image_arrays(source: Any) -> bool:
+    """Whether an array source holds images (samples of 2 or 3 dimensions)."""
+    array = getattr(source, "array", None)
+    return source.kind == "arrays" and array is not None and array.ndim in (3, 4)

@@ -88,7 +88,7 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
     if "projection" in components:
         needs += projection_needs(args.projection)
     require_all(needs)
-    _check_image_folder(pathlib.Path(args.data))
+    _check_image_folder(pathlib.Path(args.data), pathlib.Path(args.out))
     # one pass of the model gives IUA and PFA
     n_stages = (1 if with_model else 0) + 1 + (1 if {"iua", "pfa"} & set(components) else 0)
     n_stages += 2 if data_parts else 0
@@ -97,14 +97,18 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
     torch_model = with_model and is_torch(args.model, args.constructor)
 
     def open_data() -> Any:
-        return load_data(
+        source = load_data(
             args.data,
             spec=spec,
             with_model=with_model,
             image_size=tuple(args.image_size) if args.image_size else None,
             preprocess=Preprocess(args.scale, _tuple(args.mean), _tuple(args.std)),
             labels_csv=args.labels,
+            out=args.out,
+            color=getattr(args, "color", "auto"),
         )
+        _check_batch_memory(source, args.batch_size, explicit=bool(args.image_size))
+        return source
 
     if torch_model:
         # PyTorch declares no input: read the data first (images as CHW, PyTorch's layout) and
@@ -134,6 +138,8 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
         except IntroscopeError as exc:
             if not isinstance(exc, (InputFileError, IntroscopeValueError)):
                 _raise_if_channels_last(source, exc)  # the model ran on the example and failed
+                _raise_if_grey(source, exc, getattr(args, "color", "auto"))
+                _raise_if_image_size(source, exc, args.image_size)
             raise
         stages.end(f"({len(model.response_infos)} responses)")
     else:
@@ -262,14 +268,14 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
     return path
 
 
-def _check_image_folder(path: pathlib.Path) -> None:
+def _check_image_folder(path: pathlib.Path, out: pathlib.Path | None = None) -> None:
     """Every image of an ``--data`` folder decodes: found before the model loads, not after."""
     if not path.is_dir():
         return
-    from ._data import _image_folder
+    from ._folder import image_folder
     from ._image_check import check_images
 
-    files = _image_folder(path)[0]
+    files = image_folder(path, out)[0]
     if files:
         check_images(files, path)
 
@@ -282,11 +288,73 @@ def _check_enough_samples(n: int, components: Sequence[str], projection: str) ->
             f"--data has {n} samples; duplicates looks up 10 neighbours per sample and needs "
             f"at least 10: give more data, or leave it out with --introspectors {others}"
         )
+    if "projection" in components and n < 2:
+        rest = ",".join(c for c in components if c != "projection") or "familiarity"
+        raise IntroscopeValueError(
+            f"--data has {n} sample{'s' if n != 1 else ''}; the 2-D map needs at least 2 (4 "
+            f"for UMAP): give more data, or leave it out with --introspectors {rest}"
+        )
+    if "projection" in components and projection == "umap" and n < 4:
+        raise IntroscopeValueError(
+            f"--data has {n} samples; UMAP needs at least 4: use --projection pca for so few "
+            f"samples"
+        )
     if "projection" in components and projection == "tsne" and n <= 30:
         raise IntroscopeValueError(
             f"--data has {n} samples; t-SNE's perplexity of 30 needs more than 30: use "
             f"--projection pca (or umap) for so few samples"
         )
+
+
+#: Bytes of one batch of float32 images above which a size not given with --image-size is
+#: refused (and a given one warned about): images resized to one huge size fill the memory.
+BATCH_BYTES = 2 << 30
+
+
+def _check_batch_memory(source: Any, batch_size: int, *, explicit: bool) -> None:
+    if source.kind != "images" or source.image_size is None:
+        return
+    w, h = source.image_size
+    per_batch = min(batch_size, len(source)) * w * h * source.channels * 4
+    if per_batch <= BATCH_BYTES:
+        return
+    what = (
+        f"images resized to {w}x{h} ({source.channels} channel(s)) make batches of "
+        f"{per_batch / 2**30:.1f} GiB of float32 samples at --batch-size {batch_size}"
+    )
+    if explicit:
+        _LOG.warning("%s; a smaller --batch-size needs less memory", what)
+        return
+    raise IntroscopeValueError(
+        f"--data {str(source.path)!r}: {what} (more than {BATCH_BYTES / 2**30:.0f} GiB); give "
+        f"the size the model takes with --image-size W H, or a smaller --batch-size"
+    )
+
+
+def _raise_if_grey(source: Any, exc: Exception, color: str) -> None:
+    """A PyTorch model that refused greyscale images (1 channel): say to pass --color rgb."""
+    text = str(exc)
+    if source.kind != "images" or source.channels != 1 or "channels" not in text:
+        return
+    text = text.split("; the images have 1 channel")[0]  # the Python API's hint
+    raise IntroscopeValueError(
+        f"{text}; the images were read as greyscale (1 channel)"
+        + (": pass --color rgb for an RGB model" if color == "auto" else "")
+    ) from exc
+
+
+def _raise_if_image_size(source: Any, exc: Exception, image_size: Any) -> None:
+    """A PyTorch model that failed on images of the folder's size: say to pass --image-size
+    (a model with a fixed input size, e.g. a Linear layer after the convolutions)."""
+    text = str(exc)
+    shapes = ("cannot be multiplied", "size mismatch", "shape", "Sizes of tensors")
+    if source.kind != "images" or image_size or not any(s in text for s in shapes):
+        return
+    w, h = source.image_size
+    raise IntroscopeValueError(
+        f"{text}; the images were resized to {w}x{h}: if the model takes another input size, "
+        f"give it with --image-size W H"
+    ) from exc
 
 
 def _raise_if_channels_last(source: Any, exc: Exception) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,13 +16,13 @@ import numpy as np
 from introscope.base._image_producer import _png16_colour_channels, load_image, read_header
 from introscope.exceptions import IntroscopeError, IntroscopeValueError, require
 
+from ._folder import IMAGE_SUFFIXES, image_folder
 from ._models import InputFileError, InputSpec
 from ._tables import NO_LABEL, label_strings, load_parquet
 from ._tables import labels_csv as read_labels_csv
 
 __all__ = ["DataSource", "Preprocess", "load_data", "IMAGE_SUFFIXES"]
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 _SAMPLE_KEYS = ("samples", "x", "images", "data", "embeddings", "inputs", "arr_0")
 _LABEL_KEYS = ("labels", "label", "y", "targets", "classes")
 _ID_KEYS = ("ids", "id", "paths", "path", "filenames", "names")
@@ -191,13 +192,37 @@ class DataSource:
             if pool is not None:
                 pool.shutdown()
 
+    def _deep_grey_thumbnail(self, path: pathlib.Path, dtype: str) -> np.ndarray:
+        """A 16-bit or float greyscale image at thumbnail size, as 8 bits: reduced in its own
+        mode first (not the whole image as floats), then 16 bits shown as value / 257, and
+        floats as the model sees them before --mean/--std (value x --scale, 1 by default) in
+        [0, 1], or stretched from their minimum to their maximum when outside it."""
+        pil = require("PIL.Image", "image", "report thumbnails")
+        with pil.open(path) as img:
+            if img.mode not in ("I", "F"):
+                img = img.convert("F" if dtype == "float32" else "I")  # I;16: reduce needs I
+            img.thumbnail((64, 64))
+            arr = np.asarray(img, dtype=np.float64)
+        if img.mode == "F":
+            arr = arr * (1.0 if self.preprocess.scale is None else self.preprocess.scale)
+            finite = arr[np.isfinite(arr)]
+            lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+            if lo < 0.0 or hi > 1.0:
+                arr = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+            arr = np.nan_to_num(arr, nan=0.0, posinf=1.0, neginf=0.0) * 255.0
+        else:
+            arr = arr * (255.0 / 65535.0)
+        return np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+
     def raw_image(self, index: int) -> np.ndarray | None:
         """The sample as it should look to a person (for thumbnails), or None for vectors."""
         if self.files is not None:
             pil = require("PIL.Image", "image", "report thumbnails")
             try:
-                _, _, dtype = read_header(self.files[index])
-                if dtype in ("uint16", "int32"):  # 16 bits: to 8 for the eye, not clipped
+                _, channels, dtype = read_header(self.files[index])
+                if dtype in ("uint16", "int32", "float32") and channels == 1:
+                    return self._deep_grey_thumbnail(self.files[index], dtype)
+                if dtype in ("uint16", "int32"):  # 16-bit colour: to 8 for the eye, not clipped
                     arr = load_image(self.files[index]).astype(np.float64) * (255.0 / 65535.0)
                     arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
                     return arr[..., 0] if arr.shape[-1] == 1 else arr[..., :3]
@@ -219,36 +244,6 @@ def _channel_axis(shape: Sequence[int]) -> int | None:
     return None
 
 
-def _hidden(path: pathlib.Path, root: pathlib.Path) -> bool:
-    """Whether a file or folder below ``root`` is hidden: a dot name anywhere on its way
-    (macOS ``._x.png`` AppleDouble files, ``.ipynb_checkpoints``) or a ``__MACOSX`` folder."""
-    return any(p.startswith(".") or p == "__MACOSX" for p in path.relative_to(root).parts)
-
-
-def _images_in(folder: pathlib.Path, root: pathlib.Path, recursive: bool) -> list[pathlib.Path]:
-    found = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(
-        p
-        for p in found
-        if p.suffix.lower() in IMAGE_SUFFIXES and not _hidden(p, root) and p.is_file()
-    )
-
-
-def _image_folder(root: pathlib.Path) -> tuple[list[pathlib.Path], list[str], list[str]]:
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not _hidden(p, root))
-    files: list[pathlib.Path] = []
-    labels: list[str] = []
-    for d in subdirs:
-        found = _images_in(d, root, recursive=True)
-        files += found
-        labels += [d.name] * len(found)
-    loose = _images_in(root, root, recursive=False)
-    files += loose
-    labels += [NO_LABEL] * len(loose)
-    ids = [p.relative_to(root).as_posix() for p in files]
-    return files, labels, ids
-
-
 _GREY_MODES = ("L", "1", "I", "F")
 #: Largest pixel value per dtype of ``read_header``: what the default scale divides by. Pillow's
 #: 32-bit integer mode I holds 16-bit PNG/TIFF greys; float images are taken as they are.
@@ -257,25 +252,47 @@ _PEAKS = {"uint8": 255.0, "uint16": 65535.0, "int32": 65535.0}
 _CHANNEL_PROBES = 64
 
 
-def _first_size(files: Sequence[pathlib.Path]) -> tuple[tuple[int, int], int]:
-    """The first image's size, and 3 channels if any of up to 64 images spread over the folder
-    is in colour (1 when all are greyscale): one greyscale file sorting first must not make
-    a colour folder greyscale."""
+#: Image headers read to choose the default size (spread over the folder; headers only).
+_SIZE_PROBES = 256
+
+
+def _first_size(
+    files: Sequence[pathlib.Path],
+) -> tuple[tuple[int, int], int, Counter[tuple[int, int]]]:
+    """The most common size among up to 256 images spread over the folder (the first file's
+    on a tie), 3 channels if any of up to 64 of them is in colour (1 when all are greyscale: one
+    greyscale file sorting first must not make a colour folder greyscale), and the sizes seen."""
     pil = require("PIL.Image", "image", "reading an image folder")
-    step = max(1, len(files) // _CHANNEL_PROBES)
-    size, channels = None, 1
-    for path in [files[0], *files[step::step][: _CHANNEL_PROBES - 1]]:
+    step = max(1, len(files) // _SIZE_PROBES)
+    probes = [files[0], *files[step::step][: _SIZE_PROBES - 1]]
+    sizes: Counter[tuple[int, int]] = Counter()
+    channels = 1
+    for k, path in enumerate(probes):
+        if path.is_symlink() and not path.exists():
+            continue  # a broken link, named by the image check
         try:
             with pil.open(path) as img:
-                size = size or img.size
-                if img.mode not in _GREY_MODES and not img.mode.startswith("I;16"):
-                    channels = 3
+                sizes[tuple(img.size)] += 1
+                if k % max(1, len(probes) // _CHANNEL_PROBES) == 0 and channels == 1:
+                    if img.mode not in _GREY_MODES and not img.mode.startswith("I;16"):
+                        channels = 3
         except OSError as exc:
             raise InputFileError(f"--data: cannot read the image {str(path)!r}: {exc}") from exc
-        if channels == 3:
-            break
-    assert size is not None
-    return size, channels
+    if not sizes:
+        raise InputFileError(f"--data: cannot read the image {str(files[0])!r}")
+    size = max(sizes, key=sizes.__getitem__)  # the first seen of the most common (files[0]'s)
+    return size, channels, sizes
+
+
+def _sizes_note(sizes: Counter[tuple[int, int]], size: Sequence[int], declared: bool) -> str:
+    """The note of a folder whose images differ in size: what they are resized to, and why."""
+    seen = ", ".join(f"{w}x{h} ({n})" for (w, h), n in sizes.most_common(3))
+    more = f" and {len(sizes) - 3} more" if len(sizes) > 3 else ""
+    why = "the model's input size" if declared else "the most common size"
+    return (
+        f"images differ in size ({seen}{more} among {sum(sizes.values())} read): all are "
+        f"resized to {size[0]}x{size[1]}, {why}; choose with --image-size W H"
+    )
 
 
 def _npz_pick(data: Any, keys: Sequence[str]) -> np.ndarray | None:
@@ -313,6 +330,8 @@ def load_data(
     image_size: tuple[int, int] | None = None,
     preprocess: Preprocess | None = None,
     labels_csv: str | None = None,
+    out: str | pathlib.Path | None = None,
+    color: str = "auto",
 ) -> DataSource:
     """Open ``--data`` as a :class:`DataSource` (reading nothing but headers yet for images)."""
     p = pathlib.Path(path)
@@ -321,7 +340,7 @@ def load_data(
     preprocess = preprocess or Preprocess()
     from_file = False  # ids read from the data file (else paths, or row numbers)
     if p.is_dir():
-        files, labels, ids = _image_folder(p)
+        files, labels, ids, walk_notes = image_folder(p, pathlib.Path(out) if out else None)
         if not files:
             raise InputFileError(
                 f"--data {str(p)!r} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); put "
@@ -335,9 +354,16 @@ def load_data(
                 f"(width x height); give "
                 f"--image-size {fixed[0]} {fixed[1]}, or leave it out to resize to that"
             )
-        first_size, first_channels = _first_size(files)
+        first_size, first_channels, sizes = _first_size(files)
         size = image_size or (spec.size if spec else None) or first_size
-        channels = (spec.channels if spec and spec.channels else None) or first_channels
+        declared = spec.channels if spec and spec.channels else None
+        forced = {"rgb": 3, "grey": 1}.get(color)
+        if forced is not None and declared is not None and forced != declared:
+            raise IntroscopeValueError(
+                f"--color {color}: the model's input {cast(InputSpec, spec).name!r} takes "
+                f"{declared} channel(s); leave --color out to read the images so"
+            )
+        channels = forced or declared or first_channels
         src = DataSource(
             "images", p, ids, labels, "samples", files=files, spec=spec,
             preprocess=preprocess, image_size=cast("tuple[int, int]", tuple(size)),
@@ -347,6 +373,9 @@ def load_data(
             f"{len(files)} images in {len({*labels})} label folders, resized to "
             f"{size[0]}x{size[1]}, {channels} channel(s), layout {spec.layout if spec else 'HWC'}"
         )
+        src.notes += walk_notes
+        if not image_size and len(sizes) > 1:
+            src.notes.append(_sizes_note(sizes, size, bool(spec and spec.size)))
     else:
         suffix = p.suffix.lower()
         notes: list[str] = []

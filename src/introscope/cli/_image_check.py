@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,8 @@ def image_problem(path: pathlib.Path) -> str | None:
     formats are decoded (JPEG at reduced size).
     """
     pil = require("PIL.Image", "image", "reading an image folder")
+    if path.is_symlink() and not path.exists():
+        return f"a broken symbolic link to {os.readlink(path)!r}"
     try:
         with pil.open(path) as img:
             if img.format == "PNG":

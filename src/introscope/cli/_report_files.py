@@ -269,10 +269,13 @@ def data_health(
 
 def write_report(out_dir: pathlib.Path, report: Any, output: RunOutput) -> pathlib.Path:
     """Write every result file, then ``report.html`` (last, so a complete report means a complete
-    run); return the report's path."""
+    run); return the report's path. An earlier run's ``report.html`` is removed before any file
+    is replaced: a folder without one holds an incomplete run (interrupted while writing), never
+    a report beside another run's results."""
     from introscope.viz._report_page import render_report
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.html").unlink(missing_ok=True)
     ours = {*output.files, "report.html"}
     stale = sorted(
         p.name for p in out_dir.iterdir() if p.is_file() and p.name not in ours and p.suffix in

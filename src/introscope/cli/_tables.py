@@ -142,6 +142,24 @@ def _header(row: Sequence[str]) -> tuple[int | None, int | None] | None:
     return id_i, label_i
 
 
+def _id_column(rows: Sequence[Sequence[str]], ids: Sequence[str]) -> int | None:
+    """The column of a headerless CSV that holds sample ids (the one with the most values
+    among ``ids``, at least one, none repeated), or None when no column holds any."""
+    if not rows or len(rows[0]) < 2:
+        return None
+    known = set(ids)
+    hits = []
+    for k in range(len(rows[0])):
+        matched = [r[k].strip() for r in rows if len(r) > k and r[k].strip() in known]
+        # ids name one sample each: a column repeating its values (labels 0/1 that happen to
+        # be row numbers) is not the id column
+        hits.append(len(matched) if len(set(matched)) == len(matched) else 0)
+    best = max(range(len(hits)), key=hits.__getitem__)
+    if hits[best] == 0 or (hits[best] == len(rows) - 1 and rows[0][best].strip() not in known):
+        return None  # none, or every row but the first: a header with unknown names
+    return best
+
+
 def labels_csv(path: pathlib.Path, ids: Sequence[str], id_hint: str) -> list[str]:
     """The labels of ``--labels`` for the samples ``ids``: from an id,label CSV (matched by id,
     in any order), or one label per row in sample order. ``id_hint`` says what the ids are."""
@@ -158,6 +176,7 @@ def labels_csv(path: pathlib.Path, ids: Sequence[str], id_hint: str) -> list[str
     # A ';'- or tab-separated file (Excel in many locales) is read as such when its first row
     # is then a header; otherwise errors below say which separator is used.
     other = next((d for d in ";\t" if len(rows[0]) == 1 and d in rows[0][0]), None)
+    split = rows
     if other is not None:
         split = [r for r in csv.reader(io.StringIO(text), delimiter=other) if r]
         if header is None and _header(split[0]) is not None:
@@ -199,6 +218,30 @@ def labels_csv(path: pathlib.Path, ids: Sequence[str], id_hint: str) -> list[str
                 f"column to give the labels in sample order"
             )
     else:
+        if other is not None and _id_column(split, ids) is not None:
+            rows, other = split, None  # "a.png;cat" rows without a header
+        id_i = _id_column(rows, ids)
+        if id_i is not None:
+            # A headerless "path,label" file: matched by its id column, never by row order.
+            width = min(len(r) for r in rows)
+            label_i = width - 1 if id_i != width - 1 else 0
+            mapping = {r[id_i].strip(): r[label_i] for r in rows if len(r) > max(id_i, label_i)}
+            missing = [i for i in ids if i not in mapping]
+            if missing:
+                raise IntroscopeValueError(
+                    f"{where} has no header; its column {id_i + 1} holds sample ids, but it has "
+                    f"no label for {len(missing)} of {len(ids)} samples, e.g. {missing[:3]}; "
+                    f"{id_hint}"
+                )
+            return [mapping[i] for i in ids]
+        if len(rows[0]) > 1 and len(rows) != len(ids) + 1:
+            # Several columns, none of them the ids: labels by row order would silently
+            # mislabel a file written in another order.
+            raise IntroscopeValueError(
+                f"{where} has no header and {len(rows[0])} columns (first row {rows[0]}), but "
+                f"no column holds the sample ids; {id_hint}; give it a header with {names}, or "
+                f"keep only the label column to give the labels in sample order{sep}"
+            )
         body, label_i = rows, len(rows[0]) - 1
     labels = [r[min(label_i, len(r) - 1)] for r in body]
     if len(labels) != len(ids):
