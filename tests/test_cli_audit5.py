@@ -265,3 +265,25 @@ def test_a_headerless_label_column_of_row_numbers_is_not_taken_for_ids(tmp_path)
     (tmp_path / "l.csv").write_text("".join(f"x{i}.png,{i % 2}\n" for i in range(6)))
     with pytest.raises(IntroscopeValueError, match="no column holds the sample ids"):
         labels_csv(tmp_path / "l.csv", ids, "hint")
+
+
+def test_an_output_folder_holding_the_data_leaves_every_label_folder_in(tmp_path):
+    from introscope.cli._folder import image_folder
+
+    data = tmp_path / "images"
+    for label in ("cat", "dog"):
+        _images(data / label, n=3)
+    _images(data, n=1)  # a loose image too
+    files, labels, _, notes = image_folder(data, tmp_path)  # --data images --out .
+    assert len(files) == 7 and labels.count("cat") == 3 and labels.count("dog") == 3
+    assert not any("output folder" in n for n in notes)
+
+
+def test_a_headerless_labels_csv_with_a_repeated_row_is_still_matched_by_id(tmp_path):
+    from introscope.cli._tables import labels_csv
+
+    ids = [f"cat/{i}.png" for i in range(4)] + ["dog/0.png"]
+    path = tmp_path / "labels.csv"
+    rows = [f"{i},{i.split('/')[0]}\n" for i in reversed(ids)] + ["cat/0.png,cat\n"]
+    path.write_text("".join(rows))
+    assert labels_csv(path, ids, "ids are paths") == ["cat"] * 4 + ["dog"]

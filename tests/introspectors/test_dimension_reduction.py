@@ -538,3 +538,18 @@ def test_pca_precision_warning_can_be_turned_off_and_survives_clone():
         DimensionReduction.introspect(
             data, strategies=DimensionReduction.Strategy.PCA(3), batch_size=256
         )
+
+
+@pytest.mark.parametrize(("n", "d", "k"), [(2, 16, 2), (3, 16, 3), (100, 8, 8)])
+def test_pca_does_not_warn_about_zero_variance_components(n, d, k):
+    import warnings
+
+    from introscope.introspectors.dimension_reduction import PCAState
+
+    x = np.random.default_rng(0).normal(size=(n, d)).astype(np.float32)
+    x[:, 0] = 0.0  # a dead unit
+    state = PCAState()
+    state.update(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        state.result(target_dimensions=k)

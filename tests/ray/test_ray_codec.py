@@ -44,3 +44,22 @@ def test_object_arrays_and_unknown_scalars_are_refused():
         encode_state({"x": {1, 2}})
     with pytest.raises(IntroscopeError, match="reserved"):
         encode_state({"__scalars__": 1})
+
+
+def test_error_info_keeps_numpy_scalar_attributes_and_message_only_errors():
+    from introscope.exceptions import IntroscopeError
+    from introscope.introspectors._state_contract import NonFiniteValues
+    from introscope.ray._errors import error_info, rebuild_error
+
+    back = rebuild_error(error_info(NonFiniteValues(np.int64(3), 10)))
+    assert type(back) is NonFiniteValues and back.count == 3 and type(back.count) is int
+
+    class Quiet(IntroscopeError):  # DNIKit's style: the text only in .message
+        def __str__(self) -> str:
+            return ""
+
+        @property
+        def message(self) -> str:
+            return "my message"
+
+    assert "my message" in str(rebuild_error(error_info(Quiet())))

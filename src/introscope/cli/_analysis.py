@@ -378,7 +378,7 @@ def projection_strategy(method: str, seed: int = 0) -> Any:
     if method == "pacmap":
         return strategy.PaCMAP(2, random_state=seed)
     if method == "pca":
-        return strategy.PCA(2)
+        return strategy.PCA(2, warn_precision=False)  # a map to look at; no precision option
     raise IntroscopeError(f"--projection must be one of {PROJECTIONS}, got {method!r}")
 
 

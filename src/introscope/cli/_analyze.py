@@ -107,7 +107,10 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
             out=args.out,
             color=getattr(args, "color", "auto"),
         )
-        _check_batch_memory(source, args.batch_size, explicit=bool(args.image_size))
+        # A size given with --image-size or declared by the model is the one to use: only
+        # a size chosen from the images is refused when its batches are too large.
+        declared = spec is not None and spec.size is not None
+        _check_batch_memory(source, args.batch_size, explicit=bool(args.image_size) or declared)
         return source
 
     if torch_model:

@@ -50,8 +50,10 @@ class _Walk:
     def enter(self, d: pathlib.Path, root: pathlib.Path) -> bool:
         real = d.resolve()
         rel = d.relative_to(root).as_posix()
-        inside = self.out is not None and self.out != self.real_root
-        if inside and (real == self.out or self.out in real.parents):
+        # Only an output folder strictly inside --data is left out (one that holds --data
+        # holds every folder below it).
+        inside = self.out is not None and self.real_root in self.out.parents
+        if inside and self.out is not None and (real == self.out or self.out in real.parents):
             self.notes.append(f"the output folder {rel}/ left out")
             return False
         if d.is_symlink() and (

@@ -143,17 +143,19 @@ def _header(row: Sequence[str]) -> tuple[int | None, int | None] | None:
 
 
 def _id_column(rows: Sequence[Sequence[str]], ids: Sequence[str]) -> int | None:
-    """The column of a headerless CSV that holds sample ids (the one with the most values
-    among ``ids``, at least one, none repeated), or None when no column holds any."""
+    """The column of a headerless CSV that holds sample ids (the one with the most distinct
+    values among ``ids``, at least one), or None when no column holds any."""
     if not rows or len(rows[0]) < 2:
         return None
     known = set(ids)
     hits = []
     for k in range(len(rows[0])):
         matched = [r[k].strip() for r in rows if len(r) > k and r[k].strip() in known]
-        # ids name one sample each: a column repeating its values (labels 0/1 that happen to
-        # be row numbers) is not the id column
-        hits.append(len(matched) if len(set(matched)) == len(matched) else 0)
+        # ids name one sample each: a column whose matches mostly repeat (labels 0/1 that
+        # happen to be integer ids) is not the id column; a repeated row or two is (the last
+        # one's label is kept, as with a header)
+        distinct = len(set(matched))
+        hits.append(distinct if 2 * distinct > len(matched) else 0)
     best = max(range(len(hits)), key=hits.__getitem__)
     if hits[best] == 0 or (hits[best] == len(rows) - 1 and rows[0][best].strip() not in known):
         return None  # none, or every row but the first: a header with unknown names

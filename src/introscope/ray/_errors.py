@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+import numpy as np
+
 from introscope.exceptions import IntroscopeError, IntroscopeValueError
 
 __all__ = ["error_info", "rebuild_error"]
@@ -36,13 +38,17 @@ def error_info(exc: IntroscopeError, message: str | None = None) -> dict[str, An
         for c in type(exc).__mro__
         if isinstance(c, type) and issubclass(c, IntroscopeError) and _is_introscope(c)
     ]
-    attrs = {
-        k: v
-        for k, v in vars(exc).items()
-        if not k.startswith("_") and (v is None or isinstance(v, (bool, int, float, str)))
-    }
+    attrs = {}
+    for k, v in vars(exc).items():
+        if isinstance(v, np.generic) and v.ndim == 0:
+            v = v.item()  # numpy scalars travel as Python ones
+        if not k.startswith("_") and (v is None or isinstance(v, (bool, int, float, str))):
+            attrs[k] = v
+    if message is None:
+        # str() of a subclass that keeps its text in .message only (DNIKit's style) is empty
+        message = str(exc) or str(getattr(exc, "message", "") or "")
     return {
-        "message": str(exc) if message is None else message,
+        "message": message,
         "value_error": isinstance(exc, IntroscopeValueError),
         "classes": classes,
         "attrs": attrs,

@@ -50,8 +50,11 @@ class PCAAccumulator(Accumulator):
         # The sums do not depend on how many components are taken from them.
         return {}
 
-    def finalize(self, *, target_dimensions: int | None = None) -> DimensionReduction:
-        """A ``DimensionReduction`` with one fitted PCA per field."""
+    def finalize(
+        self, *, target_dimensions: int | None = None, warn_precision: bool = True
+    ) -> DimensionReduction:
+        """A ``DimensionReduction`` with one fitted PCA per field (``warn_precision``: see
+        ``DimensionReduction.Strategy.PCA``)."""
         from ._dimension_reduction import DimensionReduction
         from ._strategies import PCA
 
@@ -61,7 +64,11 @@ class PCAAccumulator(Accumulator):
         reducers = {}
         for name, state in self._states.items():
             try:
-                reducers[name] = PCA.from_state(state, k)  # type: ignore[arg-type]
+                reducers[name] = PCA.from_state(
+                    state,  # type: ignore[arg-type]
+                    k,
+                    warn_precision=warn_precision,
+                )
             except (IntroscopeError, ValueError) as exc:
                 raise IntroscopeValueError(f"{self.owner}: field {name!r}: {exc}") from exc
         return DimensionReduction(_reducers=reducers)

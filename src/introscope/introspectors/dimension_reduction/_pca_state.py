@@ -295,13 +295,15 @@ def _warn_float32_conditioning(who: str, values: np.ndarray) -> None:
     if largest <= 0:
         return
     error = 2.0**-24 * largest / smallest if smallest > 0 else np.inf
-    if error > _FLOAT32_ERROR_WARN:
+    # At or beyond 1 the component's variance is at float32's rounding level of the largest:
+    # a direction of (numerically) zero variance (fewer samples than components, a dead unit),
+    # arbitrary in float64 too; no advice helps there.
+    if _FLOAT32_ERROR_WARN < error < 1.0:
         k = len(values)
         warnings.warn(
             f"{who}: the first component's variance is "
-            + (f"{largest / smallest:.1e} times" if smallest > 0 else "infinitely many times")
-            + f" component {k}'s, so with precision='auto' (float32 products of float32 data) "
-            f"the components can be off by about {min(error, 1.0):.0e} relative (more when the "
+            + f"{largest / smallest:.1e} times component {k}'s, so with precision='auto' (float32 products of float32 data) "
+            f"the components can be off by about {error:.0e} relative (more when the "
             f"rows are sorted, e.g. by class); pass precision='float64' for exact components",
             stacklevel=user_stacklevel(),
         )

@@ -98,9 +98,11 @@ class PCA(_Base):
         self.fit_: PCAFit | None = None
 
     @classmethod
-    def from_state(cls, state: PCAState, target_dimensions: int = 2) -> PCA:
+    def from_state(
+        cls, state: PCAState, target_dimensions: int = 2, *, warn_precision: bool = True
+    ) -> PCA:
         """A fitted PCA from a state, e.g. the merge of states accumulated on several shards."""
-        pca = cls(target_dimensions, precision=state.precision)
+        pca = cls(target_dimensions, precision=state.precision, warn_precision=warn_precision)
         pca.state = state
         pca.fit_complete()
         return pca

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeAlias, cast, final
+from typing import Final, TypeAlias, cast, final
 
 import numpy as np
 
@@ -44,19 +44,19 @@ class DuplicateSetCandidate:
         ([20, 21], (2, 3))
     """
 
-    std: np.floating[Any]
+    std: float
     """Standard deviation of the members' distances to the set's centroid (normalised space); a
     numpy scalar as in DNIKit: ``numpy.float32`` for float32 (and float16) responses,
     ``numpy.float64`` otherwise (``float(c.std)`` or ``c.std.item()`` for a Python float)."""
 
-    mean: np.floating[Any]
+    mean: float
     """Mean of the members' distances to the set's centroid (normalised space); a numpy scalar
     of the same type as ``std``."""
 
     projection: np.ndarray | None
     """2-D PCA coordinates of the members, rows in ``indices`` order; None for <= 5 members."""
 
-    indices: Sequence[np.integer[Any]]
+    indices: Sequence[int]
     """Positions of the members in the producer's data, ordered along their first principal
     axis when there are more than 2 (ascending otherwise): a list of ``numpy.int32`` as in
     DNIKit (``numpy.int64`` past 2**31 - 1 samples)."""
@@ -253,8 +253,8 @@ class Duplicates(_DuplicatesNames):
             index_type = np.int32 if n <= np.iinfo(np.int32).max else np.int64
             results[name] = [
                 DuplicateSetCandidate(
-                    std=s.std,  # numpy scalars, as DNIKit's
-                    mean=s.mean,
+                    std=s.std,  # type: ignore[arg-type]  # numpy scalars under DNIKit's annotations
+                    mean=s.mean,  # type: ignore[arg-type]
                     projection=s.projection,
                     indices=list(s.indices.astype(index_type)),
                     batch=combined.elements[s.indices],
