@@ -150,7 +150,7 @@ img.heatmap{max-width:100%;border:1px solid var(--line);border-radius:4px}
 white-space:normal;text-align:left}
 dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:3px 16px;margin:4px 0}
 dl.kv dt{color:var(--muted)}
-dl.kv dd{margin:0;word-break:break-all}
+dl.kv dd{margin:0;overflow-wrap:anywhere}
 .map{display:flex;gap:16px;align-items:flex-start}
 #scatter{flex:1 1 700px;height:min(620px,calc(100vh - 24px));min-width:0}
 .side{flex:0 0 270px;position:sticky;top:8px}
