@@ -322,6 +322,8 @@ def test_every_column_matches_dnikit(width: int, tmp_path: pathlib.Path) -> None
         name = f"splitFamiliarity_layer_1_byAttr_{dim}"
         for got, want in zip(frame[name], ref["values"][name], strict=True):
             assert list(got) == [k for k, _ in want["dict"]]
-            # per-label models hold planted-cluster components too (absolute differences to 3e-4)
+            # Per-label models hold planted-cluster components too, whose variances are near
+            # reg_covar: the two implementations' rounding differs there by up to 3e-4 absolute
+            # on one machine, 2.1e-3 (1.3e-5 relative, a score of 160) on an AVX-512 one.
             scores = [v for _, v in want["dict"]]
-            np.testing.assert_allclose(list(got.values()), scores, rtol=1e-6, atol=1e-3)
+            np.testing.assert_allclose(list(got.values()), scores, rtol=5e-5, atol=1e-3)

@@ -54,6 +54,9 @@ def test_multi_introspect_iua_pfa_equals_separate_runs() -> None:
 def test_large_batches_need_little_memory_beyond_the_batch() -> None:
     x = np.random.default_rng(9).standard_normal((40_000, 128)).astype(np.float32)
     np.maximum(x, 0, out=x)
+    # Once per process, the first count loads numba's compiled loop (when installed): not
+    # memory per batch.
+    IUA().update("warm", x[:2])
     tracemalloc.start()
     try:
         iua = IUA()

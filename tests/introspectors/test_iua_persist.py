@@ -20,6 +20,15 @@ def _producer(arrays: dict[str, np.ndarray]):
     return producer
 
 
+@pytest.fixture(autouse=True)
+def numpy_kernel(monkeypatch) -> None:
+    """This file's kernel tests check the numpy paths; test_iua_fused.py checks numba's loop
+    against them (everything else counts with whichever is installed)."""
+    from introscope.introspectors.iua import _kernel
+
+    monkeypatch.setattr(_kernel, "count_fused", lambda *_: None)
+
+
 @pytest.fixture
 def arrays() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(5)
