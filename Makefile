@@ -98,10 +98,11 @@ dnikit-suite: $(STAMP)
 
 # The documentation site, offline, into site/: the example notebooks are executed (tests/
 # test_notebooks.py leaves executed copies, so make test runs each once), then a strict build
-# (a broken link or reference, or a docstring griffe cannot read, fails it).
+# (a broken link or reference, or a docstring griffe cannot read, fails it; not --quiet, which
+# hides warnings from --strict: mkdocs/mkdocs#4126).
 docs: $(STAMP)
 	$(PY) docs/execute_notebooks.py
-	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 	@echo "docs: site/index.html"
 
 bench: $(STAMP) dnikit-venv

@@ -688,3 +688,32 @@ def test_the_monitor_can_be_read_from_inside_a_hook() -> None:
         net(torch.randn(3, 4))
     assert [sorted(r.results) for r in seen] == [[], ["1"]]
     assert mon.result.results["1"].num_samples == 5
+
+
+def test_a_monitor_never_attached_says_so_instead_of_an_empty_result() -> None:
+    """``m = IUA.monitor(net)`` registers nothing; reading its result says how to attach it."""
+    from introscope.exceptions import IntroscopeValueError
+
+    net = SharedReLU()
+    x = torch.randn(2, 1, 8, 8)
+    for factory in (IUA.monitor, lambda n: PFA.monitor(n, ["c1"])):
+        m = factory(net)
+        net(x)  # not counted: the monitor is not attached
+        with pytest.warns(RuntimeWarning, match=r"never attached.*with .*\.monitor\(model\)"):
+            result = m.result
+        if isinstance(result, IUA):
+            with pytest.raises(IntroscopeValueError, match="holds no responses: nothing was"):
+                IUA.show(result)
+    # Attached once: no warning afterwards, even when detached again.
+    m = IUA.monitor(net)
+    with m:
+        net(x)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert m.result.results["relu#0"].num_samples == 2
+        # An accumulator resumed from a checkpoint holds data: no warning either.
+        fresh = IUA.monitor(net)
+        fresh.accumulator = IUA.from_state_dict(m.accumulator.state_dict())
+        assert fresh.result.results["relu#1"].num_samples == 2

@@ -117,6 +117,8 @@ class Monitor(Generic[_R]):
         self._warned_outside: set[str] = set()
         self._warned_replica = False
         self._warned_partial = False
+        self._ever_attached = False
+        self._warned_unattached = False
 
     @property
     def accumulator(self) -> Any:
@@ -152,6 +154,17 @@ class Monitor(Generic[_R]):
         snapshot that later batches and :meth:`reset` leave as it is."""
         with self._lock:
             acc = self._acc
+            if not self._ever_attached and not self._warned_unattached:
+                if not list(getattr(acc, "fields", ()) or ()):
+                    self._warned_unattached = True
+                    warnings.warn(
+                        f"{self._owner}: this monitor was never attached, so it counted nothing; "
+                        f"creating it registers no hooks. Run the model inside `with "
+                        f"{self._owner}(model) as m:`, or call m.attach() first (m.detach() "
+                        f"after). (Said once per monitor.)",
+                        RuntimeWarning,
+                        stacklevel=user_stacklevel("torch"),
+                    )
             result = acc.finalize()
             if result is acc and callable(getattr(acc, "spawn", None)):
                 # An accumulator that is its own result (IUA, as in DNIKit): a copy.
@@ -177,6 +190,7 @@ class Monitor(Generic[_R]):
     # ------------------------------------------------------------------ hooks
     def attach(self: _M) -> _M:
         """Register the forward hooks (idempotent)."""
+        self._ever_attached = True
         if not self._handles:
             model = self._model
             self._watch = {id(m): self._make_hook(n, m) for n, m in self._modules.items()}

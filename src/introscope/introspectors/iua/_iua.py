@@ -280,6 +280,9 @@ class IUA(Accumulator):
         ``introspect`` takes it from ``response_infos``. Pass an axis (or a mapping) to
         override. A module called several times per forward pass gives ``name#0``,
         ``name#1``, ... as ``introscope.torch`` names them.
+
+        Creating the monitor registers nothing: it counts inside ``with IUA.monitor(model) as
+        m:`` (hooks removed on exit), or between ``m.attach()`` and ``m.detach()``.
         """
         from introscope.torch._monitor import Monitor
 
@@ -302,6 +305,12 @@ class IUA(Accumulator):
             unknown = [n for n in names if n not in iua.results]
             if unknown:
                 raise IntroscopeValueError(str(unknown_name_error("response", unknown, known)))
+        if not names and response_names is None:
+            raise IntroscopeValueError(
+                "IUA.show: this IUA holds no responses: nothing was counted (a monitor counts "
+                "only while attached: `with IUA.monitor(model) as m:` or m.attach(); a producer "
+                "must yield batches of model responses)"
+            )
         if not names:
             raise IntroscopeValueError(
                 "no response to show: response_names is empty (pass None to show every response)"

@@ -186,7 +186,9 @@ class PFA:
         recurrent layer on (N, L, D) and the activations after it, as ``introscope.torch``
         describes each module; (N, C) outputs are used as they are. Sums stay on the model's device in float64.
         ``monitor.result`` is a ``PFA`` of every output seen, ``monitor.state`` the
-        ``PFACovarianceState``; other defaults are those of ``introspect``.
+        ``PFACovarianceState``; other defaults are those of ``introspect``. Creating the
+        monitor registers nothing: it counts inside ``with PFA.monitor(model) as m:`` or
+        between ``m.attach()`` and ``m.detach()``.
         """
         from introscope.torch._monitor import Monitor
 
