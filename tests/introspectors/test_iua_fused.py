@@ -37,7 +37,15 @@ def _assert_same(a, b) -> None:
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_fused_loop_gives_numpys_numbers(monkeypatch, seed: int, dtype) -> None:
     rng = np.random.default_rng(seed)
-    for pre, nch, post in ((1, 1, 1), (1, 7, 1), (1, 4, 16), (1, 3, 1024), (2, 3, 5), (3, 2, 8)):
+    for pre, nch, post in (
+        (1, 1, 1),
+        (1, 7, 1),
+        (1, 4, 16),
+        (1, 3, 1024),
+        (2, 3, 5),
+        (3, 2, 8),
+        (2, 2, 130),
+    ):
         for batch in (1, 2, 37, 255, 256, 300, 600):
             x = rng.standard_normal((batch, pre * nch * post)) * 2
             x[rng.random(x.shape) < 0.5] = 0.0

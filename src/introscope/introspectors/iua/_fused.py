@@ -24,10 +24,9 @@ import numpy as np
 
 __all__ = ["count_fused", "fused_available"]
 
-_EXPONENT: dict[int, tuple[np.dtype[Any], Any]] = {
-    4: (np.dtype(np.uint32), np.uint32(0x7F800000)),
-    8: (np.dtype(np.uint64), np.uint64(0x7FF0000000000000)),
-}
+# Channels of at least this many positions are counted channel by channel in the main loop (one
+# pass); shorter ones from the row's mask afterwards (the inner loop is too short to vectorise).
+_CHANNEL_MAJOR_FROM = 128
 
 _lock = threading.Lock()
 _compiled: Any = None  # the numba dispatcher; False once known to be unavailable
@@ -36,9 +35,8 @@ _scratch = threading.local()
 
 def _count_rows(
     x: Any,
-    bits: Any,
     thr: Any,
-    exponent: Any,
+    inf: Any,
     pre: int,
     nch: int,
     post: int,
@@ -54,11 +52,13 @@ def _count_rows(
     """The loop numba compiles: counts of ``x`` (batch, units) into the given arrays.
 
     Per-unit counts are summed in uint8 ``unit_acc`` (vectorises with the float compare) and,
-    for batches over 255 rows, moved into the int64 ``unit_total`` every 255 rows.
+    for batches over 255 rows, moved into the int64 ``unit_total`` every 255 rows. ``thr`` and
+    ``inf`` have ``x``'s dtype; ``not |v| < inf`` is true exactly for NaN and +-Inf.
     """
     batch, units = x.shape
     nonfinite = 0
     pending = 0
+    by_channel = channels and post >= _CHANNEL_MAJOR_FROM
     for b in range(batch):
         if pending == 255:
             for u in range(units):
@@ -67,45 +67,64 @@ def _count_rows(
             pending = 0
         pending += 1
         row = x[b]
-        brow = bits[b]
-        # The mask of this row, added to the per-unit counters; a flag for any NaN or Inf.
-        flag = np.uint8(0)
-        for u in range(units):
-            m = np.uint8(abs(row[u]) <= thr)
-            mrow[u] = m
-            unit_acc[u] += m
-            flag |= np.uint8((brow[u] & exponent) == exponent)
-        if flag:
-            for u in range(units):
-                if (brow[u] & exponent) == exponent:
-                    nonfinite += 1
-        total = 0
-        if not channels:
-            for u in range(units):
-                total += mrow[u]
-        elif pre == 1 and post == 1:  # the units are the channels
-            for c in range(units):
-                total += mrow[c]
-                ch_counts[c] += mrow[c]
-            ch_per_sample[b] = total
-        else:
+        flag = np.uint8(0)  # any NaN or Inf in the row
+        total: Any = 0  # (local annotations are for mypy; numba ignores them)
+        if by_channel:
+            # Long channels (large feature maps): each channel's count in the same pass.
             for c in range(nch):
                 dead[c] = True
             for i in range(pre):
                 for c in range(nch):
                     base = (i * nch + c) * post
-                    cnt = 0
+                    cnt: Any = np.int32(0)
                     for p in range(post):
-                        cnt += mrow[base + p]
+                        a = abs(row[base + p])
+                        m = a <= thr
+                        unit_acc[base + p] += np.uint8(m)
+                        cnt += np.int32(m)
+                        flag |= np.uint8(not (a < inf))
                     total += cnt
                     if cnt != post:
                         dead[c] = False
+        else:
+            # The row's mask, kept for the per-sample and per-channel sums below.
+            for u in range(units):
+                a = abs(row[u])
+                m = np.uint8(a <= thr)
+                mrow[u] = m
+                unit_acc[u] += m
+                flag |= np.uint8(not (a < inf))
+            if not channels:
+                for u in range(units):
+                    total += mrow[u]
+            elif pre == 1 and post == 1:  # the units are the channels
+                for c in range(units):
+                    total += mrow[c]
+                    ch_counts[c] += mrow[c]
+                ch_per_sample[b] = total
+            else:
+                for c in range(nch):
+                    dead[c] = True
+                for i in range(pre):
+                    for c in range(nch):
+                        base = (i * nch + c) * post
+                        cnt = 0
+                        for p in range(post):
+                            cnt += mrow[base + p]
+                        total += cnt
+                        if cnt != post:
+                            dead[c] = False
+        if channels and not (pre == 1 and post == 1):  # (that case is counted above)
             nd = 0
             for c in range(nch):
                 if dead[c]:
                     ch_counts[c] += 1
                     nd += 1
             ch_per_sample[b] = nd
+        if flag:
+            for u in range(units):
+                if not abs(row[u]) < inf:
+                    nonfinite += 1
         per_sample[b] = total
     if unit_total.shape[0]:
         for u in range(units):
@@ -164,7 +183,7 @@ def count_fused(
     native C-contiguous float32/float64 batch)."""
     global _compiled
     dt = flat.dtype
-    if dt.kind != "f" or dt.itemsize not in _EXPONENT or not dt.isnative:
+    if dt.kind != "f" or dt.itemsize not in (4, 8) or not dt.isnative:
         return None
     if flat.ndim != 2 or not flat.flags.c_contiguous:
         return None
@@ -172,7 +191,6 @@ def count_fused(
     if kernel is None:
         return None
     batch, units = flat.shape
-    unsigned, exponent = _EXPONENT[dt.itemsize]
     # As numpy compares float32 data with a Python float: in the data's dtype.
     thr = dt.type(atol)
     unit_acc = np.zeros(units, np.uint8)
@@ -188,9 +206,8 @@ def count_fused(
     try:
         nonfinite = kernel(
             flat,
-            flat.view(unsigned),
             thr,
-            exponent,
+            dt.type(np.inf),
             pre,
             nch,
             post,
