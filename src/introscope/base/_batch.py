@@ -37,8 +37,10 @@ def _frozen(name: str, value: Any, where: str = "") -> np.ndarray:
 class _FrozenMapping(Mapping[str, Any]):
     """Read-only mapping of a batch's fields or snapshots.
 
-    ``==`` compares values as DNIKit does for these mappings: arrays by shape and contents, and
-    batches with ``Batch.__eq__``, so ``batch.fields == other.fields`` is one bool.
+    ``==`` compares values much as DNIKit does for these mappings: arrays by shape, dtype and
+    contents, and batches with ``Batch.__eq__``, so ``batch.fields == other.fields`` is one
+    bool. Unlike DNIKit, arrays of equal values but different dtypes (int32 and int64) are not
+    equal.
     """
 
     __slots__ = ("_data",)

@@ -54,11 +54,15 @@ class UnsupportedMetadata(IntroscopeError):
     """A metadata value that the cache cannot store without pickle."""
 
     def __init__(self, key: str, value: Any) -> None:
-        super().__init__(
+        #: what cannot be stored, without the advice (the warning of a Cacher that drops it)
+        self.reason = (
             f"metadata {key} holds a {type(value).__module__}.{type(value).__qualname__} that "
             f"the cache cannot store without pickle (it stores None, bool, int, float, complex, "
-            f"str, bytes, paths, numpy scalars and non-object arrays, and lists, tuples, sets and "
-            f"dicts of those). Convert it, remove the key with MetadataRemover before the "
+            f"str, bytes, paths, numpy scalars and plain non-object arrays, and lists, tuples, "
+            f"sets and dicts of those)"
+        )
+        super().__init__(
+            f"{self.reason}. Convert it, remove the key with MetadataRemover before the "
             f"Cacher, or pass Cacher(..., drop_unsupported_metadata=True)"
         )
         self.key = key
@@ -69,8 +73,8 @@ def _encode(value: Any, arrays: dict[str, np.ndarray], where: str) -> Any:
     if value is None or type(value) in (bool, str, int, float):
         return value
     if isinstance(value, np.ndarray):
-        if value.dtype.hasobject:
-            raise UnsupportedMetadata(where, value)
+        if value.dtype.hasobject or not _plain_array(value):
+            raise UnsupportedMetadata(where, value)  # a subclass would lose its meaning
         name = f"m{len(arrays)}"
         arrays[name] = value
         return {_TAG: "array", "ref": name}
@@ -200,7 +204,11 @@ def _encode_metadata(
             for name in list(arrays)[mark:]:
                 del arrays[name]
             policy.dropped.add(ident)
-            _logger.warning("Cacher: not caching metadata %r: %s", key, exc)
+            _logger.warning(
+                "Cacher: not caching metadata %r (drop_unsupported_metadata=True): %s",
+                key,
+                exc.reason,
+            )
             continue
         policy.kept.add(ident)
         entries.append({"key": key.name, "kind": kind, "values": encoded})
@@ -234,12 +242,43 @@ def batch_nbytes(batch: Batch) -> int:
     )
 
 
+def _plain_array(array: np.ndarray) -> bool:
+    """An ndarray whose data is all there is to it (a memmap is a file-backed plain array)."""
+    return type(array) is np.ndarray or isinstance(array, np.memmap)
+
+
 def _check_field(what: str, array: np.ndarray) -> None:
     if array.dtype.hasobject:
         raise IntroscopeError(
             f"{what} has dtype object; the cache stores only arrays that load without pickle "
             f"(numbers, bool, fixed-width strings)"
         )
+    # ndarray subclasses are refused rather than stored as their data: a mask, or what a
+    # matrix, recarray or a library's subclass means, would be silently lost in the read-back
+    # (a mask could be stored, but one clear rule beats a list of special cases).
+    if isinstance(array, np.ma.MaskedArray):
+        raise IntroscopeError(
+            f"{what} is a numpy.ma.MaskedArray; the cache stores plain arrays and would drop its "
+            f"mask. Before the Cacher, pass the data as plain arrays, e.g. x.filled(fill_value), "
+            f"and the mask as its own field (numpy.ma.getmaskarray(x))"
+        )
+    if not _plain_array(array):
+        kind = f"{type(array).__module__}.{type(array).__qualname__}"
+        raise IntroscopeError(
+            f"{what} is a {kind} (a numpy.ndarray subclass); the cache stores plain arrays and "
+            f"would lose what the subclass adds. Before the Cacher, pass numpy.asarray(x) "
+            f"(for a recarray: x.view(numpy.ndarray), which keeps its structured dtype)"
+        )
+
+
+def check_fields(batch: Batch) -> None:
+    """Refuse (``IntroscopeError``) fields, snapshots' too, that the cache cannot store."""
+    s = batch._s
+    for name, array in s.fields.items():
+        _check_field(f"field {name!r}", array)
+    for snap_name, snap in s.snapshots.items():
+        for name, array in snap._s.fields.items():
+            _check_field(f"field {name!r} of snapshot {snap_name!r}", array)
 
 
 def write_batch(path: pathlib.Path, batch: Batch, policy: MetadataPolicy) -> dict[str, list[int]]:

@@ -24,6 +24,7 @@ from ._batch import Batch, concatenate_batches
 from ._cache_format import (
     MetadataPolicy,
     batch_nbytes,
+    check_fields,
     check_metadata,
     read_batch,
 )
@@ -31,11 +32,9 @@ from ._cache_runs import (
     _MANIFEST,
     _MARKER,
     _check_folder,
+    _clear_folder,
     _describe_missing_cache,
     _read_manifest,
-    _remove_stale,
-    _run_is_live,
-    _runs,
     _RunWriter,
 )
 from ._pipeline import PipelineStage
@@ -139,6 +138,9 @@ class CachedProducer:
     def copy_to(self, new_path: PathOrStr, *, overwrite: bool = False) -> CachedProducer:
         """Copy the cache to ``new_path`` and return a producer reading the copy.
 
+        Of several copies to one new folder at the same time (threads or processes) exactly
+        one is kept; without ``overwrite`` the others raise, as for a folder that held a cache.
+
         Raises:
             IntroscopeError: if ``new_path`` already holds a cache and ``overwrite`` is False.
         """
@@ -148,12 +150,12 @@ class CachedProducer:
             raise IntroscopeError(f"cannot copy the cache in {dest} onto itself")
         if dest.exists() and not dest.is_dir():
             raise IntroscopeError(f"{dest} exists and is not a folder")
+        taken = IntroscopeError(
+            f"{dest} already holds a cache; pass overwrite=True to replace it, "
+            f"or choose another folder"
+        )
         if (dest / _MANIFEST).exists() and not overwrite:
-            raise IntroscopeError(
-                f"{dest} already holds a cache; pass overwrite=True to replace it, "
-                f"or choose another folder"
-            )
-        dest.mkdir(parents=True, exist_ok=True)
+            raise taken
         writer = _RunWriter(dest)
         try:
             run = self._storage_path / manifest["run"]
@@ -162,11 +164,26 @@ class CachedProducer:
         except BaseException:
             writer.abort()
             raise
-        writer.commit(replace=True)
+        if not writer.commit(replace=overwrite):  # another copy (or Cacher) finished first
+            raise taken
         return CachedProducer(dest)
 
     def __repr__(self) -> str:
         return f"CachedProducer({str(self._storage_path)!r})"
+
+
+def _join_key(batch: Batch) -> tuple[Any, ...]:
+    """What batches must share to be joined into one file without changing any value: field
+    names (in order), dtypes and trailing shapes, the same of snapshots, and metadata keys."""
+    s = batch._s
+    return (
+        tuple((n, a.dtype, a.shape[1:]) for n, a in s.fields.items()),
+        tuple((n, _join_key(snap)) for n, snap in s.snapshots.items()),
+        tuple(
+            (type(k).__name__, k.name, tuple(v) if isinstance(v, dict) else None)
+            for k, v in s.metadata.items()
+        ),
+    )
 
 
 def _with_identifier(batch: Batch, start: int) -> tuple[Batch, int]:
@@ -206,6 +223,14 @@ class Cacher(PipelineStage):
     A pass that does not finish (an exception, a consumer that stops early, a killed process)
     leaves no cache that can be read: the next pass caches again.
 
+    Two Cachers on one folder (in threads or other processes) do not mix their batches: the
+    pass that finishes first keeps its cache, the other logs a warning ("another Cacher
+    finished caching there first") and discards its own batches. Batches that differ in a
+    field's dtype or trailing shape are stored as they are (only alike batches are joined into
+    one file), so later passes yield the dtypes and values the first pass yielded. Fields must be
+    plain arrays: a ``numpy.ma.MaskedArray`` or another ndarray subclass is refused (its mask or
+    meaning would not survive), before the batch is passed on.
+
     Args:
         storage_path: folder for the cache, kept until you delete it (``Cacher.clear(path)``).
             By default a new folder in the system's temporary folder, removed once this Cacher
@@ -241,30 +266,40 @@ class Cacher(PipelineStage):
     def clear(storage_path: PathOrStr | None = None) -> None:
         """Delete the cache in ``storage_path`` and in its sub-folders (all introscope caches in
         the system's temporary folder when ``None``). Only files a Cacher wrote are removed, and
-        caches still being written are left alone.
+        caches still being written are left alone (with a warning each).
+
+        With ``None``, caches this process may not remove (another user's, in a shared
+        temporary folder) are skipped, and one warning lists them; every other cache is
+        removed. Returns None either way.
 
         Raises:
             NotADirectoryError: if ``storage_path`` is not a folder.
+            OSError: (only with a ``storage_path``) if a cache in it cannot be removed, e.g.
+                ``PermissionError`` for another user's.
         """
         root = pathlib.Path(tempfile.gettempdir() if storage_path is None else storage_path)
         if not root.is_dir():
             raise NotADirectoryError(f"{root} is not a folder")
+        skipped: list[str] = []
         for folder in [root, *(p for p in root.iterdir() if p.is_dir())]:
             try:
                 if not (folder / _MARKER).is_file():
                     continue
             except OSError:  # e.g. another user's folder in the temporary folder
                 continue
-            if any(_run_is_live(r) for r in _runs(folder)):
-                _logger.warning("not clearing %s: a Cacher is still writing to it", folder)
-                continue
-            (folder / _MANIFEST).unlink(missing_ok=True)
-            _remove_stale(folder, keep=None, clearing=True)
-            (folder / _MARKER).unlink(missing_ok=True)
             try:
-                folder.rmdir()  # only when nothing of the user's is left in it
-            except OSError:
-                pass
+                _clear_folder(folder)
+            except OSError as exc:
+                if storage_path is not None:
+                    raise
+                skipped.append(f"{folder} ({exc.strerror or type(exc).__name__})")
+        if skipped:
+            _logger.warning(
+                "Cacher.clear(): skipped %d cache folder%s it may not remove (another user's?): %s",
+                len(skipped),
+                "" if len(skipped) == 1 else "s",
+                "; ".join(skipped),
+            )
 
     def __init__(
         self, storage_path: PathOrStr | None = None, *, drop_unsupported_metadata: bool = False
@@ -347,12 +382,22 @@ class Cacher(PipelineStage):
             # per-file cost (open, header, checks) once per chunk instead of once per batch.
             pending: list[Batch] = []
             pending_bytes = 0
+            # Only batches alike in field names, dtypes and trailing shapes (snapshots too) and
+            # metadata keys are joined: joining others would promote dtypes (uint64 and int64
+            # give float64), so a later pass would not get what this one yielded.
+            pending_key: tuple[Any, ...] | None = None
             for batch in checked_batches(
                 producer, batch_size, allow_empty=True, what="the producer before Cacher"
             ):
                 batch, next_id = _with_identifier(batch, next_id)
+                check_fields(batch)  # refuse what the cache cannot store before passing it on
                 check_metadata(batch, policy)  # drop or refuse metadata before passing it on
                 yield _without_dropped(batch, policy.dropped)
+                key = _join_key(batch)
+                if pending and key != pending_key:
+                    self._write_chunk(writer, pending, policy)
+                    pending, pending_bytes = [], 0
+                pending_key = key
                 pending.append(batch)
                 pending_bytes += batch_nbytes(batch)
                 if pending_bytes >= _CHUNK_BYTES:
@@ -368,6 +413,12 @@ class Cacher(PipelineStage):
                     sum(e["size"] for e in writer.entries),
                     files,
                     "" if files == 1 else "s",
+                    self._storage_path,
+                )
+            elif self.cached:  # an overlapping pass of this same Cacher finished first
+                _logger.warning(
+                    "%s: another pass through this Cacher finished caching first; this pass's "
+                    "batches were not kept; later passes read the batches of the pass that finished",
                     self._storage_path,
                 )
             else:

@@ -55,8 +55,9 @@ class Processor(PipelineStage):
 
     Args:
         func: array -> array; dimension 0 (the batch) must keep its size.
-        fields: field name(s) to process; None processes every field. A name the batch does
-            not have is an error.
+        fields: field name(s) to process; None processes every field, and so does an empty
+            collection (``fields=[]``, as in DNIKit: check a computed selection is not empty).
+            A name the batch does not have is an error.
 
     Examples:
         >>> import numpy as np

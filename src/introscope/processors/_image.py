@@ -2,10 +2,15 @@
 
 Each works on batches of images in ``NHWC`` or ``NCHW`` layout. When OpenCV (``cv2``, the
 ``image`` extra) imports, the stages call it as DNIKit 2.0 does and give DNIKit's numbers
-exactly; otherwise, and for what OpenCV cannot take (int8/int32/int64/float16/bool images, more
-than 128 channels), they use numpy/scipy kernels that follow OpenCV's rules computed exactly in
-floating point (within one 8-bit level of OpenCV, which works in fixed point). Integer images are
-rounded and clipped back to their dtype.
+exactly, with one exception: ``ImageRotationProcessor`` on images of more than 4 channels.
+It rotates those 4 channels at a time (OpenCV's limit for a per-channel fill), so each channel
+comes out exact, equal to rotating it alone (for a last group of 2 channels, as of a 6-channel
+image, OpenCV's 1/32-pixel rounding applies), where DNIKit's numbers, from OpenCV's 1/32-pixel
+path, differ by a few levels (up to about 5 of 255); and ``cval`` fills channels past the fourth
+as given, where DNIKit repeats its first four values. Otherwise, and for what OpenCV cannot take
+(int8/int32/int64/float16/bool images, more than 128 channels), they use numpy/scipy kernels
+that follow OpenCV's rules computed exactly in floating point (within one 8-bit level of OpenCV,
+which works in fixed point). Integer images are rounded and clipped back to their dtype.
 """
 
 from __future__ import annotations
