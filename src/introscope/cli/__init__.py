@@ -14,6 +14,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 from introscope.exceptions import IntroscopeError, IntroscopeValueError, MissingDependencyError
 
@@ -114,8 +115,27 @@ def _parse_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
-def _common() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error format: one line starting ``introscope analyze: error:``,
+    pointing at ``--help``, instead of argparse's usage lines (exit status 2 all the same)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parser.parse_args``, with unknown arguments refused by the sub-command's parser (named
+    in the error) rather than by the top-level one."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        commands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        command = commands[0].choices.get(args.command, parser) if commands else parser
+        command.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def _common() -> _Parser:
+    common = _Parser(add_help=False)
     g = common.add_argument_group("output control")
     g.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                    help="log what each step does")  # fmt: skip
@@ -126,9 +146,7 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
-def _sub(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str, epilog: str
-) -> argparse.ArgumentParser:
+def _sub(sub: argparse._SubParsersAction[_Parser], name: str, help: str, epilog: str) -> _Parser:
     return sub.add_parser(
         name,
         help=help,
@@ -140,7 +158,7 @@ def _sub(
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="introscope",
         description="Look inside neural networks and the data flowing through them.",
         epilog="example: introscope demo   (then open out/report.html)\n" + _EXIT_TEXT,
@@ -302,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``introscope`` command; returns the exit status."""
     parser = _parser()
     try:
-        args = parser.parse_args(argv)
+        args = _parse(parser, argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
     debug = getattr(args, "debug", False)

@@ -261,12 +261,11 @@ def run_dataset_report(
     projection: str = "umap",
     seed: int = 0,
     total: int | None = None,
+    split: bool = True,
 ) -> Any:
-    """DatasetReport with only the chosen data components (familiarity, duplicates, projection).
-
-    Responses wider than 40 are reduced to 40 dimensions with PCA first (DatasetReport's
-    default); with fewer than 40 samples, to as many dimensions as there are samples.
-    """
+    """DatasetReport with the chosen data components (familiarity, duplicates, projection), and
+    no familiarity per label unless ``split``. Responses wider than 40 are reduced to 40 dimensions
+    with PCA first (DatasetReport's default); with fewer than 40 samples, to as many as there are."""
     try:
         from introscope.introspectors.report import DatasetReport, ReportConfig
     except ImportError as exc:
@@ -274,6 +273,7 @@ def run_dataset_report(
             "the data sections need DatasetReport, which this installation does not have"
         ) from exc
     kwargs: dict[str, Any] = {n: None for n in ("familiarity", "duplicates") if n not in components}
+    kwargs.update({} if split else {"split_familiarity_min": sys.maxsize})  # no group that large
     kwargs["projection"] = (
         projection_strategy(projection, seed) if "projection" in components else None
     )

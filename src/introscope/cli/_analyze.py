@@ -6,6 +6,7 @@ import argparse
 import datetime
 import logging
 import pathlib
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -142,6 +143,7 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
             if not isinstance(exc, (InputFileError, IntroscopeValueError)):
                 _raise_if_channels_last(source, exc)  # the model ran on the example and failed
                 _raise_if_grey(source, exc, getattr(args, "color", "auto"))
+                _raise_if_colour(source, exc, getattr(args, "color", "auto"))
                 _raise_if_image_size(source, exc, args.image_size)
             raise
         stages.end(f"({len(model.response_infos)} responses)")
@@ -343,6 +345,34 @@ def _raise_if_grey(source: Any, exc: Exception, color: str) -> None:
     raise IntroscopeValueError(
         f"{text}; the images were read as greyscale (1 channel)"
         + (": pass --color rgb for an RGB model" if color == "auto" else "")
+    ) from exc
+
+
+#: torch's refusal of colour images by a convolution that takes 1 channel: "expected
+#: input[2, 3, 40, 50] to have 1 channels, but got 3 channels instead"
+_ONE_CHANNEL = re.compile(r"to have 1 channels?,? but got (\d+) channels?")
+#: and by a Linear layer on flattened images: "(2x7500 and 2500x10)", 3 times the features
+_FLAT_SHAPES = re.compile(r"cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)")
+
+
+def _raise_if_colour(source: Any, exc: Exception, color: str) -> None:
+    """A PyTorch model that takes 1 channel and refused colour images: say to pass --color grey
+    (the opposite of :func:`_raise_if_grey`; under ``auto`` a colour folder is read as RGB)."""
+    text = str(exc)
+    if source.kind != "images" or source.channels == 1:
+        return
+    conv, flat = _ONE_CHANNEL.search(text), _FLAT_SHAPES.search(text)
+    by_conv = conv is not None and int(conv.group(1)) == source.channels
+    by_flat = flat is not None and int(flat.group(2)) == source.channels * int(flat.group(3))
+    by_flat = by_flat and color == "auto"  # --color rgb given: left to the --image-size hint
+    if not (by_conv or by_flat):
+        return
+    hint = "pass --color grey for a greyscale (1-channel) model"
+    if not by_conv:  # a feature count 3 times too large could also be another image size
+        hint += " (or --image-size W H, if it takes another input size)"
+    raise IntroscopeValueError(
+        f"{text}; the images were read as RGB ({source.channels} channels)"
+        + (f": {hint}" if color == "auto" else "")
     ) from exc
 
 

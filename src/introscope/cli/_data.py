@@ -16,7 +16,7 @@ import numpy as np
 from introscope.base._image_producer import _png16_colour_channels, load_image, read_header
 from introscope.exceptions import IntroscopeError, IntroscopeValueError, require
 
-from ._folder import IMAGE_SUFFIXES, image_folder
+from ._folder import IMAGE_SUFFIXES, folder_summary, image_folder
 from ._models import InputFileError, InputSpec
 from ._tables import NO_LABEL, label_strings, load_parquet
 from ._tables import labels_csv as read_labels_csv
@@ -370,7 +370,7 @@ def load_data(
             channels=channels,
         )  # fmt: skip
         src.notes.append(
-            f"{len(files)} images in {len({*labels})} label folders, resized to "
+            f"{folder_summary(ids, labels)}, resized to "
             f"{size[0]}x{size[1]}, {channels} channel(s), layout {spec.layout if spec else 'HWC'}"
         )
         src.notes += walk_notes

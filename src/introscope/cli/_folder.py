@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ._tables import NO_LABEL
 
-__all__ = ["IMAGE_SUFFIXES", "image_folder"]
+__all__ = ["IMAGE_SUFFIXES", "image_folder", "folder_summary"]
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 
@@ -116,3 +116,15 @@ def image_folder(
             f"that label (point --data at one of them to label by its sub-folders)"
         )
     return files, labels, ids, list(dict.fromkeys(walk.notes))
+
+
+def folder_summary(ids: list[str], labels: list[str]) -> str:
+    """``41 images in 2 label folders and 1 loose image``: the loose images directly in
+    ``--data`` (labelled ``(no label)``) are not counted as a label folder."""
+    loose = sum(1 for i in ids if "/" not in i)
+    folders = len({label for i, label in zip(ids, labels) if "/" in i})
+    images = f"{len(ids)} image{'s' if len(ids) != 1 else ''}"
+    if not folders:
+        return f"{images}, all loose (no label folders)"
+    where = f"{images} in {folders} label folder{'s' if folders != 1 else ''}"
+    return where + (f" and {loose} loose image{'s' if loose != 1 else ''}" if loose else "")

@@ -14,6 +14,7 @@ import numpy as np
 from . import _analysis as A
 from ._console import error_text
 from ._output import write_bytes, write_json, write_parquet, write_text
+from ._tables import NO_LABEL
 
 _LOG = logging.getLogger("introscope.cli")
 
@@ -235,6 +236,9 @@ def data_health(
         projection=projection,
         seed=seed,
         total=total,
+        # unlabelled data (every sample "(no label)") is one group: a familiarity per label
+        # would refit the overall one, and repeat its column and its warnings
+        split=any(label != NO_LABEL for label in source.labels),
     )
     field_name = digests.field_seen or response
     table = A.report_table(report.data, field_name)
