@@ -7,7 +7,8 @@ exactly the stored value): the count
 ``(S - T T^T / n) / (n - 1)`` whatever ``s`` is; with ``s`` near the mean, ``S`` only carries
 the variance scale, so each staged block's Gram matrix can be formed in float32 (numpy's
 ``block.T @ block``, a BLAS syrk) without the cancellation of ``E[xx^T] - mu mu^T``, then
-added to the float64 ``S``.
+added to the float64 ``S``. A float32 block whose mean drifted from the shift (rows sorted by
+class) is re-centred on its own mean first (:mod:`._recentre`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 from introscope._validation import pooling_hint
 
 from .._state_contract import Capabilities, NonFiniteValues, State, StateError, is_torch_tensor
+from ._recentre import Drift, Offsets, recentre
 from ._sums_math import (
     MOMENT_ROWS,
     add_gram64,
@@ -90,6 +92,9 @@ class FieldSums(State):
         "_raw",
         "_upper",
         "_pending",
+        "_drift",
+        "_offsets",
+        "_scratch",
     )
 
     def __init__(self, units: int, like: Any = None, precision: str = "auto") -> None:
@@ -111,6 +116,11 @@ class FieldSums(State):
         self._upper: np.ndarray | None = None
         # Host batches held (counted, checked finite) until _SHIFT_ROWS rows choose the shift.
         self._pending: list[np.ndarray] = []
+        # Per-unit drift tolerances for re-centring float32 blocks (see _recentred); None: not
+        # known yet. Offset terms of re-centred blocks, and their scratch block (direct path).
+        self._drift: Drift | None = None
+        self._offsets = Offsets()
+        self._scratch: np.ndarray | None = None
         if like is not None and like.device.type != "mps":
             # Sums on the tensors' own device, in float64 (MPS has no float64: host sums there).
             import torch
@@ -174,6 +184,8 @@ class FieldSums(State):
             # The shift is zero: the batch is its own block (no copy into the staging buffer).
             sums = column_sums(x)
             if math.isfinite(sums.sum()):
+                if self._recentred(x, sums):
+                    return True
                 self._gram(x)
                 self.total += sums
                 return True
@@ -302,9 +314,37 @@ class FieldSums(State):
                 finite = math.isfinite(sums.sum())
             if not finite:
                 sums = block.sum(axis=0, dtype=np.float64)
+            self._staged = 0
+            if block.dtype == _F32 and self._recentred(block, sums, block):
+                return
             self.total += sums
             self._gram(block)
-            self._staged = 0
+
+    def _recentred(self, y: np.ndarray, sums: np.ndarray, out: np.ndarray | None = None) -> bool:
+        """Add the float32 block ``y`` (column sums ``sums``) re-centred on its mean offset if
+        it drifted from the shift (:mod:`._recentre`), written into ``out`` (the staging block)
+        or a scratch block (not the caller's array); False: not drifting, nothing added.
+
+        The tolerances come from the first ``MOMENT_ROWS`` rows: the first batch's, or the
+        first block's of that many rows where the shift came from fewer.
+        """
+        drift = self._drift
+        if drift is None:
+            drift = self._drift = Drift.of_rows(y)
+        k = y.shape[0]
+        if drift is None or not drift.drifts(sums, k):
+            return False
+        d32 = drift.block_offset(sums, k)
+        if d32 is None:
+            return False  # too far to re-centre in float32
+        if out is None:
+            if self._scratch is None or self._scratch.shape[0] < k:
+                self._scratch = np.empty(y.shape, _F32)
+            out = self._scratch[:k]
+        zsums = recentre(y, d32, out)
+        self._gram(out)  # a Gram redone in float64 waits in _upper: the sum is the same
+        self._offsets.add(self.total, self.outer, zsums, k, d32)
+        return True
 
     def numpy(self) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
         """(count, shift, shifted sum, full symmetric shifted outer sum), float64 numpy arrays."""
@@ -314,10 +354,11 @@ class FieldSums(State):
             total, outer = self.total.cpu().numpy().copy(), self.outer.cpu().numpy().copy()
             return self.count, self.shift_numpy(), total, outer
         self.flush()
+        self._offsets.fold(self.outer)
         self._fold_raw()
         self._fold_upper()
         # Finishing should not hold the staging buffers; the next update re-creates them.
-        self._stage = self._gram_buf = None
+        self._stage = self._gram_buf = self._scratch = None
         return self.count, self.shift_numpy(), self.total.copy(), self.outer.copy()
 
     # ------------------------------------------------------------------ the State contract
@@ -401,6 +442,7 @@ class FieldSums(State):
         self._direct = self._direct_ok(x, means, stds)
         if self._direct:
             self.set_shift(np.zeros(self.units))
+        self._drift = Drift(stds, means - self.shift) if len(x) >= MOMENT_ROWS else None
 
     def _direct_ok(self, x: np.ndarray, means: np.ndarray, stds: np.ndarray) -> bool:
         """Whether float32 batches of this field are multiplied as they are, about zero.
@@ -466,6 +508,7 @@ class FieldSums(State):
             return
         if self.count == 0:
             self.set_shift(shift)
+            self._drift = other._drift or Drift.of_sums(count, total, outer)
         else:
             d = shift - self.shift_numpy()
             if np.any(d):
@@ -520,6 +563,7 @@ class FieldSums(State):
         count = int(np.asarray(state["count"]))
         if count:
             sums.set_shift(np.zeros_like(total) if shift is None else np.asarray(shift, float))
+            sums._drift = Drift.of_sums(count, total, outer)
         sums.count = count
         sums.total = total.copy()
         # The upper triangle is read (as before), mirrored into a symmetric matrix.
@@ -532,6 +576,6 @@ class FieldSums(State):
         """Bytes of the sums and of the staging buffers."""
         total = self.units * (self.units + 2) * 8  # outer, sum and shift, float64
         raw = None if self._raw is None else self._raw[2]
-        for buf in (self._stage, self._gram_buf, raw, self._upper):
+        for buf in (self._stage, self._gram_buf, raw, self._upper, self._scratch):
             total += 0 if buf is None else buf.nbytes
         return total
