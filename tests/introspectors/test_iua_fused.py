@@ -138,3 +138,34 @@ def test_iua_results_equal_with_and_without_the_fused_loop(monkeypatch) -> None:
         assert a == b
         np.testing.assert_array_equal(a.inactive_array, b.inactive_array)
         np.testing.assert_array_equal(a.unit_inactive_count_array, b.unit_inactive_count_array)
+
+
+@needs_numba
+def test_numba_disable_jit_leaves_counting_to_numpy(monkeypatch) -> None:
+    """NUMBA_DISABLE_JIT=1 makes njit return the Python loop: numpy counts instead."""
+    import numba
+
+    monkeypatch.setattr(numba.config, "DISABLE_JIT", True)
+    monkeypatch.setattr(_fused, "_compiled", None)
+    assert not _fused.fused_available()
+
+
+@needs_numba
+def test_an_atol_beyond_float32_is_left_to_numpy(monkeypatch) -> None:
+    x = np.array([[np.inf, -np.inf, 1.0, 0.0]], np.float32)
+    assert _fused.count_fused(x, 1e300, None) is None
+    got = _kernel.count_batch(x, 1e300, None)
+    _assert_same(got, _numpy_counts(monkeypatch, x, 1e300, None))
+
+
+@needs_numba
+def test_long_channels_and_huge_rows_keep_no_large_scratch(monkeypatch) -> None:
+    monkeypatch.setattr(_fused, "_scratch", __import__("threading").local())
+    x = np.zeros((2, 4 * 256), np.float32)
+    _fused.count_fused(x, 0.0, (1, 4, 256))  # counted channel by channel: no mask row
+    assert getattr(_fused._scratch, "row", np.empty(0)).size == 0
+    monkeypatch.setattr(_fused, "_KEEP_ROW_BYTES", 100)
+    _fused.count_fused(np.zeros((1, 1000), np.float32), 0.0, None)
+    assert getattr(_fused._scratch, "row", np.empty(0)).size == 0
+    _fused.count_fused(np.zeros((1, 50), np.float32), 0.0, None)
+    assert _fused._scratch.row.size == 50

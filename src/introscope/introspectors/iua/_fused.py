@@ -153,10 +153,13 @@ def _compile() -> Any:
         import numba
     except Exception:  # noqa: BLE001 - absent, or a numba built for another numpy
         return None
+    if getattr(getattr(numba, "config", None), "DISABLE_JIT", False):
+        return None  # NUMBA_DISABLE_JIT=1: njit returns the Python loop (hundreds of x slower)
     try:
-        return numba.njit(cache=True, nogil=True, boundscheck=False)(_count_rows)
+        kernel = numba.njit(cache=True, nogil=True, boundscheck=False)(_count_rows)
     except Exception:  # noqa: BLE001 - no writable cache location: compile for this process
-        return numba.njit(nogil=True, boundscheck=False)(_count_rows)
+        kernel = numba.njit(nogil=True, boundscheck=False)(_count_rows)
+    return None if kernel is _count_rows else kernel
 
 
 def fused_available() -> bool:
@@ -164,7 +167,14 @@ def fused_available() -> bool:
     return _load() is not None
 
 
+# A mask row longer than this is allocated per call rather than kept by the thread.
+_KEEP_ROW_BYTES = 8 << 20
+
+
 def _mask_row(units: int) -> np.ndarray:
+    """The thread's row of mask bytes (a fresh one above ``_KEEP_ROW_BYTES``)."""
+    if units > _KEEP_ROW_BYTES:
+        return np.empty(units, np.uint8)
     row = getattr(_scratch, "row", None)
     if row is None or row.size < units:
         row = _scratch.row = np.empty(units, np.uint8)
@@ -191,8 +201,12 @@ def count_fused(
     if kernel is None:
         return None
     batch, units = flat.shape
-    # As numpy compares float32 data with a Python float: in the data's dtype.
-    thr = dt.type(atol)
+    # As numpy 2 compares float32 data with a Python float: in the data's dtype. An atol beyond
+    # the dtype's range (numpy 1 compares that in float64) is left to numpy.
+    with np.errstate(over="ignore"):
+        thr = dt.type(atol)
+    if not np.isfinite(thr):
+        return None
     unit_acc = np.zeros(units, np.uint8)
     unit_total = np.zeros(units if batch > 255 else 0, np.int64)
     per_sample = np.empty(batch, np.int64)
@@ -214,7 +228,7 @@ def count_fused(
             channels is not None,
             unit_acc,
             unit_total,
-            _mask_row(units),
+            _mask_row(0 if channels is not None and post >= _CHANNEL_MAJOR_FROM else units),
             per_sample,
             ch_counts,
             ch_per_sample,

@@ -13,6 +13,7 @@ class) is re-centred on its own mean first (:mod:`._recentre`).
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
 from typing import Any, cast
@@ -508,7 +509,8 @@ class FieldSums(State):
             return
         if self.count == 0:
             self.set_shift(shift)
-            self._drift = other._drift or Drift.of_sums(count, total, outer)
+            # A copy: its cached bound per block size must not be shared between states.
+            self._drift = copy.copy(other._drift) or Drift.of_sums(count, total, outer)
         else:
             d = shift - self.shift_numpy()
             if np.any(d):
