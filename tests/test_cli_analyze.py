@@ -570,3 +570,12 @@ def test_summary_lists_only_what_ran_and_stale_files_are_reported(tmp_path, inpu
     assert "IUA layers" not in html and "PFA layers" not in html
     assert "IUA and PFA: not requested" in html
     assert "iua_old.json" in caplog.text and "earlier run" in caplog.text
+
+
+def test_report_data_fact_counts_labels_in_words() -> None:
+    from introscope.cli._analyze import _label_count
+    from introscope.cli._tables import NO_LABEL
+
+    assert _label_count([NO_LABEL] * 5) == "unlabelled"
+    assert _label_count(["a", "a"]) == "1 label"
+    assert _label_count(["a", "b", NO_LABEL]) == "2 labels, 1 without a label"

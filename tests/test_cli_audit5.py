@@ -287,3 +287,12 @@ def test_a_headerless_labels_csv_with_a_repeated_row_is_still_matched_by_id(tmp_
     rows = [f"{i},{i.split('/')[0]}\n" for i in reversed(ids)] + ["cat/0.png,cat\n"]
     path.write_text("".join(rows))
     assert labels_csv(path, ids, "ids are paths") == ["cat"] * 4 + ["dog"]
+
+
+def test_a_broken_symbolic_link_to_a_folder_is_named_in_the_notes(tmp_path):
+    _images(tmp_path / "d" / "cat", n=3)
+    os.symlink(tmp_path / "unmounted" / "dogs", tmp_path / "d" / "dog")
+    src = load_data(tmp_path / "d", spec=None, with_model=False)
+    assert src.labels == ["cat"] * 3
+    [note] = [n for n in src.notes if "broken symbolic link" in n]
+    assert note.startswith("dog skipped") and "unmounted" in note

@@ -28,6 +28,7 @@ from ._models import (
 )
 from ._output import check_output_folder
 from ._report_files import RunOutput, data_health, model_health, write_report
+from ._tables import NO_LABEL
 
 __all__ = ["run_analyze", "parse_components", "embedding_stage"]
 
@@ -251,7 +252,7 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
             facts.append(("PFA layers", ", ".join(pfa_layers) or "none"))
     facts += data_facts
     facts = [
-        ("data", f"{args.data} ({source.kind}, {n} samples, {len(set(source.labels))} labels)"),
+        ("data", f"{args.data} ({source.kind}, {n} samples, {_label_count(source.labels)})"),
         ("read as", "; ".join(source.notes)),
         *facts,
         ("introspectors", _ran(components, not_run)),
@@ -412,3 +413,13 @@ def _ran(components: Sequence[str], not_run: Sequence[str]) -> str:
 
 def _tuple(values: Sequence[float] | None) -> tuple[float, ...] | None:
     return None if values is None else tuple(float(v) for v in values)
+
+
+def _label_count(labels: Sequence[str]) -> str:
+    """The report's count of labels: "unlabelled", "1 label", "10 labels, 3 without a label"."""
+    named = {label for label in labels if label != NO_LABEL}
+    if not named:
+        return "unlabelled"
+    text = f"{len(named)} label" + ("" if len(named) == 1 else "s")
+    missing = sum(label == NO_LABEL for label in labels)
+    return text + (f", {missing} without a label" if missing else "")

@@ -28,6 +28,14 @@ def _walk(
     for p in folder.iterdir():
         if _hidden(p, root):
             continue
+        if p.is_symlink() and not p.exists() and p.suffix.lower() not in IMAGE_SUFFIXES:
+            # A broken link without an image's name (a folder that moved, an unmounted disk):
+            # not read, but said, as a missing label folder must not go unnoticed.
+            walk.notes.append(
+                f"{p.relative_to(root).as_posix()} skipped: a broken symbolic link "
+                f"(to {str(p.readlink())!r})"
+            )
+            continue
         if p.is_dir():
             if recursive and walk.enter(p, root):
                 found += _walk(p, root, walk, recursive)
