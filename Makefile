@@ -27,7 +27,7 @@ venv: $(STAMP)
 # torch is pinned to the CPU build 2.13.0 so pip never pulls a multi-gigabyte CUDA build.
 # The three venvs take about 4.6 GB (.venv 2.7, .venv-dnikit 0.9, .venv-symphony 1.0); pip's own
 # "No space left on device" comes late and names no size, so say it first.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints-dev.txt
 	@$(PYTHON) -c "import shutil; free = shutil.disk_usage('.').free / 1e9; \
 	  free < 6 and print(f'warning: {free:.1f} GB free on this disk; the set-up (.venv, .venv-dnikit, ' \
 	  f'.venv-symphony) needs about 5 GB. Free some space if pip fails with No space left on device')"
@@ -36,7 +36,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH_INDEX) "torch==2.13.0"
-	$(PIP) install -q -e ".[all,docs,dev]"
+	$(PIP) install -q -c constraints-dev.txt -e ".[all,docs,dev]"
 	touch $(STAMP)
 
 # DNIKit 2.0 in its own venv: the reference for differential tests and benchmarks.
