@@ -56,8 +56,8 @@ for _ in range(repeat):
     assert abs(w - r) < 1e-3 and abs(w - r2) < 1e-2
     if lib != "dnikit":
         # as a new process would read it: every file's CRCs checked (none checked before)
-        from introscope.base import _cache_format
-        _cache_format._VERIFIED.clear()
+        from introscope.base import _stored_npz
+        _stored_npz._VERIFIED.clear()
         t = time.perf_counter(); drain(CachedProducer(root / "c"), B)
         best["read_first_s"] = min(best.get("read_first_s", 1e9), time.perf_counter() - t)
         fast = CachedProducer(root / "c", verify=False)

@@ -193,7 +193,7 @@ def test_a_map_of_one_sample_names_the_sample_count(tmp_path, capsys):
 
 
 def test_thumbnail_note_says_why_there_are_none(tmp_path):
-    from introscope.cli._analysis import data_section
+    from introscope.cli._data_report import data_section
 
     pd = pytest.importorskip("pandas")
     _images(tmp_path / "a", n=3)

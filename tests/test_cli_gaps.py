@@ -251,7 +251,7 @@ def test_every_undecodable_image_is_named(tmp_path, capsys):
 # ---------------------------------------------------------------- review fixes
 def _digests(field, rows):
     from introscope.base import Batch
-    from introscope.cli._analysis import RowDigests
+    from introscope.cli._data_report import RowDigests
 
     d = RowDigests(field)
     for _ in d.wrap(lambda bs: iter([Batch({field: np.asarray(rows, np.float32)})]))(len(rows)):
@@ -284,7 +284,7 @@ def test_two_separate_pairs_of_copies_are_a_near_set():
 def test_data_section_labels_two_pairs_near_and_one_copied_sample_exact():
     import pandas as pd
 
-    from introscope.cli._analysis import data_section
+    from introscope.cli._data_report import data_section
     from introscope.viz._report_page import ranked_groups
 
     frame = pd.DataFrame({"id": [f"s{i}" for i in range(7)],
@@ -301,7 +301,7 @@ def test_data_section_labels_two_pairs_near_and_one_copied_sample_exact():
 def test_split_familiarity_columns_escape_the_label_dimension():
     import pandas as pd
 
-    from introscope.cli._analysis import report_table
+    from introscope.cli._data_report import report_table
     from introscope.introspectors.report import _columns as dn
 
     response = "/relu3/Relu_output_0"

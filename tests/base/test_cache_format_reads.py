@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from introscope.base import Batch, CachedProducer, _read_buffers, pipeline
-from introscope.base._cache_format import MetadataPolicy, read_batch, write_batch
+from introscope.base._cache_format import read_batch, write_batch
+from introscope.base._cache_metadata import MetadataPolicy
 from introscope.exceptions import IntroscopeError
 from introscope.processors import Cacher
 
@@ -98,12 +99,12 @@ def test_long_string_lists_are_one_member_and_round_trip_exactly(tmp_path):
 
 
 def test_caches_in_format_1_still_read(tmp_path, monkeypatch):
-    from introscope.base import _cache_format, _cache_runs
+    from introscope.base import _cache_format, _cache_metadata, _cache_runs
 
     ids = [f"id{i}" for i in range(50)]
     monkeypatch.setattr(_cache_format, "FORMAT_VERSION", 1)
     monkeypatch.setattr(_cache_runs, "FORMAT_VERSION", 1)
-    monkeypatch.setattr(_cache_format, "_STRS_MIN", 10**9)  # format 1 had no "strs" members
+    monkeypatch.setattr(_cache_metadata, "_STRS_MIN", 10**9)  # format 1 had no "strs" members
     cacher_dir = tmp_path / "c"
     list(pipeline(lambda bs: iter([_ids_batch(ids, {"c": ids})]), Cacher(cacher_dir))(50))
     monkeypatch.undo()
@@ -114,10 +115,10 @@ def test_caches_in_format_1_still_read(tmp_path, monkeypatch):
 
 
 def test_a_string_member_that_disagrees_with_its_count_is_reported(tmp_path, monkeypatch):
-    from introscope.base import _cache_format
+    from introscope.base import _cache_metadata
 
     ids = [f"id{i}" for i in range(40)]
-    real = _cache_format._encode_sequence
+    real = _cache_metadata._encode_sequence
 
     def lying(values, arrays, where):
         out = real(values, arrays, where)
@@ -125,7 +126,7 @@ def test_a_string_member_that_disagrees_with_its_count_is_reported(tmp_path, mon
             out["n"] += 1
         return out
 
-    monkeypatch.setattr(_cache_format, "_encode_sequence", lying)
+    monkeypatch.setattr(_cache_metadata, "_encode_sequence", lying)
     path = tmp_path / "b.npz"
     write_batch(path, _ids_batch(ids, {}), MetadataPolicy(False))
     monkeypatch.undo()

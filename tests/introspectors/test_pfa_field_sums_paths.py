@@ -7,7 +7,7 @@ import pytest
 
 from introscope.exceptions import IntroscopeValueError
 from introscope.introspectors.pfa import PFACovarianceState
-from introscope.introspectors.pfa._field_sums import _RAW_ROWS
+from introscope.introspectors.pfa._host_sums import _RAW_ROWS
 
 
 def _stream(x: np.ndarray, batch: int, **kwargs) -> PFACovarianceState:

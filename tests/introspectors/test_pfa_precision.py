@@ -230,7 +230,7 @@ def test_float32_path_on_relu_responses_is_as_accurate_as_float32_allows(rng) ->
 def test_batches_near_zero_are_multiplied_directly_about_zero(rng) -> None:
     """float32 batches of >= 1,024 rows whose units lie within a standard deviation of zero skip
     the staging copy; the covariance stays within the bound of its (smaller) blocks."""
-    from introscope.introspectors.pfa import _field_sums
+    from introscope.introspectors.pfa import _host_sums
 
     relu = np.maximum(_correlated(rng, 6000, 12, mean=0.3, std=1.0), 0)
     relu[:, 3] = 0.0  # a dead unit (constant 0) is allowed
@@ -252,7 +252,7 @@ def test_batches_near_zero_are_multiplied_directly_about_zero(rng) -> None:
     constant[:, 0] = 2.0
     got = _stream(PFACovarianceState(), constant, batch=1500)
     assert not got.states["f"]._direct and np.all(got.covariance("f")[0] == 0.0)
-    assert _field_sums._DIRECT_ROWS <= 1500
+    assert _host_sums._DIRECT_ROWS <= 1500
 
 
 def test_direct_batch_with_nan_is_rejected_whole(rng) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from introscope.introspectors.pfa import PFACovarianceState, _field_sums, _recentre
+from introscope.introspectors.pfa import PFACovarianceState, _host_sums, _recentre
 from introscope.introspectors.pfa._sums_math import staging_rows
 
 
@@ -32,13 +32,13 @@ def _rel(cov: np.ndarray, x: np.ndarray) -> float:
 def spy(monkeypatch) -> list[int]:
     """Counts the re-centred blocks."""
     calls: list[int] = []
-    recentre = _field_sums.recentre
+    recentre = _host_sums.recentre
 
     def counted(*args):  # noqa: ANN002, ANN202
         calls.append(1)
         return recentre(*args)
 
-    monkeypatch.setattr(_field_sums, "recentre", counted)
+    monkeypatch.setattr(_host_sums, "recentre", counted)
     return calls
 
 

@@ -2,236 +2,55 @@
 
 No pickle: fields, snapshot fields and array-valued metadata are ``.npy`` members written with
 ``allow_pickle=False``; every other metadata value is JSON with a small tagged encoding that
-keeps tuples, dicts with any keys, sets, paths, bytes and numpy scalars round-tripping exactly.
+keeps tuples, dicts with any keys, sets, paths, bytes and numpy scalars round-tripping exactly
+(:mod:`._cache_metadata`). Members are 64-byte aligned, so :mod:`._stored_npz` reads a file with
+one read and no copies.
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import json
-import logging
 import os
 import pathlib
 import struct
 import zipfile
-import zlib
-from collections import OrderedDict
-
-try:  # the zip format's CRC-32, vectorised; the same values as zlib.crc32
-    from zlib_ng.zlib_ng import crc32 as _crc32
-except ImportError:  # pragma: no cover - zlib-ng is a dependency; a source build may lack it
-    _crc32 = zlib.crc32
 from typing import Any
 
 import numpy as np
 
-from introscope.exceptions import IntroscopeError, IntroscopeValueError
+from introscope.exceptions import IntroscopeError
 
-from . import _metadata as _meta
 from ._batch import Batch
-from ._read_buffers import read_whole
-
-_logger = logging.getLogger("introscope.base.cacher")
+from ._cache_metadata import (  # noqa: F401 - re-exported: the cache's names at their old path
+    _PATH_TYPES,
+    _PLAIN,
+    _STRS_MIN,
+    _STRS_SEP,
+    _TAG,
+    MetadataPolicy,
+    UnsupportedMetadata,
+    _decode,
+    _decode_metadata,
+    _encode,
+    _encode_metadata,
+    _encode_sequence,
+    _plain_array,
+    check_metadata,
+)
+from ._stored_npz import (  # noqa: F401 - re-exported
+    _VERIFIED,
+    _VERIFIED_MAX,
+    _crc32,
+    _Member,
+    _stamp,
+    _StoredNpz,
+    remember_verified,
+)
 
 FORMAT_VERSION = 2  # 2: long lists of strings may be one member (tag "strs"); 1 still reads
 READABLE_VERSIONS = (1, 2)
-# A list of at least this many str (identifiers, paths, labels) is stored as one UTF-8 member,
-# its items joined by NUL (when no item holds one): splitting it back is ~10x faster than
-# parsing the same list from JSON and checking each item's type.
-_STRS_MIN = 32
-_STRS_SEP = "\x00"
 _ALIGN = 64  # members' data start on 64-byte boundaries of the file (numpy pads .npy headers)
 _PAD_FIELD = 0xD935  # the zip extra-field id zipalign uses for alignment padding
-_TAG = "~"
-_PATH_TYPES = {
-    cls.__name__: cls
-    for cls in (pathlib.Path, pathlib.PurePath, pathlib.PurePosixPath, pathlib.PureWindowsPath)
-}
-
-
-class UnsupportedMetadata(IntroscopeError):
-    """A metadata value that the cache cannot store without pickle."""
-
-    def __init__(self, key: str, value: Any) -> None:
-        #: what cannot be stored, without the advice (the warning of a Cacher that drops it)
-        self.reason = (
-            f"metadata {key} holds a {type(value).__module__}.{type(value).__qualname__} that "
-            f"the cache cannot store without pickle (it stores None, bool, int, float, complex, "
-            f"str, bytes, paths, numpy scalars and plain non-object arrays, and lists, tuples, "
-            f"sets and dicts of those)"
-        )
-        super().__init__(
-            f"{self.reason}. Convert it, remove the key with MetadataRemover before the "
-            f"Cacher, or pass Cacher(..., drop_unsupported_metadata=True)"
-        )
-        self.key = key
-
-
-def _encode(value: Any, arrays: dict[str, np.ndarray], where: str) -> Any:
-    # Exact types only: a subclass (an IntEnum, a StrEnum) would come back as its base type.
-    if value is None or type(value) in (bool, str, int, float):
-        return value
-    if isinstance(value, np.ndarray):
-        if value.dtype.hasobject or not _plain_array(value):
-            raise UnsupportedMetadata(where, value)  # a subclass would lose its meaning
-        name = f"m{len(arrays)}"
-        arrays[name] = value
-        return {_TAG: "array", "ref": name}
-    if isinstance(value, np.generic):
-        kind = value.dtype.kind
-        if kind in "biu" or (kind == "f" and value.dtype.itemsize <= 8):
-            return {_TAG: "scalar", "dtype": value.dtype.str, "v": value.item()}
-        if value.dtype.hasobject:
-            raise UnsupportedMetadata(where, value)
-        name = f"m{len(arrays)}"
-        arrays[name] = np.asarray(value)
-        return {_TAG: "array0", "ref": name}
-    if isinstance(value, list):
-        return [_encode(v, arrays, where) for v in value]
-    if isinstance(value, tuple) and type(value) is tuple:
-        return {_TAG: "tuple", "v": [_encode(v, arrays, where) for v in value]}
-    if type(value) is dict:
-        return {
-            _TAG: "dict",
-            "v": [[_encode(k, arrays, where), _encode(v, arrays, where)] for k, v in value.items()],
-        }
-    if type(value) in (set, frozenset):
-        return {_TAG: type(value).__name__, "v": [_encode(v, arrays, where) for v in value]}
-    if type(value) is complex:
-        return {_TAG: "complex", "v": [value.real, value.imag]}
-    if type(value) is bytes:
-        return {_TAG: "bytes", "v": base64.b64encode(value).decode("ascii")}
-    if type(value) in (pathlib.PosixPath, pathlib.WindowsPath):
-        return {_TAG: "path", "cls": "Path", "v": str(value)}
-    if type(value) in (pathlib.PurePath, pathlib.PurePosixPath, pathlib.PureWindowsPath):
-        return {_TAG: "path", "cls": type(value).__name__, "v": str(value)}
-    raise UnsupportedMetadata(where, value)
-
-
-def _encode_sequence(values: Any, arrays: dict[str, np.ndarray], where: str) -> Any:
-    """A metadata sequence: one member for a long list of str, else a JSON list."""
-    if len(values) >= _STRS_MIN and type(values) is list and all(type(v) is str for v in values):
-        joined = _STRS_SEP.join(values)
-        if joined.count(_STRS_SEP) == len(values) - 1:  # no item holds the separator
-            name = f"m{len(arrays)}"
-            arrays[name] = np.frombuffer(joined.encode("utf-8", "surrogatepass"), np.uint8)
-            return {_TAG: "strs", "ref": name, "n": len(values)}
-    return [_encode(v, arrays, where) for v in values]
-
-
-_PLAIN = frozenset({str, int, float, bool, type(None)})
-
-
-def _decode(data: Any, arrays: Any) -> Any:
-    if isinstance(data, list):
-        if _PLAIN.issuperset(map(type, data)):
-            return data  # a fresh list from json.loads: identifiers, labels, paths as str
-        return [_decode(v, arrays) for v in data]
-    if not isinstance(data, dict):
-        return data
-    tag = data[_TAG]
-    if tag == "strs":
-        items = arrays[data["ref"]].tobytes().decode("utf-8", "surrogatepass").split(_STRS_SEP)
-        if len(items) != data["n"]:
-            raise IntroscopeError(
-                f"a cached list of strings holds {len(items)} items, its header says {data['n']}"
-            )
-        return items
-    if tag == "array":
-        return arrays[data["ref"]]
-    if tag == "array0":
-        return arrays[data["ref"]][()]
-    if tag == "scalar":
-        return np.dtype(data["dtype"]).type(data["v"])
-    if tag == "tuple":
-        return tuple(_decode(v, arrays) for v in data["v"])
-    if tag == "dict":
-        return {_decode(k, arrays): _decode(v, arrays) for k, v in data["v"]}
-    if tag == "set":
-        return {_decode(v, arrays) for v in data["v"]}
-    if tag == "frozenset":
-        return frozenset(_decode(v, arrays) for v in data["v"])
-    if tag == "complex":
-        return complex(*data["v"])
-    if tag == "bytes":
-        return base64.b64decode(data["v"])
-    if tag == "path":
-        return _PATH_TYPES[data["cls"]](data["v"])
-    raise IntroscopeError(f"unknown value tag {tag!r} in a cached batch")
-
-
-class MetadataPolicy:
-    """What to do with metadata the cache cannot store; remembers the keys kept and dropped.
-
-    A key is dropped (with ``drop_unsupported``) at the first batch where it cannot be stored and
-    stays dropped, so every cached batch carries the same keys; a key already stored in earlier
-    batches that later cannot be stored is an error either way.
-    """
-
-    def __init__(self, drop_unsupported: bool) -> None:
-        self.drop_unsupported = drop_unsupported
-        self.kept: set[tuple[str, str]] = set()
-        self.dropped: set[tuple[str, str]] = set()
-
-
-def _encode_metadata(
-    storage: _meta.Storage, arrays: dict[str, np.ndarray], policy: MetadataPolicy
-) -> list[dict[str, Any]]:
-    entries = []
-    for key, value in storage.items():
-        kind = "dict" if isinstance(key, _meta.DictMetaKey) else "meta"
-        ident = (kind, key.name)
-        if ident in policy.dropped:
-            continue
-        mark = len(arrays)
-        try:
-            if kind == "dict":
-                encoded: Any = {
-                    entry: _encode_sequence(seq, arrays, f"{key!r}[{entry!r}]")
-                    for entry, seq in value.items()
-                }
-            else:
-                encoded = _encode_sequence(value, arrays, repr(key))
-        except UnsupportedMetadata as exc:
-            if not policy.drop_unsupported:
-                raise
-            if ident in policy.kept:
-                raise IntroscopeError(
-                    f"{exc} (with drop_unsupported_metadata=True: earlier batches stored this "
-                    f"key, so it cannot be dropped now)"
-                ) from None
-            for name in list(arrays)[mark:]:
-                del arrays[name]
-            policy.dropped.add(ident)
-            _logger.warning(
-                "Cacher: not caching metadata %r (drop_unsupported_metadata=True): %s",
-                key,
-                exc.reason,
-            )
-            continue
-        policy.kept.add(ident)
-        entries.append({"key": key.name, "kind": kind, "values": encoded})
-    return entries
-
-
-def _decode_metadata(entries: list[dict[str, Any]], arrays: Any) -> _meta.Storage:
-    storage: _meta.Storage = {}
-    for entry in entries:
-        if entry["kind"] == "dict":
-            key: Any = _meta.DictMetaKey(entry["key"])
-            storage[key] = {n: _decode(seq, arrays) for n, seq in entry["values"].items()}
-        else:
-            storage[_meta.MetaKey(entry["key"])] = _decode(entry["values"], arrays)
-    return storage
-
-
-def check_metadata(batch: Batch, policy: MetadataPolicy) -> None:
-    """Apply ``policy`` to the batch's metadata now (drop or raise), as writing it would."""
-    s = batch._s
-    _encode_metadata(s.metadata, {}, policy)
-    for snap in s.snapshots.values():
-        _encode_metadata(snap._s.metadata, {}, policy)
 
 
 def batch_nbytes(batch: Batch) -> int:
@@ -240,11 +59,6 @@ def batch_nbytes(batch: Batch) -> int:
     return sum(a.nbytes for a in s.fields.values()) + sum(
         batch_nbytes(snap) for snap in s.snapshots.values()
     )
-
-
-def _plain_array(array: np.ndarray) -> bool:
-    """An ndarray whose data is all there is to it (a memmap is a file-backed plain array)."""
-    return type(array) is np.ndarray or isinstance(array, np.memmap)
 
 
 def _check_field(what: str, array: np.ndarray) -> None:
@@ -334,165 +148,12 @@ def write_batch(path: pathlib.Path, batch: Batch, policy: MetadataPolicy) -> dic
     return index
 
 
-# Files whose every member passed its CRC check in this process (or that this process wrote),
-# with the (inode, size, mtime) they had then: a later read of the unchanged file skips the CRCs.
-_VERIFIED: OrderedDict[str, tuple[int, int, int]] = OrderedDict()
-_VERIFIED_MAX = 200_000
-
-
-def _stamp(st: os.stat_result) -> tuple[int, int, int]:
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def remember_verified(path: str, stamp: tuple[int, int, int] | None = None) -> None:
-    """Record that ``path`` (as it is now, or as ``stamp`` says) holds intact members."""
-    key = os.path.abspath(path)
-    _VERIFIED[key] = _stamp(os.stat(key)) if stamp is None else stamp
-    _VERIFIED.move_to_end(key)
-    while len(_VERIFIED) > _VERIFIED_MAX:
-        _VERIFIED.popitem(last=False)
-
-
-class _Member:
-    """What ``_StoredNpz`` needs of a member: its length and CRC (a ZipInfo has both)."""
-
-    __slots__ = ("file_size", "CRC", "compress_type")
-
-    def __init__(self, file_size: int, crc: int) -> None:
-        self.file_size = file_size
-        self.CRC = crc
-        self.compress_type = zipfile.ZIP_STORED
-
-
 def _layout(array: np.ndarray) -> list[Any] | None:
     if array.dtype.fields is not None or array.dtype.subdtype is not None:
         return None  # structured dtypes: read through numpy's header parser
     # numpy.lib.format writes an array in Fortran order exactly when it is F- but not C-contiguous
     fortran = bool(array.flags.f_contiguous and not array.flags.c_contiguous)
     return [array.dtype.str, list(array.shape), fortran]
-
-
-class _StoredNpz:
-    """Reads an uncompressed ``.npz`` with one read; its arrays are read-only views of the bytes
-    (read into a pooled buffer, ``_read_buffers``).
-
-    ``numpy.load`` copies each zip member through 256 KiB chunks, several times slower for large
-    batches. Members written by ``write_batch`` are 64-byte aligned, so no array is copied
-    (one of an older, unaligned file is). With ``verify`` each member's CRC-32 is checked, as
-    zipfile does, with zlib-ng's vectorised CRC (a dependency; the standard library's is many
-    times slower), once per file and process: a file this process wrote or already checked is
-    not checked again while its inode, size and modification time stay the same. ``index``
-    (from the manifest) saves parsing the zip directory.
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        verify: bool = True,
-        index: dict[str, list[int]] | None = None,
-    ) -> None:
-        self._path = path
-        self._verify = verify
-        self.layout: dict[str, Any] | None = None
-        try:
-            with open(path, "rb", buffering=0) as f:
-                raw = read_whole(f)
-                stamp = _stamp(os.fstat(f.fileno()))
-        except OSError as exc:
-            raise IntroscopeError(f"{path} is not a readable cache file: {exc}") from None
-        key = os.path.abspath(path)
-        if verify and _VERIFIED.get(key) == stamp:
-            self._verify = False  # checked (or written) by this process and not changed since
-        self._verified = (key, stamp) if self._verify else None
-        self._raw = raw
-        if index is not None:
-            self._starts = {
-                name: (_Member(length, crc), offset)
-                for name, (offset, length, crc, _) in index.items()
-            }
-        else:
-            self._starts = self._zip_directory()
-
-    def _zip_directory(self) -> dict[str, tuple[Any, int]]:
-        raw = self._raw
-        try:
-            with zipfile.ZipFile(io.BytesIO(raw.tobytes())) as zf:
-                infos = zf.infolist()
-        except zipfile.BadZipFile as exc:
-            raise IntroscopeError(f"{self._path} is not a readable cache file: {exc}") from None
-        starts: dict[str, tuple[Any, int]] = {}
-        for info in infos:
-            name = info.filename.removesuffix(".npy")
-            local = raw[info.header_offset : info.header_offset + 30].tobytes()
-            if len(local) != 30 or local[:4] != b"PK\x03\x04":
-                raise self._corrupt(name, "has no zip header")
-            name_len, extra_len = struct.unpack("<HH", local[26:30])
-            starts[name] = (info, info.header_offset + 30 + name_len + extra_len)
-        return starts
-
-    def __enter__(self) -> _StoredNpz:
-        return self
-
-    def __exit__(self, exc_type: object, *exc: object) -> None:
-        if exc_type is None and self._verified is not None:
-            remember_verified(*self._verified)
-
-    def _corrupt(self, name: str, why: str) -> IntroscopeError:
-        return IntroscopeError(f"{self._path} is corrupt: member {name!r} {why}")
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        entry = self._starts.get(name)
-        if entry is None:
-            raise self._corrupt(name, "is missing")
-        info, start = entry
-        if info.compress_type != zipfile.ZIP_STORED:
-            raise self._corrupt(name, "is compressed; caches store members uncompressed")
-        raw = self._raw
-        member = raw[start : start + info.file_size]
-        if len(member) != info.file_size:
-            raise self._corrupt(name, "is truncated")
-        if self._verify and _crc32(member) != info.CRC:
-            raise self._corrupt(name, "fails its CRC check")
-        if self.layout is not None:
-            known = self.layout.get(name)
-        elif name == "header":  # the JSON header itself: bytes; its length follows from the size
-            known = ["|u1", [-1], False]
-        else:
-            known = None
-        if known is not None and bytes(member[:6]) == b"\x93NUMPY" and member[6] == 1:
-            header_len = 10 + int(member[8]) + (int(member[9]) << 8)
-            dtype, shape, fortran = np.dtype(known[0]), tuple(known[1]), bool(known[2])
-            if shape == (-1,):
-                shape = ((info.file_size - header_len) // dtype.itemsize,)
-        else:
-            dtype, shape, fortran, header_len = self._parse_header(name, member)
-        if dtype.hasobject:
-            raise self._corrupt(name, "has dtype object, which only pickle can load")
-        count = int(np.prod(shape, dtype=np.int64))
-        if header_len + count * dtype.itemsize != info.file_size:
-            raise self._corrupt(name, "has the wrong size")
-        data = member[header_len:]
-        array = np.frombuffer(data, dtype=dtype, count=count)
-        if dtype.alignment > 1 and not array.flags.aligned:
-            array = array.copy()
-        array = array.reshape(shape[::-1] if fortran else shape)
-        return array.T if fortran else array
-
-    def _parse_header(
-        self, name: str, member: np.ndarray
-    ) -> tuple[np.dtype, tuple[int, ...], bool, int]:
-        stream = io.BytesIO(member[:65536].tobytes())
-        try:
-            version = np.lib.format.read_magic(stream)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
-            elif version == (2, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
-            else:
-                raise IntroscopeValueError(f"unsupported .npy version {version}")
-        except ValueError as exc:
-            raise self._corrupt(name, f"has no valid .npy header ({exc})") from None
-        return dtype, tuple(shape), fortran, stream.tell()
 
 
 def read_batch(

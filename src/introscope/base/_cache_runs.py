@@ -31,13 +31,9 @@ from introscope._atomic import write_text
 from introscope.exceptions import IntroscopeError
 
 from ._batch import Batch
-from ._cache_format import (
-    FORMAT_VERSION,
-    READABLE_VERSIONS,
-    MetadataPolicy,
-    remember_verified,
-    write_batch,
-)
+from ._cache_format import FORMAT_VERSION, READABLE_VERSIONS, write_batch
+from ._cache_metadata import MetadataPolicy
+from ._stored_npz import remember_verified
 
 try:  # advisory locks tell a live writer from a dead one; POSIX only
     import fcntl

@@ -21,13 +21,8 @@ from introscope.typing import PathOrStr
 
 from . import _metadata as _meta
 from ._batch import Batch, concatenate_batches
-from ._cache_format import (
-    MetadataPolicy,
-    batch_nbytes,
-    check_fields,
-    check_metadata,
-    read_batch,
-)
+from ._cache_format import batch_nbytes, check_fields, read_batch
+from ._cache_metadata import MetadataPolicy, check_metadata
 from ._cache_runs import (
     _MANIFEST,
     _MARKER,

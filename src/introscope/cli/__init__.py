@@ -18,8 +18,9 @@ from typing import NoReturn
 
 from introscope.exceptions import IntroscopeError, IntroscopeValueError, MissingDependencyError
 
-from ._analysis import COMPONENTS, PROJECTIONS
+from ._analysis import COMPONENTS
 from ._console import configure_logging, error_text
+from ._data_report import PROJECTIONS
 from ._demo import run_demo
 from ._models import InputFileError
 

@@ -14,8 +14,9 @@ from typing import Any
 from introscope.exceptions import IntroscopeError, IntroscopeValueError, require_all
 
 from . import _analysis as A
-from ._analysis import projection_needs
+from . import _data_report as D
 from ._data import Preprocess, load_data
+from ._data_report import projection_needs
 from ._models import (
     InputFileError,
     InputSpec,
@@ -182,7 +183,7 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
         if model is not None:
             feed = source.producer
             if "duplicates" in data_parts:
-                input_digests = A.RowDigests(source.field)
+                input_digests = D.RowDigests(source.field)
                 feed = input_digests.wrap(source.producer)
             response = embedding_layer(model, args.embedding_layer)
             info = model.response_infos[response]

@@ -14,8 +14,8 @@ import numpy as np
 from introscope.exceptions import require_all
 
 from . import _analysis as A
-from ._analysis import projection_needs
 from ._data import DataSource
+from ._data_report import projection_needs
 from ._output import check_output_folder
 from ._report_files import RunOutput, data_health, model_health, write_report
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from . import _analysis as A
+from . import _data_report as D
 from ._console import error_text
 from ._output import write_bytes, write_json, write_parquet, write_text
 from ._tables import NO_LABEL
@@ -218,7 +219,7 @@ def data_health(
     stages: A.Stages,
     output: RunOutput,
     total: int,
-    input_digests: A.RowDigests | None = None,
+    input_digests: D.RowDigests | None = None,
 ) -> Any:
     """DatasetReport on ``producer`` (one 2-D response) as a DataSection; the table is saved.
 
@@ -227,9 +228,9 @@ def data_health(
     last bits."""
     parts = [c for c in ("familiarity", "duplicates", "projection") if c in components]
     stages.begin(f"{', '.join(parts)} of {total} samples ({response})")
-    digests = A.RowDigests(digest="duplicates" in parts)  # also notes the field's name
+    digests = D.RowDigests(digest="duplicates" in parts)  # also notes the field's name
     producer = digests.wrap(producer)
-    report = A.run_dataset_report(
+    report = D.run_dataset_report(
         A.counted(producer, total, "data"),
         parts,
         batch_size,
@@ -241,7 +242,7 @@ def data_health(
         split=any(label != NO_LABEL for label in source.labels),
     )
     field_name = digests.field_seen or response
-    table = A.report_table(report.data, field_name)
+    table = D.report_table(report.data, field_name)
     renamed = list(table.attrs.get("introscope", {}).get("columns", {}))
     named = (
         f" with the response name as it is ({', '.join(renamed)}; DNIKit's names in the schema "
@@ -257,7 +258,7 @@ def data_health(
     stages.end()
     stages.begin(f"thumbnails (at most {max_thumbnails})")
     names = {"umap": "UMAP", "tsne": "t-SNE", "pacmap": "PaCMAP", "pca": "PCA"}
-    section = A.data_section(
+    section = D.data_section(
         report.data,
         source,
         response,

@@ -47,10 +47,11 @@ import numpy as np
 from introscope._progress import producer_size, progress
 from introscope._validation import check_batch_size, check_choice, count_nonfinite
 from introscope.base._producer import Producer, checked_batches
-from introscope.exceptions import IntroscopeError, IntroscopeValueError
+from introscope.exceptions import IntroscopeValueError
 
 from ._npz import HEADER_KEY, load_npz, save_npz
-from ._state_contract import Capabilities, NonFiniteValues, State, StateError, json_scalar
+from ._saved_state import FORMAT, export_state, import_state  # noqa: F401 - FORMAT re-exported
+from ._state_contract import Capabilities, NonFiniteValues, State, StateError
 
 __all__ = [
     "Accumulator",
@@ -64,9 +65,6 @@ __all__ = [
 
 _A = TypeVar("_A", bound="Accumulator")
 _V = TypeVar("_V")
-
-#: Version of the layout written by ``Accumulator.state_dict``.
-FORMAT = 1
 
 
 class Accumulator(abc.ABC):
@@ -381,36 +379,7 @@ class Accumulator(abc.ABC):
 
     # ------------------------------------------------------------------ persistence
     def _export(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        self.sync()
-        arrays: dict[str, np.ndarray] = {}
-        scalars: list[dict[str, Any]] = []
-        for i, state in enumerate(self._states.values()):
-            plain: dict[str, Any] = {}
-            for key, value in state.state_dict().items():
-                if isinstance(value, np.ndarray):
-                    arrays[f"{i}.{key}"] = value
-                elif isinstance(value, np.generic):
-                    plain[key] = value.item()
-                elif json_scalar(value):
-                    plain[key] = value
-                else:
-                    raise IntroscopeError(
-                        f"{self.owner}: state_dict entry {key!r} is a {type(value).__name__}; "
-                        f"states hold numpy arrays and JSON scalars only"
-                    )
-            scalars.append(plain)
-        header = {
-            "type": self.owner,
-            "kind": "state",
-            "format": FORMAT,
-            "config": self.config(),
-            "fields": list(self._states),
-            "field_set": None if self._field_set is None else list(self._field_set),
-            "batches": self._batches,
-            "nonfinite": self._nonfinite,
-            "states": scalars,
-        }
-        return arrays, header
+        return export_state(self)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Everything as flat numpy arrays (``np.savez(path, **acc.state_dict())``, no pickle).
@@ -423,48 +392,7 @@ class Accumulator(abc.ABC):
 
     @classmethod
     def _import(cls: type[_A], arrays: Mapping[str, np.ndarray], header: Mapping[str, Any]) -> _A:
-        if header.get("type") != cls.owner:
-            raise IntroscopeValueError(
-                f"{cls.owner}: the state is a {header.get('type')!r} state, not {cls.owner!r}"
-            )
-        if header.get("kind", "state") != "state":
-            raise IntroscopeValueError(
-                f"{cls.owner}: the file holds a {cls.owner} {header.get('kind')}, not a state; "
-                f"load it with {cls.owner}.load"
-            )
-        if header.get("format") != FORMAT:
-            raise IntroscopeValueError(
-                f"{cls.owner}: state format {header.get('format')!r} is not supported "
-                f"(this version reads format {FORMAT})"
-            )
-        try:
-            acc = cls.from_config(header["config"])
-            for i, (name, plain) in enumerate(zip(header["fields"], header["states"], strict=True)):
-                prefix = f"{i}."
-                parts = dict(plain)
-                parts.update(
-                    {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
-                )
-                try:
-                    acc._states[name] = cls.state_type.from_state_dict(parts)
-                except StateError as exc:
-                    raise type(exc)(
-                        f"{cls.owner}: the saved {cls.field_kind} {name!r} {exc}"
-                    ) from None
-            acc._field_set = None if header["field_set"] is None else tuple(header["field_set"])
-            acc._batches = int(header["batches"])
-            acc._nonfinite = {str(k): int(v) for k, v in header["nonfinite"].items()}
-        except StateError:
-            raise
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-            what = f"missing {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
-            raise IntroscopeValueError(
-                f"{cls.owner}: the saved state is incomplete or inconsistent ({what}); save it "
-                f"again from the accumulator"
-            ) from exc
-        acc._warned = set(acc._nonfinite)
-        acc._changed()
-        return acc
+        return import_state(cls, arrays, header)
 
     @classmethod
     def from_state_dict(cls: type[_A], state: Mapping[str, Any]) -> _A:

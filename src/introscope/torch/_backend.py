@@ -16,7 +16,6 @@ Names, shapes and dtypes come from one dry run on an example input (or on the fi
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from introscope.base import ResponseInfo
-from introscope.base._model import check_exact_cast, unknown_name_error
+from introscope.base._model import unknown_name_error
 from introscope.base._response_info import UNKNOWN_UPSTREAM, channels_first_axis
 from introscope.exceptions import IntroscopeError
 
@@ -39,6 +38,7 @@ from ._capture import (
     to_numpy,
     torch_module,
 )
+from ._inputs import forward_error, to_tensors
 from ._layer_kinds import _KINDS, layer_kind
 
 __all__ = ["TorchBackend"]
@@ -361,91 +361,18 @@ class TorchBackend:
         except (_StopForward, IntroscopeError):
             raise
         except Exception as exc:
-            shapes = ", ".join(
-                f"{n}: {tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}"
-                for n, t in zip(self._input_names, tensors)
-            )
-            ints = [
-                n
-                for n, t in zip(self._input_names, tensors)
-                if not (t.is_floating_point() or t.is_complex())
-            ]
-            hint = ""
-            if ints and any(w in str(exc).lower() for w in ("type", "dtype", "long", "int")):
-                hint = (
-                    f"; integer inputs ({', '.join(ints)}) are fed unchanged (embeddings need "
-                    f"them): if the module expects floats, cast the data first, e.g. "
-                    f"pipeline(data, Processor(lambda x: x.astype(np.float32)), model(...))"
-                )
-            if "channels" in str(exc) and any(t.ndim >= 3 and t.shape[1] == 1 for t in tensors):
-                hint = (
-                    "; the images have 1 channel (grayscale): load them with "
-                    "ImageProducer(..., mode='RGB') for an RGB model, or repeat the channel"
-                )
-            raise IntroscopeError(
-                f"the torch module {type(self._module).__name__} failed on inputs ({shapes}): "
-                f"{type(exc).__name__}: {exc}{hint}"
-            ) from exc
+            raise forward_error(self._module, self._input_names, tensors, exc) from exc
 
     def _to_tensors(self, inputs: Mapping[str, np.ndarray], *, check: bool = True) -> list[Any]:
-        torch = self._torch
-        missing = [n for n in self._input_names if n not in inputs]
-        if missing:
-            raise IntroscopeError(
-                f"the model expects inputs {self._input_names} but got {sorted(inputs)}"
-            )
-        tensors = []
-        cast_to = self._torch_only_dtype()
-        for info in self._input_infos:
-            arr = inputs[info.name]
-            if not isinstance(arr, np.ndarray):
-                raise IntroscopeError(
-                    f"model input {info.name!r} must be a numpy array, got {type(arr).__name__}"
-                )
-            if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-                raise IntroscopeError(
-                    f"model input {info.name!r} must be numeric, got dtype {arr.dtype}"
-                )
-            dtype = arr.dtype
-            if not check and np.issubdtype(dtype, np.floating):
-                dtype = info.dtype  # the dry run: floating inputs as the parameters' dtype
-            if check:
-                expected = info.shape[1:]
-                if arr.shape[1:] != expected:
-                    raise IntroscopeError(
-                        f"model input {info.name!r} got a batch with per-element shape "
-                        f"{arr.shape[1:]} but the model was set up for {expected} (from its "
-                        f"example input or first batch); reshape the data or load the model "
-                        f"again with an example input of the new shape"
-                    )
-                if arr.dtype != info.dtype:
-                    if not np.can_cast(arr.dtype, info.dtype, "same_kind"):
-                        raise IntroscopeError(
-                            f"model input {info.name!r} has dtype {arr.dtype}, which cannot be "
-                            f"converted to the model's input dtype {info.dtype} without changing "
-                            f"kind"
-                        )
-                    check_exact_cast(
-                        arr,
-                        info.dtype,
-                        info.name,
-                        expects="the model's input dtype, from its example input or first batch",
-                        fix=f"load the model with an example input of dtype {arr.dtype}, or "
-                        f"convert the data yourself",
-                    )
-                    dtype = info.dtype
-            if self._device.type == "cpu":
-                # A private copy: torch ignores numpy's read-only flag, and a model that writes
-                # to its input in place must not change the caller's batch.
-                t = torch.from_numpy(np.array(arr, dtype=dtype, copy=True, order="C"))
-            else:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", UserWarning)  # read-only: copied by .to()
-                    t = torch.from_numpy(np.ascontiguousarray(arr, dtype=dtype))
-            if cast_to is not None and t.is_floating_point():
-                t = t.to(cast_to)  # a bfloat16 model: numpy has no such dtype
-            tensors.append(t if self._device.type == "cpu" else t.to(self._device))
-        return tensors
+        return to_tensors(
+            self._torch,
+            inputs,
+            self._input_names,
+            self._input_infos,
+            self._device,
+            self._torch_only_dtype,
+            check=check,
+        )
 
     def _grab(self, out: Any, spec: _Spec) -> Any:
         try:

@@ -30,14 +30,12 @@ from __future__ import annotations
 import dataclasses
 import sys
 import threading
-import warnings
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar, cast
 
 import numpy as np
 
-from introscope._validation import user_stacklevel
 from introscope.base import ResponseInfo
 from introscope.base._response_info import UNKNOWN_UPSTREAM, channels_first_axis
 from introscope.exceptions import IntroscopeError, require
@@ -56,6 +54,17 @@ from ._hooks import (  # noqa: F401
 )
 from ._layer_kinds import layer_kind
 from ._modules import resolve_modules
+from ._monitor_messages import (
+    not_a_tensor,
+    not_picklable,
+    on_meta_device,
+    warn_outside_pass,
+    warn_partial_pass,
+    warn_replica,
+    warn_rows_differ,
+    warn_sequence_first,
+    warn_unattached,
+)
 
 __all__ = ["Monitor", "resolve_modules"]  # resolve_modules: re-exported
 
@@ -157,14 +166,7 @@ class Monitor(Generic[_R]):
             if not self._ever_attached and not self._warned_unattached:
                 if not list(getattr(acc, "fields", ()) or ()):
                     self._warned_unattached = True
-                    warnings.warn(
-                        f"{self._owner}: this monitor was never attached, so it counted nothing; "
-                        f"creating it registers no hooks. Run the model inside `with "
-                        f"{self._owner}(model) as m:`, or call m.attach() first (m.detach() "
-                        f"after). (Said once per monitor.)",
-                        RuntimeWarning,
-                        stacklevel=user_stacklevel("torch"),
-                    )
+                    warn_unattached(self._owner)
             result = acc.finalize()
             if result is acc and callable(getattr(acc, "spawn", None)):
                 # An accumulator that is its own result (IUA, as in DNIKit): a copy.
@@ -299,13 +301,7 @@ class Monitor(Generic[_R]):
         if self._warned_partial:
             return
         self._warned_partial = True
-        warnings.warn(
-            f"{self._owner}: a forward pass raised after {counted} watched module output(s) "
-            f"were counted; those outputs stay in the result (the other modules did not see "
-            f"that batch). Call monitor.reset() to start afresh. (Said once per monitor.)",
-            RuntimeWarning,
-            stacklevel=user_stacklevel("torch"),
-        )
+        warn_partial_pass(self._owner, counted)
 
     def _watched(self, module: Any, inputs: Any, output: Any) -> None:
         hook = self._watch.get(id(module))
@@ -367,12 +363,7 @@ class Monitor(Generic[_R]):
                 info = self._infos.get(response)
                 if info is None:
                     if x.is_meta:
-                        raise IntroscopeError(
-                            f"{self._owner}: module {response!r} returned a tensor on the "
-                            f"'meta' device, which holds no data; run the model with real "
-                            f"weights and inputs (e.g. model.to_empty(device='cpu') then "
-                            f"load_state_dict(...))"
-                        )
+                        raise on_meta_device(self._owner, response)
                     info = self._infos[response] = self._info(response, module, x)
                 if self._transform is not None:
                     x = self._transform(response, x, info)
@@ -413,25 +404,11 @@ class Monitor(Generic[_R]):
         if self._warned_replica:
             return
         self._warned_replica = True
-        warnings.warn(
-            f"{self._owner}: the model ran as nn.DataParallel replicas, whose outputs the "
-            f"monitor does not see (nothing of those passes is counted); monitor the model "
-            f"unwrapped, or run one process per device (DistributedDataParallel) with a monitor "
-            f"in each and merge their accumulators. (Said once per monitor.)",
-            RuntimeWarning,
-            stacklevel=user_stacklevel("torch"),
-        )
+        warn_replica(self._owner)
 
     def _outside_pass(self, name: str) -> None:
         self._warned_outside.add(name)
-        first = call_name(name, 0, True)
-        warnings.warn(
-            f"{self._owner}: module {name!r}, which runs several times per forward pass, ran "
-            f"outside a forward pass of the model (e.g. in model.encode(x)); calls there cannot "
-            f"be told apart and all are counted as {first!r}. Run the model itself (model(x)), "
-            f"or monitor the submodule whose forward makes those calls. (Said once per module.)",
-            stacklevel=user_stacklevel("torch"),
-        )
+        warn_outside_pass(self._owner, name, call_name(name, 0, True))
 
     def _check_sequence_first(self, module: Any, args: tuple[Any, ...]) -> None:
         """First pass: a ``batch_first=False`` module whose input has the forward's sample rows
@@ -447,36 +424,16 @@ class Monitor(Generic[_R]):
             return  # as many positions as samples: cannot tell
         self._warned_sequence = True
         name = next((n for n, m in self._model.named_modules() if m is module), "?")
-        warnings.warn(
-            f"{self._owner}: module {name!r} ({type(module).__name__}, batch_first=False) gets "
-            f"an input of shape {tuple(first.shape)}: it reads dimension 0 as positions, and "
-            f"introscope counts dimension 0 of every watched output as samples (the forward "
-            f"got {now.batch} rows). If the model's inputs are (sequence, batch, ...), the "
-            f"counts are per position, not per sample: build the model with batch_first=True "
-            f"and batch-first inputs. (Said once per monitor.)",
-            stacklevel=user_stacklevel("torch"),
-        )
+        warn_sequence_first(self._owner, name, module, tuple(first.shape), now.batch)
 
     def _rows_differ(self, name: str, rows: int, batch: int) -> None:
         if name in self._warned_rows:
             return
         self._warned_rows.add(name)
-        warnings.warn(
-            f"{self._owner}: module {name!r} returned {rows} rows in a forward pass of "
-            f"{batch} samples; its rows are counted as samples. A sequence-first layer "
-            f"(nn.LSTM, nn.TransformerEncoderLayer with batch_first=False) returns one row per "
-            f"position: build it with batch_first=True, or watch a module whose outputs hold "
-            f"one row per sample",
-            stacklevel=user_stacklevel("torch"),
-        )
+        warn_rows_differ(self._owner, name, rows, batch)
 
     def _not_a_tensor(self, name: str, output: Any) -> None:
-        raise IntroscopeError(
-            f"{self._owner}: module {name!r} returned a {type(output).__name__}, not a "
-            f"single tensor; watch a submodule that returns one tensor (for several "
-            f"outputs, run the model through introscope.torch, which names each tensor "
-            f"'{name}[0]', '{name}[1]', ...)"
-        )
+        raise not_a_tensor(self._owner, name, output)
 
     def _info(self, name: str, module: Any, x: Any) -> ResponseInfo:
         """The response's ``ResponseInfo`` as the adapter describes it (channels-first; the
@@ -497,11 +454,7 @@ class Monitor(Generic[_R]):
         return self
 
     def __reduce_ex__(self, protocol: Any) -> Any:
-        raise TypeError(
-            f"{self._owner}: a monitor cannot be pickled (e.g. torch.save(model) of a model that "
-            f"holds it as an attribute); save model.state_dict(), keep the monitor outside the "
-            f"model, and save what it counted with monitor.accumulator.state_dict()"
-        )
+        raise not_picklable(self._owner)
 
     def __repr__(self) -> str:
         state = "attached" if self.attached else "detached"

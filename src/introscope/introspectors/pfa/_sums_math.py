@@ -38,7 +38,7 @@ def add_gram64(upper: np.ndarray | None, block: np.ndarray) -> np.ndarray:
     triangle alone is kept (:func:`symmetric`). One BLAS ``dsyrk`` with ``beta=1`` adds the
     product in place: 10-12 % faster than numpy's ``block.T @ block`` (a syrk, then a copy of
     the triangle) plus ``+=`` at 64-512 units. (For float32, scipy's ``ssyrk`` is slower than
-    numpy's product: see ``FieldSums._gram``.)
+    numpy's product: see ``HostSums._gram`` in ``_host_sums``.)
     """
     global _DSYRK
     if _DSYRK is None:
