@@ -45,7 +45,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from introscope._progress import producer_size, progress
-from introscope._validation import check_batch_size, check_choice, count_nonfinite
+from introscope._validation import check_batch_size, check_choice, count_nonfinite, user_stacklevel
 from introscope.base._producer import Producer, checked_batches
 from introscope.exceptions import IntroscopeValueError
 
@@ -214,7 +214,7 @@ class Accumulator(abc.ABC):
         if fresh:
             self._states[field] = state
         if kept:
-            self._note_nonfinite(field, kept, where, getattr(array, "size", None))
+            self._note_nonfinite(field, kept, where, _element_count(array))
         self._changed()
 
     def _note_nonfinite(self, field: str, count: int, where: str | int, size: int | None) -> None:
@@ -227,7 +227,9 @@ class Accumulator(abc.ABC):
                 f"{self._where(field, where)} has {count} NaN or Inf values{out_of}; "
                 f"{self._kept()}",
                 RuntimeWarning,
-                stacklevel=4,
+                # At the user's line: a pipeline's introspect call, or the forward pass of a
+                # monitored model (through torch's hook machinery).
+                stacklevel=user_stacklevel("torch"),
             )
 
     def update_batch(self, batch: Any, index: int | None = None) -> None:
@@ -476,3 +478,13 @@ def merge_all(accumulators: Iterable[_A]) -> _A:
 
 
 __all__ += ["merge_all"]
+
+
+def _element_count(array: Any) -> int | None:
+    """How many values ``array`` holds: ``size`` of a numpy array, ``numel()`` of a tensor
+    (whose ``size`` is a method)."""
+    numel = getattr(array, "numel", None)
+    if callable(numel):
+        return int(numel())
+    size = getattr(array, "size", None)
+    return int(size) if isinstance(size, (int, np.integer)) else None

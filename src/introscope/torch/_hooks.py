@@ -12,7 +12,16 @@ from typing import Any
 
 from introscope._validation import user_stacklevel
 
-__all__ = ["_Hook", "_Pass", "_batch_rows", "_compiling", "_in_trace_check", "_inert", "_orphaned"]
+__all__ = [
+    "_Hook",
+    "_Pass",
+    "_batch_rows",
+    "_compiling",
+    "_in_trace_check",
+    "_inert",
+    "_orphaned",
+    "disable_under_dynamo",
+]
 
 
 class _Pass:
@@ -92,6 +101,27 @@ class _Hook:
 
     def __reduce__(self) -> tuple[Any, tuple[()]]:
         return (_inert, ())
+
+
+_dynamo_disabled = False
+
+
+def disable_under_dynamo(torch: Any) -> None:
+    """Make Dynamo (``torch.compile``) run the monitor's hooks as they are instead of tracing
+    them: a traced hook recompiles once per watched module shape (its "recompile_limit"
+    warnings name this file) and traces into numba, whose compiler then fails. Done once per
+    process, when Dynamo is loaded (the wrapper costs a little on every call)."""
+    global _dynamo_disabled
+    if _dynamo_disabled:
+        return
+    _dynamo_disabled = True
+    disable = getattr(getattr(torch, "compiler", None), "disable", None)
+    if disable is None:
+        return
+    try:
+        setattr(_Hook, "__call__", disable(_Hook.__call__))  # noqa: B010 - a method, patched
+    except Exception:  # noqa: BLE001 - a torch without it: hooks stay traceable, as before
+        return
 
 
 def _inert_hook(*_: Any) -> None:

@@ -25,13 +25,15 @@ def resolve_modules(
     ``layers``: names as in ``model.named_modules()`` and/or the modules themselves; None picks
     every module whose class name is in ``default_types`` (an error when there are none).
     Unknown names raise an error listing close matches; ``owner`` (e.g. "IUA.monitor") starts
-    every message.
+    every message. The model itself is ``"output"`` (``"output_"`` when a submodule is called
+    ``output``), as the adapter names what ``forward`` returns; ``""`` is accepted for it too.
     """
     torch = require("torch", "torch", owner)
     named = dict(naming_root(model).named_modules())
     _check_not_scripted(torch, named, {}, owner)  # a scripted root, before "no such module"
+    root = root_name(named)
     if layers is None:
-        chosen = {n: m for n, m in named.items() if type(m).__name__ in default_types}
+        chosen = {n or root: m for n, m in named.items() if type(m).__name__ in default_types}
         if not chosen:
             what = "/".join(default_types) + " module" if default_types else "default module"
             raise IntroscopeError(
@@ -47,7 +49,9 @@ def resolve_modules(
         unknown = []
         for item in items:
             if isinstance(item, str):
-                if item in named:
+                if item in ("", root):
+                    chosen[root] = named[""]
+                elif item in named:
                     chosen[item] = named[item]
                 else:
                     unknown.append(item)
@@ -57,16 +61,25 @@ def resolve_modules(
                     f"{type(item).__name__}"
                 )
             elif id(item) in by_id:
-                chosen[by_id[id(item)] or type(item).__name__] = item
+                chosen[by_id[id(item)] or root] = item
             else:
                 raise IntroscopeError(
                     f"{owner}: {type(item).__name__} module is not part of the model"
                 )
         if unknown:
-            err = unknown_name_error("module", unknown, [n for n in named if n])
+            err = unknown_name_error("module", unknown, [n for n in named if n] + [root])
             raise IntroscopeKeyError(f"{owner}: {err}")
     _check_not_scripted(torch, named, chosen, owner)
     return chosen
+
+
+def root_name(named: dict[str, Any]) -> str:
+    """The response name of the model's own output: ``"output"``, with ``_`` added while a
+    submodule has that name (the adapter's rule)."""
+    name = "output"
+    while name in named:
+        name += "_"
+    return name
 
 
 def _check_not_scripted(

@@ -51,6 +51,7 @@ from ._hooks import (  # noqa: F401
     _inert,
     _orphaned,
     _Pass,
+    disable_under_dynamo,
 )
 from ._layer_kinds import layer_kind
 from ._modules import resolve_modules
@@ -58,10 +59,13 @@ from ._monitor_messages import (
     not_a_tensor,
     not_picklable,
     on_meta_device,
+    under_transform,
+    warn_late_layout,
     warn_outside_pass,
     warn_partial_pass,
     warn_replica,
     warn_rows_differ,
+    warn_saw_nothing_compiled,
     warn_sequence_first,
     warn_unattached,
 )
@@ -69,6 +73,10 @@ from ._monitor_messages import (
 __all__ = ["Monitor", "resolve_modules"]  # resolve_modules: re-exported
 
 _M = TypeVar("_M", bound="Monitor[Any]")
+
+# Layouts are followed until every watched module has run once in a pass that did not raise, for
+# at most this many passes (the trackers cost a hook call per module per pass).
+_FOLLOW_PASSES = 16
 _R = TypeVar("_R")
 
 
@@ -128,6 +136,13 @@ class Monitor(Generic[_R]):
         self._warned_partial = False
         self._ever_attached = False
         self._warned_unattached = False
+        self._entered = 0  # depth of `with monitor:` blocks
+        self._keep_on_exit = False  # attached by attach() before the outermost `with`
+        self._passes_seen = 0  # forward passes begun since the hooks were registered
+        self._followed = 0  # passes ended while the layouts were followed
+        self._warned_compiled = False
+        self._warned_late: set[str] = set()
+        self._dtypes: dict[str, Any] = {}  # torch dtype each response's ResponseInfo describes
 
     @property
     def accumulator(self) -> Any:
@@ -167,6 +182,8 @@ class Monitor(Generic[_R]):
                 if not list(getattr(acc, "fields", ()) or ()):
                     self._warned_unattached = True
                     warn_unattached(self._owner)
+            if self.attached:
+                self._check_saw_passes()
             result = acc.finalize()
             if result is acc and callable(getattr(acc, "spawn", None)):
                 # An accumulator that is its own result (IUA, as in DNIKit): a copy.
@@ -195,6 +212,9 @@ class Monitor(Generic[_R]):
         self._ever_attached = True
         if not self._handles:
             model = self._model
+            self._passes_seen = 0
+            if "torch._dynamo" in sys.modules:
+                disable_under_dynamo(self._torch)
             self._watch = {id(m): self._make_hook(n, m) for n, m in self._modules.items()}
             self._handles.append(model.register_forward_pre_hook(_Hook(self, model, "_begin_pass")))
             # always_call: a forward pass that raises still ends (the next one starts afresh).
@@ -227,6 +247,9 @@ class Monitor(Generic[_R]):
 
     def detach(self) -> None:
         """Remove every hook this monitor registered."""
+        if self._handles:
+            self._check_saw_passes()
+        self._entered = 0
         if self._finalizer is not None:
             self._finalizer.detach()
             self._finalizer = None
@@ -242,10 +265,33 @@ class Monitor(Generic[_R]):
         return bool(self._handles)
 
     def __enter__(self: _M) -> _M:
+        # Re-entrant, like torch.no_grad: a helper's `with monitor:` inside the training loop's
+        # keeps the hooks until the outermost block ends. A monitor attached by attach() before
+        # the outermost block stays attached after it.
+        if self._entered == 0:
+            self._keep_on_exit = self.attached
+        self._entered += 1
         return self.attach()
 
     def __exit__(self, *exc: object) -> None:
-        self.detach()
+        self._entered = max(0, self._entered - 1)
+        if self._entered == 0 and not self._keep_on_exit:
+            self.detach()
+
+    def _check_saw_passes(self) -> None:
+        """Warn (once) when attached hooks saw no forward pass while torch.compile has compiled
+        code here: compiled graphs of a model compiled before the monitor skip its hooks."""
+        if self._passes_seen or self._warned_compiled:
+            return
+        dynamo = sys.modules.get("torch._dynamo.utils")
+        counters = getattr(dynamo, "counters", None)
+        try:
+            compiled = bool(counters is not None and counters["frames"]["ok"])
+        except Exception:  # noqa: BLE001 - torch's private counters changed: say nothing
+            compiled = False
+        if compiled:
+            self._warned_compiled = True
+            warn_saw_nothing_compiled(self._owner)
 
     def _begin_pass(self, _module: Any, args: tuple[Any, ...]) -> None:
         # The model's own forward starts a pass. A depth left behind means a pass that ended
@@ -257,9 +303,12 @@ class Monitor(Generic[_R]):
                 self._inflight.remove(stale)  # its end hook never ran (KeyboardInterrupt)
             now = self._local.now = _Pass()
             self._inflight.append(now)
+            self._passes_seen += 1
         # An exception being handled around this pass is not one the pass raises.
         now.outer_exc = sys.exc_info()[1]
         tracing = self._torch._C._get_tracing_state()
+        if _compiling(self._torch):
+            disable_under_dynamo(self._torch)  # torch.compile after attach: from its next trace
         now.batch = None if tracing else _batch_rows(self._torch.Tensor, args)
         # torch.jit.trace then checks the trace by running the model again, untraced.
         now.checking = not tracing and not _compiling(self._torch) and _in_trace_check()
@@ -288,14 +337,22 @@ class Monitor(Generic[_R]):
             if now in self._inflight:
                 self._inflight.remove(now)
         exc = sys.exc_info()[1]
-        if now.fed and exc is not None and exc is not now.outer_exc:
+        raised = exc is not None and exc is not now.outer_exc
+        if now.fed and raised:
             # torch runs this hook (always_call) while the forward's exception propagates.
             self._partial_pass(now.fed)
         if self._trackers and not now.checking and not self._torch._C._get_tracing_state():
-            # One whole pass followed: the layouts are known. Not after torch.jit.trace's
+            # Layouts are known once a pass that did not raise has run every watched module
+            # (a first pass may skip a branch, or fail early). Not after torch.jit.trace's
             # passes: removing hooks between its trace and its check makes them differ.
-            self._tracked = True
+            self._followed += 1
+            if (not raised and self._all_described()) or self._followed >= _FOLLOW_PASSES:
+                self._tracked = True
         now.checking = False
+
+    def _all_described(self) -> bool:
+        infos = self._infos
+        return all(n in infos or call_name(n, 0, True) in infos for n in self._modules)
 
     def _partial_pass(self, counted: int) -> None:
         if self._warned_partial:
@@ -324,6 +381,9 @@ class Monitor(Generic[_R]):
         in_backward = getattr(self._torch._C, "_current_graph_task_id", lambda: -1)
 
         tracing = self._torch._C._get_tracing_state
+        # torch.func's grad/vmap wrap the tensors a module returns inside their transforms.
+        functorch = getattr(self._torch._C, "_functorch", None)
+        is_wrapped = getattr(functorch, "is_functorch_wrapped_tensor", None) or _never
 
         def hook(_module: Any, _inputs: Any, output: Any) -> None:
             if in_backward() != -1 or tracing():
@@ -354,6 +414,8 @@ class Monitor(Generic[_R]):
                     f"returned a 0-d tensor; its outputs need a batch dimension"
                 )
             x = output.detach()
+            if is_wrapped(x):
+                x = self._unwrapped(x, call_name(name, call, name in self._repeated))
             # Named under the lock: another thread's pass may find the module repeated (and
             # rename its data to name#0) at any time before.
             with self._lock:
@@ -361,10 +423,16 @@ class Monitor(Generic[_R]):
                 if now.depth and now.batch is not None and x.shape[0] != now.batch:
                     self._rows_differ(response, x.shape[0], now.batch)
                 info = self._infos.get(response)
-                if info is None:
+                if info is None or self._dtypes.get(response) is not x.dtype:
                     if x.is_meta:
                         raise on_meta_device(self._owner, response)
-                    info = self._infos[response] = self._info(response, module, x)
+                    if info is None:
+                        info = self._info(response, module, x)
+                    else:  # model.to(dtype), autocast: the description follows the outputs
+                        info = dataclasses.replace(info, dtype=_numpy_dtype(x.dtype))
+                        self._described.discard(response)
+                    self._infos[response] = info
+                    self._dtypes[response] = x.dtype
                 if self._transform is not None:
                     x = self._transform(response, x, info)
                 if response not in self._described and self._describe is not None:
@@ -375,6 +443,11 @@ class Monitor(Generic[_R]):
                     now.fed += 1
 
         return hook
+
+    def _unwrapped(self, x: Any, name: str) -> Any:
+        """A tensor of a torch.func transform (grad, vmap, jvp) holds no data the monitor can
+        read while the transform runs: refused with the way out, not a raw torch error."""
+        raise under_transform(self._owner, name)
 
     def _pass_elsewhere(self, own: _Pass) -> _Pass:
         """The pass a hook outside any pass of its own thread belongs to: the one pass in
@@ -440,13 +513,18 @@ class Monitor(Generic[_R]):
         layout of an activation is that of the latest output of its shape in the pass)."""
         kind = layer_kind(module)
         layer = ResponseInfo.Layer(name, kind, type(module).__name__)
-        try:
-            dtype = numpy_dtype(x.dtype)
-        except Exception:  # noqa: BLE001 - a dtype numpy lacks (bfloat16): described as float32
-            dtype = np.dtype(np.float32)
         upstream = self._layouts.get(tuple(x.shape[1:]), UNKNOWN_UPSTREAM)
         axis = channels_first_axis(kind, x.dim(), upstream)
-        return ResponseInfo(name, dtype, (None, *x.shape[1:]), layer, axis)
+        if (
+            self._tracked
+            and upstream is UNKNOWN_UPSTREAM
+            and axis != channels_first_axis(kind, x.dim(), None)
+            and name not in self._warned_late
+        ):
+            # Its layout depends on what it was computed from, which nothing followed.
+            self._warned_late.add(name)
+            warn_late_layout(self._owner, name, axis, self._followed)
+        return ResponseInfo(name, _numpy_dtype(x.dtype), (None, *x.shape[1:]), layer, axis)
 
     def __deepcopy__(self: _M, memo: dict[int, Any]) -> _M:
         # A model holding its monitor as an attribute is deep-copied (checkpoints, EMA): the
@@ -459,3 +537,14 @@ class Monitor(Generic[_R]):
     def __repr__(self) -> str:
         state = "attached" if self.attached else "detached"
         return f"{self._owner}({list(self._modules)}, {state})"
+
+
+def _numpy_dtype(torch_dtype: Any) -> np.dtype:
+    try:
+        return numpy_dtype(torch_dtype)
+    except Exception:  # noqa: BLE001 - a dtype numpy lacks (bfloat16): described as float32
+        return np.dtype(np.float32)
+
+
+def _never(_: Any) -> bool:
+    return False

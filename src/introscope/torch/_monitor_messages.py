@@ -114,3 +114,40 @@ def not_picklable(owner: str) -> TypeError:
         f"holds it as an attribute); save model.state_dict(), keep the monitor outside the "
         f"model, and save what it counted with monitor.accumulator.state_dict()"
     )
+
+
+def warn_saw_nothing_compiled(owner: str) -> None:
+    """Attached, no forward pass seen, and torch.compile has compiled code in this process."""
+    warnings.warn(
+        f"{owner}: the monitor was attached but saw no forward pass of the model, and "
+        f"torch.compile has compiled code in this process. A model compiled (and run) before "
+        f"the monitor was attached runs graphs that skip hooks added afterwards "
+        f"(torch._dynamo.config.skip_nnmodule_hook_guards): attach the monitor before "
+        f"torch.compile, or call torch.compiler.reset() after attaching so the model is "
+        f"compiled again with the hooks. (Said once per monitor.)",
+        RuntimeWarning,
+        stacklevel=user_stacklevel("torch"),
+    )
+
+
+def warn_late_layout(owner: str, name: str, axis: int | None, passes: int) -> None:
+    """A watched module first ran after the monitor stopped following layouts."""
+    warnings.warn(
+        f"{owner}: module {name!r} first ran after the monitor stopped following the model's "
+        f"layouts ({passes} forward passes that did not reach it), so its channel axis is "
+        f"guessed from its rank as {axis} (channels-first). If that is wrong, pass "
+        f"channel_axis= to the monitor (an int, or a mapping of response names), or let the "
+        f"first passes run every watched module. (Said once per module.)",
+        RuntimeWarning,
+        stacklevel=user_stacklevel("torch"),
+    )
+
+
+def under_transform(owner: str, name: str) -> IntroscopeError:
+    """A watched module ran inside a torch.func transform (per-sample gradients, ensembles)."""
+    return IntroscopeError(
+        f"{owner}: module {name!r} ran inside a torch.func transform (grad, vmap, jvp, ...), "
+        f"whose wrapped tensors hold no data the monitor can read while it runs; detach the "
+        f"monitor around the transformed step (monitor.detach() / attach()) and watch a plain "
+        f"forward pass of the same batches, e.g. under torch.no_grad()"
+    )
