@@ -203,7 +203,11 @@ def test_model_default_pool_does_not_deadlock_on_two_cpus(cluster):
     )
     want = _digits_reference(x, responses, [], 32)
     _assert_iua_equal(got[0], want[0])
-    _assert_pfa_equal(got[1], want[1], 1e-12)
+    # The workers run the model on each block's batches (32 and 28 rows of a 60-row block), the
+    # reference on 32-row batches: some CPUs (an Intel Xeon here) round float32 products of
+    # different batch sizes differently, so the responses differ by an ulp, the covariances by
+    # ~1e-8. The sums themselves are float64 and exact to 1e-12 (tests above, same responses).
+    _assert_pfa_equal(got[1], want[1], 1e-6)
     assert got[0].results["relu3"].dead_units() == want[0].results["relu3"].dead_units()
 
 
