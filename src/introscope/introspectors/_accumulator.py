@@ -51,7 +51,7 @@ from introscope.exceptions import IntroscopeValueError
 
 from ._npz import HEADER_KEY, load_npz, save_npz
 from ._saved_state import FORMAT, export_state, import_state  # noqa: F401 - FORMAT re-exported
-from ._state_contract import Capabilities, NonFiniteValues, State, StateError
+from ._state_contract import Capabilities, NonFiniteValues, State, StateError, host_array
 
 __all__ = [
     "Accumulator",
@@ -61,6 +61,7 @@ __all__ = [
     "StateError",
     "accumulate",
     "is_accumulator",
+    "repeat_renames",
 ]
 
 _A = TypeVar("_A", bound="Accumulator")
@@ -337,7 +338,10 @@ class Accumulator(abc.ABC):
     def merge(self: _A, other: _A) -> _A:
         """A new accumulator equal to this one's data followed by ``other``'s (inputs unchanged).
 
-        Pure and associative; fields present in only one side are copied.
+        Pure and associative; fields present in only one side are copied. A field ``name`` on
+        one side is the first call of the ``name#0``, ``name#1``, ... of the other side (a
+        module that a PyTorch monitor saw run once per pass there and several times here): it
+        is merged into ``name#0``, as the monitor itself renames it (``repeat_renames``).
         """
         if type(other) is not type(self):
             raise TypeError(
@@ -355,8 +359,11 @@ class Accumulator(abc.ABC):
         self.sync()
         other.sync()
         out = self.spawn()
-        for name in dict.fromkeys([*self._states, *other._states]):
-            a, b = self._states.get(name), other._states.get(name)
+        mine_as, theirs_as = repeat_renames(self._states, other._states)
+        my_states = _renamed(self._states, mine_as)
+        their_states = _renamed(other._states, theirs_as)
+        for name in dict.fromkeys([*my_states, *their_states]):
+            a, b = my_states.get(name), their_states.get(name)
             try:
                 if a is not None and b is not None:
                     out._states[name] = a.merged(b)
@@ -366,13 +373,19 @@ class Accumulator(abc.ABC):
                 raise type(exc)(
                     f"{self.owner}: cannot merge {self.field_kind} {name!r}: {exc}"
                 ) from None
-        for name in dict.fromkeys([*self._nonfinite, *other._nonfinite]):
-            out._nonfinite[name] = self._nonfinite.get(name, 0) + other._nonfinite.get(name, 0)
-        out._warned = self._warned | other._warned
-        if self._field_set is None or self._field_set == other._field_set:
-            out._field_set = other._field_set
-        elif other._field_set is None:
-            out._field_set = self._field_set
+        my_bad = _renamed(self._nonfinite, mine_as)
+        their_bad = _renamed(other._nonfinite, theirs_as)
+        for name in dict.fromkeys([*my_bad, *their_bad]):
+            out._nonfinite[name] = my_bad.get(name, 0) + their_bad.get(name, 0)
+        out._warned = {mine_as.get(n, n) for n in self._warned} | {
+            theirs_as.get(n, n) for n in other._warned
+        }
+        my_set = _renamed_names(self._field_set, mine_as)
+        their_set = _renamed_names(other._field_set, theirs_as)
+        if my_set is None or my_set == their_set:
+            out._field_set = their_set
+        elif their_set is None:
+            out._field_set = my_set
         out._batches = self._batches + other._batches
         out._changed()
         return out
@@ -388,6 +401,16 @@ class Accumulator(abc.ABC):
 
         ``"__introscope__"`` holds a JSON header (settings, field names, scalars); the arrays
         of the i-th field's state are under ``"i.<name>"``.
+
+        Beside a PyTorch checkpoint, keep the state in its own file: ``acc.save(path)``, then
+        ``type(acc).load(path)`` (``IUA.load``). Inside one, ``torch.load``'s default
+        (``weights_only=True``, torch >= 2.6) refuses numpy arrays: store tensors and strings
+        instead, which ``from_state_dict`` takes back::
+
+            state = {k: v.tolist() if v.dtype.kind == "U" else torch.tensor(v)
+                     for k, v in acc.state_dict().items()}
+            torch.save({"model": model.state_dict(), "iua": state}, path)
+            acc = IUA.from_state_dict(torch.load(path)["iua"])
         """
         arrays, header = self._export()
         return {HEADER_KEY: np.array(json.dumps(header, allow_nan=False)), **arrays}
@@ -398,13 +421,18 @@ class Accumulator(abc.ABC):
 
     @classmethod
     def from_state_dict(cls: type[_A], state: Mapping[str, Any]) -> _A:
-        """Rebuild an accumulator from ``state_dict`` (or ``np.load`` of a saved one)."""
+        """Rebuild an accumulator from ``state_dict`` (or ``np.load`` of a saved one).
+
+        The values may also be torch tensors (on any device) and the strings Python ``str``
+        (or lists of them), as a ``state_dict`` kept in a torch checkpoint comes back from
+        ``torch.load`` (see ``state_dict``).
+        """
         if HEADER_KEY not in state:
             raise IntroscopeValueError(
                 f"{cls.owner}: not an accumulator state_dict (no {HEADER_KEY!r} entry)"
             )
         header = json.loads(str(np.asarray(state[HEADER_KEY])))
-        arrays = {k: np.asarray(v) for k, v in state.items() if k != HEADER_KEY}
+        arrays = {k: host_array(v) for k, v in state.items() if k != HEADER_KEY}
         return cls._import(arrays, header)
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -417,6 +445,45 @@ class Accumulator(abc.ABC):
         """Read a state written by ``save``."""
         arrays, header = load_npz(path, expect=cls.owner)
         return cls._import(arrays, header)
+
+
+def repeat_renames(
+    mine: Iterable[str], theirs: Iterable[str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The fields of each side of a merge to file under ``name#0`` first: ``{name: name#0}``.
+
+    A PyTorch monitor names a module's output by its plain path until it sees the module run
+    twice in one pass, then renames what it has ``path#0`` and numbers later calls
+    (``path#1``, ...). Two monitors (two ranks) of the same model may disagree: one saw ``act``
+    only, the other ``act#0`` and ``act#1``. The plain ``name`` of one side is renamed when the
+    other side has ``name#0`` and no ``name``, and this side has no ``name#0`` of its own, so
+    the first calls merge; what merges with what then does not depend on the order of merges
+    (a merged result keeps the numbered names).
+
+    >>> repeat_renames(["fc", "act"], ["fc", "act#0", "act#1"])
+    ({'act': 'act#0'}, {})
+    """
+    mine, theirs = set(mine), set(theirs)
+
+    def plain(side: set[str], other: set[str]) -> dict[str, str]:
+        return {
+            n: f"{n}#0"
+            for n in side
+            if f"{n}#0" in other and n not in other and f"{n}#0" not in side
+        }
+
+    return plain(mine, theirs), plain(theirs, mine)
+
+
+def _renamed(mapping: Mapping[str, _V], renames: Mapping[str, str]) -> dict[str, _V]:
+    """``mapping`` with its keys renamed (order kept); a new dict, the values shared."""
+    return {renames.get(k, k): v for k, v in mapping.items()}
+
+
+def _renamed_names(
+    names: tuple[str, ...] | None, renames: Mapping[str, str]
+) -> tuple[str, ...] | None:
+    return None if names is None else tuple(renames.get(n, n) for n in names)
 
 
 def is_accumulator(obj: object) -> bool:

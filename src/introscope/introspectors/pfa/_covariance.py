@@ -45,9 +45,9 @@ import numpy as np
 from introscope._validation import check_tolerance, pooling_hint, user_stacklevel
 from introscope.exceptions import IntroscopeError, IntroscopeValueError
 
-from .._accumulator import Accumulator, StateError
+from .._accumulator import Accumulator, StateError, repeat_renames
 from .._npz import HEADER_KEY
-from .._state_contract import is_torch_tensor
+from .._state_contract import host_array, is_torch_tensor
 from ._field_sums import PRECISIONS, FieldSums
 
 __all__ = ["PFACovariancesResult", "PFACovarianceState"]
@@ -230,7 +230,13 @@ class PFACovarianceState(Accumulator):
                 f"PFA: cannot merge analyses with different settings {mine} and {theirs}; "
                 f"merge only analyses made with the same arguments"
             )
-        for field, their_sums in other._states.items():
+        # A plain ``name`` on one side is the first call of the other side's ``name#0``, ...
+        # (see ``repeat_renames``): this state is renamed in place, ``other`` is left as it is.
+        mine_as, theirs_as = repeat_renames(self._states, other._states)
+        for old, new in mine_as.items():
+            self.rename_field(old, new)
+        for name, their_sums in other._states.items():
+            field = theirs_as.get(name, name)
             my_sums = self._states.get(field)
             try:
                 if my_sums is None:
@@ -256,6 +262,12 @@ class PFACovarianceState(Accumulator):
         ``fields``, ``precision``, ``epsilon_inactive``, and per field ``i``: ``count_i``,
         ``shift_i`` and the float64 sums about the shift ``sum_i`` and ``outer_i`` (full
         symmetric matrix).
+
+        Beside a PyTorch checkpoint, keep the state in its own file (``state.save(path)``, then
+        ``PFACovarianceState.load(path)``). Inside one, ``torch.load``'s default
+        (``weights_only=True``) refuses numpy arrays: store ``v.tolist()`` for the string
+        entries and ``torch.tensor(v)`` for the others; ``from_state_dict`` takes them back
+        (see ``Accumulator.state_dict``).
         """
         out: dict[str, np.ndarray] = {
             "fields": np.array(self.fields, dtype=np.str_),
@@ -274,10 +286,13 @@ class PFACovarianceState(Accumulator):
     def from_state_dict(cls, state: Mapping[str, Any]) -> PFACovarianceState:
         """Rebuild a state written by ``state_dict`` (no ``shift_i``: sums about zero).
 
-        Also reads the generic layout of ``Accumulator.state_dict``.
+        Also reads the generic layout of ``Accumulator.state_dict``. The values may be torch
+        tensors and the strings Python ``str`` or lists of them (a state kept in a torch
+        checkpoint, as ``torch.load`` gives it back).
         """
         if HEADER_KEY in state:
             return super().from_state_dict(state)
+        state = {k: host_array(v) for k, v in state.items()}
         precision = str(np.asarray(state["precision"])) if "precision" in state else "auto"
         eps = float(np.asarray(state["epsilon_inactive"])) if "epsilon_inactive" in state else 1e-8
         new = cls(precision=precision, epsilon_inactive=eps)
