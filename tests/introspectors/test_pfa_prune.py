@@ -173,3 +173,19 @@ def test_monitor_feeds_state_on_device_and_plan_prunes() -> None:
     assert pruned.macs_after <= pruned.macs_before
     with torch.no_grad():
         assert pruned.module(batches[0]).shape == (32, 3)
+
+
+def test_prune_returns_a_pruned_model_record_whose_module_is_the_copy() -> None:
+    model = _chain()
+    x = torch.randn(3, 1, 8, 8)
+    pruned = PFA.prune(model, _plan(), example_input=x)
+    assert isinstance(pruned.module, nn.Module) and pruned.module is not model
+    with torch.no_grad():
+        assert pruned.module(x).shape == model(x).shape == (3, 3)
+    # The record itself is not a module: calling it says to call .module.
+    with pytest.raises(TypeError, match=r"call its \.module.*Sequential"):
+        pruned(x)
+    assert not isinstance(pruned, nn.Module)
+    assert pruned.params_after < pruned.params_before
+    assert "params" in pruned.summary() and "MACs/sample" in pruned.summary()
+    assert pruned.plan is not None and set(pruned.plan.layers) == set(_plan().layers)

@@ -310,7 +310,14 @@ class PFA:
         example_input: Any,
         layer_names: Mapping[str, str] | None = None,
     ) -> PrunedModel:
-        """A pruned copy of a PyTorch model: each recipe's layer keeps its ``units_to_keep``.
+        """Prune a copy of a PyTorch model: each recipe's layer keeps its ``units_to_keep``.
+
+        Returns a ``PrunedModel``, not a module: ``.module`` is the pruned copy (a
+        ``torch.nn.Module`` to run, fine-tune or save: ``pruned.module(x)``), ``.summary()``
+        gives the parameters and MACs per sample before and after (also the fields
+        ``params_before``, ``params_after``, ``macs_before``, ``macs_after``), ``.channels``
+        the output channels of each pruned layer before and after, and ``.plan`` the plan
+        applied (``PFA.pruning_plan`` without pruning).
 
         Any ``torch.nn.Module`` works (residual blocks, grouped and depthwise convolutions,
         custom ``forward``): Torch-Pruning's dependency graph (extra ``prune``) removes what

@@ -19,7 +19,7 @@ import difflib
 import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -32,9 +32,17 @@ __all__ = ["PrunedModel", "count_params_and_macs", "prune_model", "prune_sequent
 
 @dataclass(frozen=True)
 class PrunedModel:
-    """The smaller module, its size before and after (per sample), and the plan applied."""
+    """What ``PFA.prune`` returns: the pruned copy of the model, its size before and after (per
+    sample), and the plan applied.
+
+    ``module`` is the pruned ``torch.nn.Module`` (run, train, save or compile that);
+    ``summary()`` says the parameters and MACs per sample before and after; ``plan`` is the
+    plan with its groups and sizes filled in. A ``PrunedModel`` itself is a record, not a
+    module: calling it raises a ``TypeError`` that says to call ``.module``.
+    """
 
     module: Any
+    """The pruned copy of the model (a ``torch.nn.Module``; the original is not changed)."""
     params_before: int
     params_after: int
     macs_before: int
@@ -44,7 +52,15 @@ class PrunedModel:
     plan: PFAPruningPlan | None = None
     """The plan with its groups and sizes filled in (``plan.to_json()`` to keep it)."""
 
+    def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError(
+            f"PFA.prune returns a PrunedModel (the pruned module and its sizes), not a module: "
+            f"call its .module instead (pruned.module(x)); the module is a "
+            f"{type(self.module).__name__}"
+        )
+
     def summary(self) -> str:
+        """Parameters and MACs per sample before and after, as one line."""
         p = self.params_after / max(self.params_before, 1)
         m = self.macs_after / max(self.macs_before, 1)
         return (
@@ -327,7 +343,10 @@ def prune_model(
     example_input: Any,
     layer_names: Mapping[str, str] | None = None,
 ) -> PrunedModel:
-    """Return a pruned copy of ``model`` (any ``torch.nn.Module``; it is not modified).
+    """Prune a copy of ``model`` (any ``torch.nn.Module``; it is not modified).
+
+    Returns a ``PrunedModel``: ``.module`` is the pruned copy, ``.summary()`` and the
+    ``params_*`` / ``macs_*`` fields its size before and after, ``.plan`` the plan applied.
 
     Args:
         model: the module the plan's responses come from.
