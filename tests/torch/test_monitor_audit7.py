@@ -118,3 +118,47 @@ def test_a_model_compiled_before_attaching_warns_that_nothing_was_seen() -> None
         with torch.no_grad(), IUA.monitor(net):
             compiled(torch.randn(4, 3))
     assert any("attach the monitor before torch.compile" in str(w.message) for w in caught)
+
+
+_ATTACH_THEN_COMPILE = """
+import sys, warnings
+import torch
+from introscope.introspectors import IUA
+assert "torch._dynamo" not in sys.modules, "this check needs Dynamo not yet imported"
+torch.manual_seed(0)
+net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+xs = [torch.randn(b, 3) for b in range(1, 12)]
+warnings.simplefilter("error")
+with torch.no_grad():
+    with IUA.monitor(net) as eager:
+        for x in xs:
+            net(x)
+    monitor = IUA.monitor(net).attach()
+    compiled = torch.compile(net, backend="eager")
+    for x in xs:
+        compiled(x)
+    monitor.detach()
+from torch._dynamo.utils import counters
+for name, state in eager.accumulator.state_dict().items():
+    assert (state == monitor.accumulator.state_dict()[name]).all(), name
+print("frames", counters["frames"]["total"])
+"""
+
+
+def test_a_monitor_attached_before_dynamo_is_imported_is_not_traced_by_torch_compile() -> None:
+    # Attaching does not import Dynamo; torch.compile afterwards does, and its first trace used
+    # to trace the hooks: thousands of frames, recompile_limit warnings and numba traced.
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-c", _ATTACH_THEN_COMPILE],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "recompile_limit" not in run.stderr
+    frames = int(run.stdout.split("frames")[-1])
+    assert frames < 50, run.stdout

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import os
 import sys
+import threading
 import warnings
 import weakref
 from collections.abc import Callable, Mapping
@@ -21,6 +24,7 @@ __all__ = [
     "_inert",
     "_orphaned",
     "disable_under_dynamo",
+    "disable_when_dynamo_loads",
 ]
 
 
@@ -122,6 +126,79 @@ def disable_under_dynamo(torch: Any) -> None:
         setattr(_Hook, "__call__", disable(_Hook.__call__))  # noqa: B010 - a method, patched
     except Exception:  # noqa: BLE001 - a torch without it: hooks stay traceable, as before
         return
+
+
+class _WhenDynamoLoads(importlib.abc.MetaPathFinder):
+    """A one-shot import hook: once ``torch._dynamo`` has been executed (``torch.compile``
+    imports it on its first call), run ``disable_under_dynamo`` before anything is traced.
+
+    It finds nothing itself: it asks the other finders for ``torch._dynamo``'s spec and wraps
+    that loader's ``exec_module``, so the import is the normal one with a step after it."""
+
+    def __init__(self, torch: Any) -> None:
+        self._torch = torch
+        self._busy = threading.local()
+
+    def find_spec(
+        self, fullname: str, path: Any = None, target: Any = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname != "torch._dynamo" or getattr(self._busy, "on", False):
+            return None
+        self._busy.on = True  # the search below goes through sys.meta_path, this one included
+        try:
+            spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+            for finder in sys.meta_path:
+                if spec is not None:
+                    break
+                if finder is not self and hasattr(finder, "find_spec"):
+                    spec = finder.find_spec(fullname, path, target)
+        finally:
+            self._busy.on = False
+        _remove_finder(self)
+        loader = getattr(spec, "loader", None)
+        exec_module = getattr(loader, "exec_module", None)
+        if spec is None or exec_module is None:
+            return spec
+        torch = self._torch
+
+        def exec_then_disable(module: Any) -> None:
+            exec_module(module)
+            disable_under_dynamo(torch)
+
+        try:
+            loader.exec_module = exec_then_disable  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001 - a read-only loader: patched at the next pass instead
+            pass
+        return spec
+
+
+_finder: _WhenDynamoLoads | None = None
+
+
+def _remove_finder(finder: _WhenDynamoLoads) -> None:
+    global _finder
+    try:
+        sys.meta_path.remove(finder)
+    except ValueError:
+        pass
+    if _finder is finder:
+        _finder = None
+
+
+def disable_when_dynamo_loads(torch: Any) -> None:
+    """``disable_under_dynamo`` now when Dynamo is loaded, else as soon as it is imported.
+
+    Attaching a monitor does not import Dynamo (2-3 s); a ``torch.compile`` after the attach
+    imports it, and its first trace would otherwise trace the hooks (recompiling once per
+    watched module and tracing into numba). Installed at most once per process."""
+    global _finder
+    if _dynamo_disabled:
+        return
+    if "torch._dynamo" in sys.modules:
+        disable_under_dynamo(torch)
+    elif _finder is None:
+        _finder = _WhenDynamoLoads(torch)
+        sys.meta_path.insert(0, _finder)
 
 
 def _inert_hook(*_: Any) -> None:

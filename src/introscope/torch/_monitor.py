@@ -52,6 +52,7 @@ from ._hooks import (  # noqa: F401
     _orphaned,
     _Pass,
     disable_under_dynamo,
+    disable_when_dynamo_loads,
 )
 from ._layer_kinds import layer_kind
 from ._modules import resolve_modules
@@ -213,8 +214,7 @@ class Monitor(Generic[_R]):
         if not self._handles:
             model = self._model
             self._passes_seen = 0
-            if "torch._dynamo" in sys.modules:
-                disable_under_dynamo(self._torch)
+            disable_when_dynamo_loads(self._torch)
             self._watch = {id(m): self._make_hook(n, m) for n, m in self._modules.items()}
             self._handles.append(model.register_forward_pre_hook(_Hook(self, model, "_begin_pass")))
             # always_call: a forward pass that raises still ends (the next one starts afresh).
