@@ -311,3 +311,18 @@ def test_default_reduction_leaves_wide_responses_with_few_samples_as_they_are() 
     config = ReportConfig(familiarity=None, projection=None)  # duplicates with the default PCA
     report = DatasetReport.introspect(_producer(n=30, width=64), config=config)
     assert len(report.data) == 30 and "duplicates_emb" in report.data.columns
+
+
+def test_too_few_elements_say_which_report_setting_leaves_the_part_out() -> None:
+    # 8 elements: fewer than Duplicates' 10 neighbours; 4: fewer than familiarity's 5 Gaussians.
+    no_projection = {"projection": None}
+    with pytest.raises(IntroscopeValueError, match=r"ReportConfig\(duplicates=None\) makes"):
+        DatasetReport.introspect(_producer(8), config=ReportConfig(**no_projection))
+    with pytest.raises(IntroscopeValueError, match=r"ReportConfig\(familiarity=None\) makes"):
+        DatasetReport.introspect(
+            _producer(4), config=ReportConfig(duplicates=None, **no_projection)
+        )
+    report = DatasetReport.introspect(
+        _producer(8), config=ReportConfig(duplicates=None, **no_projection)
+    )
+    assert len(report.data) == 8

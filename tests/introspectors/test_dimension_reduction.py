@@ -413,7 +413,7 @@ def test_argument_and_field_set_errors(rng):
         DimensionReduction.introspect(widening, strategies=S.PCA(2))
 
     dr = DimensionReduction.introspect(producer_of({"a": x}), strategies=S.PCA(2))
-    with pytest.raises(IntroscopeValueError, match="batch 0 has no field 'a'"):
+    with pytest.raises(KeyError, match="batch 0 has no field 'a'"):
         collect(pipeline(producer_of({"b": x}), dr), 5, "b")
     with pytest.raises(
         IntroscopeValueError, match=r"field 'a' \(batch 0\).*3 features.*fitted on 4"
@@ -553,3 +553,18 @@ def test_pca_does_not_warn_about_zero_variance_components(n, d, k):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         state.result(target_dimensions=k)
+
+
+@pytest.mark.parametrize("shape", [(700, 600), (6000, 40)])
+def test_standard_pca_is_exact_and_the_same_on_every_run(rng, shape):
+    # scikit-learn's default solver (DNIKit's) is an unseeded randomized SVD at (700, 600) with
+    # 10 components: two runs differed; the tall shape takes covariance_eigh, as the default.
+    x = correlated(rng, *shape)
+    runs = []
+    for _ in range(2):
+        dr = DimensionReduction.introspect(producer_of({"a": x}), strategies=S.StandardPCA(10))
+        runs.append(collect(pipeline(producer_of({"a": x}), dr), 512, "a"))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    exact = SKPCA(10, svd_solver="full").fit(x).transform(x)
+    signs = np.sign(np.sum(runs[0] * exact, axis=0))
+    assert np.max(np.abs(runs[0] * signs - exact)) < 1e-8 * np.max(np.abs(exact))

@@ -293,7 +293,7 @@ def test_scoring_checks_width_and_fields(data) -> None:
     fam = Familiarity.introspect(StubProducer(data), strategy=GMM(gaussian_count=2))
     with pytest.raises(IntroscopeValueError, match=r"'emb'.*5 features.*fitted on 12"):
         list(pipeline(StubProducer({"emb": np.zeros((3, 5)), "small": np.zeros((3, 2))}), fam)(2))
-    with pytest.raises(IntroscopeValueError, match=r"'other'.*no fitted distribution"):
+    with pytest.raises(KeyError, match=r"'other'.*no fitted distribution"):  # as DNIKit's
         list(pipeline(StubProducer({"other": np.zeros((3, 2))}), fam)(2))
 
 

@@ -14,7 +14,7 @@ from introscope._progress import progress
 from introscope.base._batch import Batch
 from introscope.base._pipeline import PipelineStage
 from introscope.base._producer import Producer, check_batch_size, checked_batches
-from introscope.exceptions import IntroscopeError, IntroscopeValueError
+from introscope.exceptions import IntroscopeError, IntroscopeKeyError, IntroscopeValueError
 
 from . import _strategies
 from ._checks import check_responses
@@ -227,8 +227,8 @@ class _ReducedProducer:
             where = f"batch {i}"
             builder = Batch.Builder(base=batch)
             for name, reducer in self._reducers.items():
-                if name not in batch.fields:
-                    raise IntroscopeValueError(
+                if name not in batch.fields:  # DNIKit raised KeyError: still caught by it
+                    raise IntroscopeKeyError(
                         f"{_WHO}: {where} has no field {name!r}, which was reduced when fitting "
                         f"(its fields are {list(batch.fields)})"
                     )

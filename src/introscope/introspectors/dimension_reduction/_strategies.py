@@ -217,8 +217,25 @@ class _Collecting(_Base):
         )
 
 
+def _exact_svd_solver(rows: int, features: int) -> str:
+    """The exact scikit-learn PCA solver for a ``rows x features`` fit: ``covariance_eigh``
+    (scikit-learn >= 1.5) for tall data, as its ``"auto"`` chooses, else ``full``."""
+    import sklearn
+
+    major, minor = (int(part) for part in sklearn.__version__.split(".")[:2])
+    tall = features <= 1_000 and rows >= 10 * features
+    return "covariance_eigh" if tall and (major, minor) >= (1, 5) else "full"
+
+
 class StandardPCA(_Collecting):
-    """scikit-learn's ``PCA`` fitted on all of the rows at once (its default solver).
+    """scikit-learn's ``PCA`` fitted on all of the rows at once, with an exact solver.
+
+    scikit-learn's default (``svd_solver="auto"``, which DNIKit uses) switches to an unseeded
+    randomized SVD for problems over 500 rows or features with few components: its projection
+    then changes from run to run and differs from the exact one. Here the solver is always
+    exact: ``"covariance_eigh"`` for tall data (at most 1,000 features and 10 times as many
+    rows, what ``"auto"`` picks there too), else the full SVD (``"full"``). Where ``"auto"``
+    is exact, the numbers are the same as DNIKit's.
 
     Args:
         target_dimensions: number of principal components to project on.
@@ -234,6 +251,7 @@ class StandardPCA(_Collecting):
         self._fitted = False
 
     def _fit(self, data: np.ndarray) -> None:
+        self._pca.set_params(svd_solver=_exact_svd_solver(*data.shape))
         self._pca.fit(data)
         self._fitted = True
         # transform() works on any data: the rows are not needed any more.

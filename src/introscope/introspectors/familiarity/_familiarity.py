@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, cast
 import numpy as np
 
 from introscope.base import Batch, DictMetaKey, PipelineStage, Producer
-from introscope.exceptions import IntroscopeValueError
+from introscope.exceptions import IntroscopeKeyError, IntroscopeValueError
 
 from . import _gmm
 from ._distribution import GMMDistribution
@@ -112,8 +112,8 @@ class Familiarity(PipelineStage):
     def _distribution(self, field: str, where: str) -> FamiliarityDistribution:
         try:
             return self._distributions[field]
-        except KeyError:
-            raise IntroscopeValueError(
+        except KeyError:  # DNIKit's KeyError: ``except KeyError`` still catches it
+            raise IntroscopeKeyError(
                 f"Familiarity: response {field!r} ({where}) has no fitted distribution; it was "
                 f"fitted on {sorted(self._distributions)}. Remove other fields (FieldRemover) "
                 f"or fit on them too"

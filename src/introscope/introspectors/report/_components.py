@@ -146,7 +146,14 @@ def find_duplicates(
     from introscope.introspectors.duplicates import Duplicates
 
     source = ArrayProducer(responses)
-    result = Duplicates.introspect(source, batch_size=batch_size, threshold=threshold)
+    try:
+        result = Duplicates.introspect(source, batch_size=batch_size, threshold=threshold)
+    except (IntroscopeError, ValueError) as exc:
+        wrapper = type(exc) if type(exc) in _WRAPPABLE else IntroscopeError
+        raise wrapper(
+            f"DatasetReport: finding duplicates among {source.size} elements failed: {exc}; "
+            f"ReportConfig(duplicates=None) makes the report without duplicates"
+        ) from exc
     out = {}
     for name in responses:
         clusters = np.full(source.size, -1, dtype=np.int32)
@@ -203,7 +210,7 @@ def fit_and_score_familiarity(
             "; label values with fewer elements get no model of their own when "
             "ReportConfig.split_familiarity_min is raised"
             if rows is not None
-            else ""
+            else "; ReportConfig(familiarity=None) makes the report without familiarity"
         )
         raise wrapper(
             f"DatasetReport: fitting the {what} familiarity model on {fit_source.size} "
