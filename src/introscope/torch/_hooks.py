@@ -154,14 +154,16 @@ class _WhenDynamoLoads(importlib.abc.MetaPathFinder):
                     spec = finder.find_spec(fullname, path, target)
         finally:
             self._busy.on = False
-        _remove_finder(self)
         loader = getattr(spec, "loader", None)
         exec_module = getattr(loader, "exec_module", None)
         if spec is None or exec_module is None:
             return spec
-        torch = self._torch
+        torch, finder = self._torch, self
 
         def exec_then_disable(module: Any) -> None:
+            # Removed when the module is executed, not when found: importlib.util.find_spec
+            # alone (a check for Dynamo) imports nothing, and the import after it is caught.
+            _remove_finder(finder)
             exec_module(module)
             disable_under_dynamo(torch)
 
