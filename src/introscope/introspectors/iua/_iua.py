@@ -13,6 +13,7 @@ from introscope.base import Producer, ResponseInfo
 from introscope.exceptions import IntroscopeError, IntroscopeValueError
 
 from .._accumulator import Accumulator, StateError, accumulate
+from .._configured import class_or_instance, settings_of
 from ._channels import ChannelAxisArg, resolve_channel_axis
 from ._result import IUAResult
 from ._state import IUAState
@@ -26,6 +27,15 @@ if TYPE_CHECKING:
 __all__ = ["IUA"]
 
 NonFinite = Literal["raise", "warn"]
+
+#: The defaults of IUA's settings (``IUA(...)``, ``introspect``, ``monitor``).
+_DEFAULTS: Final[Mapping[str, Any]] = {
+    "rtol": 1e-05,
+    "atol": 1e-08,
+    "channel_axis": None,
+    "response_infos": None,
+    "nonfinite": "raise",
+}
 
 
 class _VisType:
@@ -217,9 +227,9 @@ class IUA(Accumulator):
         return rows
 
     # ------------------------------------------------------------------ drivers
-    @classmethod
+    @class_or_instance
     def introspect(
-        cls,
+        cls_or_self: type[IUA] | IUA,
         producer: Producer,
         *,
         batch_size: int = 32,
@@ -229,16 +239,33 @@ class IUA(Accumulator):
         response_infos: Mapping[str, ResponseInfo] | None = None,
         nonfinite: NonFinite = "raise",
     ) -> IUA:
-        """Analyse every field of every batch of ``producer``; see ``IUA`` for arguments."""
-        iua = cls(
-            rtol=rtol,
-            atol=atol,
-            channel_axis=channel_axis,
-            response_infos=response_infos,
-            nonfinite=nonfinite,
-        )
+        """Analyse every field of every batch of ``producer``; see ``IUA`` for arguments.
+
+        Called on a configured ``IUA`` (``IUA(atol=0.5).introspect(producer)``, the way
+        ``introscope.ray`` takes its settings), the analysis uses that instance's settings
+        and leaves the instance as it is; an argument that contradicts them is an error.
+        """
+        given: dict[str, Any] = {
+            "rtol": rtol,
+            "atol": atol,
+            "channel_axis": channel_axis,
+            "response_infos": response_infos,
+            "nonfinite": nonfinite,
+        }
+        if isinstance(cls_or_self, IUA):
+            iua = cls_or_self._configured("introspect", given)
+        else:
+            iua = cls_or_self(**given)
         accumulate(producer, iua, batch_size=batch_size, desc="IUA")
         return iua
+
+    def _configured(self, method: str, given: Mapping[str, Any]) -> IUA:
+        """A new, empty IUA with this one's settings and the agreeing arguments ``given``."""
+        configured = {**self.config(), "response_infos": self._response_infos}
+        settings = settings_of("IUA", method, configured, given, _DEFAULTS)
+        out = type(self)(**settings)
+        out._force_device_path = self._force_device_path
+        return out
 
     @classmethod
     def accumulator(
@@ -259,8 +286,9 @@ class IUA(Accumulator):
             nonfinite=nonfinite,
         )
 
-    @staticmethod
+    @class_or_instance
     def monitor(
+        cls_or_self: type[IUA] | IUA,
         model: torch.nn.Module,
         layers: str | Iterable[Any] | None = None,
         *,
@@ -282,11 +310,22 @@ class IUA(Accumulator):
         ``name#1``, ... as ``introscope.torch`` names them.
 
         Creating the monitor registers nothing: it counts inside ``with IUA.monitor(model) as
-        m:`` (hooks removed on exit), or between ``m.attach()`` and ``m.detach()``.
+        m:`` (hooks removed on exit), or between ``m.attach()`` and ``m.detach()``. Called on
+        a configured ``IUA`` (``IUA(atol=0.5).monitor(model)``), it counts with that
+        instance's settings into a new ``IUA``, as ``introspect`` does.
         """
         from introscope.torch._monitor import Monitor
 
-        iua = IUA(rtol=rtol, atol=atol, channel_axis=channel_axis, nonfinite=nonfinite)
+        given: dict[str, Any] = {
+            "rtol": rtol,
+            "atol": atol,
+            "channel_axis": channel_axis,
+            "nonfinite": nonfinite,
+        }
+        if isinstance(cls_or_self, IUA):
+            iua = cls_or_self._configured("monitor", given)
+        else:
+            iua = IUA(**given)
         return Monitor(model, iua, layers, owner="IUA.monitor", default_types=("ReLU", "ReLU6"))
 
     def add_response_info(self, info: ResponseInfo) -> None:
