@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import re
 import stat
 import threading
 import uuid
@@ -20,7 +21,14 @@ from typing import IO, Any
 
 from introscope.exceptions import IntroscopeValueError
 
-__all__ = ["atomic_open", "atomic_path", "new_file_mode", "write_bytes", "write_text"]
+__all__ = [
+    "atomic_open",
+    "atomic_path",
+    "new_file_mode",
+    "write_bytes",
+    "write_text",
+    "TEMP_NAME",
+]
 
 _UMASK_LOCK = threading.Lock()
 
@@ -46,6 +54,11 @@ def new_file_mode() -> int:
 
 def _temp_name(target: pathlib.Path) -> pathlib.Path:
     return target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+#: The names :func:`atomic_path` gives its temporary files (``.report.html.1eabb11905d2.tmp``);
+#: group 1 is the target's name. A process killed outright (SIGKILL) leaves one behind.
+TEMP_NAME = re.compile(r"\.(.+)\.[0-9a-f]{12}\.tmp")
 
 
 @contextlib.contextmanager

@@ -2,18 +2,22 @@
 
 Exit status: 0 success; 1 the analysis failed; 2 bad arguments; 3 a model or data file is missing,
 unreadable or of an unknown kind; 4 an optional dependency is missing (the message names the pip
-extra); 130 interrupted.
+extra); 130 interrupted (Ctrl-C); 143 terminated (SIGTERM, which is handled as Ctrl-C is, so
+files being written are removed).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import os
+import signal
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from types import FrameType
 from typing import NoReturn
 
 from introscope.exceptions import IntroscopeError, IntroscopeValueError, MissingDependencyError
@@ -32,9 +36,13 @@ __all__ = [
     "EXIT_USAGE",
     "EXIT_INPUT",
     "EXIT_DEPENDENCY",
+    "EXIT_INTERRUPTED",
+    "EXIT_TERMINATED",
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INPUT, EXIT_DEPENDENCY, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+#: 128 + SIGTERM (15), as a shell reports a process killed by it.
+EXIT_TERMINATED = 143
 
 _LOG = logging.getLogger("introscope.cli")
 
@@ -42,7 +50,7 @@ _LOG = logging.getLogger("introscope.cli")
 INPUT_DTYPES = ("float32", "float64", "float16", "int64", "int32", "uint8", "bool")
 
 _EXIT_TEXT = """exit status: 0 success, 1 the analysis failed, 2 bad arguments, 3 a model or data file
-is missing or unreadable, 4 an optional dependency is missing, 130 interrupted."""
+is missing or unreadable, 4 an optional dependency is missing, 130 interrupted, 143 terminated."""
 
 _ANALYZE_EXAMPLES = """examples:
   introscope analyze --model cnn.onnx --data images/ --out report/
@@ -317,6 +325,33 @@ def _info() -> None:
             print(f"  {module:<14} fails to import: {type(exc).__name__}: {exc}")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a job scheduler, ``timeout``, a closed terminal), raised where the program is,
+    as Ctrl-C raises ``KeyboardInterrupt``: ``finally`` blocks and the clean-ups that catch
+    ``BaseException`` (temporary files of atomic writes) run before the exit."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM raises :class:`Terminated` (once: a second one during the
+    clean-up is ignored); the earlier handler is back afterwards. Nothing changes off the main
+    thread, where Python cannot set handlers."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``introscope`` command; returns the exit status."""
     parser = _parser()
@@ -327,6 +362,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = getattr(args, "debug", False)
     args.quiet = getattr(args, "quiet", False)
     configure_logging(getattr(args, "verbose", False), debug)
+    with _sigterm_as_interrupt():
+        return _run(args, debug)
+
+
+def _run(args: argparse.Namespace, debug: bool) -> int:
     try:
         if args.command == "analyze":
             from ._analyze import run_analyze
@@ -350,9 +390,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             _layers(args.path, args.constructor, args.input_shape, args.input_dtype)
         else:
             _info()
-    except KeyboardInterrupt:
-        print("introscope: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        print(f"introscope: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (introscope layers ... | head): not an error of ours. Point
         # stdout at devnull so that Python's flush at exit does not raise again.

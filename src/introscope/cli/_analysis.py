@@ -230,20 +230,30 @@ def iua_rows(iua: Any, model: Any | None, order: Sequence[str]) -> list[Any]:
 
 
 def pfa_rows(recipes: Any, order: Sequence[str]) -> list[Any]:
-    """One :class:`PFARow` per layer, in model order."""
+    """One :class:`PFARow` per layer, in model order: the rows of ``PFA.show``'s table
+    (``recipe_rows``), so the layers PFA could not analyse (``recipes.failed``) are rows too,
+    with its reason as their note."""
+    from introscope.introspectors.pfa import recipe_rows
     from introscope.viz._report_page import PFARow
 
-    return [
-        PFARow(
-            name=name,
-            original=int(recipes[name].original_output_count),
-            recommended=int(recipes[name].recommended_output_count),
-            units_to_keep=[int(u) for u in recipes[name].units_to_keep],
-            strategy="KL",
+    rows = {str(r["layer name"]): r for r in recipe_rows([recipes])}
+    names = [n for n in order if n in rows] + [n for n in rows if n not in order]
+    out = []
+    for name in names:
+        r = rows[name]
+        if r.get("note"):
+            out.append(PFARow(name=name, original=None, recommended=None, note=str(r["note"])))
+            continue
+        out.append(
+            PFARow(
+                name=name,
+                original=int(r["original count"]),
+                recommended=int(r["recommended count"]),
+                units_to_keep=sorted(int(u) for u in r["units to keep"]),
+                strategy="KL",
+            )
         )
-        for name in order
-        if name in recipes
-    ]
+    return out
 
 
 def iua_heatmap_png(iua: Any, title: str) -> bytes:
@@ -252,10 +262,11 @@ def iua_heatmap_png(iua: Any, title: str) -> bytes:
     import matplotlib.pyplot as plt
 
     from introscope.introspectors import IUA
+    from introscope.viz._figure import LITERAL
 
     axes = IUA.show(iua, vis_type=IUA.VisType.CHART)
     fig = np.asarray(axes, dtype=object).flat[0].figure
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title, fontsize=10, **LITERAL)  # a file name, drawn as it is
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)

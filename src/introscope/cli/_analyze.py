@@ -27,7 +27,7 @@ from ._models import (
     load_model,
     select_layers,
 )
-from ._output import check_output_folder
+from ._output import check_output_folder, check_output_names
 from ._report_files import RunOutput, data_health, model_health, write_report
 from ._tables import NO_LABEL
 
@@ -84,6 +84,7 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
     # Found now rather than after the whole analysis: an --out that cannot be written, and
     # the Parquet writer the data table needs.
     check_output_folder(args.out)
+    check_output_names(args.out, _output_names(components, with_model))
     # Every missing extra named at once (the model's own framework is checked when it loads).
     needs = []
     if data_parts:
@@ -160,7 +161,7 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
         source = open_data()
         stages.end(f"({'; '.join(source.notes)})")
     n = len(source)
-    _check_enough_samples(n, components, args.projection)
+    _check_enough_samples(n, components, args.projection, with_model)
     output = RunOutput()
     facts: list[tuple[str, str]] = []
     models = []
@@ -245,12 +246,17 @@ def run_analyze(args: argparse.Namespace) -> pathlib.Path:
         )
         models.append(section)
         not_run += ["iua"] if "iua" in components and iua_result is None else []
-        not_run += ["pfa"] if "pfa" in components and recipes is None else []
+        failed = [r.name for r in section.pfa if r.note]  # PFA could not analyse them
+        analysed = recipes is not None and len(failed) < len(section.pfa)
+        not_run += ["pfa"] if "pfa" in components and not analysed else []
         facts.append(("model", str(args.model)))
         if "iua" in components:
             facts.append(("IUA layers", ", ".join(iua_layers) or "none"))
         if "pfa" in components:
-            facts.append(("PFA layers", ", ".join(pfa_layers) or "none"))
+            text = ", ".join(pfa_layers) or "none"
+            if failed:
+                text += f" (not analysed: {', '.join(failed)}; see Model health)"
+            facts.append(("PFA layers", text))
     facts += data_facts
     facts = [
         ("data", f"{args.data} ({source.kind}, {n} samples, {_label_count(source.labels)})"),
@@ -287,19 +293,47 @@ def _check_image_folder(path: pathlib.Path, out: pathlib.Path | None = None) -> 
         check_images(files, path)
 
 
-def _check_enough_samples(n: int, components: Sequence[str], projection: str) -> None:
-    """Found before the model runs: parts that cannot work on so few samples, and what to do."""
-    others = ",".join(c for c in components if c != "duplicates") or "familiarity"
-    if "duplicates" in components and n < 10:
-        raise IntroscopeValueError(
-            f"--data has {n} samples; duplicates looks up 10 neighbours per sample and needs "
-            f"at least 10: give more data, or leave it out with --introspectors {others}"
+def _output_names(components: Sequence[str], with_model: bool) -> list[str]:
+    """The files a run of ``components`` may write in ``--out`` (``model_health`` and
+    ``data_health`` name them; the model's tag is ``model``)."""
+    names = ["report.html"]
+    if with_model and "iua" in components:
+        names += ["iua_model.png", "iua_model.json"]
+    if with_model and "pfa" in components:
+        names.append("pfa_model.json")
+    if any(c in components for c in _DATA_PARTS):
+        names.append("dataset_report.parquet")
+    return names
+
+
+#: The fewest samples each data part works on, and why (familiarity: DatasetReport's default
+#: mixture of 5 Gaussians; duplicates: 10 nearest neighbours; the map: 2 points).
+_FEWEST = {
+    "familiarity": (5, "familiarity fits a mixture of 5 Gaussians and needs at least 5"),
+    "duplicates": (10, "duplicates looks up 10 neighbours per sample and needs at least 10"),
+    "projection": (2, "the 2-D map needs at least 2 (4 for UMAP)"),
+}
+
+
+def _check_enough_samples(
+    n: int, components: Sequence[str], projection: str, with_model: bool = False
+) -> None:
+    """Found before the model runs: parts that cannot work on so few samples, and what to do
+    (every such part at once, and a ``--introspectors`` list without them that can run)."""
+    blocked = [c for c in components if c in _FEWEST and n < _FEWEST[c][0]]
+    if blocked:
+        rest = [c for c in components if c not in blocked]
+        if not rest and with_model:
+            rest = ["iua", "pfa"]  # model health alone works on a single sample
+        them = "it" if len(blocked) == 1 else "them"
+        fix = (
+            f"give more data, or leave {them} out with --introspectors {','.join(rest)}"
+            if rest
+            else f"give at least {max(_FEWEST[c][0] for c in blocked)} samples"
         )
-    if "projection" in components and n < 2:
-        rest = ",".join(c for c in components if c != "projection") or "familiarity"
+        reasons = "; ".join(_FEWEST[c][1] for c in blocked)
         raise IntroscopeValueError(
-            f"--data has {n} sample{'s' if n != 1 else ''}; the 2-D map needs at least 2 (4 "
-            f"for UMAP): give more data, or leave it out with --introspectors {rest}"
+            f"--data has {n} sample{'s' if n != 1 else ''}; {reasons}: {fix}"
         )
     if "projection" in components and projection == "umap" and n < 4:
         raise IntroscopeValueError(

@@ -7,11 +7,19 @@ import json
 import os
 import pathlib
 import tempfile
+from collections.abc import Sequence
 from typing import Any
 
 from introscope._atomic import atomic_open, write_bytes, write_text
 
-__all__ = ["check_output_folder", "write_bytes", "write_text", "write_json", "write_parquet"]
+__all__ = [
+    "check_output_folder",
+    "check_output_names",
+    "write_bytes",
+    "write_text",
+    "write_json",
+    "write_parquet",
+]
 
 
 def check_output_folder(out: str | os.PathLike[str], option: str = "--out") -> pathlib.Path:
@@ -44,6 +52,24 @@ def check_output_folder(out: str | os.PathLike[str], option: str = "--out") -> p
             f"name a folder you can write to"
         ) from None
     return path
+
+
+def check_output_names(
+    out: str | os.PathLike[str], names: Sequence[str], option: str = "--out"
+) -> None:
+    """Check, before any work, that none of the files ``names`` to write in the folder ``out``
+    is there as something a file cannot replace (a folder named ``report.html``)."""
+    from introscope.exceptions import IntroscopeValueError
+
+    folder = pathlib.Path(out)
+    for name in names:
+        path = folder / name
+        if path.exists() and not path.is_file():
+            what = "a folder" if path.is_dir() else "something other than a file"
+            raise IntroscopeValueError(
+                f"{option} {str(folder)!r} holds {what} named {name!r}, where the report "
+                f"writes a file; remove or rename it, or name another {option}"
+            )
 
 
 def write_json(path: pathlib.Path, obj: Any) -> pathlib.Path:

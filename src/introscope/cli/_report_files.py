@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pathlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from introscope._atomic import TEMP_NAME, new_file_mode
 
 from . import _analysis as A
 from . import _data_report as D
@@ -123,17 +126,28 @@ def model_health(
         summary_parts.append("PFA failed, see the report")
     elif recipes is not None:
         section.pfa = A.pfa_rows(recipes, order)
-        plan = PFA.pruning_plan(recipes).to_dict()
-        output.add(
-            f"pfa_{tag}.json",
-            _jsonable(_pfa_file(section.pfa, plan)),
-            f"PFA recommended sizes and units to keep of {name} (a pruning plan: "
-            f"introscope.introspectors.pfa.PFAPruningPlan.load reads it)",
-        )
-        summary_parts.append(
-            f"{sum(r.recommended for r in section.pfa)} of "
-            f"{sum(r.original for r in section.pfa)} units recommended"
-        )
+        analysed = [r for r in section.pfa if not r.note]
+        failed = [r.name for r in section.pfa if r.note]
+        if analysed:
+            plan = PFA.pruning_plan(recipes).to_dict()
+            output.add(
+                f"pfa_{tag}.json",
+                _jsonable(_pfa_file(section.pfa, plan)),
+                f"PFA recommended sizes and units to keep of {name} (a pruning plan: "
+                f"introscope.introspectors.pfa.PFAPruningPlan.load reads it)"
+                + (f"; not analysed, under not_analysed: {', '.join(failed)}" if failed else ""),
+            )
+            summary_parts.append(
+                f"{sum(r.recommended or 0 for r in analysed)} of "
+                f"{sum(r.original or 0 for r in analysed)} units recommended"
+                + (f", {len(failed)} layer(s) not analysed" if failed else "")
+            )
+        else:  # nothing to prune: no plan file, and the report says why
+            why = "; ".join(f"{r.name}: {r.note}" for r in section.pfa)
+            skipped.append(
+                f"PFA could analyse none of its layers ({why}), so no pfa_{tag}.json was written."
+            )
+            summary_parts.append("PFA analysed no layer")
     if want_iua or want_pfa:
         stages.end(f"({'; '.join(summary_parts)})")
     if "pfa" in components and not pfa_layers:
@@ -189,9 +203,10 @@ _NO_INNER_LAYERS = (
 def _pfa_file(rows: Sequence[Any], plan: dict[str, Any]) -> dict[str, Any]:
     """``pfa_<tag>.json``: a pruning plan that ``PFAPruningPlan.load`` reads (its ``format``,
     and per layer ``original_count``, ``keep`` and ``remove``), with the strategy and each
-    layer's ``recommended_count`` beside them."""
+    layer's ``recommended_count`` beside them; the layers PFA could not analyse are under
+    ``not_analysed``, each with the reason."""
     layers = plan.get("layers", {})
-    return {
+    out = {
         **plan,
         "strategy": "KL",
         "unit_selection": "L1Max",
@@ -202,8 +217,13 @@ def _pfa_file(rows: Sequence[Any], plan: dict[str, Any]) -> dict[str, Any]:
                 **{k: v for k, v in layers.get(r.name, {}).items() if k != "original_count"},
             }
             for r in rows
+            if not r.note
         },
     }
+    failed = {r.name: r.note for r in rows if r.note}
+    if failed:
+        out["not_analysed"] = failed
+    return out
 
 
 def data_health(
@@ -281,10 +301,11 @@ def write_report(out_dir: pathlib.Path, report: Any, output: RunOutput) -> pathl
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.html").unlink(missing_ok=True)
+    _remove_temp_files(out_dir)
     ours = {*output.files, "report.html"}
     stale = sorted(
         p.name for p in out_dir.iterdir() if p.is_file() and p.name not in ours and p.suffix in
-        (".html", ".json", ".png", ".parquet")
+        _SUFFIXES
     )  # fmt: skip
     if stale:
         _LOG.warning(
@@ -293,6 +314,10 @@ def write_report(out_dir: pathlib.Path, report: Any, output: RunOutput) -> pathl
             out_dir,
             ", ".join(stale),
         )
+    # Every file of this run gets the mode of a new file under the current umask, also where it
+    # replaces an earlier run's file (whose mode atomic writes keep): the run's files hold the
+    # same data, so a stricter umask now must not leave some of them as open as before.
+    mode = new_file_mode()
     for name, (content, _) in output.files.items():
         path = out_dir / name
         if isinstance(content, bytes):
@@ -303,10 +328,31 @@ def write_report(out_dir: pathlib.Path, report: Any, output: RunOutput) -> pathl
             write_text(path, content)
         else:
             write_parquet(path, content)
+        os.chmod(path, mode)
     report.files = [(name, desc) for name, (_, desc) in output.files.items()]
     path = out_dir / "report.html"
-    write_text(path, render_report(report))
+    write_text(path, render_report(report))  # a new file (removed above): the umask's mode
     return path
+
+
+#: Suffixes of the files a report writes (an earlier run's are named when this one does not
+#: write them again).
+_SUFFIXES = (".html", ".json", ".png", ".parquet")
+
+
+def _remove_temp_files(out_dir: pathlib.Path) -> None:
+    """Remove the temporary files of report files (``.report.html.<12 hex>.tmp``, the names
+    ``introscope._atomic`` gives them) that a killed run left in ``out_dir``; nothing else."""
+    removed = []
+    for p in out_dir.iterdir():
+        match = TEMP_NAME.fullmatch(p.name)
+        if match is None or not match.group(1).endswith(_SUFFIXES):
+            continue
+        if p.is_file() and not p.is_symlink():
+            p.unlink(missing_ok=True)
+            removed.append(p.name)
+    if removed:
+        _LOG.info("removed temporary files an interrupted run left: %s", ", ".join(removed))
 
 
 def dumps(obj: Any) -> str:

@@ -17,9 +17,11 @@ PALETTE = (
 ).split()
 
 #: The label of samples without one (as ``introscope analyze`` writes it), and its colour: a
-#: light grey, which no other label gets (the generated colours all have chroma).
+#: dark grey, which no other label gets (the generated colours all have chroma), with a contrast
+#: of 7.3:1 against the map's background (WCAG's 3:1 for graphics), 17 apart (CIE delta E) from
+#: the palette's mid grey.
 NO_LABEL = "(no label)"
-NO_LABEL_COLOR = "#c4c4c4"
+NO_LABEL_COLOR = "#555555"
 
 _LIGHTNESS = (30.0, 42.0, 54.0, 66.0, 78.0)  # CIE L* levels of the generated colours
 _HUES = 36  # hue steps of 10 degrees
@@ -107,7 +109,7 @@ def label_colors(n: int) -> list[str]:
 
 
 def colors_for_labels(names: Sequence[str]) -> list[str]:
-    """A distinct colour per label name: ``NO_LABEL`` light grey, the others ``label_colors``
+    """A distinct colour per label name: ``NO_LABEL`` dark grey, the others ``label_colors``
     in order."""
     others = iter(label_colors(sum(1 for n in names if n != NO_LABEL)))
     return [NO_LABEL_COLOR if n == NO_LABEL else next(others) for n in names]

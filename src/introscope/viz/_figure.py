@@ -9,7 +9,12 @@ from typing import Any
 from introscope._atomic import atomic_path
 from introscope.exceptions import IntroscopeValueError
 
-__all__ = ["save_figure"]
+__all__ = ["save_figure", "LITERAL"]
+
+#: matplotlib Text properties that draw a string as it is: titles, labels and tick labels made
+#: from a user's strings (file and layer names) pass them, so ``price_$5_and_$10^2`` is never
+#: parsed as mathtext (drawn wrong, or making ``savefig`` raise) nor as TeX.
+LITERAL: dict[str, Any] = {"parse_math": False, "usetex": False}
 
 
 def _figure_of(chart: Any) -> Any:

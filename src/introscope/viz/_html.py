@@ -12,6 +12,7 @@ import numpy as np
 
 __all__ = [
     "esc",
+    "visible_bidi",
     "json_for_script",
     "b64_array",
     "data_uri",
@@ -30,9 +31,21 @@ CSP = (
 )
 
 
+#: Bidirectional embedding, override and isolate controls (U+202A-U+202E, U+2066-U+2069). In a
+#: user's string they reorder the text after them (an id ``a\u202egnp.exe`` shows as
+#: ``aexe.png``, a label's count is pulled into its run): the page shows them as ``[U+202E]``.
+_BIDI_VISIBLE = {cp: f"[U+{cp:04X}]" for cp in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+
+
+def visible_bidi(text: str) -> str:
+    """``text`` with every bidi control character written as a visible ``[U+XXXX]``."""
+    return text.translate(_BIDI_VISIBLE)
+
+
 def esc(value: Any) -> str:
-    """``str(value)`` escaped for HTML text and attribute values (quotes included)."""
-    return html.escape(str(value), quote=True)
+    """``str(value)`` escaped for HTML text and attribute values (quotes included), bidi control
+    characters shown as ``[U+XXXX]`` (:func:`visible_bidi`)."""
+    return html.escape(visible_bidi(str(value)), quote=True)
 
 
 _SCRIPT_UNSAFE = str.maketrans(
@@ -127,7 +140,7 @@ main{padding:8px 28px 40px;max-width:1500px}
 section{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:14px 18px;
 margin:16px 0}
 h2{margin:0 0 8px;font-size:18px}
-h3{margin:14px 0 6px;font-size:15px}
+h3{margin:14px 0 6px;font-size:15px;overflow-wrap:anywhere}
 p.note,.note{color:var(--muted);font-size:13px;margin:4px 0 8px}
 table{border-collapse:collapse;margin:6px 0 10px;font-size:13px;display:block;max-width:100%;
 overflow-x:auto}
@@ -148,22 +161,27 @@ vertical-align:middle;margin-left:6px;overflow:hidden}
 img.heatmap{max-width:100%;border:1px solid var(--line);border-radius:4px}
 .units{font-family:ui-monospace,monospace;font-size:11px;color:var(--muted);max-width:360px;
 white-space:normal;text-align:left}
-dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:3px 16px;margin:4px 0}
+dl.kv{display:grid;grid-template-columns:max-content minmax(0,1fr);gap:3px 16px;margin:4px 0}
 dl.kv dt{color:var(--muted)}
 dl.kv dd{margin:0;overflow-wrap:anywhere}
 .map{display:flex;gap:16px;align-items:flex-start}
 #scatter{flex:1 1 700px;height:min(620px,calc(100vh - 24px));min-width:0}
-.side{flex:0 0 270px;position:sticky;top:8px}
+.side{flex:0 0 270px;min-width:0;position:sticky;top:8px}
 @media (max-width:720px){.map{flex-wrap:wrap}#scatter{flex-basis:100%}
 .side{flex:1 1 100%;position:static}#hover-card{display:none}
 .map:hover #hover-card{display:block;position:fixed;right:8px;bottom:8px;width:190px;
 min-height:0;z-index:5;box-shadow:0 2px 10px rgba(0,0,0,.25)}}
 #hover-card{border:1px solid var(--line);border-radius:6px;padding:10px;min-height:200px;
-background:#fbfcfd}
+background:#fbfcfd;overflow-wrap:anywhere}
+#hover-card .hover-row{max-height:6.6em;overflow-y:auto}
 #hover-card img,.card img{image-rendering:pixelated;background:#000;display:block}
 #hover-card img{width:128px;height:128px;object-fit:contain;margin-bottom:6px}
 #legend{margin-top:12px;max-height:330px;overflow:auto;font-size:13px}
 #legend label{display:flex;align-items:center;gap:6px;cursor:pointer;padding:1px 0}
+#legend .legend-label{min-width:0;display:flex;gap:.3em;align-items:baseline}
+#legend .legend-label bdi{min-width:0;overflow-wrap:anywhere;display:-webkit-box;
+-webkit-box-orient:vertical;-webkit-line-clamp:3;overflow:hidden}
+#legend .legend-count{flex:none}
 #legend .sw{width:11px;height:11px;border-radius:50%;flex:0 0 11px}
 #legend .legend-bar{display:flex;align-items:center;gap:6px;margin-bottom:4px;color:#666;font-size:12px}
 #legend .legend-bar button{font:inherit;padding:0 6px;cursor:pointer}
@@ -175,6 +193,9 @@ background:#fbfcfd;overflow:hidden}
 display:flex;align-items:center;justify-content:center;text-align:center;font-size:11px}
 .card .lbl{font-weight:600;word-break:break-all}
 .card .id{color:var(--muted);word-break:break-all}
+.card .lbl,.card .id{display:-webkit-box;-webkit-box-orient:vertical;-webkit-line-clamp:3;
+overflow:hidden}
+bdi,td.name,dd,code,.tag,#hover-label,#hover-id{unicode-bidi:isolate}
 .card .fam{color:var(--muted)}
 .groups{display:flex;flex-wrap:wrap;gap:10px 18px}
 .group{border-left:3px solid var(--accent);padding-left:8px;margin:4px 0}
@@ -191,9 +212,10 @@ th[aria-sort=ascending] .sort-ind,th[aria-sort=descending] .sort-ind{color:var(-
 .table-filter input{font:inherit;padding:2px 6px;min-width:240px;border:1px solid var(--line);
 border-radius:4px}
 .table-filter .filter-count{color:var(--muted)}
+.side .table-filter input{min-width:0;width:100%}
 .kind{display:inline-block;border-radius:3px;padding:0 5px;font-size:11px;font-weight:600;
 margin-right:4px}
-.kind.exact{background:#fde2df;color:var(--bad)}
+.kind.exact{background:#fde2df;color:#a93226}
 .kind.near{background:#e3ebf8;color:var(--accent)}
 """
 

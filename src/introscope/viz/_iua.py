@@ -11,6 +11,8 @@ import numpy as np
 
 from introscope.exceptions import require
 
+from ._figure import LITERAL
+
 __all__ = ["iua_table", "iua_chart", "iua_html", "iua_text", "heatmap_grid"]
 
 Row = dict[str, Any]
@@ -119,7 +121,7 @@ def iua_chart(panels: Sequence[tuple[Row, np.ndarray, int | None]]) -> Any:
             aspect="auto",
             interpolation="nearest",
         )
-        ax.set_title(_title(row), fontsize=9, loc="left")
+        ax.set_title(_title(row), fontsize=9, loc="left", **LITERAL)
         ax.set_xlabel(xlabel, fontsize=8)
         ax.set_ylabel(ylabel, fontsize=8)
         ax.tick_params(labelsize=7)

@@ -11,6 +11,8 @@ from typing import Any
 
 from introscope.exceptions import IntroscopeError, require
 
+from ._figure import LITERAL
+
 __all__ = ["pfa_table", "pfa_chart", "PFA_COLUMNS", "PFA_DEFAULT_COLUMNS", "EXTRA_COLUMNS"]
 
 # DNIKit's columns, in DNIKit's order
@@ -97,14 +99,14 @@ def pfa_chart(rows: Sequence[Mapping[str, Any]]) -> Any:
     fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(names) + 3), 3.5 + 0.075 * longest + 0.6))
     ax.plot([r["original count"] for r in rows], "o-", label="original")
     ax.plot([r["recommended count"] for r in rows], "o-", label="recommended")
-    ax.set_xticks(range(len(names)), names, rotation="vertical")
+    ax.set_xticks(range(len(names)), [str(n) for n in names], rotation="vertical", **LITERAL)
     ax.set_xlabel("layer name")
     ax.set_ylabel("number of units")
     title = "PFA: original vs recommended units per layer"
     if skipped:  # listed in the table with the reason; say here that they are left out
         shown = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
         title += f"\n(not analysed, not drawn: {shown})"
-    ax.set_title(title)
+    ax.set_title(title, **LITERAL)
     ax.legend()
     ax.grid(True)
     fig.tight_layout()

@@ -87,7 +87,7 @@ REPORT_JS = r"""
         bar.appendChild(button);
       });
     var tip = document.createElement('span');
-    tip.textContent = 'double-click a label to see it alone';
+    tip.textContent = 'double-click a label (or Enter on its box) to see it alone';
     bar.appendChild(tip);
     legend.appendChild(bar);
   }
@@ -103,15 +103,42 @@ REPORT_JS = r"""
       });
       var sw = document.createElement('span');
       sw.className = 'sw'; sw.style.background = D.colors[gi];
-      var text = document.createElement('span');
-      text.className = 'legend-label';
-      text.textContent = D.label_names[gi] + ' (' + counts[gi] + ')';
+      var text = document.createElement('span'), name = document.createElement('bdi');
+      text.className = 'legend-label'; text.title = D.label_names[gi];
+      name.textContent = D.label_names[gi];  // isolated: an RTL label keeps its count apart
+      text.appendChild(name);
+      var count = document.createElement('span');
+      count.className = 'legend-count'; count.textContent = ' (' + counts[gi] + ')';
+      text.appendChild(count);
       row.appendChild(box); row.appendChild(sw); row.appendChild(text);
       box.addEventListener('change', function () {
         Plotly.restyle(gd, {visible: box.checked}, [gi]);
       });
+      box.addEventListener('keydown', function (ev) {  // the keyboard's double-click
+        if (ev.key === 'Enter') {
+          ev.preventDefault();
+          showOnly(function (g3) { return g3 === gi; });
+        }
+      });
       legend.appendChild(row);
     })(h);
+  }
+  var find = document.getElementById('sample-find');
+  if (find) {  // a sample by id, for the keyboard and screen readers: exact, then a part
+    find.addEventListener('keydown', function (ev) {
+      if (ev.key !== 'Enter') { return; }
+      ev.preventDefault();
+      var q = find.value.trim(), low = q.toLowerCase(), hit = D.ids.indexOf(q);
+      for (var s = 0; hit < 0 && q && s < n; s++) {
+        if (D.ids[s].toLowerCase() === low) { hit = s; }
+      }
+      for (var t = 0; hit < 0 && q && t < n; t++) {
+        if (D.ids[t].toLowerCase().indexOf(low) >= 0) { hit = t; }
+      }
+      if (hit >= 0) { show(hit); return; }
+      card.hint.style.display = 'block';
+      card.hint.textContent = q ? 'No sample id contains "' + q + '".' : 'Hover a point.';
+    });
   }
   if (!webgl) {
     var warn = document.getElementById('map-note');

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._colors import PALETTE, colors_for_labels
-from ._html import b64_array, data_uri, esc, json_for_script, page, table
+from ._html import b64_array, data_uri, esc, json_for_script, page, table, visible_bidi
 from ._plotly import plotly_js, plotly_version
 from ._report_js import REPORT_JS
 from ._report_samples import duplicates_section, familiarity_section, ranked_groups
@@ -49,13 +49,15 @@ class IUARow:
 
 @dataclass
 class PFARow:
-    """PFA's recommendation for one layer."""
+    """PFA's recommendation for one layer; a layer PFA could not analyse (fewer samples than
+    units) has ``note`` saying why, and no counts (None)."""
 
     name: str
-    original: int
-    recommended: int
-    units_to_keep: Sequence[int]
+    original: int | None
+    recommended: int | None
+    units_to_keep: Sequence[int] = ()
     strategy: str = "KL"
+    note: str = ""
 
 
 @dataclass
@@ -182,21 +184,30 @@ def _units_cell(units: Sequence[int]) -> str:
 
 def _pfa_table(rows: Sequence[PFARow]) -> str:
     header = ["layer", "original units", "recommended", "kept", "strategy", "units to keep"]
-    body = [
-        [
-            esc(r.name),
-            str(r.original),
-            str(r.recommended),
-            f"{_pct(r.recommended, r.original):.0f}%"
-            + _bar(_pct(r.recommended, r.original), "keep"),
-            esc(r.strategy),
-            _units_cell(r.units_to_keep),
-        ]
-        for r in rows
-    ]
-    # "strategy" (KL, Gaussian) and "units to keep" (0-3, 7) are text, not numbers
+    notes = any(r.note for r in rows)
+    body = []
+    for r in rows:
+        if r.note or r.original is None or r.recommended is None:
+            cells = [esc(r.name), "–", "–", "–", esc(r.strategy), "–"]
+        else:
+            pct = _pct(r.recommended, r.original)
+            cells = [
+                esc(r.name),
+                str(r.original),
+                str(r.recommended),
+                f"{pct:.0f}%" + _bar(pct, "keep"),
+                esc(r.strategy),
+                _units_cell(r.units_to_keep),
+            ]
+        body.append(cells + ([f'<span class="bad">{esc(r.note)}</span>' if r.note else ""] * notes))
+    # "strategy" (KL, Gaussian), "units to keep" (0-3, 7) and "note" are text, not numbers
     return table(
-        header, body, cls="pfa", numeric_from=1, text_columns=(4, 5), filter_on="layer name"
+        header + ["note"] * notes,
+        body,
+        cls="pfa",
+        numeric_from=1,
+        text_columns=(4, 5, 6),
+        filter_on="layer name",
     )
 
 
@@ -230,6 +241,12 @@ def _model_article(m: ModelSection) -> str:
     if m.pfa:
         parts.append("<h4>Principal Filter Analysis: recommended size per layer</h4>")
         parts.append(_pfa_table(m.pfa))
+        failed = [r.name for r in m.pfa if r.note]
+        if failed and len(failed) < len(m.pfa):  # none analysed: the skipped note says so
+            parts.append(
+                f'<p class="note">Not analysed by PFA, so not in its results: '
+                f"{esc(', '.join(failed))} (the note column says why).</p>"
+            )
     parts += [f'<p class="note">{esc(s)}</p>' for s in m.skipped]
     parts.append("</article>")
     return "".join(parts)
@@ -268,7 +285,13 @@ def _comparison(models: Sequence[ModelSection], note: str) -> str:
         row = [esc(name)]
         for m in models:
             p = next((p for p in m.pfa if p.name == name), None)
-            row.append("–" if p is None else f"{p.recommended} / {p.original}")
+            row.append(
+                "–"
+                if p is None
+                else "not analysed"
+                if p.note
+                else f"{p.recommended} / {p.original}"
+            )
         pfa_body.append(row)
     out = '<section id="comparison"><h2>Model health side by side</h2>'
     if note:
@@ -301,9 +324,9 @@ def _data_map(data: DataSection) -> tuple[str, str]:
         "x": b64_array(data.x, "f4"),
         "y": b64_array(data.y, "f4"),
         "codes": b64_array(codes, "i4"),
-        "label_names": names,
+        "label_names": [visible_bidi(n) for n in names],
         "colors": colors_for_labels(names),
-        "ids": [str(i) for i in data.ids],
+        "ids": [visible_bidi(str(i)) for i in data.ids],
         "fam": None if data.familiarity is None else b64_array(data.familiarity, "f4"),
         "thumbs": {str(k): v for k, v in data.thumbnails.items()},
         "axis_x": f"{data.projection_name} x",
@@ -314,18 +337,24 @@ def _data_map(data: DataSection) -> tuple[str, str]:
         '<section id="data-map"><h2>Data map</h2>'
         f'<p class="note">{n} samples of <code>{esc(data.response)}</code> projected to 2-D '
         f"({esc(data.projection_name)}), coloured by label. Hover a point to see the sample; "
-        "untick a label to hide it (all, none, or double-click a label to see it alone); "
-        "drag to zoom, double-click the map to reset.</p>"
+        "untick a label to hide it (all, none, or double-click a label, or press Enter on its "
+        "box, to see it alone); drag to zoom, double-click the map to reset. Without a mouse: "
+        "type a sample id in the box below the card to show that sample; every sample's label, "
+        "familiarity and map position are in <code>dataset_report.parquet</code>.</p>"
         + "".join(f'<p class="note">{esc(t)}</p>' for t in data.notes)
         + '<p class="note" id="map-note"></p>'
-        '<div class="map"><div id="scatter"></div><div class="side"><div id="hover-card">'
+        '<div class="map"><div id="scatter"></div><div class="side">'
+        '<div id="hover-card" aria-live="polite">'
         '<div id="hover-hint" class="note">Hover a point.</div>'
         '<img id="hover-img" alt="sample" style="display:none">'
         '<div id="hover-noimg" class="note" style="display:none">no thumbnail embedded</div>'
-        '<div><b>label</b> <span id="hover-label"></span></div>'
-        '<div><b>id</b> <span id="hover-id"></span></div>'
+        '<div class="hover-row"><b>label</b> <span id="hover-label"></span></div>'
+        '<div class="hover-row"><b>id</b> <span id="hover-id"></span></div>'
         '<div><b>familiarity</b> <span id="hover-fam"></span></div></div>'
-        f'<div id="legend" aria-label="labels"></div></div></div>'
+        '<div class="table-filter"><input id="sample-find" type="search" '
+        'placeholder="show a sample by id" aria-label="show the sample with this id in the '
+        'card"></div>'
+        f'<div id="legend" role="group" aria-label="labels"></div></div></div>'
         f'<p class="note">{esc(data.thumbnail_note)}</p></section>'
     )
     script = (

@@ -32,7 +32,9 @@ def _card(data: DataSection, idx: int) -> str:
         else ""
     )
     return (
-        f'<div class="card" data-index="{idx}">{img}'
+        # the whole label and id in the tooltip: the card shows three lines of each at most
+        f'<div class="card" data-index="{idx}" title="{esc(data.labels[idx])}: '
+        f'{esc(data.ids[idx])}">{img}'
         f'<div class="lbl">{esc(data.labels[idx])}</div>'
         f'<div class="id">{esc(data.ids[idx])}</div>{fam}</div>'
     )

@@ -4,6 +4,7 @@ from ._covariance import PFACovariancesResult, PFACovarianceState
 from ._pfa import PFA
 from ._plan import PFAGroupPlan, PFALayerPlan, PFAPruningPlan
 from ._recipe import PFAEnergyDiagnostics, PFAKLDiagnostics, PFARecipe
+from ._rows import recipe_rows
 from ._strategies import PFAStrategyType
 from ._torch_prune import PrunedModel, count_params_and_macs, prune_model, prune_sequential
 from ._units import PFAUnitSelectionStrategyType
@@ -24,4 +25,5 @@ __all__ = [
     "count_params_and_macs",
     "prune_model",
     "prune_sequential",
+    "recipe_rows",
 ]
