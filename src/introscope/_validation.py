@@ -105,9 +105,15 @@ def pooling_hint(shape: Sequence[int], channel_axis: int | None = None) -> str:
 
     With ``channel_axis`` known (``ResponseInfo.channel_axis``) the hint names the exact
     ``Pooler`` dimensions; otherwise it gives both the channels-first (PyTorch, ONNX) and the
-    channels-last (Keras) spelling, since following the wrong one pools the channels away.
+    channels-last (Keras) spelling, since following the wrong one pools the channels away. A
+    1-D response (one value per sample) gets the reshape to ``(samples, 1)``; 2-D needs none.
     """
     rank = len(shape)
+    if rank == 1:
+        return (
+            "it holds one value per sample; if that value is one unit, give it shape "
+            "(samples, 1) first, e.g. Processor(lambda x: x.reshape(len(x), 1))"
+        )
     if rank <= 2:
         return ""
     spatial = rank - 2

@@ -52,3 +52,16 @@ def test_pooler_warns_when_it_would_pool_the_channels(rng):
         warnings.simplefilter("error")
         (batch, _) = list(pipeline(_producer(x), right)(3))
     assert batch.fields["conv"].shape == (3, 16)
+
+
+def test_a_one_dimensional_response_gets_advice_that_works() -> None:
+    # It ended in a dangling "(samples, units):" with nothing after it.
+    from introscope.exceptions import IntroscopeValueError
+    from introscope.processors import Processor
+    from introscope.samples import StubProducer
+
+    values = np.random.default_rng(0).normal(size=40)
+    with pytest.raises(IntroscopeValueError, match=r"shape \(samples, 1\) first, e\.g\. Processor"):
+        PFA.introspect(StubProducer({"a": values}))
+    fixed = pipeline(StubProducer({"a": values}), Processor(lambda x: x.reshape(len(x), 1)))
+    assert PFA.introspect(fixed).get_recipe()["a"].original_output_count == 1
