@@ -67,13 +67,18 @@ class ModelBackend(Protocol):
 def check_exact_cast(
     arr: np.ndarray, dtype: np.dtype | type, name: str, *, expects: str, fix: str
 ) -> None:
-    """Raise when converting the integers of ``arr`` to ``dtype`` would change a value.
+    """Raise when converting ``arr`` to ``dtype`` would change a value beyond rounding.
 
     int64 ids above 2**24 into float32 round, uint64 above 2**63 into int64 and int64 beyond
-    2**31 into int32 wrap; floats and bools convert as they are. ``expects`` says whose dtype it
-    is (``"the ONNX model expects"``), ``fix`` what to do.
+    2**31 into int32 wrap; finite floats beyond a narrower float's range (1e39 into float32,
+    70,000 into float16) would become inf. Other floats round as they convert, and bools convert
+    as they are. ``expects`` says whose dtype it is (``"the ONNX model expects"``), ``fix`` what
+    to do.
     """
     dtype = np.dtype(dtype)
+    if arr.dtype.kind == "f" and dtype.kind == "f" and dtype.itemsize < arr.dtype.itemsize:
+        _check_float_range(arr, dtype, name, expects=expects, fix=fix)
+        return
     if arr.dtype.kind not in "iu" or np.can_cast(arr.dtype, dtype, "safe") or arr.size == 0:
         return
     if dtype.kind not in "iuf":
@@ -89,6 +94,27 @@ def check_exact_cast(
         raise IntroscopeError(
             f"model input {name!r} has {arr.dtype} values in [{lo}, {hi}], which {dtype} "
             f"({expects}) cannot hold exactly ({what}); {fix}"
+        )
+
+
+def _check_float_range(
+    arr: np.ndarray, dtype: np.dtype, name: str, *, expects: str, fix: str
+) -> None:
+    """Raise when finite values of ``arr`` overflow the narrower float ``dtype``."""
+    if arr.size == 0:
+        return
+    big = float(np.finfo(dtype).max)
+    lo, hi = float(np.min(arr)), float(np.max(arr))
+    if -big <= lo and hi <= big:
+        return  # the common case: two reductions; NaN or inf anywhere goes the long way
+    over = np.isfinite(arr) & (np.abs(arr) > big)
+    count = int(np.count_nonzero(over))
+    if count:
+        largest = float(np.max(np.abs(arr[over])))
+        raise IntroscopeError(
+            f"model input {name!r} has {count} finite {arr.dtype} value(s) beyond "
+            f"+-{big:.6g} (largest |x| = {largest:.6g}), which {dtype} ({expects}) cannot "
+            f"hold: they would become inf; scale the data, or {fix}"
         )
 
 
