@@ -10,6 +10,7 @@ from typing import Any, cast
 import numpy as np
 
 from introscope.base import Model, ResponseInfo
+from introscope.base._adapter_text import batch_failure
 from introscope.base._model import check_exact_cast, unknown_name_error
 from introscope.exceptions import IntroscopeError
 from introscope.typing import PathOrStr
@@ -129,12 +130,10 @@ class OnnxBackend:
                 else:
                     arrays = self._run_in_chunks(session, graph_side, feeds, n, step)
             except _OnnxRuntimeFailure as exc:
-                given = ", ".join(f"{k!r} {v.dtype}{list(v.shape)}" for k, v in feeds.items())
                 raise IntroscopeError(
-                    f"onnxruntime failed on a batch of {n} sample{'s' if n != 1 else ''} "
-                    f"(inputs {given}): "
-                    f"{exc.message}. Check the input values (token ids within the vocabulary, "
-                    f"indices in range, ...): the model itself loaded and ran on zeros"
+                    f"{batch_failure('onnxruntime', feeds, exc.message)}. Check the input "
+                    f"values (token ids within the vocabulary, indices in range, ...): the "
+                    f"model itself loaded and ran on zeros"
                 ) from exc.__cause__
             for name, array in zip(graph_side, arrays):
                 array = np.asarray(array)

@@ -15,6 +15,8 @@ from typing import Any, cast
 
 import numpy as np
 
+from introscope.base._adapter_text import one_line
+
 from ._inputs import GraphInputs, is_dynamic
 from ._proto import Shape, format_shape, ort
 from ._session import SessionFactory
@@ -26,7 +28,6 @@ BATCH_SIZES = (2, 3)
 #: The size given to every other dynamic input dimension, per run (varied, so that a dimension
 #: that follows it is not mistaken for a fixed one).
 _FREE_SIZES = (32, 64)
-_MAX_ERROR = 300
 
 
 @dataclass
@@ -88,8 +89,7 @@ def _feeds(inputs: GraphInputs, run: int) -> dict[str, np.ndarray] | str:
 
 
 def _short(exc: Exception) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= _MAX_ERROR else text[:_MAX_ERROR] + "..."
+    return one_line(exc)
 
 
 def _quiet() -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 
 from introscope.exceptions import require
 
-__all__ = ["init_local"]
+__all__ = ["ensure_started", "init_local"]
 
 # Ray resolves "127.0.0.1" to the machine's network address (so that other nodes could join)
 # unless this is off; off, every Ray server binds to the loopback interface.
@@ -42,3 +42,16 @@ def init_local(num_cpus: int | None = None, **kwargs: Any) -> Any:
     kwargs.setdefault("address", "local")
     kwargs.setdefault("_node_ip_address", "127.0.0.1")
     return ray.init(num_cpus=num_cpus, **kwargs)
+
+
+def ensure_started() -> None:
+    """Start Ray for ``introspect`` / ``score`` unless it is running: :func:`init_local` (the
+    machine's CPUs and GPUs, loopback only, no dashboard), or, when ``RAY_ADDRESS`` is set,
+    ``ray.init()``, which connects to that cluster as Ray itself would."""
+    ray = require("ray", "ray", "introscope.ray")
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init()
+    else:
+        init_local()

@@ -308,6 +308,13 @@ def _is_familiarity_strategy(item: Any) -> bool:
 
 def resolve_entries(introspectors: Any) -> list[Entry]:
     """One :class:`Entry` per item of ``introspectors`` (classes or configured instances)."""
+    if isinstance(introspectors, (str, bytes)):
+        # A name would be iterated letter by letter ('I', 'U', 'A').
+        raise IntroscopeValueError(
+            f"introscope.ray.introspect: introspectors is the string {introspectors!r:.60}; "
+            f"pass a list of introspector classes or configured instances, not their names, "
+            f"e.g. [IUA, PFA] after `from introscope.introspectors import IUA, PFA`"
+        )
     single = isinstance(introspectors, (type, Entry)) or _is_accumulator(introspectors)
     if single:
         items = [introspectors]
@@ -349,6 +356,12 @@ def _resolve(item: Any, index: int) -> Entry:
 
         return AccumulatorEntry(
             PCAAccumulator(target_dimensions=item.target_dimensions, precision=item.precision)
+        )
+    if isinstance(item, (str, bytes)):
+        raise IntroscopeValueError(
+            f"introscope.ray.introspect: introspectors[{index}] is the string {item!r:.60}; "
+            f"pass the introspector class or a configured instance, not its name, e.g. [IUA] "
+            f"after `from introscope.introspectors import IUA`"
         )
     raise IntroscopeValueError(
         f"introscope.ray.introspect: introspectors[{index}] is {item!r}; expected IUA, PFA, "

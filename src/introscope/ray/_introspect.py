@@ -13,12 +13,23 @@ import numpy as np
 
 from introscope.base import Model, PipelineStage
 from introscope.base._producer import check_batch_size
-from introscope.exceptions import IntroscopeError, IntroscopeValueError, require
+from introscope.exceptions import IntroscopeError, IntroscopeValueError, StateError, require
 
+from ._cluster import ensure_started
 from ._codec import decode_state
 from ._entries import Entry, resolve_entries
 from ._errors import rebuild_error
-from ._worker import STATE_COLUMNS, BlockAccumulator, ModelBlockAccumulator, StateCombiner, node_id
+from ._worker import (
+    STATE_COLUMNS,
+    BlockAccumulator,
+    ModelBlockAccumulator,
+    RowShapes,
+    StateCombiner,
+    conflicting_response,
+    decode_shapes,
+    node_id,
+    row_shape_error,
+)
 
 __all__ = ["introspect", "RayRunStats", "actor_resources"]
 
@@ -232,36 +243,68 @@ def _raise_worker_error(data: bytes) -> None:
     )
 
 
+# A state on the driver: the state, and for each response the shape of its rows with the first
+# block of the dataset that had it.
+_Shapes = dict[str, tuple[tuple[int, ...], int]]
+
+
 class _TreeMerger:
     """Merges states pairwise as they arrive, in order, as a balanced tree (O(log n) held)."""
 
-    def __init__(self, entry: Entry) -> None:
+    def __init__(self, entry: Entry, *, with_model: bool = False) -> None:
         self.entry = entry
-        self.stack: list[tuple[int, Any]] = []
+        self.with_model = with_model
+        self.stack: list[tuple[int, Any, _Shapes]] = []
         self.merges = 0
+        self.blocks = 0  # blocks of the dataset pushed so far
 
-    def push(self, state: Any) -> None:
+    def push(self, state: Any, shapes: RowShapes | None = None, blocks: int = 1) -> None:
+        """Add the next state (of ``blocks`` blocks, whose responses have rows of ``shapes``)."""
+        seen = {name: (shape, self.blocks) for name, shape in (shapes or {}).items()}
+        self.blocks += blocks
         if self.entry.sequential:
-            held = self.stack[0][1] if self.stack else self.entry.driver_new()
-            self.stack = [(0, self.entry.merged(held, state))]
-            self.merges += 1
+            if self.stack:
+                _, held, held_seen = self.stack[0]
+            else:
+                held, held_seen = self.entry.driver_new(), {}
+            self.stack = [(0, *self._merged(held, held_seen, state, seen))]
             return
         level = 0
         while self.stack and self.stack[-1][0] == level:
-            _, left = self.stack.pop()
-            state = self.entry.merged(left, state)
-            self.merges += 1
+            _, left, left_seen = self.stack.pop()
+            state, seen = self._merged(left, left_seen, state, seen)
             level += 1
-        self.stack.append((level, state))
+        self.stack.append((level, state, seen))
+
+    def _merged(
+        self, left: Any, left_seen: _Shapes, right: Any, right_seen: _Shapes
+    ) -> tuple[Any, _Shapes]:
+        try:
+            state = self.entry.merged(left, right)
+        except StateError as exc:
+            # Rows of different shapes in different blocks: say so, as a block's worker does
+            # for rows of different shapes within one block (not the accumulator's wording).
+            name = conflicting_response(
+                exc,
+                {n: shape for n, (shape, _) in left_seen.items()},
+                {n: shape for n, (shape, _) in right_seen.items()},
+            )
+            if name is None:
+                raise
+            (a, first), (b, other) = left_seen[name], right_seen[name]
+            raise row_shape_error(
+                name, a, b, with_model=self.with_model, blocks=(first, other)
+            ) from exc
+        self.merges += 1
+        return state, {**right_seen, **left_seen}
 
     def result(self) -> Any:
         if not self.stack:
             return self.entry.driver_new()
-        _, state = self.stack.pop()
+        _, state, seen = self.stack.pop()
         while self.stack:
-            _, left = self.stack.pop()
-            state = self.entry.merged(left, state)
-            self.merges += 1
+            _, left, left_seen = self.stack.pop()
+            state, seen = self._merged(left, left_seen, state, seen)
         return state
 
 
@@ -279,6 +322,13 @@ def introspect(
     return_stats: bool = False,
 ) -> Any:
     """Run introspectors over a ``ray.data.Dataset`` on Ray workers; one result per introspector.
+
+    Runs on the Ray cluster this process is connected to. When Ray is not started, it starts
+    one with [`init_local`][introscope.ray.init_local]: this machine only, listening on
+    127.0.0.1, no dashboard (with ``RAY_ADDRESS`` set, ``ray.init()`` connects to that cluster
+    instead). Ray Data starts Ray itself, with a plain ``ray.init()``, when a dataset is made:
+    call ``init_local`` before building the dataset. To use a real cluster, call
+    ``ray.init(address=...)`` first.
 
     Args:
         dataset: a ``ray.data.Dataset`` whose columns are the model's inputs, or the responses
@@ -344,8 +394,7 @@ def introspect(
     num_gpus = check_num_gpus(num_gpus, "introscope.ray.introspect")
     names = check_responses(responses, "introscope.ray.introspect")
     check_model_factory(model, "introscope.ray.introspect")
-    if not ray.is_initialized():
-        ray.init()  # a local cluster, as ray.data would start
+    ensure_started()  # init_local() when Ray is not running (see its docstring)
     # Before anything is submitted: a worker asking more GPUs than the cluster has would wait
     # forever.
     check_cluster_gpus(
@@ -393,18 +442,19 @@ def introspect(
         mapped = mapped.map_batches(
             StateCombiner,
             fn_constructor_args=(entries,),
+            fn_constructor_kwargs={"with_model": model is not None},
             batch_size=combine * len(entries),
             batch_format="numpy",
             compute=ray_data.ActorPoolStrategy(min_size=1, max_size=max(1, cpus)),
             num_cpus=0,
         )
-    mergers = [_TreeMerger(e) for e in entries]
+    mergers = [_TreeMerger(e, with_model=model is not None) for e in entries]
     stats = RayRunStats(state_bytes=[[] for _ in entries])
     here = node_id()
     with _preserved_order(mapped.context):
         for part in mapped.iter_batches(batch_size=None, batch_format="numpy"):
             columns = [part[c] for c in STATE_COLUMNS]
-            for index, rows, blocks, blob, node, moved in zip(*columns, strict=True):
+            for index, rows, blocks, blob, node, moved, shapes in zip(*columns, strict=True):
                 i = int(index)
                 data = bytes(blob)
                 if i < 0:
@@ -417,7 +467,8 @@ def introspect(
                 if i == 0:
                     stats.blocks += int(blocks)
                     stats.rows += int(rows)
-                mergers[i].push(entries[i].from_state_dict(decode_state(data)))
+                state = entries[i].from_state_dict(decode_state(data))
+                mergers[i].push(state, decode_shapes(shapes), int(blocks))
     if stats.rows == 0:
         raise IntroscopeError("introscope.ray.introspect: the dataset has no rows to introspect")
     results = []

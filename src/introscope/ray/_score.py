@@ -11,6 +11,7 @@ from introscope.base import Model, PipelineStage, pipeline
 from introscope.base._producer import check_batch_size
 from introscope.exceptions import IntroscopeError, IntroscopeValueError, require
 
+from ._cluster import ensure_started
 from ._errors import rebuild_error
 from ._introspect import (
     _check_concurrency,
@@ -22,7 +23,7 @@ from ._introspect import (
     live_node_resources,
     map_batch_rows,
 )
-from ._worker import _BlockProducer, load_model_stage, numeric_column
+from ._worker import _BlockProducer, load_model_stage, numeric_column, with_ray_input_hint
 
 __all__ = ["score"]
 
@@ -95,9 +96,16 @@ class _Scorer:
             columns = {k: numeric_column(k, v) for k, v in block.items() if k not in self.keep}
             stages = [self.model_stage, *self.stages]
         scores: dict[str, list[np.ndarray]] = {}
-        for batch in pipeline(_BlockProducer(columns), *stages)(self.batch_size):
-            for field, array in batch.fields.items():
-                scores.setdefault(field, []).append(self.familiarity.score(field, array))
+        try:
+            for batch in pipeline(_BlockProducer(columns), *stages)(self.batch_size):
+                for field, array in batch.fields.items():
+                    scores.setdefault(field, []).append(self.familiarity.score(field, array))
+        except IntroscopeError as exc:
+            hinted = with_ray_input_hint(exc, "introscope.ray.score")
+            if hinted is exc:
+                raise
+            # Without the cause: Ray's text of the error would show the advice it replaces.
+            raise hinted.with_traceback(exc.__traceback__) from None
         out = {k: block[k] for k in self.keep}
         for field, parts in scores.items():
             out[f"{field}_score"] = np.concatenate(parts)
@@ -121,7 +129,9 @@ def score(
     One column ``<response>_score`` (float64 log-likelihood, higher is more familiar) per fitted
     response, one row per input row, plus the input columns named in ``keep`` (an id, a path).
     ``familiarity`` is a fitted ``Familiarity`` (e.g. from ``introspect``); the other
-    arguments are those of [`introspect`][introscope.ray.introspect].
+    arguments are those of [`introspect`][introscope.ray.introspect]. As there, a Ray that
+    is not started is started with [`init_local`][introscope.ray.init_local] (loopback only,
+    no dashboard), or connected to ``RAY_ADDRESS`` where that is set.
 
     Examples:
         Needs a Ray cluster, so this example is not run by the test suite:
@@ -145,6 +155,12 @@ def score(
             f"introscope.ray.score: dataset must be a ray.data.Dataset, got "
             f"{type(dataset).__name__}"
         )
+    if isinstance(familiarity, (str, bytes)):
+        raise IntroscopeValueError(
+            f"introscope.ray.score: familiarity is the string {familiarity!r:.60}; pass the "
+            f"fitted Familiarity object itself, e.g. [familiarity] = introscope.ray.introspect("
+            f"dataset, [Familiarity.Strategy.GMM()])"
+        )
     if not hasattr(familiarity, "distributions") or not hasattr(familiarity, "score"):
         raise IntroscopeValueError(
             f"introscope.ray.score: familiarity must be a fitted Familiarity (from "
@@ -156,6 +172,8 @@ def score(
     num_gpus = check_num_gpus(num_gpus, "introscope.ray.score")
     check_model_factory(model, "introscope.ray.score")
     names = check_responses(responses, "introscope.ray.score")
+    # Before the schema is read: Ray Data would start Ray itself, with a plain ray.init().
+    ensure_started()  # init_local() when Ray is not running (see its docstring)
     # The columns are checked here: the scores are computed lazily, and an error on a worker
     # would reach the user as Ray's traceback when the dataset is first read.
     columns = _column_names(dataset)
@@ -179,8 +197,6 @@ def score(
         "stages": list(stages),
         "keep": list(keep),
     }
-    if not ray.is_initialized():
-        ray.init()
     resources = ray.cluster_resources()
     check_cluster_gpus(num_gpus, resources, "introscope.ray.score", live_node_resources())
     pool, per_actor = actor_resources(

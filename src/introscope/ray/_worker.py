@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from introscope.base import Batch, Model, PipelineStage, pipeline
-from introscope.exceptions import IntroscopeError, IntroscopeValueError
+from introscope.exceptions import IntroscopeError, IntroscopeValueError, StateError
 
 from ._codec import decode_state, encode_state
 from ._entries import Entry
@@ -22,14 +24,22 @@ __all__ = [
     "STATE_COLUMNS",
     "load_model_stage",
     "numeric_column",
+    "conflicting_response",
+    "row_shape_error",
+    "with_ray_input_hint",
 ]
 
 _LOG = logging.getLogger("introscope.ray")
 
 #: Columns of the dataset of partial states: entry index (-1: an error), rows and blocks folded
-#: in, the encoded state, the Ray node that made it, and the bytes of block states that a
-#: combiner received from other nodes (0 for a block's own state).
-STATE_COLUMNS = ("entry", "rows", "blocks", "state", "node", "remote_bytes")
+#: in, the encoded state, the Ray node that made it, the bytes of block states that a combiner
+#: received from other nodes (0 for a block's own state), and the shape of one row of each
+#: response the state holds (JSON ``{name: [dims]}``; for the error message of a merge that
+#: fails because blocks hold rows of different shapes).
+STATE_COLUMNS = ("entry", "rows", "blocks", "state", "node", "remote_bytes", "shapes")
+
+#: The row shape of each response of a state, as shipped in the ``shapes`` column.
+RowShapes = dict[str, tuple[int, ...]]
 
 
 def node_id() -> str:
@@ -64,6 +74,92 @@ def load_model_stage(
         return None, error_info(IntroscopeError(message))
 
 
+# The model stages' advice for inputs that do not match the batch's fields (base._model and
+# the torch adapter): a FieldRenamer stage, which introscope.ray runs only after the model.
+_RENAMER_HINT = re.compile(r"; rename fields with introscope\.processors\.FieldRenamer.*\Z", re.S)
+
+
+def with_ray_input_hint(exc: IntroscopeError, owner: str) -> IntroscopeError:
+    """``exc``, or when it advises a ``FieldRenamer`` for model inputs that the batch's fields
+    do not match, the same error with advice that works in ``owner`` (``introscope.ray.*``),
+    where ``stages`` run after the model: select, drop or rename the dataset's columns."""
+    message = str(exc)
+    if not _RENAMER_HINT.search(message):
+        return exc
+    keep = (
+        "; or name the other columns in keep=, which passes them by the model"
+        if owner.endswith("score")
+        else ""
+    )
+    hint = (
+        f"; in {owner} the stages run after the model, so a FieldRenamer cannot rename its "
+        f"inputs: give the dataset the model's input columns only, with "
+        f"dataset.select_columns([...]) or dataset.drop_columns([...]), renaming them with "
+        f"dataset.rename_columns({{old: new}}) where needed{keep}"
+    )
+    out = IntroscopeError(_RENAMER_HINT.sub(lambda _: hint, message))
+    if type(exc) is not IntroscopeError:
+        try:
+            out = type(exc)(out.args[0])
+        except Exception:  # noqa: BLE001 - a subclass whose __init__ takes other arguments
+            pass
+    return out
+
+
+def _rows_of(a: tuple[int, ...], b: tuple[int, ...]) -> str:
+    if len(a) == len(b) == 1:
+        return f"lengths {a[0]} and {b[0]}"
+    return f"shapes {a} and {b}"
+
+
+def encode_shapes(shapes: RowShapes) -> str:
+    """``shapes`` as the JSON text of the ``shapes`` column."""
+    return json.dumps({k: list(v) for k, v in shapes.items()})
+
+
+def decode_shapes(text: Any) -> RowShapes:
+    """The row shapes that :func:`encode_shapes` wrote."""
+    return {k: tuple(int(d) for d in v) for k, v in json.loads(str(text)).items()}
+
+
+def conflicting_response(exc: StateError, left: RowShapes, right: RowShapes) -> str | None:
+    """The response whose rows have different shapes in two states whose merge failed with
+    ``exc`` (the one ``exc`` names where several differ), or None when none has: ``exc`` is
+    about something else."""
+    differ = [n for n, shape in right.items() if n in left and left[n] != shape]
+    named = [n for n in differ if repr(n) in str(exc)]
+    found = named or differ
+    return found[0] if found else None
+
+
+def row_shape_error(
+    name: str,
+    left: tuple[int, ...],
+    right: tuple[int, ...],
+    *,
+    with_model: bool,
+    blocks: tuple[int, int] | None = None,
+) -> StateError:
+    """The error for response ``name`` having rows of shape ``left`` in one block and ``right``
+    in another (``blocks``: the two blocks of the dataset, where known), which the merge of
+    their states refused."""
+    rows = _rows_of(left, right)
+    where = "" if blocks is None else f" (blocks {blocks[0]} and {blocks[1]})"
+    if with_model:
+        return StateError(
+            f"introscope.ray: response {name!r} has rows of {rows} in different blocks of the "
+            f"dataset{where}, which cannot be merged: the model gave it a different shape for "
+            f"different blocks; feed the model input rows of one shape (pad or crop the rows "
+            f"to one shape, e.g. with dataset.map_batches)"
+        )
+    return StateError(
+        f"introscope.ray: column {name!r} has rows of {rows} in different blocks of the "
+        f"dataset{where}, which cannot be merged; every row of a response column must be a "
+        f"number or a list/array of numbers of one shape (pad or crop the rows to one shape, "
+        f"e.g. with dataset.map_batches)"
+    )
+
+
 def _describe(value: Any) -> str:
     return f"{type(value).__name__} values (e.g. {value!r:.40})"
 
@@ -93,11 +189,7 @@ def _stack_rows(values: Any, where: str = "of the block") -> np.ndarray | str:
         first.setdefault(array.shape, row)
         if len(first) > 1:
             (a, ra), (b, rb) = first.items()
-            if len(a) == len(b) == 1:
-                what = f"lengths {a[0]} and {b[0]}"
-            else:
-                what = f"shapes {a} and {b}"
-            return f"rows of {what} (rows {ra} and {rb} {where})"
+            return f"rows of {_rows_of(a, b)} (rows {ra} and {rb} {where})"
         parts.append(array)
     if not parts:
         return "no rows"
@@ -132,6 +224,7 @@ def _error_row(info: dict[str, Any]) -> dict[str, np.ndarray]:
         "state": np.array([encode_state(info)], dtype=object),
         "node": np.array([node_id()], dtype=object),
         "remote_bytes": np.zeros(1, dtype=np.int64),
+        "shapes": np.array([encode_shapes({})], dtype=object),
     }
 
 
@@ -195,6 +288,7 @@ class BlockAccumulator:
         producer = pipeline(_BlockProducer(columns), *self._source_stages())
         rows = 0
         fields: list[str] | None = None
+        shapes: RowShapes = {}
         for index, batch in enumerate(producer(self.batch_size)):
             current = list(batch.fields)
             if fields is None:
@@ -205,6 +299,8 @@ class BlockAccumulator:
                     f"earlier batches had {sorted(fields)}; every batch must carry the same "
                     f"responses"
                 )
+            for name, value in batch.fields.items():
+                shapes.setdefault(name, tuple(int(d) for d in np.shape(value)[1:]))
             for entry, state in zip(self.entries, states, strict=True):
                 entry.update_batch(state, batch, index)
             rows += batch.batch_size
@@ -217,6 +313,7 @@ class BlockAccumulator:
             "state": np.array(encoded, dtype=object),
             "node": np.array([node_id()] * len(encoded), dtype=object),
             "remote_bytes": np.zeros(len(encoded), dtype=np.int64),
+            "shapes": np.array([encode_shapes(shapes)] * len(encoded), dtype=object),
         }
 
 
@@ -246,6 +343,15 @@ class ModelBlockAccumulator(BlockAccumulator):
     def _columns(self, block: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return dict(block)
 
+    def _accumulate(self, block: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        try:
+            return super()._accumulate(block)
+        except IntroscopeError as exc:
+            hinted = with_ray_input_hint(exc, "introscope.ray.introspect")
+            if hinted is exc:
+                raise
+            raise hinted from exc
+
     def _source_stages(self) -> list[PipelineStage]:
         # Only called when the model loaded (__call__ returns the error row otherwise).
         assert self.model_stage is not None
@@ -256,35 +362,59 @@ class StateCombiner:
     """Merges consecutive partial states on a worker, per introspector and in order (Ray map fn).
 
     A second merge level: the driver then receives one state per ``combine`` blocks. Pure in its
-    input rows, so a retried task gives the same output.
+    input rows, so a retried task gives the same output. ``with_model``: the states are of a
+    model's responses (for the wording of an error).
     """
 
-    def __init__(self, entries: Sequence[Entry]) -> None:
+    def __init__(self, entries: Sequence[Entry], *, with_model: bool = False) -> None:
         self.entries = list(entries)
+        self.with_model = with_model
 
     def __call__(self, part: Mapping[str, np.ndarray]) -> dict[str, Any]:
         errors = np.flatnonzero(part["entry"] < 0)
         if len(errors):
             return _error_row(decode_state(bytes(part["state"][errors[0]])))
+        try:
+            return self._combine(part)
+        except IntroscopeError as exc:
+            # As on the block workers: returned, for the driver to raise with its class.
+            return _error_row(error_info(exc))
+
+    def _combine(self, part: Mapping[str, np.ndarray]) -> dict[str, Any]:
         here = node_id()
         merged: dict[int, Any] = {}
         rows: dict[int, int] = {}
         blocks: dict[int, int] = {}
         remote: dict[int, int] = {}
-        for index, n, b, blob, node, moved in zip(
+        shapes: dict[int, RowShapes] = {}
+        for index, n, b, blob, node, moved, text in zip(
             part["entry"],
             part["rows"],
             part["blocks"],
             part["state"],
             part["node"],
             part["remote_bytes"],
+            part["shapes"],
             strict=True,
         ):
             i = int(index)
             entry = self.entries[i]
             data = bytes(blob)
             state = entry.from_state_dict(decode_state(data))
-            merged[i] = entry.combined(merged[i], state) if i in merged else state
+            block_shapes = decode_shapes(text)
+            if i in merged:
+                try:
+                    merged[i] = entry.combined(merged[i], state)
+                except StateError as exc:
+                    name = conflicting_response(exc, shapes[i], block_shapes)
+                    if name is None:
+                        raise
+                    raise row_shape_error(
+                        name, shapes[i][name], block_shapes[name], with_model=self.with_model
+                    ) from exc
+                shapes[i] = {**block_shapes, **shapes[i]}
+            else:
+                merged[i], shapes[i] = state, block_shapes
             rows[i] = rows.get(i, 0) + int(n)
             blocks[i] = blocks.get(i, 0) + int(b)
             # A state made on another node came over the network to this combiner.
@@ -299,4 +429,5 @@ class StateCombiner:
             ),
             "node": np.array([here] * len(order), dtype=object),
             "remote_bytes": np.array([remote[i] for i in order], dtype=np.int64),
+            "shapes": np.array([encode_shapes(shapes[i]) for i in order], dtype=object),
         }

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from introscope.base import ResponseInfo
+from introscope.base._adapter_text import batch_failure, one_line
 from introscope.base._model import check_exact_cast
 from introscope.exceptions import IntroscopeError
 
@@ -278,8 +279,18 @@ class KerasBackend:
         names = tuple(sorted(n for n in outputs if n not in by_input))
         if names:
             submodel = self._submodel(names)
-            with self._no_grad():
-                values = submodel(feeds, training=False)
+            try:
+                with self._no_grad():
+                    values = submodel(feeds, training=False)
+            except IntroscopeError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - Keras and its backends share no base class
+                given = dict(zip(self._input_names, feeds))
+                raise IntroscopeError(
+                    f"{batch_failure('Keras', given, one_line(exc))} ({type(exc).__name__}). "
+                    f"Check the input values (token ids within the vocabulary, indices in "
+                    f"range, ...)"
+                ) from exc
             values = _flatten(values)
             convert = self._keras.ops.convert_to_numpy
             for name, value in zip(names, values):
