@@ -259,3 +259,12 @@ def test_introspect_and_score_start_ray_with_init_local(cluster, monkeypatch):
         assert calls == [((), {})], run  # init_local(), with its loopback-only defaults
         assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}
         calls.clear()
+
+
+def test_an_accumulator_holding_data_is_refused_in_plain_words() -> None:
+    from introscope.ray._entries import resolve_entries
+
+    used = IUA()
+    used.update("a", np.zeros((2, 3)))
+    with pytest.raises(IntroscopeValueError, match=r"is an accumulator \(IUA\) that already"):
+        resolve_entries([used])

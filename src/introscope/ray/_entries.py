@@ -340,8 +340,8 @@ def _resolve(item: Any, index: int) -> Entry:
     if _is_accumulator(item):
         if item.fields:
             raise IntroscopeValueError(
-                f"introscope.ray.introspect: introspectors[{index}] is a {item.owner} "
-                f"accumulator that already holds data; pass an unused one for its settings "
+                f"introscope.ray.introspect: introspectors[{index}] is an accumulator "
+                f"({item.owner}) that already holds data; pass an unused one for its settings "
                 f"and merge earlier results with .merge"
             )
         if isinstance(item, PFACovarianceState):
