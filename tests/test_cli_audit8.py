@@ -274,3 +274,12 @@ def test_a_folder_named_report_html_is_found_up_front(tmp_path, monkeypatch, cap
     assert _analyze("--data", str(data), "--out", str(out)) == 2
     err = capsys.readouterr().err
     assert "holds a folder named 'report.html', where the report writes a file" in err
+
+
+def test_the_demo_finds_a_folder_named_like_its_output_up_front(tmp_path, capsys):
+    out = tmp_path / "out"
+    (out / "iua_healthy.png").mkdir(parents=True)
+    assert main(["demo", "--out", str(out), "--no-data"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a folder named 'iua_healthy.png', where the report writes a file" in err
+    assert sorted(p.name for p in out.iterdir()) == ["iua_healthy.png"]  # nothing trained/written

@@ -16,7 +16,7 @@ from introscope.exceptions import require_all
 from . import _analysis as A
 from ._data import DataSource
 from ._data_report import projection_needs
-from ._output import check_output_folder
+from ._output import check_output_folder, check_output_names
 from ._report_files import RunOutput, data_health, model_health, write_report
 
 __all__ = ["run_demo"]
@@ -114,6 +114,10 @@ def run_demo(
         print(text, file=stream, flush=True)
 
     out_dir = check_output_folder(out)  # before training and analysing, not after
+    names = ["report.html"]
+    for tag in ("healthy", "dying_relu"):
+        names += [f"iua_{tag}.png", f"iua_{tag}.json", f"pfa_{tag}.json"]
+    check_output_names(out_dir, names + (["dataset_report.parquet"] if data else []))
     # Every missing extra named at once, before anything runs.
     needs = [("torch", "torch", "the demo's CNNs"), ("matplotlib", "report", "the heatmaps")]
     if data:
